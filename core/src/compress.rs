@@ -1,0 +1,184 @@
+//! Per-chunk compression. zstd frames are made by the reference C library on native builds and
+//! decoded by it there; on wasm32 (or without the `native-zstd` feature) frames are decoded by
+//! the pure-Rust `ruzstd` and made by its fast encoder. "gzip" is raw DEFLATE (RFC 1951) via
+//! `miniz_oxide`. Decompression never produces more than the recorded raw length, so a
+//! crafted chunk cannot inflate without bound.
+
+use serde::{Deserialize, Serialize};
+
+/// A compression algorithm, as recorded per chunk (low nibble of the entry flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Stored as is.
+    None,
+    /// A zstd frame (RFC 8878).
+    Zstd,
+    /// Raw DEFLATE (RFC 1951), the algorithm of gzip.
+    Gzip,
+}
+
+impl Compression {
+    /// The code stored in pack entries.
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+            Compression::Gzip => 2,
+        }
+    }
+
+    /// Inverse of [`Compression::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            2 => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+
+    /// Parse the names users type: `zstd`, `gzip` (or `deflate`), `none`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "zstd" => Some(Compression::Zstd),
+            "gzip" | "deflate" => Some(Compression::Gzip),
+            "none" | "off" => Some(Compression::None),
+            _ => None,
+        }
+    }
+
+    /// The level used when none is configured.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 1,
+            Compression::None => 0,
+        }
+    }
+}
+
+/// Compress `data`; `None` when compression is off or would not make it smaller, in which
+/// case the chunk is stored raw.
+pub fn compress(algorithm: Compression, level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    let out = match algorithm {
+        Compression::None => return None,
+        Compression::Zstd => zstd_compress(data, level)?,
+        Compression::Gzip => {
+            miniz_oxide::deflate::compress_to_vec(data, level.clamp(0, 10) as u8)
+        }
+    };
+    (out.len() < data.len()).then_some(out)
+}
+
+/// Decompress a chunk whose recorded raw length is `raw_len`; any other length is an error.
+pub fn decompress(algorithm: Compression, data: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    let out = match algorithm {
+        Compression::None => data.to_vec(),
+        Compression::Zstd => zstd_decompress(data, raw_len)?,
+        Compression::Gzip => {
+            miniz_oxide::inflate::decompress_to_vec_with_limit(data, raw_len)
+                .map_err(|e| format!("deflate stream does not inflate to {raw_len} bytes: {e}"))?
+        }
+    };
+    if out.len() != raw_len {
+        return Err(format!(
+            "decompressed to {} bytes, expected {raw_len}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(all(feature = "native-zstd", not(target_arch = "wasm32")))]
+fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    zstd::bulk::compress(data, level).ok()
+}
+
+#[cfg(not(all(feature = "native-zstd", not(target_arch = "wasm32"))))]
+fn zstd_compress(data: &[u8], _level: i32) -> Option<Vec<u8>> {
+    // ruzstd has one working level; its output is a standard frame any decoder reads.
+    Some(ruzstd::encoding::compress_to_vec(
+        data,
+        ruzstd::encoding::CompressionLevel::Fastest,
+    ))
+}
+
+#[cfg(all(feature = "native-zstd", not(target_arch = "wasm32")))]
+fn zstd_decompress(data: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    zstd::bulk::decompress(data, raw_len).map_err(|e| format!("zstd frame does not decode: {e}"))
+}
+
+#[cfg(not(all(feature = "native-zstd", not(target_arch = "wasm32"))))]
+fn zstd_decompress(data: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    ruzstd_decompress(data, raw_len)
+}
+
+/// Pure-Rust zstd decoding, bounded to `raw_len + 1` bytes of output.
+pub fn ruzstd_decompress(data: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let decoder = ruzstd::decoding::StreamingDecoder::new(data)
+        .map_err(|e| format!("zstd frame does not decode: {e}"))?;
+    let mut out = Vec::with_capacity(raw_len);
+    decoder
+        .take(raw_len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd frame does not decode: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        (0..200_000u32)
+            .flat_map(|i| format!("row {i}, value {}\n", i % 97).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        let data = sample();
+        for alg in [Compression::Zstd, Compression::Gzip] {
+            let packed = compress(alg, alg.default_level(), &data).expect("text compresses");
+            assert!(packed.len() < data.len() / 2, "{alg:?}");
+            assert_eq!(decompress(alg, &packed, data.len()).unwrap(), data);
+        }
+        assert_eq!(compress(Compression::None, 0, &data), None);
+    }
+
+    #[test]
+    fn zstd_frames_decode_with_the_pure_rust_decoder_of_the_browser_build() {
+        let data = sample();
+        let packed = compress(Compression::Zstd, 3, &data).unwrap();
+        assert_eq!(ruzstd_decompress(&packed, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let data: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(compress(Compression::Zstd, 3, &data), None);
+        assert_eq!(compress(Compression::Gzip, 1, &data), None);
+    }
+
+    #[test]
+    fn a_bomb_never_inflates_past_the_recorded_length() {
+        let data = vec![0u8; 1 << 20];
+        for alg in [Compression::Zstd, Compression::Gzip] {
+            let packed = compress(alg, alg.default_level(), &data).unwrap();
+            let err = decompress(alg, &packed, 1000).unwrap_err();
+            assert!(!err.is_empty());
+        }
+        let packed = compress(Compression::Zstd, 3, &data).unwrap();
+        assert!(ruzstd_decompress(&packed, 1000).unwrap().len() <= 1001);
+    }
+}

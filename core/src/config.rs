@@ -1,0 +1,133 @@
+//! `config.json`: the repository's settings, readable without a key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compress::Compression;
+
+/// The format name in every `config.json`.
+pub const FORMAT_NAME: &str = "containerarchive";
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Storage key of the config.
+pub const CONFIG_KEY: &str = "config.json";
+
+/// Content-defined chunking parameters (FastCDC 2020, normalization level 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerConfig {
+    /// Always `"fastcdc-2020"`.
+    pub algorithm: ChunkerAlgorithm,
+    /// Smallest chunk in bytes (except the last of an item).
+    pub min_size: u32,
+    /// Target average chunk size in bytes.
+    pub avg_size: u32,
+    /// Largest chunk in bytes.
+    pub max_size: u32,
+}
+
+/// The chunking algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkerAlgorithm {
+    /// FastCDC as published in 2020, gear table of the `fastcdc` crate, normalization level 1.
+    #[serde(rename = "fastcdc-2020")]
+    FastCdc2020,
+}
+
+impl Default for ChunkerConfig {
+    fn default() -> Self {
+        ChunkerConfig {
+            algorithm: ChunkerAlgorithm::FastCdc2020,
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1024 * 1024,
+        }
+    }
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressionConfig {
+    /// Algorithm used for new chunks.
+    pub algorithm: Compression,
+    /// Its level.
+    pub level: i32,
+}
+
+
+/// The whole `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// Repository id (64 hex); salts the key derivation.
+    pub id: String,
+    /// Chunking.
+    pub chunker: ChunkerConfig,
+    /// Compression of new chunks.
+    pub compression: CompressionConfig,
+    /// `"aes-256-gcm"` or `"none"`.
+    pub encryption: String,
+    /// `"hmac-sha256"` (encrypted) or `"sha256"`.
+    pub chunk_id: String,
+    /// Target pack size in bytes.
+    pub pack_size: u64,
+    /// Parity.
+    pub parity: ParityConfig,
+}
+
+/// Parity settings: Reed-Solomon over groups of data packs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityConfig {
+    /// Always `"reed-solomon"`.
+    pub scheme: String,
+    /// Data packs per group.
+    pub data_packs: u32,
+    /// Parity packs per group.
+    pub parity_packs: u32,
+}
+
+impl Default for ParityConfig {
+    fn default() -> Self {
+        ParityConfig {
+            scheme: "reed-solomon".into(),
+            data_packs: 20,
+            parity_packs: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Whether chunks and metadata are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encryption != "none"
+    }
+
+    /// Check that this build can work with the config.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != FORMAT_NAME {
+            return Err(format!("not a containerarchive config (format {:?})", self.format));
+        }
+        if self.version != FORMAT_VERSION {
+            return Err(format!(
+                "repository format version {} (this build reads version {FORMAT_VERSION})",
+                self.version
+            ));
+        }
+        match (self.encryption.as_str(), self.chunk_id.as_str()) {
+            ("aes-256-gcm", "hmac-sha256") | ("none", "sha256") => {}
+            (e, c) => return Err(format!("unknown encryption {e:?} / chunk id {c:?}")),
+        }
+        let c = &self.chunker;
+        if !(64..=c.avg_size).contains(&c.min_size)
+            || c.avg_size > c.max_size
+            || c.max_size > 16 * 1024 * 1024
+        {
+            return Err("chunker sizes out of range".into());
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.pack_size) {
+            return Err("pack size out of range".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Typed errors. Every variant names the object it is about (snapshot, pack, chunk, key file),
+//! so a message alone tells an operator where to look.
+
+use crate::storage::StorageError;
+
+/// Every failure the engine reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `config.json` at the repository location.
+    #[error("no repository at {location}: config.json is missing")]
+    RepositoryNotFound { location: String },
+    /// `init` was asked to create a repository where one already is.
+    #[error("a repository already exists at {location}")]
+    RepositoryExists { location: String },
+    /// No key file under `keys/` opens with the passphrase given (or none was given).
+    #[error("{0}")]
+    WrongPassphrase(String),
+    /// No snapshot has this id (or id prefix).
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(String),
+    /// The id prefix matches more than one snapshot.
+    #[error("snapshot id prefix {prefix} is ambiguous: it matches {}", .matches.join(", "))]
+    AmbiguousSnapshotId { prefix: String, matches: Vec<String> },
+    /// The snapshot has no item of this name.
+    #[error("item {item:?} not found in snapshot {snapshot} (items: {})", .available.join(", "))]
+    ItemNotFound {
+        snapshot: String,
+        item: String,
+        available: Vec<String>,
+    },
+    /// Stored data does not decode, authenticate or hash to what refers to it.
+    #[error("corrupted {object}: {reason}")]
+    Corruption { object: String, reason: String },
+    /// Another process holds a lock that conflicts with the one asked for.
+    #[error("repository is locked: {lock} is held by {holder}")]
+    Locked { lock: String, holder: String },
+    /// A caller-supplied value is out of range (item name, tag, option).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The repository uses a format or feature this build cannot handle.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The storage backend failed (I/O error, disk full, permission…).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Error {
+    pub(crate) fn corruption(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Corruption {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

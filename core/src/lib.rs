@@ -1,0 +1,32 @@
+//! containerarchive-core: the no-I/O engine of containerarchive.
+//!
+//! It turns byte streams into pack, index and snapshot records over an abstract [`Storage`],
+//! and back. It reads no file, socket, clock, environment or OS randomness: the caller passes
+//! storage, time and randomness in. The modules follow the data flow: [`chunk`] → [`id`] /
+//! [`crypto`] → [`compress`] → [`pack`] → [`index`] → [`snapshot`], driven by [`repo`].
+//! The on-disk format is specified in `docs/FORMAT.md`.
+
+pub mod chunk;
+pub mod compress;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod lock;
+pub mod pack;
+pub mod parallel;
+pub mod repo;
+pub mod snapshot;
+pub mod storage;
+pub mod validate;
+
+pub use compress::Compression;
+pub use config::Config;
+pub use crypto::{KdfParams, RandomSource};
+pub use error::{Error, Result};
+pub use id::Id;
+pub use lock::LockInfo;
+pub use repo::{Ingest, InitOptions, ItemReader, Repository, SnapshotFilter};
+pub use snapshot::{Item, Snapshot};
+pub use storage::{MemoryStorage, Storage, StorageError};

@@ -1,0 +1,286 @@
+//! Pack files and their `.idx` companions.
+//!
+//! ```text
+//! pack   = "CA-PACK1" ‖ blob* ‖ header ‖ u32le(len(header)) ‖ "CA-PEND1"
+//! header = seal("ca pack header", u32le(n) ‖ entry*n)
+//! entry  = id[32] ‖ u32le(offset) ‖ u32le(stored_len) ‖ u32le(raw_len) ‖ flags ‖ 0[3]
+//! idx    = "CA-IDX01" ‖ seal("ca pack idx", pack_id[32] ‖ u64le(pack_size) ‖ u32le(n) ‖ entry*n)
+//! ```
+//! A pack alone is enough to rebuild its index entries (the header at its end), and its id is
+//! the SHA-256 of the whole file, so any damage to it is detectable without a key.
+
+use crate::compress::Compression;
+use crate::crypto::{Keys, NONCE_LEN};
+use crate::error::{Error, Result};
+use crate::id::{Id, ID_LEN};
+
+/// Magic at the start of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"CA-PACK1";
+/// Magic at the end of every pack.
+pub const PACK_END_MAGIC: &[u8; 8] = b"CA-PEND1";
+/// Magic at the start of every `.idx` file.
+pub const IDX_MAGIC: &[u8; 8] = b"CA-IDX01";
+/// Seal label of pack headers.
+pub const HEADER_LABEL: &[u8] = b"ca pack header";
+/// Seal label of `.idx` files.
+pub const IDX_LABEL: &[u8] = b"ca pack idx";
+/// Bytes of one encoded entry.
+pub const ENTRY_LEN: usize = ID_LEN + 4 + 4 + 4 + 4;
+/// Bytes after the header: its length and the end magic.
+pub const TRAILER_LEN: usize = 4 + 8;
+
+/// What a blob holds (high nibble of the entry flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// A chunk of an item's content.
+    Data,
+    /// A piece of an item's chunk list: concatenated 32-byte chunk ids.
+    ChunkList,
+}
+
+/// One blob inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Chunk id (keyed hash of the plaintext).
+    pub id: Id,
+    /// Byte offset of the stored blob in the pack.
+    pub offset: u32,
+    /// Bytes of the stored blob (after compression and encryption).
+    pub stored_len: u32,
+    /// Bytes of the plaintext.
+    pub raw_len: u32,
+    /// How the plaintext was compressed before encryption.
+    pub compression: Compression,
+    /// What the blob holds.
+    pub kind: BlobKind,
+}
+
+impl PackEntry {
+    fn flags(&self) -> u8 {
+        let kind = match self.kind {
+            BlobKind::Data => 0,
+            BlobKind::ChunkList => 1,
+        };
+        self.compression.code() | (kind << 4)
+    }
+
+    /// Append the 48-byte encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+        out.extend_from_slice(&[self.flags(), 0, 0, 0]);
+    }
+
+    /// Decode one entry from exactly [`ENTRY_LEN`] bytes.
+    pub fn decode(b: &[u8]) -> std::result::Result<Self, String> {
+        if b.len() != ENTRY_LEN {
+            return Err("truncated entry".into());
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let flags = b[44];
+        let compression = Compression::from_code(flags & 0x0f)
+            .ok_or_else(|| format!("unknown compression code {}", flags & 0x0f))?;
+        let kind = match flags >> 4 {
+            0 => BlobKind::Data,
+            1 => BlobKind::ChunkList,
+            k => return Err(format!("unknown blob kind {k}")),
+        };
+        Ok(PackEntry {
+            id: Id::from_slice(b).expect("length checked"),
+            offset: u32_at(32),
+            stored_len: u32_at(36),
+            raw_len: u32_at(40),
+            compression,
+            kind,
+        })
+    }
+}
+
+/// Decode `u32le(n) ‖ entry*n`, checking that every blob lies inside `[PACK_MAGIC.len(), limit)`.
+pub fn decode_entries(body: &[u8], limit: u64) -> std::result::Result<Vec<PackEntry>, String> {
+    let n = u32::from_le_bytes(
+        body.get(..4)
+            .ok_or("missing entry count")?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    let rest = &body[4..];
+    if rest.len() != n.checked_mul(ENTRY_LEN).ok_or("entry count overflows")? {
+        return Err(format!(
+            "{n} entries announced, {} bytes of entries present",
+            rest.len()
+        ));
+    }
+    rest.chunks_exact(ENTRY_LEN)
+        .map(|b| {
+            let e = PackEntry::decode(b)?;
+            let end = e.offset as u64 + e.stored_len as u64;
+            if (e.offset as usize) < PACK_MAGIC.len() || end > limit {
+                return Err(format!("blob {} lies outside the pack", e.id));
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        e.encode(out);
+    }
+}
+
+/// The storage key of a data pack.
+pub fn pack_key(id: &Id) -> String {
+    let h = id.to_hex();
+    format!("packs/data/{}/{h}.pack", &h[..2])
+}
+
+/// The storage key of a pack's `.idx`.
+pub fn idx_key(id: &Id) -> String {
+    let h = id.to_hex();
+    format!("packs/data/{}/{h}.idx", &h[..2])
+}
+
+/// A pack being filled.
+#[derive(Debug)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A finished pack: its bytes, id and entries.
+#[derive(Debug)]
+pub struct FinishedPack {
+    /// SHA-256 of `data`.
+    pub id: Id,
+    /// The whole pack file.
+    pub data: Vec<u8>,
+    /// Its blobs.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack.
+    pub fn new() -> Self {
+        PackBuilder {
+            data: PACK_MAGIC.to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Append a stored blob and return its entry.
+    pub fn add(
+        &mut self,
+        id: Id,
+        stored: &[u8],
+        raw_len: usize,
+        compression: Compression,
+        kind: BlobKind,
+    ) -> PackEntry {
+        let entry = PackEntry {
+            id,
+            offset: self.data.len() as u32,
+            stored_len: stored.len() as u32,
+            raw_len: raw_len as u32,
+            compression,
+            kind,
+        };
+        self.data.extend_from_slice(stored);
+        self.entries.push(entry);
+        entry
+    }
+
+    /// Seal the header onto the pack.
+    pub fn finish(mut self, keys: &Keys, nonce: [u8; NONCE_LEN]) -> FinishedPack {
+        let mut body = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
+        encode_entries(&self.entries, &mut body);
+        let header = keys.seal(HEADER_LABEL, &body, nonce);
+        self.data.extend_from_slice(&header);
+        self.data
+            .extend_from_slice(&(header.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(PACK_END_MAGIC);
+        FinishedPack {
+            id: Id::sha256(&self.data),
+            data: self.data,
+            entries: self.entries,
+        }
+    }
+}
+
+/// Encode the `.idx` file of a pack.
+pub fn encode_idx(keys: &Keys, pack: &Id, pack_size: u64, entries: &[PackEntry], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(ID_LEN + 12 + entries.len() * ENTRY_LEN);
+    body.extend_from_slice(&pack.0);
+    body.extend_from_slice(&pack_size.to_le_bytes());
+    encode_entries(entries, &mut body);
+    let mut out = IDX_MAGIC.to_vec();
+    out.extend_from_slice(&keys.seal(IDX_LABEL, &body, nonce));
+    out
+}
+
+/// Decode an `.idx` file: the pack it describes, that pack's size, and its entries.
+pub fn decode_idx(keys: &Keys, key: &str, data: &[u8]) -> Result<(Id, u64, Vec<PackEntry>)> {
+    let bad = |reason: String| Error::corruption(format!("pack index {key}"), reason);
+    let sealed = data
+        .strip_prefix(IDX_MAGIC.as_slice())
+        .ok_or_else(|| bad("bad magic".into()))?;
+    let body = keys.open(IDX_LABEL, sealed).map_err(|r| bad(r.into()))?;
+    if body.len() < ID_LEN + 8 {
+        return Err(bad("too short".into()));
+    }
+    let pack = Id::from_slice(&body).expect("length checked");
+    let size = u64::from_le_bytes(body[ID_LEN..ID_LEN + 8].try_into().expect("8 bytes"));
+    let entries = decode_entries(&body[ID_LEN + 8..], size).map_err(bad)?;
+    Ok((pack, size, entries))
+}
+
+/// Where the header of a pack of `pack_size` bytes is, given its last [`TRAILER_LEN`] bytes.
+pub fn header_range(pack_name: &str, pack_size: u64, trailer: &[u8]) -> Result<(u64, u64)> {
+    let bad = |reason: &str| Error::corruption(format!("pack {pack_name}"), reason);
+    if trailer.len() != TRAILER_LEN || &trailer[4..] != PACK_END_MAGIC {
+        return Err(bad("missing end magic (truncated?)"));
+    }
+    let len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as u64;
+    let min = (PACK_MAGIC.len() + TRAILER_LEN) as u64;
+    if pack_size < min || len > pack_size - min {
+        return Err(bad("header length exceeds the pack"));
+    }
+    Ok((pack_size - TRAILER_LEN as u64 - len, len))
+}
+
+/// Decode a pack's header (located by [`header_range`]).
+pub fn decode_header(keys: &Keys, pack_name: &str, header_start: u64, sealed: &[u8]) -> Result<Vec<PackEntry>> {
+    let bad = |reason: String| Error::corruption(format!("pack {pack_name}"), reason);
+    let body = keys
+        .open(HEADER_LABEL, sealed)
+        .map_err(|r| bad(format!("header: {r}")))?;
+    decode_entries(&body, header_start).map_err(bad)
+}
+
+/// Decode the header of a whole pack held in memory.
+pub fn read_pack_entries(keys: &Keys, pack_name: &str, pack: &[u8]) -> Result<Vec<PackEntry>> {
+    if pack.len() < PACK_MAGIC.len() + TRAILER_LEN || &pack[..8] != PACK_MAGIC {
+        return Err(Error::corruption(format!("pack {pack_name}"), "bad magic"));
+    }
+    let (start, len) = header_range(pack_name, pack.len() as u64, &pack[pack.len() - TRAILER_LEN..])?;
+    decode_header(keys, pack_name, start, &pack[start as usize..(start + len) as usize])
+}

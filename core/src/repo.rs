@@ -1,0 +1,938 @@
+//! Repository operations: init, open, ingest, restore, list and get snapshots.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::chunk::Chunker;
+use crate::compress::{compress, decompress, Compression};
+use crate::config::{
+    ChunkerConfig, CompressionConfig, Config, ParityConfig, CONFIG_KEY, FORMAT_NAME,
+    FORMAT_VERSION,
+};
+use crate::crypto::{random_bytes, KdfParams, KeyFile, Keys, RandomSource, NONCE_LEN};
+use crate::error::{Error, Result};
+use crate::id::{Id, ID_LEN};
+use crate::index::{decode_index_file, encode_index_file, index_key, Index, IndexedPack, Location, INDEX_PREFIX};
+use crate::lock::{self, LockInfo, StaleCheck};
+use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
+use crate::parallel::par_map;
+use crate::snapshot::{
+    decode_snapshot, encode_snapshot, format_time, snapshot_id_of_key, snapshot_key, Item,
+    Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
+};
+use crate::storage::{Storage, StorageError};
+use crate::validate::{validate_item_name, validate_item_type, validate_tags};
+
+/// Prefix of key files.
+pub const KEYS_PREFIX: &str = "keys/";
+/// Packs written before their index entries are flushed to a new index file.
+const PACKS_PER_INDEX_FILE: usize = 64;
+/// Bytes of chunks restored per batch (decoded in parallel).
+const RESTORE_BATCH_BYTES: u64 = 8 << 20;
+/// Gap between two blobs of one pack below which restore reads them in one request.
+const COALESCE_GAP: u64 = 256 << 10;
+
+/// Settings chosen at `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Compression of new chunks.
+    pub compression: Compression,
+    /// Its level (`None`: the algorithm's default).
+    pub compression_level: Option<i32>,
+    /// Argon2id costs of the first key file.
+    pub kdf: KdfParams,
+    /// Chunking.
+    pub chunker: ChunkerConfig,
+    /// Target pack size in bytes.
+    pub pack_size: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            compression: Compression::Zstd,
+            compression_level: None,
+            kdf: KdfParams::default(),
+            chunker: ChunkerConfig::default(),
+            pack_size: 8 << 20,
+        }
+    }
+}
+
+/// Which snapshots to list: all tags must match; `after ≤ created_at ≤ before`.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Tags that must all be present with these values.
+    pub tags: BTreeMap<String, String>,
+    /// Earliest creation time (inclusive).
+    pub after: Option<DateTime<FixedOffset>>,
+    /// Latest creation time (inclusive).
+    pub before: Option<DateTime<FixedOffset>>,
+}
+
+impl SnapshotFilter {
+    /// Whether `s` passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.tags
+            .iter()
+            .all(|(k, v)| s.manifest.tags.get(k) == Some(v))
+            && self.after.is_none_or(|a| s.time >= a)
+            && self.before.is_none_or(|b| s.time <= b)
+    }
+}
+
+struct Inner<S> {
+    storage: S,
+    config: Config,
+    keys: Keys,
+    index: RwLock<Option<Index>>,
+}
+
+/// An open repository. Cloning is cheap and shares the loaded index.
+pub struct Repository<S: Storage> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for Repository<S> {
+    fn clone(&self) -> Self {
+        Repository {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+fn key_file_key(id: &Id) -> String {
+    format!("{KEYS_PREFIX}{}.key", id.to_hex())
+}
+
+/// The authenticated-data label of a blob: binds its ciphertext to its id.
+fn blob_label(id: &Id) -> [u8; 7 + ID_LEN] {
+    let mut l = [0u8; 7 + ID_LEN];
+    l[..7].copy_from_slice(b"ca blob");
+    l[7..].copy_from_slice(&id.0);
+    l
+}
+
+/// Compress and seal one blob; returns the stored bytes and the compression used.
+fn encode_blob(keys: &Keys, cfg: CompressionConfig, id: &Id, data: &[u8], nonce: [u8; NONCE_LEN]) -> (Vec<u8>, Compression) {
+    let (body, used) = match compress(cfg.algorithm, cfg.level, data) {
+        Some(c) => (c, cfg.algorithm),
+        None => (data.to_vec(), Compression::None),
+    };
+    if keys.encrypted() {
+        (keys.seal(&blob_label(id), &body, nonce), used)
+    } else {
+        (body, used)
+    }
+}
+
+/// Open, decompress and check one stored blob against its id.
+pub fn decode_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+    let e = &loc.entry;
+    let bad = |reason: String| Error::corruption(format!("chunk {} in pack {}", e.id, loc.pack), reason);
+    let body;
+    let compressed: &[u8] = if keys.encrypted() {
+        body = keys.open(&blob_label(&e.id), stored).map_err(|r| bad(r.into()))?;
+        &body
+    } else {
+        stored
+    };
+    let plain = decompress(e.compression, compressed, e.raw_len as usize).map_err(bad)?;
+    if keys.chunk_id(&plain) != e.id {
+        return Err(bad("content does not hash to the chunk id".into()));
+    }
+    Ok(plain)
+}
+
+impl<S: Storage> Repository<S> {
+    /// Create a repository in empty storage. With a passphrase it is encrypted.
+    pub fn init(
+        storage: S,
+        passphrase: Option<&[u8]>,
+        options: &InitOptions,
+        created_at: &str,
+        key_comment: &str,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Self> {
+        match storage.get(CONFIG_KEY) {
+            Ok(_) => {
+                return Err(Error::RepositoryExists {
+                    location: storage.location(),
+                })
+            }
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let repo_id = Id(random_bytes(rng));
+        let algorithm = options.compression;
+        let config = Config {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            id: repo_id.to_hex(),
+            chunker: options.chunker,
+            compression: CompressionConfig {
+                algorithm,
+                level: options
+                    .compression_level
+                    .unwrap_or_else(|| algorithm.default_level()),
+            },
+            encryption: if passphrase.is_some() { "aes-256-gcm" } else { "none" }.into(),
+            chunk_id: if passphrase.is_some() { "hmac-sha256" } else { "sha256" }.into(),
+            pack_size: options.pack_size,
+            parity: ParityConfig::default(),
+        };
+        config.validate().map_err(Error::InvalidArgument)?;
+        let keys = match passphrase {
+            Some(pass) => {
+                let master: [u8; 32] = random_bytes(rng);
+                let kf = KeyFile::create(
+                    &master,
+                    &repo_id,
+                    pass,
+                    options.kdf,
+                    created_at.into(),
+                    key_comment.into(),
+                    rng,
+                )
+                .map_err(Error::InvalidArgument)?;
+                let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+                storage.put(&key_file_key(&Id::sha256(&json)), &json)?;
+                Keys::from_master(&master, &repo_id)
+            }
+            None => Keys::plain(),
+        };
+        // config.json last: its presence is what makes the repository exist.
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        storage.put(CONFIG_KEY, &json).map_err(|e| match e {
+            StorageError::AlreadyExists(_) => Error::RepositoryExists {
+                location: storage.location(),
+            },
+            e => e.into(),
+        })?;
+        Ok(Self::from_parts(storage, config, keys, Some(Index::new())))
+    }
+
+    fn from_parts(storage: S, config: Config, keys: Keys, index: Option<Index>) -> Self {
+        Repository {
+            inner: Arc::new(Inner {
+                storage,
+                config,
+                keys,
+                index: RwLock::new(index),
+            }),
+        }
+    }
+
+    /// Open an existing repository.
+    pub fn open(storage: S, passphrase: Option<&[u8]>) -> Result<Self> {
+        let raw = match storage.get(CONFIG_KEY) {
+            Ok(raw) => raw,
+            Err(StorageError::NotFound(_)) => {
+                return Err(Error::RepositoryNotFound {
+                    location: storage.location(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config: Config = serde_json::from_slice(&raw)
+            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
+        config.validate().map_err(|reason| {
+            if config.format == FORMAT_NAME && config.version != FORMAT_VERSION {
+                Error::Unsupported(reason)
+            } else {
+                Error::corruption(CONFIG_KEY, reason)
+            }
+        })?;
+        let repo_id = Id::from_hex(&config.id)
+            .ok_or_else(|| Error::corruption(CONFIG_KEY, "repository id is not 64 hex digits"))?;
+        let keys = if config.encrypted() {
+            let pass = passphrase.ok_or_else(|| {
+                Error::WrongPassphrase(format!(
+                    "the repository at {} is encrypted: a passphrase is needed",
+                    storage.location()
+                ))
+            })?;
+            Keys::from_master(&unlock_master(&storage, &repo_id, pass)?, &repo_id)
+        } else {
+            Keys::plain()
+        };
+        Ok(Self::from_parts(storage, config, keys, None))
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &S {
+        &self.inner.storage
+    }
+
+    /// The repository settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The working keys.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// The global index, loaded from `index/` on first use.
+    pub fn index(&self) -> Result<RwLockReadGuard<'_, Option<Index>>> {
+        {
+            let guard = self.inner.index.read().unwrap_or_else(|e| e.into_inner());
+            if guard.is_some() {
+                return Ok(guard);
+            }
+        }
+        let loaded = self.load_index()?;
+        {
+            let mut w = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
+            if w.is_none() {
+                *w = Some(loaded);
+            }
+        }
+        Ok(self.inner.index.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn load_index(&self) -> Result<Index> {
+        let storage = &self.inner.storage;
+        let mut index = Index::new();
+        let mut keys: Vec<String> = storage.list(INDEX_PREFIX)?.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        for key in keys {
+            let data = storage.get(&key)?;
+            for p in decode_index_file(&self.inner.keys, &key, &data)? {
+                index.add_pack(p.id, p.size, &p.entries);
+            }
+        }
+        Ok(index)
+    }
+
+    fn index_add(&self, packs: &[IndexedPack]) -> Result<()> {
+        drop(self.index()?);
+        let mut w = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
+        let index = w.get_or_insert_with(Index::new);
+        for p in packs {
+            index.add_pack(p.id, p.size, &p.entries);
+        }
+        Ok(())
+    }
+
+    /// Where blob `id` is stored.
+    pub fn locate(&self, id: &Id) -> Result<Option<Location>> {
+        Ok(self.index()?.as_ref().and_then(|i| i.get(id)))
+    }
+
+    /// Ids of every snapshot, from file names alone.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .inner
+            .storage
+            .list(SNAPSHOT_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, _)| snapshot_id_of_key(&k))
+            .collect())
+    }
+
+    /// Read one snapshot manifest.
+    pub fn load_snapshot(&self, id: Id) -> Result<Snapshot> {
+        let data = self
+            .inner
+            .storage
+            .get(&snapshot_key(&id))
+            .map_err(|e| match e {
+                StorageError::NotFound(_) => Error::SnapshotNotFound(id.to_hex()),
+                e => e.into(),
+            })?;
+        decode_snapshot(&self.inner.keys, id, &data)
+    }
+
+    /// Snapshots passing `filter`, oldest first. Reads manifests only, never chunk lists.
+    pub fn list_snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for id in self.snapshot_ids()? {
+            let s = self.load_snapshot(id)?;
+            if filter.matches(&s) {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// A snapshot by full id, unique id prefix, or `latest`.
+    pub fn get_snapshot(&self, id_or_prefix: &str) -> Result<Snapshot> {
+        let wanted = id_or_prefix.trim().to_ascii_lowercase();
+        if wanted == "latest" {
+            return self
+                .list_snapshots(&SnapshotFilter::default())?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound("latest (the repository has no snapshots)".into()));
+        }
+        if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(format!("{id_or_prefix:?} (not a hex id)")));
+        }
+        let mut matches: Vec<Id> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&wanted))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(id_or_prefix.to_string())),
+            1 => self.load_snapshot(matches.remove(0)),
+            _ => {
+                matches.sort();
+                Err(Error::AmbiguousSnapshotId {
+                    prefix: id_or_prefix.to_string(),
+                    matches: matches.iter().map(Id::to_hex).collect(),
+                })
+            }
+        }
+    }
+
+    /// Take a lock for an operation; release it with [`Repository::unlock`].
+    pub fn lock(&self, info: &LockInfo, rng: &mut dyn RandomSource, is_stale: StaleCheck<'_>) -> Result<String> {
+        lock::acquire(&self.inner.storage, &self.inner.keys, info, rng, is_stale)
+    }
+
+    /// Release a lock taken with [`Repository::lock`].
+    pub fn unlock(&self, lock_key: &str) -> Result<()> {
+        lock::release(&self.inner.storage, lock_key)
+    }
+
+    /// Start an ingest under a shared lock. Nothing becomes visible until [`Ingest::commit`].
+    pub fn ingest(
+        &self,
+        lock_info: &LockInfo,
+        mut rng: Box<dyn RandomSource + Send>,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<Ingest<S>> {
+        let lock_key = self.lock(lock_info, rng.as_mut(), is_stale)?;
+        let chunker = Chunker::new(self.inner.config.chunker);
+        Ok(Ingest {
+            chunker,
+            writer: Writer {
+                repo: self.clone(),
+                rng,
+                lock_key: Some(lock_key),
+                pack: PackBuilder::new(),
+                unindexed: Vec::new(),
+                session: HashSet::new(),
+                item: None,
+                items: Vec::new(),
+                stats: Stats::default(),
+            },
+        })
+    }
+
+    /// Read blobs (already located) from storage, reading neighbours in one request.
+    fn fetch(&self, locs: &[Location]) -> Result<Vec<Vec<u8>>> {
+        let storage = &self.inner.storage;
+        let mut out = Vec::with_capacity(locs.len());
+        let mut i = 0;
+        while i < locs.len() {
+            let first = &locs[i];
+            let start = first.entry.offset as u64;
+            let mut end = start + first.entry.stored_len as u64;
+            let mut j = i + 1;
+            while j < locs.len()
+                && locs[j].pack == first.pack
+                && (locs[j].entry.offset as u64) >= start
+                && (locs[j].entry.offset as u64) <= end + COALESCE_GAP
+            {
+                end = end.max(locs[j].entry.offset as u64 + locs[j].entry.stored_len as u64);
+                j += 1;
+            }
+            let key = pack_key(&first.pack);
+            let data = storage.get_range(&key, start, end - start).map_err(|e| match e {
+                StorageError::NotFound(_) => Error::corruption(
+                    format!("pack {}", first.pack),
+                    format!("missing (it holds chunk {})", first.entry.id),
+                ),
+                e => e.into(),
+            })?;
+            if (data.len() as u64) < end - start {
+                return Err(Error::corruption(
+                    format!("pack {}", first.pack),
+                    format!("truncated (chunk {} lies past its end)", first.entry.id),
+                ));
+            }
+            for l in &locs[i..j] {
+                let o = (l.entry.offset as u64 - start) as usize;
+                out.push(data[o..o + l.entry.stored_len as usize].to_vec());
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// Locate, fetch and decode blobs, in parallel where enabled.
+    fn read_blobs(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
+        let locs = {
+            let guard = self.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            ids.iter()
+                .map(|id| {
+                    index.get(id).ok_or_else(|| {
+                        Error::corruption(what(id), format!("chunk {id} is not in the index"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let stored = self.fetch(&locs)?;
+        let keys = &self.inner.keys;
+        par_map(locs.into_iter().zip(stored).collect(), |(loc, data)| {
+            decode_blob(keys, &loc, &data)
+        })
+        .into_iter()
+        .collect()
+    }
+
+    /// A reader over one item of a snapshot.
+    pub fn item_reader(&self, snapshot: &Snapshot, item: &str) -> Result<ItemReader<S>> {
+        Ok(ItemReader {
+            repo: self.clone(),
+            snapshot: snapshot.id,
+            item: snapshot.item(item)?.clone(),
+            list_pos: 0,
+            ids: Vec::new(),
+            id_pos: 0,
+            produced: 0,
+            chunks: 0,
+        })
+    }
+}
+
+fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<[u8; 32]> {
+    let mut keys = storage.list(KEYS_PREFIX)?;
+    keys.sort();
+    let mut malformed = Vec::new();
+    let mut tried = 0;
+    for (key, size) in &keys {
+        if !key.ends_with(".key") || *size > 64 * 1024 {
+            continue;
+        }
+        let parsed = storage
+            .get(key)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice::<KeyFile>(&d).map_err(|e| e.to_string()))
+            .and_then(|kf| {
+                let p = kf.kdf_params;
+                if p.memory_kib > 4 << 20 || p.iterations > 1000 || p.parallelism > 255 {
+                    return Err("Argon2id costs out of range".to_string());
+                }
+                kf.unwrap_master(repo_id, pass)
+            });
+        match parsed {
+            Ok(Some(master)) => return Ok(master),
+            Ok(None) => tried += 1,
+            Err(e) => malformed.push(format!("{key}: {e}")),
+        }
+    }
+    if tried == 0 {
+        return Err(Error::corruption(
+            KEYS_PREFIX,
+            if malformed.is_empty() {
+                "no key file: the encrypted repository cannot be opened".to_string()
+            } else {
+                format!("no readable key file ({})", malformed.join("; "))
+            },
+        ));
+    }
+    Err(Error::WrongPassphrase(format!(
+        "wrong passphrase for the repository at {}: none of its {tried} key file(s) opens with it",
+        storage.location()
+    )))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    original_size: u64,
+    stored_size: u64,
+    chunk_count: u64,
+    new_chunks: u64,
+    reused_chunks: u64,
+}
+
+struct ItemState {
+    name: String,
+    kind: String,
+    size: u64,
+    chunk_count: u64,
+    ids: Vec<Id>,
+    lists: Vec<Id>,
+}
+
+/// Everything an ingest keeps apart from its chunker.
+struct Writer<S: Storage> {
+    repo: Repository<S>,
+    rng: Box<dyn RandomSource + Send>,
+    lock_key: Option<String>,
+    pack: PackBuilder,
+    /// Packs stored whose entries are in no index file yet.
+    unindexed: Vec<IndexedPack>,
+    /// Blobs added by this ingest (the global index learns them once an index file is written).
+    session: HashSet<Id>,
+    item: Option<ItemState>,
+    items: Vec<Item>,
+    stats: Stats,
+}
+
+/// An ingest in progress: items are written one after another, then committed as one snapshot.
+pub struct Ingest<S: Storage> {
+    chunker: Chunker,
+    writer: Writer<S>,
+}
+
+impl<S: Storage> Writer<S> {
+    fn nonce(&mut self) -> [u8; NONCE_LEN] {
+        random_bytes(self.rng.as_mut())
+    }
+
+    fn is_known(&self, id: &Id, index: &Index) -> bool {
+        self.session.contains(id) || index.contains(id)
+    }
+
+    /// Hash, deduplicate, compress, encrypt and pack a batch of chunks of the current item.
+    fn process(&mut self, chunks: &[&[u8]]) -> Result<()> {
+        let repo = self.repo.clone();
+        let keys = repo.keys();
+        let cfg = repo.config().compression;
+        let ids = par_map(chunks.to_vec(), |c| keys.chunk_id(c));
+        let mut todo = Vec::new();
+        {
+            let guard = repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            for (i, id) in ids.iter().enumerate() {
+                if self.is_known(id, index) {
+                    self.stats.reused_chunks += 1;
+                } else {
+                    self.session.insert(*id);
+                    self.stats.new_chunks += 1;
+                    todo.push((chunks[i], *id, [0u8; NONCE_LEN]));
+                }
+            }
+        }
+        for t in &mut todo {
+            t.2 = self.nonce();
+        }
+        let encoded = par_map(todo, |(data, id, nonce)| {
+            let (stored, used) = encode_blob(keys, cfg, &id, data, nonce);
+            (id, stored, used, data.len())
+        });
+        for (id, stored, used, raw_len) in encoded {
+            self.add_blob(id, &stored, raw_len, used, BlobKind::Data)?;
+        }
+        self.stats.chunk_count += ids.len() as u64;
+        let item = self.item.as_mut().expect("an item is open");
+        item.chunk_count += ids.len() as u64;
+        item.ids.extend_from_slice(&ids);
+        while self.item.as_ref().expect("open").ids.len() >= IDS_PER_LIST_BLOB {
+            self.emit_list(IDS_PER_LIST_BLOB)?;
+        }
+        Ok(())
+    }
+
+    /// Store the first `n` pending chunk ids of the current item as a chunk-list blob.
+    fn emit_list(&mut self, n: usize) -> Result<()> {
+        let item = self.item.as_mut().expect("an item is open");
+        let raw: Vec<u8> = item.ids.drain(..n).flat_map(|id| id.0).collect();
+        let repo = self.repo.clone();
+        let id = repo.keys().chunk_id(&raw);
+        self.item.as_mut().expect("open").lists.push(id);
+        let known = {
+            let guard = repo.index()?;
+            self.is_known(&id, guard.as_ref().expect("index loaded"))
+        };
+        if !known {
+            self.session.insert(id);
+            let nonce = self.nonce();
+            let none = CompressionConfig {
+                algorithm: Compression::None,
+                level: 0,
+            };
+            let (stored, used) = encode_blob(repo.keys(), none, &id, &raw, nonce);
+            self.add_blob(id, &stored, raw.len(), used, BlobKind::ChunkList)?;
+        }
+        Ok(())
+    }
+
+    fn add_blob(&mut self, id: Id, stored: &[u8], raw_len: usize, used: Compression, kind: BlobKind) -> Result<()> {
+        self.pack.add(id, stored, raw_len, used, kind);
+        self.stats.stored_size += stored.len() as u64;
+        if self.pack.len() as u64 >= self.repo.config().pack_size {
+            self.flush_pack()?;
+        }
+        Ok(())
+    }
+
+    /// Store the current pack and its `.idx`.
+    fn flush_pack(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let nonce = self.nonce();
+        let pack = std::mem::take(&mut self.pack).finish(self.repo.keys(), nonce);
+        let size = pack.data.len() as u64;
+        let idx_nonce = self.nonce();
+        let idx = encode_idx(self.repo.keys(), &pack.id, size, &pack.entries, idx_nonce);
+        let storage = self.repo.storage();
+        put_content_addressed(storage, &pack_key(&pack.id), &pack.data)?;
+        put_content_addressed(storage, &idx_key(&pack.id), &idx)?;
+        self.stats.stored_size += (pack.data.len() - pack.entries.iter().map(|e| e.stored_len as usize).sum::<usize>()) as u64;
+        self.unindexed.push(IndexedPack {
+            id: pack.id,
+            size,
+            entries: pack.entries,
+        });
+        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    /// Store an index file for the packs not yet indexed and teach the global index.
+    fn write_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let nonce = self.nonce();
+        let data = encode_index_file(self.repo.keys(), &self.unindexed, nonce);
+        put_content_addressed(self.repo.storage(), &index_key(&Id::sha256(&data)), &data)?;
+        self.repo.index_add(&self.unindexed)?;
+        self.unindexed.clear();
+        Ok(())
+    }
+
+    fn finish_item(&mut self) -> Result<()> {
+        let pending = self.item.as_ref().map_or(0, |i| i.ids.len());
+        if pending > 0 {
+            self.emit_list(pending)?;
+        }
+        if let Some(i) = self.item.take() {
+            self.stats.original_size += i.size;
+            self.items.push(Item {
+                name: i.name,
+                kind: i.kind,
+                size: i.size,
+                chunk_count: i.chunk_count,
+                chunk_lists: i.lists,
+            });
+        }
+        Ok(())
+    }
+
+    fn release_lock(&mut self) -> Result<()> {
+        match self.lock_key.take() {
+            Some(k) => self.repo.unlock(&k),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Store a content-addressed object; an identical one already there is as good.
+fn put_content_addressed<S: Storage>(storage: &S, key: &str, data: &[u8]) -> Result<()> {
+    match storage.put(key, data) {
+        Ok(()) | Err(StorageError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Bytes buffered before chunking: enough for many chunks per parallel batch.
+const CHUNK_BATCH_BYTES: usize = 8 << 20;
+
+impl<S: Storage> Ingest<S> {
+    /// Begin a new item; the previous one must be finished.
+    pub fn start_item(&mut self, name: &str, kind: &str) -> Result<()> {
+        validate_item_name(name)?;
+        validate_item_type(kind)?;
+        let w = &mut self.writer;
+        if let Some(open) = &w.item {
+            return Err(Error::InvalidArgument(format!(
+                "item {:?} is still open: finish it before starting {name:?}",
+                open.name
+            )));
+        }
+        if w.items.iter().any(|i| i.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "item name {name:?} appears twice in one snapshot"
+            )));
+        }
+        w.item = Some(ItemState {
+            name: name.into(),
+            kind: kind.into(),
+            size: 0,
+            chunk_count: 0,
+            ids: Vec::new(),
+            lists: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Add bytes to the current item.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        let item = self
+            .writer
+            .item
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("no item is open: call start_item first".into()))?;
+        item.size += data.len() as u64;
+        let limit = CHUNK_BATCH_BYTES + self.writer.repo.config().chunker.max_size as usize;
+        while !data.is_empty() {
+            let room = limit.saturating_sub(self.chunker.pending()).max(1);
+            let (now, later) = data.split_at(room.min(data.len()));
+            self.chunker.push(now);
+            data = later;
+            if self.chunker.pending() >= limit {
+                let writer = &mut self.writer;
+                self.chunker.cut(false, |chunks| writer.process(chunks))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End the current item.
+    pub fn finish_item(&mut self) -> Result<()> {
+        if self.writer.item.is_none() {
+            return Err(Error::InvalidArgument("no item is open".into()));
+        }
+        let writer = &mut self.writer;
+        self.chunker.cut(true, |chunks| writer.process(chunks))?;
+        writer.finish_item()
+    }
+
+    /// Bytes of content written so far (all items).
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.stats.original_size + self.writer.item.as_ref().map_or(0, |i| i.size)
+    }
+
+    /// Make everything durable and write the snapshot manifest; only now does it appear.
+    pub fn commit(mut self, created_at: &DateTime<FixedOffset>, tags: BTreeMap<String, String>) -> Result<Snapshot> {
+        validate_tags(&tags)?;
+        if self.writer.item.is_some() {
+            self.finish_item()?;
+        }
+        let w = &mut self.writer;
+        if w.items.is_empty() {
+            return Err(Error::InvalidArgument("a snapshot needs at least one item".into()));
+        }
+        w.flush_pack()?;
+        w.write_index()?;
+        let s = w.stats;
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            created_at: format_time(created_at),
+            tags,
+            original_size: s.original_size,
+            stored_size: s.stored_size,
+            chunk_count: s.chunk_count,
+            new_chunks: s.new_chunks,
+            reused_chunks: s.reused_chunks,
+            items: std::mem::take(&mut w.items),
+        };
+        let nonce = w.nonce();
+        let (id, data) = encode_snapshot(w.repo.keys(), &manifest, nonce);
+        put_content_addressed(w.repo.storage(), &snapshot_key(&id), &data)?;
+        w.release_lock()?;
+        Ok(Snapshot {
+            id,
+            time: *created_at,
+            manifest,
+        })
+    }
+
+    /// Give up: no snapshot is written; stored packs stay until garbage collection.
+    pub fn abort(mut self) -> Result<()> {
+        self.writer.release_lock()
+    }
+}
+
+impl<S: Storage> Drop for Writer<S> {
+    fn drop(&mut self) {
+        // Best effort: a lock we cannot remove now is left for stale-lock detection.
+        let _ = self.release_lock();
+    }
+}
+
+/// Streams the content of one item, chunk by chunk, each checked against its id.
+pub struct ItemReader<S: Storage> {
+    repo: Repository<S>,
+    snapshot: Id,
+    item: Item,
+    list_pos: usize,
+    ids: Vec<Id>,
+    id_pos: usize,
+    produced: u64,
+    chunks: u64,
+}
+
+impl<S: Storage> ItemReader<S> {
+    /// The item being read.
+    pub fn item(&self) -> &Item {
+        &self.item
+    }
+
+    fn whose(&self) -> String {
+        format!("item {:?} of snapshot {}", self.item.name, self.snapshot)
+    }
+
+    fn load_next_list(&mut self) -> Result<bool> {
+        let Some(list_id) = self.item.chunk_lists.get(self.list_pos).copied() else {
+            return Ok(false);
+        };
+        self.list_pos += 1;
+        let whose = self.whose();
+        let raw = self
+            .repo
+            .read_blobs(&[list_id], &|_| whose.clone())?
+            .pop()
+            .expect("one blob asked, one returned");
+        if raw.len() % ID_LEN != 0 {
+            return Err(Error::corruption(
+                format!("chunk list {list_id} of {}", self.whose()),
+                "length is not a multiple of 32",
+            ));
+        }
+        self.ids = raw.chunks_exact(ID_LEN).map(|c| Id::from_slice(c).expect("32 bytes")).collect();
+        self.id_pos = 0;
+        Ok(true)
+    }
+
+    /// The next chunks of content in order (about 8 MiB), or `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        while self.id_pos >= self.ids.len() {
+            if !self.load_next_list()? {
+                if self.produced != self.item.size || self.chunks != self.item.chunk_count {
+                    return Err(Error::corruption(
+                        self.whose(),
+                        format!(
+                            "restored {} bytes in {} chunks, manifest says {} bytes in {} chunks",
+                            self.produced, self.chunks, self.item.size, self.item.chunk_count
+                        ),
+                    ));
+                }
+                return Ok(None);
+            }
+        }
+        let mut take = Vec::new();
+        let mut bytes = 0u64;
+        {
+            let guard = self.repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            while self.id_pos < self.ids.len() && bytes < RESTORE_BATCH_BYTES {
+                let id = self.ids[self.id_pos];
+                bytes += index.get(&id).map_or(0, |l| l.entry.raw_len as u64);
+                take.push(id);
+                self.id_pos += 1;
+            }
+        }
+        let whose = self.whose();
+        let out = self.repo.read_blobs(&take, &|_| whose.clone())?;
+        self.chunks += out.len() as u64;
+        self.produced += out.iter().map(|c| c.len() as u64).sum::<u64>();
+        if self.produced > self.item.size {
+            return Err(Error::corruption(self.whose(), "more content than the manifest's size"));
+        }
+        Ok(Some(out))
+    }
+}

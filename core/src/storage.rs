@@ -1,0 +1,142 @@
+//! The storage trait: the only way the engine reaches bytes at rest.
+//!
+//! Keys are `/`-separated relative paths such as `packs/data/ab/ab12….pack`. Every object is
+//! written once, whole, and never modified; the backends (filesystem, browser files, object
+//! storage) only need get, ranged get, create-only put, list by prefix and delete.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A storage backend failure, naming the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("{0} does not exist in the repository")]
+    NotFound(String),
+    /// A create-only put found the object already there.
+    #[error("{0} already exists in the repository")]
+    AlreadyExists(String),
+    /// Any other backend failure (I/O error, no space left, permission denied…).
+    #[error("storage error on {key}: {message}")]
+    Backend { key: String, message: String },
+}
+
+/// Result of a storage operation.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Object storage as the engine sees it.
+pub trait Storage {
+    /// Human-readable location of the repository (a path or URL), used in messages.
+    fn location(&self) -> String;
+    /// The whole object.
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>>;
+    /// `length` bytes at `offset`; fewer only if the object is shorter (the caller checks).
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>>;
+    /// Store a new object atomically and durably: it is either absent or complete, and a
+    /// reader never sees a partial object. Fails with `AlreadyExists` if the key is taken.
+    fn put(&self, key: &str, data: &[u8]) -> StorageResult<()>;
+    /// Every key (with its size in bytes) that starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>>;
+    /// Remove an object; removing a missing object is `NotFound`.
+    fn delete(&self, key: &str) -> StorageResult<()>;
+}
+
+impl<S: Storage + ?Sized> Storage for &S {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        (**self).get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        (**self).put(key, data)
+    }
+    fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> StorageResult<()> {
+        (**self).delete(key)
+    }
+}
+
+/// A storage held in memory: for tests, and for the browser build once files are loaded.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replace (or create) an object directly, bypassing the create-only rule; tests use it
+    /// to damage a repository on purpose.
+    pub fn overwrite(&self, key: &str, data: Vec<u8>) {
+        self.lock().insert(key.to_string(), data);
+    }
+
+    /// A copy of every object, for inspection in tests.
+    pub fn snapshot_objects(&self) -> BTreeMap<String, Vec<u8>> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        // A poisoned map is still consistent: every operation on it is a single insert/remove.
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn location(&self) -> String {
+        "memory".to_string()
+    }
+
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        self.lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StorageError::NotFound(key.to_string()))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        let objects = self.lock();
+        let data = objects
+            .get(key)
+            .ok_or_else(|| StorageError::NotFound(key.to_string()))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let end = start
+            .saturating_add(usize::try_from(length).unwrap_or(usize::MAX))
+            .min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        let mut objects = self.lock();
+        if objects.contains_key(key) {
+            return Err(StorageError::AlreadyExists(key.to_string()));
+        }
+        objects.insert(key.to_string(), data.to_vec());
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
+        Ok(self
+            .lock()
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.len() as u64))
+            .collect())
+    }
+
+    fn delete(&self, key: &str) -> StorageResult<()> {
+        self.lock()
+            .remove(key)
+            .map(|_| ())
+            .ok_or_else(|| StorageError::NotFound(key.to_string()))
+    }
+}
