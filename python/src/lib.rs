@@ -1,1 +1,395 @@
+//! The native half of the `containerarchive` Python package.
+//!
+//! Thin wrappers only: convert arguments, release the GIL, call the core, convert results.
+//! Filesystem storage (`fs`) and OS randomness are the I/O this crate adds to the core.
 
+mod fs;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use containerarchive_core::crypto::KdfParams;
+use containerarchive_core::snapshot::parse_time;
+use containerarchive_core::{
+    Compression, Error, Ingest, InitOptions, ItemReader, LockInfo, RandomSource, Repository,
+    Snapshot, SnapshotFilter, StorageError,
+};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+
+use crate::fs::FsStorage;
+
+/// Randomness from the operating system.
+pub struct OsRng;
+
+impl RandomSource for OsRng {
+    fn fill(&mut self, dest: &mut [u8]) {
+        getrandom::fill(dest).expect("the operating system provides randomness");
+    }
+}
+
+/// Raise the Python exception class of `containerarchive.errors` that matches `e`, with the
+/// object it names as attributes (`snapshot`, `item`, `lock`, `object`, `key`…).
+fn py_err(e: Error) -> PyErr {
+    Python::attach(|py| {
+        let text = |v: &String| PyString::new(py, v).into_any().unbind();
+        let list = |v: &Vec<String>| PyList::new(py, v).expect("strings convert").into_any().unbind();
+        let (class, attrs): (&str, Vec<(&str, Py<PyAny>)>) = match &e {
+            Error::RepositoryNotFound { location } => ("RepositoryNotFoundError", vec![("location", text(location))]),
+            Error::RepositoryExists { location } => ("RepositoryExistsError", vec![("location", text(location))]),
+            Error::WrongPassphrase(_) => ("WrongPassphraseError", vec![]),
+            Error::SnapshotNotFound(id) => ("SnapshotNotFoundError", vec![("snapshot", text(id))]),
+            Error::AmbiguousSnapshotId { prefix, matches } => {
+                ("AmbiguousSnapshotIdError", vec![("snapshot", text(prefix)), ("matches", list(matches))])
+            }
+            Error::ItemNotFound { snapshot, item, available } => (
+                "ItemNotFoundError",
+                vec![("snapshot", text(snapshot)), ("item", text(item)), ("available", list(available))],
+            ),
+            Error::Corruption { object, .. } => ("CorruptionError", vec![("object", text(object))]),
+            Error::Locked { lock, holder } => ("LockedError", vec![("lock", text(lock)), ("holder", text(holder))]),
+            Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
+            Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
+            Error::Storage(
+                StorageError::NotFound(k) | StorageError::AlreadyExists(k) | StorageError::Backend { key: k, .. },
+            ) => ("StorageError", vec![("key", text(k))]),
+        };
+        let build = || -> PyResult<PyErr> {
+            let exc = py.import("containerarchive.errors")?.getattr(class)?.call1((e.to_string(),))?;
+            for (name, value) in attrs {
+                exc.setattr(name, value)?;
+            }
+            Ok(PyErr::from_value(exc))
+        };
+        build().unwrap_or_else(|err| err)
+    })
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> PyErr {
+    py_err(Error::Storage(StorageError::Backend {
+        key: path.display().to_string(),
+        message: e.to_string(),
+    }))
+}
+
+fn snapshot_json(s: &Snapshot) -> String {
+    let mut v = serde_json::to_value(&s.manifest).expect("manifest serializes");
+    v["id"] = serde_json::Value::String(s.id.to_hex());
+    v.to_string()
+}
+
+fn time_arg(name: &str, value: Option<String>) -> PyResult<Option<chrono::DateTime<chrono::FixedOffset>>> {
+    value
+        .map(|s| parse_time(&s).map_err(|e| py_err(Error::InvalidArgument(format!("{name}: {e}")))))
+        .transpose()
+}
+
+type Repo = Repository<FsStorage>;
+
+/// Whether the process holding a lock is gone: only decidable for locks of this host.
+fn lock_is_stale(info: &LockInfo, hostname: &str) -> bool {
+    info.hostname == hostname
+        && cfg!(target_os = "linux")
+        && info.pid != 0
+        && !Path::new(&format!("/proc/{}", info.pid)).exists()
+}
+
+/// An open repository on the filesystem.
+#[pyclass(module = "containerarchive._native", frozen)]
+struct NativeRepository {
+    repo: Repo,
+    hostname: String,
+}
+
+#[pymethods]
+impl NativeRepository {
+    /// Create a repository at `path`.
+    #[staticmethod]
+    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname))]
+    #[allow(clippy::too_many_arguments)]
+    fn init(
+        py: Python<'_>,
+        path: PathBuf,
+        passphrase: Option<Vec<u8>>,
+        compression: &str,
+        level: Option<i32>,
+        kdf_memory_kib: Option<u32>,
+        kdf_iterations: Option<u32>,
+        created_at: String,
+        comment: String,
+        hostname: String,
+    ) -> PyResult<Self> {
+        let algorithm = Compression::parse(compression).ok_or_else(|| {
+            py_err(Error::InvalidArgument(format!(
+                "unknown compression {compression:?}: use \"zstd\", \"gzip\" or \"none\""
+            )))
+        })?;
+        let defaults = KdfParams::default();
+        let options = InitOptions {
+            compression: algorithm,
+            compression_level: level,
+            kdf: KdfParams {
+                memory_kib: kdf_memory_kib.unwrap_or(defaults.memory_kib),
+                iterations: kdf_iterations.unwrap_or(defaults.iterations),
+                parallelism: defaults.parallelism,
+            },
+            ..InitOptions::default()
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(py_err(Error::RepositoryExists {
+                location: format!("{} (a file is in the way)", path.display()),
+            }));
+        }
+        let repo = py
+            .detach(|| {
+                Repository::init(
+                    FsStorage::new(&path),
+                    passphrase.as_deref(),
+                    &options,
+                    &created_at,
+                    &comment,
+                    &mut OsRng,
+                )
+            })
+            .map_err(py_err)?;
+        Ok(NativeRepository { repo, hostname })
+    }
+
+    /// Open the repository at `path`.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf, passphrase: Option<Vec<u8>>, hostname: String) -> PyResult<Self> {
+        let repo = py
+            .detach(|| Repository::open(FsStorage::new(&path), passphrase.as_deref()))
+            .map_err(py_err)?;
+        Ok(NativeRepository { repo, hostname })
+    }
+
+    /// `config.json` as a JSON string.
+    fn config_json(&self) -> String {
+        serde_json::to_string(self.repo.config()).expect("config serializes")
+    }
+
+    /// Where the repository is.
+    #[getter]
+    fn location(&self) -> String {
+        use containerarchive_core::Storage;
+        self.repo.storage().location()
+    }
+
+    /// Snapshots (JSON objects) matching the filter, oldest first.
+    #[pyo3(signature = (tags, after=None, before=None))]
+    fn list_snapshots(&self, py: Python<'_>, tags: BTreeMap<String, String>, after: Option<String>, before: Option<String>) -> PyResult<Vec<String>> {
+        let filter = SnapshotFilter {
+            tags,
+            after: time_arg("after", after)?,
+            before: time_arg("before", before)?,
+        };
+        let snaps = py.detach(|| self.repo.list_snapshots(&filter)).map_err(py_err)?;
+        Ok(snaps.iter().map(snapshot_json).collect())
+    }
+
+    /// One snapshot (JSON) by id, unique prefix or `latest`.
+    fn get_snapshot(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let s = py.detach(|| self.repo.get_snapshot(id)).map_err(py_err)?;
+        Ok(snapshot_json(&s))
+    }
+
+    /// Start an ingest (takes a shared lock).
+    fn begin_ingest(&self, py: Python<'_>, pid: u32, created_at: String) -> PyResult<NativeIngest> {
+        let info = LockInfo {
+            hostname: self.hostname.clone(),
+            pid,
+            created_at,
+            exclusive: false,
+            operation: "ingest".into(),
+        };
+        let host = self.hostname.clone();
+        let ingest = py
+            .detach(|| self.repo.ingest(&info, Box::new(OsRng), &|l| lock_is_stale(l, &host)))
+            .map_err(py_err)?;
+        Ok(NativeIngest {
+            inner: Mutex::new(Some(ingest)),
+        })
+    }
+
+    /// Take a lock; returns its key.
+    fn lock(&self, py: Python<'_>, exclusive: bool, operation: String, pid: u32, created_at: String) -> PyResult<String> {
+        let info = LockInfo {
+            hostname: self.hostname.clone(),
+            pid,
+            created_at,
+            exclusive,
+            operation,
+        };
+        let host = self.hostname.clone();
+        py.detach(|| self.repo.lock(&info, &mut OsRng, &|l| lock_is_stale(l, &host)))
+            .map_err(py_err)
+    }
+
+    /// Release a lock.
+    fn unlock(&self, py: Python<'_>, key: String) -> PyResult<()> {
+        py.detach(|| self.repo.unlock(&key)).map_err(py_err)
+    }
+
+    /// A reader over one item.
+    fn reader(&self, py: Python<'_>, snapshot_id: &str, item: &str) -> PyResult<NativeReader> {
+        let reader = py
+            .detach(|| {
+                let snap = self.repo.get_snapshot(snapshot_id)?;
+                self.repo.item_reader(&snap, item)
+            })
+            .map_err(py_err)?;
+        Ok(NativeReader {
+            inner: Mutex::new(reader),
+        })
+    }
+
+    /// Restore one item into the file `path` (written under a temporary name, then renamed).
+    fn restore_to(&self, py: Python<'_>, snapshot_id: &str, item: &str, path: PathBuf) -> PyResult<u64> {
+        let mut reader = self.reader(py, snapshot_id, item)?.inner.into_inner().expect("fresh mutex");
+        py.detach(|| {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
+            let result = (|| -> PyResult<u64> {
+                let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+                let mut total = 0u64;
+                while let Some(batch) = reader.next_batch().map_err(py_err)? {
+                    for c in batch {
+                        f.write_all(&c).map_err(|e| io_err(&tmp, e))?;
+                        total += c.len() as u64;
+                    }
+                }
+                f.sync_all().map_err(|e| io_err(&tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+                Ok(total)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        })
+    }
+}
+
+/// An ingest in progress.
+#[pyclass(module = "containerarchive._native", frozen)]
+struct NativeIngest {
+    inner: Mutex<Option<Ingest<FsStorage>>>,
+}
+
+impl NativeIngest {
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Ingest<FsStorage>) -> Result<T, PyErr> + Send) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = self.inner.lock().map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?;
+            let ingest = guard
+                .as_mut()
+                .ok_or_else(|| py_err(Error::InvalidArgument("this ingest is already committed or aborted".into())))?;
+            f(ingest)
+        })
+    }
+
+    fn take(&self) -> PyResult<Ingest<FsStorage>> {
+        self.inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?
+            .take()
+            .ok_or_else(|| py_err(Error::InvalidArgument("this ingest is already committed or aborted".into())))
+    }
+}
+
+#[pymethods]
+impl NativeIngest {
+    /// Begin an item.
+    fn start_item(&self, py: Python<'_>, name: String, kind: String) -> PyResult<()> {
+        self.with(py, |i| i.start_item(&name, &kind).map_err(py_err))
+    }
+
+    /// Add bytes to the current item.
+    fn write(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        self.with(py, |i| i.write(data).map_err(py_err))
+    }
+
+    /// Add a whole file's content to the current item; returns the bytes read.
+    fn write_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+        self.with(py, |i| {
+            let mut f = File::open(&path).map_err(|e| io_err(&path, e))?;
+            let mut buf = vec![0u8; 4 << 20];
+            let mut total = 0u64;
+            loop {
+                let n = f.read(&mut buf).map_err(|e| io_err(&path, e))?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                i.write(&buf[..n]).map_err(py_err)?;
+                total += n as u64;
+            }
+        })
+    }
+
+    /// End the current item.
+    fn finish_item(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |i| i.finish_item().map_err(py_err))
+    }
+
+    /// Write the snapshot; returns it as JSON.
+    fn commit(&self, py: Python<'_>, created_at: String, tags: BTreeMap<String, String>) -> PyResult<String> {
+        let time = time_arg("time", Some(created_at))?.expect("given");
+        let ingest = self.take()?;
+        let snap = py.detach(|| ingest.commit(&time, tags)).map_err(py_err)?;
+        Ok(snapshot_json(&snap))
+    }
+
+    /// Give up; nothing is committed.
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        match self.inner.lock().ok().and_then(|mut g| g.take()) {
+            Some(ingest) => py.detach(|| ingest.abort()).map_err(py_err),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads one item's content in verified batches.
+#[pyclass(module = "containerarchive._native", frozen)]
+struct NativeReader {
+    inner: Mutex<ItemReader<FsStorage>>,
+}
+
+#[pymethods]
+impl NativeReader {
+    /// The next few MiB of content, or `None` at the end.
+    fn read_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let batch = py.detach(|| {
+            let mut r = self.inner.lock().map_err(|_| PyRuntimeError::new_err("reader poisoned by an earlier panic"))?;
+            r.next_batch().map_err(py_err)
+        })?;
+        Ok(batch.map(|chunks| {
+            let total = chunks.iter().map(Vec::len).sum();
+            PyBytes::new_with(py, total, |buf| {
+                let mut o = 0;
+                for c in &chunks {
+                    buf[o..o + c.len()].copy_from_slice(c);
+                    o += c.len();
+                }
+                Ok(())
+            })
+            .expect("filling a new bytes object cannot fail")
+        }))
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeRepository>()?;
+    m.add_class::<NativeIngest>()?;
+    m.add_class::<NativeReader>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+"""containerarchive: content-addressed, encrypted, deduplicating backups.
+
+>>> import containerarchive as ca
+>>> with ca.Repository.init("/backups/repo", passphrase="s3cret") as repo:
+...     snap = repo.ingest("dump.sql", name="db.sql", tags={"db": "main"})
+"""
+
+from ._native import __version__
+from .errors import (
+    AmbiguousSnapshotIdError,
+    ContainerArchiveError,
+    CorruptionError,
+    InvalidArgumentError,
+    ItemNotFoundError,
+    LockedError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    StorageError,
+    UnsupportedFormatError,
+    WrongPassphraseError,
+)
+from .repository import Repository
+from .types import Item, Snapshot
+
+__all__ = [
+    "AmbiguousSnapshotIdError",
+    "ContainerArchiveError",
+    "CorruptionError",
+    "InvalidArgumentError",
+    "Item",
+    "ItemNotFoundError",
+    "LockedError",
+    "Repository",
+    "RepositoryExistsError",
+    "RepositoryNotFoundError",
+    "Snapshot",
+    "SnapshotNotFoundError",
+    "StorageError",
+    "UnsupportedFormatError",
+    "WrongPassphraseError",
+    "__version__",
+]

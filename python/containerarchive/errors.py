@@ -1,0 +1,91 @@
+"""Exceptions raised by containerarchive, one class per kind of failure.
+
+Every exception is a :class:`ContainerArchiveError`; most also carry the object they are
+about as attributes (``snapshot``, ``item``, ``lock``, ``object``, ``key``, ``location``).
+"""
+
+from __future__ import annotations
+
+
+class ContainerArchiveError(Exception):
+    """Base class of every containerarchive error."""
+
+
+class RepositoryNotFoundError(ContainerArchiveError, FileNotFoundError):
+    """No repository at the given location (``config.json`` is missing)."""
+
+    location: str
+
+
+class RepositoryExistsError(ContainerArchiveError, FileExistsError):
+    """``init`` found a repository (or a file) already at the location."""
+
+    location: str
+
+
+class WrongPassphraseError(ContainerArchiveError):
+    """The passphrase opens no key file of the repository, or none was given."""
+
+
+class SnapshotNotFoundError(ContainerArchiveError, LookupError):
+    """No snapshot has this id or id prefix."""
+
+    snapshot: str
+
+
+class AmbiguousSnapshotIdError(ContainerArchiveError, LookupError):
+    """The id prefix matches several snapshots (listed in ``matches``)."""
+
+    snapshot: str
+    matches: list[str]
+
+
+class ItemNotFoundError(ContainerArchiveError, LookupError):
+    """The snapshot has no item of this name (its items are in ``available``)."""
+
+    snapshot: str
+    item: str
+    available: list[str]
+
+
+class CorruptionError(ContainerArchiveError):
+    """Stored data is damaged or missing; ``object`` names the pack, chunk, index or snapshot."""
+
+    object: str
+
+
+class LockedError(ContainerArchiveError):
+    """Another process holds a conflicting lock (``lock``, held by ``holder``)."""
+
+    lock: str
+    holder: str
+
+
+class InvalidArgumentError(ContainerArchiveError, ValueError):
+    """An argument is out of range: an unsafe item name, a bad tag, an unknown option."""
+
+
+class UnsupportedFormatError(ContainerArchiveError):
+    """The repository was written in a format version this version cannot read."""
+
+
+class StorageError(ContainerArchiveError, OSError):
+    """The storage failed (I/O error, disk full, permission denied); ``key`` names the file."""
+
+    key: str
+
+
+__all__ = [
+    "AmbiguousSnapshotIdError",
+    "ContainerArchiveError",
+    "CorruptionError",
+    "InvalidArgumentError",
+    "ItemNotFoundError",
+    "LockedError",
+    "RepositoryExistsError",
+    "RepositoryNotFoundError",
+    "SnapshotNotFoundError",
+    "StorageError",
+    "UnsupportedFormatError",
+    "WrongPassphraseError",
+]

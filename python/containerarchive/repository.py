@@ -1,0 +1,346 @@
+"""The Python face of a repository."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Union
+
+from . import _native
+from .errors import InvalidArgumentError
+from .types import Snapshot
+
+StrPath = Union[str, "os.PathLike[str]"]
+Source = Union[StrPath, bytes, bytearray, memoryview, IO[bytes]]
+TimeLike = Union[datetime, str]
+
+_READ_SIZE = 4 << 20
+
+
+def _iso(value: TimeLike, what: str) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise InvalidArgumentError(f"{what}: {value!r} is not an ISO 8601 time") from e
+    if not isinstance(value, datetime):
+        raise InvalidArgumentError(f"{what} must be a datetime or an ISO 8601 string")
+    if value.tzinfo is None:
+        value = value.astimezone()  # a naive time means local time
+    return value.isoformat(timespec="microseconds")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="microseconds")
+
+
+def _passphrase(p: str | bytes | None) -> bytes | None:
+    if p is None:
+        return None
+    return p.encode("utf-8") if isinstance(p, str) else bytes(p)
+
+
+def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidArgumentError("tags must be a mapping of str to str")
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidArgumentError(f"tag {k!r}: keys and values must be str")
+        out[k] = v
+    return out
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable raw stream over an iterator of byte blocks."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self._blocks = blocks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._buf = memoryview(block)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        close = getattr(self._blocks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
+class Repository:
+    """A containerarchive repository on the local filesystem.
+
+    Create one with :meth:`init`, open one with :meth:`open`; use it as a context manager or
+    call :meth:`close` when done.
+    """
+
+    def __init__(self, native: _native.NativeRepository, path: Path):
+        self._native: _native.NativeRepository | None = native
+        self._path = path
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        path: StrPath,
+        passphrase: str | bytes | None = None,
+        compression: str = "zstd",
+        *,
+        compression_level: int | None = None,
+        kdf_memory_kib: int | None = None,
+        kdf_iterations: int | None = None,
+    ) -> Repository:
+        """Create a repository at ``path``; with a passphrase it is encrypted.
+
+        ``compression`` is ``"zstd"`` (default, level 3), ``"gzip"`` (DEFLATE, level 1) or
+        ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3).
+        """
+        p = Path(os.fspath(path))
+        native = _native.NativeRepository.init(
+            p,
+            _passphrase(passphrase),
+            compression,
+            compression_level,
+            kdf_memory_kib,
+            kdf_iterations,
+            _now(),
+            f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}",
+            socket.gethostname(),
+        )
+        return cls(native, p)
+
+    @classmethod
+    def open(cls, path: StrPath, passphrase: str | bytes | None = None) -> Repository:
+        """Open the repository at ``path``."""
+        p = Path(os.fspath(path))
+        native = _native.NativeRepository.open(p, _passphrase(passphrase), socket.gethostname())
+        return cls(native, p)
+
+    def close(self) -> None:
+        """Release the repository; further calls raise :class:`InvalidArgumentError`."""
+        self._native = None
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._native is None else ("encrypted" if self.encrypted else "plain")
+        return f"Repository({str(self._path)!r}, {state})"
+
+    @property
+    def _n(self) -> _native.NativeRepository:
+        if self._native is None:
+            raise InvalidArgumentError(f"repository {self._path} is closed")
+        return self._native
+
+    @property
+    def path(self) -> Path:
+        """Where the repository is."""
+        return self._path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The repository settings (``config.json``)."""
+        import json
+
+        return dict(json.loads(self._n.config_json()))
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether data and metadata are encrypted."""
+        return bool(self.config["encryption"] != "none")
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: Source,
+        name: str = "data",
+        type: str = "raw",
+        tags: Mapping[str, str] | None = None,
+        time: TimeLike | None = None,
+    ) -> Snapshot:
+        """Store one stream as a new snapshot with one item.
+
+        ``source`` is a path, a bytes-like object or a binary file-like object (a pipe, or
+        ``sys.stdin.buffer``); it is streamed, never read whole. ``time`` sets the snapshot's
+        creation time (default: now).
+        """
+        return self.ingest_multi(
+            [{"source": source, "name": name, "type": type}], tags=tags, time=time
+        )
+
+    def ingest_multi(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        tags: Mapping[str, str] | None = None,
+        time: TimeLike | None = None,
+    ) -> Snapshot:
+        """Store several named streams as one snapshot.
+
+        Each item is a mapping with ``source`` and ``name``, and optionally ``type``.
+        """
+        tag_map = _tags(tags)
+        created = _iso(time, "time") if time is not None else None
+        ingest = self._n.begin_ingest(os.getpid(), _now())
+        try:
+            for spec in items:
+                if "source" not in spec or "name" not in spec:
+                    raise InvalidArgumentError("each item needs a 'source' and a 'name'")
+                ingest.start_item(str(spec["name"]), str(spec.get("type", "raw")))
+                self._feed(ingest, spec["source"])
+                ingest.finish_item()
+            return Snapshot._from_json(ingest.commit(created or _now(), tag_map))
+        except BaseException:
+            ingest.abort()
+            raise
+
+    @staticmethod
+    def _feed(ingest: _native.NativeIngest, source: Source) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(os.fspath(source))
+            if not path.is_file() and not path.exists():
+                raise FileNotFoundError(2, "no such file to ingest", str(path))
+            if path.is_file():
+                ingest.write_file(path)
+                return
+            with open(path, "rb") as f:  # a FIFO or device: stream it
+                Repository._feed(ingest, f)
+            return
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            view = memoryview(source).cast("B")
+            for i in range(0, len(view), _READ_SIZE):
+                ingest.write(bytes(view[i : i + _READ_SIZE]))
+            return
+        read = getattr(source, "read", None)
+        if read is None:
+            raise TypeError(
+                f"cannot ingest {type(source).__name__}: give a path, bytes or a binary file"
+            )
+        while True:
+            block = read(_READ_SIZE)
+            if not block:
+                return
+            if isinstance(block, str):
+                raise TypeError("the source is a text stream: open it in binary mode")
+            ingest.write(bytes(block))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def list_snapshots(
+        self,
+        tags: Mapping[str, str] | None = None,
+        after: TimeLike | None = None,
+        before: TimeLike | None = None,
+    ) -> list[Snapshot]:
+        """Snapshots, oldest first, with all ``tags`` and ``after <= created_at <= before``."""
+        rows = self._n.list_snapshots(
+            _tags(tags),
+            _iso(after, "after") if after is not None else None,
+            _iso(before, "before") if before is not None else None,
+        )
+        return [Snapshot._from_json(r) for r in rows]
+
+    def get_snapshot(self, id_or_prefix: str) -> Snapshot:
+        """A snapshot by id, unique id prefix, or ``"latest"``."""
+        return Snapshot._from_json(self._n.get_snapshot(id_or_prefix))
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def _item_blocks(self, snapshot_id: str, item: str) -> Iterator[bytes]:
+        reader = self._n.reader(snapshot_id, item)
+        while True:
+            block = reader.read_batch()
+            if block is None:
+                return
+            yield block
+
+    def _tar_blocks(self, snap: Snapshot) -> Iterator[bytes]:
+        for it in snap.items:
+            info = tarfile.TarInfo(it.name)
+            info.size = it.size
+            info.mtime = int(snap.created_at.timestamp())
+            info.mode = 0o600
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            yield from self._item_blocks(snap.id, it.name)
+            if it.size % tarfile.BLOCKSIZE:
+                yield bytes(tarfile.BLOCKSIZE - it.size % tarfile.BLOCKSIZE)
+        yield bytes(2 * tarfile.BLOCKSIZE)
+
+    def restore(self, snapshot_id: str, item: str | None = None) -> io.BufferedReader:
+        """A readable binary stream of one item, every chunk verified as it is read.
+
+        Without ``item``, a one-item snapshot yields that item and a multi-item snapshot a
+        tar stream of all its items.
+        """
+        snap = self.get_snapshot(snapshot_id)
+        if item is not None:
+            snap.item(item)
+            blocks = self._item_blocks(snap.id, item)
+        elif len(snap.items) == 1:
+            blocks = self._item_blocks(snap.id, snap.items[0].name)
+        else:
+            blocks = self._tar_blocks(snap)
+        return io.BufferedReader(_ChunkStream(blocks), buffer_size=1 << 20)
+
+    def restore_to(self, snapshot_id: str, path: StrPath, item: str | None = None) -> Path:
+        """Restore into ``path``: a file for one item; without ``item`` a multi-item
+        snapshot is restored into the directory ``path``, one file per item."""
+        snap = self.get_snapshot(snapshot_id)
+        target = Path(os.fspath(path))
+        if item is not None or len(snap.items) == 1:
+            name = item if item is not None else snap.items[0].name
+            snap.item(name)
+            if target.is_dir():
+                target = target / Path(name).name
+            self._n.restore_to(snap.id, name, target)
+            return target
+        target.mkdir(parents=True, exist_ok=True)
+        root = target.resolve()
+        for it in snap.items:
+            dest = (root / it.name).resolve()
+            if root not in dest.parents:
+                raise InvalidArgumentError(f"item {it.name!r} would be restored outside {root}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._n.restore_to(snap.id, it.name, dest)
+        return target
+
+    # -- locks -----------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, exclusive: bool = True, operation: str = "lock") -> Iterator[None]:
+        """Hold a lock on the repository for the ``with`` block.
+
+        An exclusive lock keeps every ingest (and other exclusive holders) out; raises
+        :class:`LockedError` if another process holds a conflicting lock.
+        """
+        key = self._n.lock(exclusive, operation, os.getpid(), _now())
+        try:
+            yield
+        finally:
+            if self._native is not None:
+                self._native.unlock(key)
