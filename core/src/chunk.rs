@@ -36,7 +36,11 @@ impl Chunker {
 
     /// Cut the pending bytes; hand every finished chunk to `f` (in order) and keep the rest.
     /// With `eof` the stream ended, so the tail is a chunk too.
-    pub fn cut<E>(&mut self, eof: bool, mut f: impl FnMut(&[&[u8]]) -> Result<(), E>) -> Result<(), E> {
+    pub fn cut<E>(
+        &mut self,
+        eof: bool,
+        mut f: impl FnMut(&[&[u8]]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let p = &self.params;
         let mut spans: Vec<(usize, usize)> = FastCDC::new(
             &self.buf,

@@ -64,9 +64,7 @@ pub fn compress(algorithm: Compression, level: i32, data: &[u8]) -> Option<Vec<u
     let out = match algorithm {
         Compression::None => return None,
         Compression::Zstd => zstd_compress(data, level)?,
-        Compression::Gzip => {
-            miniz_oxide::deflate::compress_to_vec(data, level.clamp(0, 10) as u8)
-        }
+        Compression::Gzip => miniz_oxide::deflate::compress_to_vec(data, level.clamp(0, 10) as u8),
     };
     (out.len() < data.len()).then_some(out)
 }
@@ -76,10 +74,8 @@ pub fn decompress(algorithm: Compression, data: &[u8], raw_len: usize) -> Result
     let out = match algorithm {
         Compression::None => data.to_vec(),
         Compression::Zstd => zstd_decompress(data, raw_len)?,
-        Compression::Gzip => {
-            miniz_oxide::inflate::decompress_to_vec_with_limit(data, raw_len)
-                .map_err(|e| format!("deflate stream does not inflate to {raw_len} bytes: {e}"))?
-        }
+        Compression::Gzip => miniz_oxide::inflate::decompress_to_vec_with_limit(data, raw_len)
+            .map_err(|e| format!("deflate stream does not inflate to {raw_len} bytes: {e}"))?,
     };
     if out.len() != raw_len {
         return Err(format!(

@@ -52,7 +52,6 @@ pub struct CompressionConfig {
     pub level: i32,
 }
 
-
 /// The whole `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -106,7 +105,10 @@ impl Config {
     /// Check that this build can work with the config.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != FORMAT_NAME {
-            return Err(format!("not a containerarchive config (format {:?})", self.format));
+            return Err(format!(
+                "not a containerarchive config (format {:?})",
+                self.format
+            ));
         }
         if self.version != FORMAT_VERSION {
             return Err(format!(

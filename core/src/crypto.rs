@@ -145,7 +145,13 @@ impl Keys {
                 let (nonce, ct) = sealed.split_at(NONCE_LEN);
                 let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
                 cipher
-                    .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: label })
+                    .decrypt(
+                        &Nonce::from(nonce),
+                        Payload {
+                            msg: ct,
+                            aad: label,
+                        },
+                    )
                     .map_err(|_| "authentication failed (damaged, or not written with this key)")
             }
             None => {
@@ -269,7 +275,11 @@ impl KeyFile {
 
     /// The master key, or `Ok(None)` when the passphrase does not open this key file.
     /// `Err` means the key file itself is malformed.
-    pub fn unwrap_master(&self, repo_id: &Id, passphrase: &[u8]) -> Result<Option<[u8; 32]>, String> {
+    pub fn unwrap_master(
+        &self,
+        repo_id: &Id,
+        passphrase: &[u8],
+    ) -> Result<Option<[u8; 32]>, String> {
         if self.version != 1 || self.kdf != "argon2id" {
             return Err(format!(
                 "unsupported key file (version {}, kdf {})",
@@ -292,7 +302,10 @@ impl KeyFile {
             },
         ) {
             Ok(master) => Ok(Some(
-                master.as_slice().try_into().map_err(|_| "master key length".to_string())?,
+                master
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "master key length".to_string())?,
             )),
             Err(_) => Ok(None),
         }

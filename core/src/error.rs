@@ -20,7 +20,10 @@ pub enum Error {
     SnapshotNotFound(String),
     /// The id prefix matches more than one snapshot.
     #[error("snapshot id prefix {prefix} is ambiguous: it matches {}", .matches.join(", "))]
-    AmbiguousSnapshotId { prefix: String, matches: Vec<String> },
+    AmbiguousSnapshotId {
+        prefix: String,
+        matches: Vec<String>,
+    },
     /// The snapshot has no item of this name.
     #[error("item {item:?} not found in snapshot {snapshot} (items: {})", .available.join(", "))]
     ItemNotFound {

@@ -82,7 +82,8 @@ pub fn decode_index_file(keys: &Keys, key: &str, data: &[u8]) -> Result<Vec<Inde
             .ok_or_else(|| bad("entry count overflows".into()))?;
         let mut entries_body = n_bytes;
         entries_body.extend_from_slice(&take(&mut rest, len)?);
-        let entries = decode_entries(&entries_body, size).map_err(|r| bad(format!("pack {id}: {r}")))?;
+        let entries =
+            decode_entries(&entries_body, size).map_err(|r| bad(format!("pack {id}: {r}")))?;
         packs.push(IndexedPack { id, size, entries });
     }
     if !rest.is_empty() {

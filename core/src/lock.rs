@@ -44,7 +44,11 @@ impl LockInfo {
             self.operation,
             self.pid,
             self.hostname,
-            if self.exclusive { "exclusive" } else { "shared" },
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
             self.created_at
         )
     }

@@ -227,7 +227,13 @@ impl PackBuilder {
 }
 
 /// Encode the `.idx` file of a pack.
-pub fn encode_idx(keys: &Keys, pack: &Id, pack_size: u64, entries: &[PackEntry], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+pub fn encode_idx(
+    keys: &Keys,
+    pack: &Id,
+    pack_size: u64,
+    entries: &[PackEntry],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(ID_LEN + 12 + entries.len() * ENTRY_LEN);
     body.extend_from_slice(&pack.0);
     body.extend_from_slice(&pack_size.to_le_bytes());
@@ -268,7 +274,12 @@ pub fn header_range(pack_name: &str, pack_size: u64, trailer: &[u8]) -> Result<(
 }
 
 /// Decode a pack's header (located by [`header_range`]).
-pub fn decode_header(keys: &Keys, pack_name: &str, header_start: u64, sealed: &[u8]) -> Result<Vec<PackEntry>> {
+pub fn decode_header(
+    keys: &Keys,
+    pack_name: &str,
+    header_start: u64,
+    sealed: &[u8],
+) -> Result<Vec<PackEntry>> {
     let bad = |reason: String| Error::corruption(format!("pack {pack_name}"), reason);
     let body = keys
         .open(HEADER_LABEL, sealed)
@@ -281,6 +292,15 @@ pub fn read_pack_entries(keys: &Keys, pack_name: &str, pack: &[u8]) -> Result<Ve
     if pack.len() < PACK_MAGIC.len() + TRAILER_LEN || &pack[..8] != PACK_MAGIC {
         return Err(Error::corruption(format!("pack {pack_name}"), "bad magic"));
     }
-    let (start, len) = header_range(pack_name, pack.len() as u64, &pack[pack.len() - TRAILER_LEN..])?;
-    decode_header(keys, pack_name, start, &pack[start as usize..(start + len) as usize])
+    let (start, len) = header_range(
+        pack_name,
+        pack.len() as u64,
+        &pack[pack.len() - TRAILER_LEN..],
+    )?;
+    decode_header(
+        keys,
+        pack_name,
+        start,
+        &pack[start as usize..(start + len) as usize],
+    )
 }

@@ -8,13 +8,14 @@ use chrono::{DateTime, FixedOffset};
 use crate::chunk::Chunker;
 use crate::compress::{compress, decompress, Compression};
 use crate::config::{
-    ChunkerConfig, CompressionConfig, Config, ParityConfig, CONFIG_KEY, FORMAT_NAME,
-    FORMAT_VERSION,
+    ChunkerConfig, CompressionConfig, Config, ParityConfig, CONFIG_KEY, FORMAT_NAME, FORMAT_VERSION,
 };
 use crate::crypto::{random_bytes, KdfParams, KeyFile, Keys, RandomSource, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
-use crate::index::{decode_index_file, encode_index_file, index_key, Index, IndexedPack, Location, INDEX_PREFIX};
+use crate::index::{
+    decode_index_file, encode_index_file, index_key, Index, IndexedPack, Location, INDEX_PREFIX,
+};
 use crate::lock::{self, LockInfo, StaleCheck};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
 use crate::parallel::par_map;
@@ -116,7 +117,13 @@ fn blob_label(id: &Id) -> [u8; 7 + ID_LEN] {
 }
 
 /// Compress and seal one blob; returns the stored bytes and the compression used.
-fn encode_blob(keys: &Keys, cfg: CompressionConfig, id: &Id, data: &[u8], nonce: [u8; NONCE_LEN]) -> (Vec<u8>, Compression) {
+fn encode_blob(
+    keys: &Keys,
+    cfg: CompressionConfig,
+    id: &Id,
+    data: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> (Vec<u8>, Compression) {
     let (body, used) = match compress(cfg.algorithm, cfg.level, data) {
         Some(c) => (c, cfg.algorithm),
         None => (data.to_vec(), Compression::None),
@@ -131,10 +138,13 @@ fn encode_blob(keys: &Keys, cfg: CompressionConfig, id: &Id, data: &[u8], nonce:
 /// Open, decompress and check one stored blob against its id.
 pub fn decode_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
     let e = &loc.entry;
-    let bad = |reason: String| Error::corruption(format!("chunk {} in pack {}", e.id, loc.pack), reason);
+    let bad =
+        |reason: String| Error::corruption(format!("chunk {} in pack {}", e.id, loc.pack), reason);
     let body;
     let compressed: &[u8] = if keys.encrypted() {
-        body = keys.open(&blob_label(&e.id), stored).map_err(|r| bad(r.into()))?;
+        body = keys
+            .open(&blob_label(&e.id), stored)
+            .map_err(|r| bad(r.into()))?;
         &body
     } else {
         stored
@@ -178,8 +188,18 @@ impl<S: Storage> Repository<S> {
                     .compression_level
                     .unwrap_or_else(|| algorithm.default_level()),
             },
-            encryption: if passphrase.is_some() { "aes-256-gcm" } else { "none" }.into(),
-            chunk_id: if passphrase.is_some() { "hmac-sha256" } else { "sha256" }.into(),
+            encryption: if passphrase.is_some() {
+                "aes-256-gcm"
+            } else {
+                "none"
+            }
+            .into(),
+            chunk_id: if passphrase.is_some() {
+                "hmac-sha256"
+            } else {
+                "sha256"
+            }
+            .into(),
             pack_size: options.pack_size,
             parity: ParityConfig::default(),
         };
@@ -297,7 +317,11 @@ impl<S: Storage> Repository<S> {
     fn load_index(&self) -> Result<Index> {
         let storage = &self.inner.storage;
         let mut index = Index::new();
-        let mut keys: Vec<String> = storage.list(INDEX_PREFIX)?.into_iter().map(|(k, _)| k).collect();
+        let mut keys: Vec<String> = storage
+            .list(INDEX_PREFIX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         keys.sort();
         for key in keys {
             let data = storage.get(&key)?;
@@ -367,10 +391,14 @@ impl<S: Storage> Repository<S> {
             return self
                 .list_snapshots(&SnapshotFilter::default())?
                 .pop()
-                .ok_or_else(|| Error::SnapshotNotFound("latest (the repository has no snapshots)".into()));
+                .ok_or_else(|| {
+                    Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
+                });
         }
         if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(format!("{id_or_prefix:?} (not a hex id)")));
+            return Err(Error::SnapshotNotFound(format!(
+                "{id_or_prefix:?} (not a hex id)"
+            )));
         }
         let mut matches: Vec<Id> = self
             .snapshot_ids()?
@@ -391,7 +419,12 @@ impl<S: Storage> Repository<S> {
     }
 
     /// Take a lock for an operation; release it with [`Repository::unlock`].
-    pub fn lock(&self, info: &LockInfo, rng: &mut dyn RandomSource, is_stale: StaleCheck<'_>) -> Result<String> {
+    pub fn lock(
+        &self,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<String> {
         lock::acquire(&self.inner.storage, &self.inner.keys, info, rng, is_stale)
     }
 
@@ -444,13 +477,15 @@ impl<S: Storage> Repository<S> {
                 j += 1;
             }
             let key = pack_key(&first.pack);
-            let data = storage.get_range(&key, start, end - start).map_err(|e| match e {
-                StorageError::NotFound(_) => Error::corruption(
-                    format!("pack {}", first.pack),
-                    format!("missing (it holds chunk {})", first.entry.id),
-                ),
-                e => e.into(),
-            })?;
+            let data = storage
+                .get_range(&key, start, end - start)
+                .map_err(|e| match e {
+                    StorageError::NotFound(_) => Error::corruption(
+                        format!("pack {}", first.pack),
+                        format!("missing (it holds chunk {})", first.entry.id),
+                    ),
+                    e => e.into(),
+                })?;
             if (data.len() as u64) < end - start {
                 return Err(Error::corruption(
                     format!("pack {}", first.pack),
@@ -657,7 +692,14 @@ impl<S: Storage> Writer<S> {
         Ok(())
     }
 
-    fn add_blob(&mut self, id: Id, stored: &[u8], raw_len: usize, used: Compression, kind: BlobKind) -> Result<()> {
+    fn add_blob(
+        &mut self,
+        id: Id,
+        stored: &[u8],
+        raw_len: usize,
+        used: Compression,
+        kind: BlobKind,
+    ) -> Result<()> {
         self.pack.add(id, stored, raw_len, used, kind);
         self.stats.stored_size += stored.len() as u64;
         if self.pack.len() as u64 >= self.repo.config().pack_size {
@@ -679,7 +721,12 @@ impl<S: Storage> Writer<S> {
         let storage = self.repo.storage();
         put_content_addressed(storage, &pack_key(&pack.id), &pack.data)?;
         put_content_addressed(storage, &idx_key(&pack.id), &idx)?;
-        self.stats.stored_size += (pack.data.len() - pack.entries.iter().map(|e| e.stored_len as usize).sum::<usize>()) as u64;
+        self.stats.stored_size += (pack.data.len()
+            - pack
+                .entries
+                .iter()
+                .map(|e| e.stored_len as usize)
+                .sum::<usize>()) as u64;
         self.unindexed.push(IndexedPack {
             id: pack.id,
             size,
@@ -771,11 +818,9 @@ impl<S: Storage> Ingest<S> {
 
     /// Add bytes to the current item.
     pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
-        let item = self
-            .writer
-            .item
-            .as_mut()
-            .ok_or_else(|| Error::InvalidArgument("no item is open: call start_item first".into()))?;
+        let item = self.writer.item.as_mut().ok_or_else(|| {
+            Error::InvalidArgument("no item is open: call start_item first".into())
+        })?;
         item.size += data.len() as u64;
         let limit = CHUNK_BATCH_BYTES + self.writer.repo.config().chunker.max_size as usize;
         while !data.is_empty() {
@@ -807,14 +852,20 @@ impl<S: Storage> Ingest<S> {
     }
 
     /// Make everything durable and write the snapshot manifest; only now does it appear.
-    pub fn commit(mut self, created_at: &DateTime<FixedOffset>, tags: BTreeMap<String, String>) -> Result<Snapshot> {
+    pub fn commit(
+        mut self,
+        created_at: &DateTime<FixedOffset>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Snapshot> {
         validate_tags(&tags)?;
         if self.writer.item.is_some() {
             self.finish_item()?;
         }
         let w = &mut self.writer;
         if w.items.is_empty() {
-            return Err(Error::InvalidArgument("a snapshot needs at least one item".into()));
+            return Err(Error::InvalidArgument(
+                "a snapshot needs at least one item".into(),
+            ));
         }
         w.flush_pack()?;
         w.write_index()?;
@@ -893,7 +944,10 @@ impl<S: Storage> ItemReader<S> {
                 "length is not a multiple of 32",
             ));
         }
-        self.ids = raw.chunks_exact(ID_LEN).map(|c| Id::from_slice(c).expect("32 bytes")).collect();
+        self.ids = raw
+            .chunks_exact(ID_LEN)
+            .map(|c| Id::from_slice(c).expect("32 bytes"))
+            .collect();
         self.id_pos = 0;
         Ok(true)
     }
@@ -931,7 +985,10 @@ impl<S: Storage> ItemReader<S> {
         self.chunks += out.len() as u64;
         self.produced += out.iter().map(|c| c.len() as u64).sum::<u64>();
         if self.produced > self.item.size {
-            return Err(Error::corruption(self.whose(), "more content than the manifest's size"));
+            return Err(Error::corruption(
+                self.whose(),
+                "more content than the manifest's size",
+            ));
         }
         Ok(Some(out))
     }

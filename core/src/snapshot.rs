@@ -35,7 +35,10 @@ pub fn snapshot_key(id: &Id) -> String {
 
 /// The snapshot id in a storage key, if it is one.
 pub fn snapshot_id_of_key(key: &str) -> Option<Id> {
-    Id::from_hex(key.strip_prefix(SNAPSHOT_PREFIX)?.strip_suffix(SNAPSHOT_SUFFIX)?)
+    Id::from_hex(
+        key.strip_prefix(SNAPSHOT_PREFIX)?
+            .strip_suffix(SNAPSHOT_SUFFIX)?,
+    )
 }
 
 /// One named stream inside a snapshot.
@@ -130,7 +133,9 @@ pub fn decode_snapshot(keys: &Keys, id: Id, data: &[u8]) -> Result<Snapshot> {
     let sealed = data
         .strip_prefix(SNAPSHOT_MAGIC.as_slice())
         .ok_or_else(|| bad("bad magic".into()))?;
-    let json = keys.open(SNAPSHOT_LABEL, sealed).map_err(|r| bad(r.into()))?;
+    let json = keys
+        .open(SNAPSHOT_LABEL, sealed)
+        .map_err(|r| bad(r.into()))?;
     let manifest: Manifest =
         serde_json::from_slice(&json).map_err(|e| bad(format!("manifest JSON: {e}")))?;
     if manifest.version != MANIFEST_VERSION {

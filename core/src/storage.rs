@@ -108,7 +108,9 @@ impl Storage for MemoryStorage {
         let data = objects
             .get(key)
             .ok_or_else(|| StorageError::NotFound(key.to_string()))?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         let end = start
             .saturating_add(usize::try_from(length).unwrap_or(usize::MAX))
             .min(data.len());

@@ -13,12 +13,20 @@ fn invalid(msg: String) -> Error {
 /// are neither empty, `.` nor `..`, and no backslash.
 pub fn validate_item_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 1024 {
-        return Err(invalid(format!("item name must be 1 to 1024 bytes long, got {}", name.len())));
+        return Err(invalid(format!(
+            "item name must be 1 to 1024 bytes long, got {}",
+            name.len()
+        )));
     }
     if name.chars().any(|c| c.is_control()) || name.contains('\\') {
-        return Err(invalid(format!("item name {name:?} contains a control character or a backslash")));
+        return Err(invalid(format!(
+            "item name {name:?} contains a control character or a backslash"
+        )));
     }
-    if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if name
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return Err(invalid(format!(
             "item name {name:?} must be a relative path without empty, '.' or '..' parts"
         )));
@@ -29,7 +37,9 @@ pub fn validate_item_name(name: &str) -> Result<()> {
 /// An item type: 1–128 bytes, no control characters.
 pub fn validate_item_type(kind: &str) -> Result<()> {
     if kind.is_empty() || kind.len() > 128 || kind.chars().any(|c| c.is_control()) {
-        return Err(invalid(format!("item type {kind:?} must be 1 to 128 printable bytes")));
+        return Err(invalid(format!(
+            "item type {kind:?} must be 1 to 128 printable bytes"
+        )));
     }
     Ok(())
 }
@@ -37,14 +47,21 @@ pub fn validate_item_type(kind: &str) -> Result<()> {
 /// Tags: keys 1–256 bytes, values up to 4096 bytes, no control characters, at most 256 tags.
 pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     if tags.len() > 256 {
-        return Err(invalid(format!("{} tags given, at most 256 allowed", tags.len())));
+        return Err(invalid(format!(
+            "{} tags given, at most 256 allowed",
+            tags.len()
+        )));
     }
     for (k, v) in tags {
         if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control()) {
-            return Err(invalid(format!("tag key {k:?} must be 1 to 256 printable bytes")));
+            return Err(invalid(format!(
+                "tag key {k:?} must be 1 to 256 printable bytes"
+            )));
         }
         if v.len() > 4096 || v.chars().any(|c| c.is_control()) {
-            return Err(invalid(format!("tag {k:?} has a value that is too long or not printable")));
+            return Err(invalid(format!(
+                "tag {k:?} has a value that is too long or not printable"
+            )));
         }
     }
     Ok(())

@@ -11,12 +11,31 @@ use containerarchive_core::*;
 const PASS: &[u8] = b"correct horse battery staple";
 
 fn encrypted() -> Repository<MemoryStorage> {
-    Repository::init(MemoryStorage::new(), Some(PASS), &fast_kdf(), "2026-01-01T00:00:00Z", "test", &mut TestRng(1)).unwrap()
+    Repository::init(
+        MemoryStorage::new(),
+        Some(PASS),
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "test",
+        &mut TestRng(1),
+    )
+    .unwrap()
 }
 
 fn plain(compression: Compression) -> Repository<MemoryStorage> {
-    let opts = InitOptions { compression, ..fast_kdf() };
-    Repository::init(MemoryStorage::new(), None, &opts, "2026-01-01T00:00:00Z", "", &mut TestRng(1)).unwrap()
+    let opts = InitOptions {
+        compression,
+        ..fast_kdf()
+    };
+    Repository::init(
+        MemoryStorage::new(),
+        None,
+        &opts,
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -28,12 +47,23 @@ fn streams_of_every_size_round_trip_in_every_mode() {
         sql_dump(60_000, 1),
         noise(3 << 20, 7),
     ];
-    let repos = [encrypted(), plain(Compression::Zstd), plain(Compression::Gzip), plain(Compression::None)];
+    let repos = [
+        encrypted(),
+        plain(Compression::Zstd),
+        plain(Compression::Gzip),
+        plain(Compression::None),
+    ];
     for repo in &repos {
         for (i, data) in inputs.iter().enumerate() {
-            let snap = ingest_items(repo, &[("data", data)], "2026-02-01T10:00:00+02:00", &[]).unwrap();
+            let snap =
+                ingest_items(repo, &[("data", data)], "2026-02-01T10:00:00+02:00", &[]).unwrap();
             assert_eq!(snap.manifest.original_size, data.len() as u64);
-            assert_eq!(restore(repo, &snap, "data").unwrap(), *data, "input {i}, {:?}", repo.config().compression);
+            assert_eq!(
+                restore(repo, &snap, "data").unwrap(),
+                *data,
+                "input {i}, {:?}",
+                repo.config().compression
+            );
         }
     }
 }
@@ -57,7 +87,15 @@ fn a_reopened_repository_deduplicates_against_what_is_on_storage() {
     let storage = MemoryStorage::new();
     let data = noise(4 << 20, 11);
     {
-        let repo = Repository::init(&storage, Some(PASS), &fast_kdf(), "2026-01-01T00:00:00Z", "", &mut TestRng(1)).unwrap();
+        let repo = Repository::init(
+            &storage,
+            Some(PASS),
+            &fast_kdf(),
+            "2026-01-01T00:00:00Z",
+            "",
+            &mut TestRng(1),
+        )
+        .unwrap();
         ingest_items(&repo, &[("a", &data)], "2026-02-01T00:00:00Z", &[]).unwrap();
     }
     let repo = Repository::open(&storage, Some(PASS)).unwrap();
@@ -68,8 +106,19 @@ fn a_reopened_repository_deduplicates_against_what_is_on_storage() {
 
 #[test]
 fn large_streams_span_many_packs_and_every_pack_describes_itself() {
-    let opts = InitOptions { pack_size: 1 << 20, ..fast_kdf() };
-    let repo = Repository::init(MemoryStorage::new(), Some(PASS), &opts, "2026-01-01T00:00:00Z", "", &mut TestRng(5)).unwrap();
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        Some(PASS),
+        &opts,
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(5),
+    )
+    .unwrap();
     let data = noise(12 << 20, 5);
     let snap = ingest_items(&repo, &[("big", &data)], "2026-02-01T00:00:00Z", &[]).unwrap();
     assert_eq!(restore(&repo, &snap, "big").unwrap(), data);
@@ -79,10 +128,15 @@ fn large_streams_span_many_packs_and_every_pack_describes_itself() {
     for key in packs {
         let from_pack = read_pack_entries(repo.keys(), key, &objects[key]).unwrap();
         let idx_key = key.replace(".pack", ".idx");
-        let (id, size, from_idx) = pack::decode_idx(repo.keys(), &idx_key, &objects[&idx_key]).unwrap();
+        let (id, size, from_idx) =
+            pack::decode_idx(repo.keys(), &idx_key, &objects[&idx_key]).unwrap();
         assert_eq!(from_pack, from_idx);
         assert_eq!(size, objects[key].len() as u64);
-        assert_eq!(Id::sha256(&objects[key]), id, "a pack's id is the hash of its bytes");
+        assert_eq!(
+            Id::sha256(&objects[key]),
+            id,
+            "a pack's id is the hash of its bytes"
+        );
     }
 }
 
@@ -91,12 +145,22 @@ fn a_multi_item_snapshot_restores_each_item_separately() {
     let repo = encrypted();
     let db = sql_dump(30_000, 9);
     let conf = b"listen_addresses = '*'\n".to_vec();
-    let snap = ingest_items(&repo, &[("database.sql", &db), ("config.tar", &conf)], "2026-03-01T00:00:00Z", &[("host", "db1")]).unwrap();
+    let snap = ingest_items(
+        &repo,
+        &[("database.sql", &db), ("config.tar", &conf)],
+        "2026-03-01T00:00:00Z",
+        &[("host", "db1")],
+    )
+    .unwrap();
     assert_eq!(snap.manifest.items.len(), 2);
     assert_eq!(restore(&repo, &snap, "database.sql").unwrap(), db);
     assert_eq!(restore(&repo, &snap, "config.tar").unwrap(), conf);
     match repo.item_reader(&snap, "nope") {
-        Err(Error::ItemNotFound { snapshot, item, available }) => {
+        Err(Error::ItemNotFound {
+            snapshot,
+            item,
+            available,
+        }) => {
             assert_eq!(snapshot, snap.id.to_hex());
             assert_eq!(item, "nope");
             assert_eq!(available, vec!["database.sql", "config.tar"]);
@@ -108,7 +172,15 @@ fn a_multi_item_snapshot_restores_each_item_separately() {
 #[test]
 fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
     let storage = MemoryStorage::new();
-    Repository::init(&storage, Some(PASS), &fast_kdf(), "2026-01-01T00:00:00Z", "", &mut TestRng(1)).unwrap();
+    Repository::init(
+        &storage,
+        Some(PASS),
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
     let before = storage.snapshot_objects();
     let err = Repository::open(&storage, Some(b"wrong")).err().unwrap();
     assert!(matches!(err, Error::WrongPassphrase(_)), "{err}");
@@ -121,9 +193,29 @@ fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
 #[test]
 fn init_and_open_report_where_there_is_or_is_not_a_repository() {
     let storage = MemoryStorage::new();
-    assert!(matches!(Repository::open(&storage, None).err().unwrap(), Error::RepositoryNotFound { .. }));
-    Repository::init(&storage, None, &fast_kdf(), "2026-01-01T00:00:00Z", "", &mut TestRng(1)).unwrap();
-    let err = Repository::init(&storage, None, &fast_kdf(), "2026-01-01T00:00:00Z", "", &mut TestRng(2)).err().unwrap();
+    assert!(matches!(
+        Repository::open(&storage, None).err().unwrap(),
+        Error::RepositoryNotFound { .. }
+    ));
+    Repository::init(
+        &storage,
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    let err = Repository::init(
+        &storage,
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(2),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, Error::RepositoryExists { .. }), "{err}");
 }
 
@@ -133,10 +225,26 @@ fn nothing_readable_leaks_into_an_encrypted_repository() {
     let marker = b"PLAINTEXT-MARKER-7f3a";
     let mut data = sql_dump(5_000, 1);
     data.extend_from_slice(marker);
-    ingest_items(&repo, &[("secret-item-name", &data)], "2026-02-01T00:00:00Z", &[("secret-tag", "secret-value")]).unwrap();
+    ingest_items(
+        &repo,
+        &[("secret-item-name", &data)],
+        "2026-02-01T00:00:00Z",
+        &[("secret-tag", "secret-value")],
+    )
+    .unwrap();
     for (key, bytes) in repo.storage().snapshot_objects() {
-        for needle in [&marker[..], b"secret-item-name", b"secret-tag", b"secret-value", b"INSERT INTO"] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{key} contains {:?}", String::from_utf8_lossy(needle));
+        for needle in [
+            &marker[..],
+            b"secret-item-name",
+            b"secret-tag",
+            b"secret-value",
+            b"INSERT INTO",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{key} contains {:?}",
+                String::from_utf8_lossy(needle)
+            );
         }
     }
 }
@@ -144,23 +252,64 @@ fn nothing_readable_leaks_into_an_encrypted_repository() {
 #[test]
 fn snapshots_are_listed_by_tags_and_time_and_found_by_prefix() {
     let repo = encrypted();
-    let a = ingest_items(&repo, &[("d", b"one")], "2026-01-01T00:00:00Z", &[("db", "main")]).unwrap();
-    let b = ingest_items(&repo, &[("d", b"two")], "2026-02-01T00:00:00+05:00", &[("db", "main"), ("kind", "full")]).unwrap();
-    let c = ingest_items(&repo, &[("d", b"three")], "2026-03-01T00:00:00Z", &[("db", "other")]).unwrap();
-    let ids = |f: SnapshotFilter| repo.list_snapshots(&f).unwrap().into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let a = ingest_items(
+        &repo,
+        &[("d", b"one")],
+        "2026-01-01T00:00:00Z",
+        &[("db", "main")],
+    )
+    .unwrap();
+    let b = ingest_items(
+        &repo,
+        &[("d", b"two")],
+        "2026-02-01T00:00:00+05:00",
+        &[("db", "main"), ("kind", "full")],
+    )
+    .unwrap();
+    let c = ingest_items(
+        &repo,
+        &[("d", b"three")],
+        "2026-03-01T00:00:00Z",
+        &[("db", "other")],
+    )
+    .unwrap();
+    let ids = |f: SnapshotFilter| {
+        repo.list_snapshots(&f)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(SnapshotFilter::default()), vec![a.id, b.id, c.id]);
-    let main = SnapshotFilter { tags: [("db".to_string(), "main".to_string())].into(), ..Default::default() };
+    let main = SnapshotFilter {
+        tags: [("db".to_string(), "main".to_string())].into(),
+        ..Default::default()
+    };
     assert_eq!(ids(main), vec![a.id, b.id]);
-    let window = SnapshotFilter { after: Some(time("2026-01-15T00:00:00Z")), before: Some(time("2026-02-28T00:00:00Z")), ..Default::default() };
+    let window = SnapshotFilter {
+        after: Some(time("2026-01-15T00:00:00Z")),
+        before: Some(time("2026-02-28T00:00:00Z")),
+        ..Default::default()
+    };
     assert_eq!(ids(window), vec![b.id]);
-    let exact = SnapshotFilter { after: Some(b.time), before: Some(b.time), ..Default::default() };
+    let exact = SnapshotFilter {
+        after: Some(b.time),
+        before: Some(b.time),
+        ..Default::default()
+    };
     assert_eq!(ids(exact), vec![b.id], "both bounds are inclusive");
     let got = repo.get_snapshot(&b.id.to_hex()[..10]).unwrap();
     assert_eq!(got, b);
     assert_eq!(got.manifest.created_at, "2026-02-01T00:00:00.000000+05:00");
     assert_eq!(repo.get_snapshot("latest").unwrap().id, c.id);
-    assert!(matches!(repo.get_snapshot("zz").err().unwrap(), Error::SnapshotNotFound(_)));
-    assert!(matches!(repo.get_snapshot(&"0".repeat(64)).err().unwrap(), Error::SnapshotNotFound(_)));
+    assert!(matches!(
+        repo.get_snapshot("zz").err().unwrap(),
+        Error::SnapshotNotFound(_)
+    ));
+    assert!(matches!(
+        repo.get_snapshot(&"0".repeat(64)).err().unwrap(),
+        Error::SnapshotNotFound(_)
+    ));
 }
 
 #[test]
@@ -168,12 +317,26 @@ fn an_ambiguous_prefix_names_every_match() {
     let repo = plain(Compression::Zstd);
     let mut snaps = Vec::new();
     for i in 0..40 {
-        snaps.push(ingest_items(&repo, &[("d", format!("{i}").as_bytes())], "2026-01-01T00:00:00Z", &[]).unwrap());
+        snaps.push(
+            ingest_items(
+                &repo,
+                &[("d", format!("{i}").as_bytes())],
+                "2026-01-01T00:00:00Z",
+                &[],
+            )
+            .unwrap(),
+        );
     }
     // 40 ids over 16 first hex digits: some first digit is shared.
     let shared = (0..16)
         .map(|d| format!("{d:x}"))
-        .find(|p| snaps.iter().filter(|s| s.id.to_hex().starts_with(p.as_str())).count() > 1)
+        .find(|p| {
+            snaps
+                .iter()
+                .filter(|s| s.id.to_hex().starts_with(p.as_str()))
+                .count()
+                > 1
+        })
         .unwrap();
     match repo.get_snapshot(&shared).err().unwrap() {
         Error::AmbiguousSnapshotId { prefix, matches } => {
@@ -186,10 +349,27 @@ fn an_ambiguous_prefix_names_every_match() {
 
 #[test]
 fn listing_snapshots_never_reads_a_pack() {
-    let storage = CountingStorage { inner: MemoryStorage::new(), pack_reads: AtomicUsize::new(0) };
-    let repo = Repository::init(&storage, Some(PASS), &fast_kdf(), "2026-01-01T00:00:00Z", "", &mut TestRng(1)).unwrap();
+    let storage = CountingStorage {
+        inner: MemoryStorage::new(),
+        pack_reads: AtomicUsize::new(0),
+    };
+    let repo = Repository::init(
+        &storage,
+        Some(PASS),
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
     for i in 0..5 {
-        ingest_items(&repo, &[("d", &noise(300_000, i))], "2026-01-01T00:00:00Z", &[]).unwrap();
+        ingest_items(
+            &repo,
+            &[("d", &noise(300_000, i))],
+            "2026-01-01T00:00:00Z",
+            &[],
+        )
+        .unwrap();
     }
     let repo = Repository::open(&storage, Some(PASS)).unwrap();
     storage.pack_reads.store(0, Ordering::SeqCst);
@@ -205,13 +385,20 @@ fn a_flipped_bit_in_a_pack_is_reported_naming_chunk_and_pack() {
         let data = noise(1 << 20, 3);
         let snap = ingest_items(&repo, &[("d", &data)], "2026-01-01T00:00:00Z", &[]).unwrap();
         let objects = repo.storage().snapshot_objects();
-        let (key, mut bytes) = objects.into_iter().find(|(k, _)| k.ends_with(".pack")).unwrap();
+        let (key, mut bytes) = objects
+            .into_iter()
+            .find(|(k, _)| k.ends_with(".pack"))
+            .unwrap();
         bytes[100] ^= 0x04;
         repo.storage().overwrite(&key, bytes);
         let err = restore(&repo, &snap, "d").err().unwrap();
         match &err {
             Error::Corruption { object, .. } => {
-                assert!(object.contains("chunk ") && key.contains(object.split("pack ").nth(1).unwrap()), "{err}")
+                assert!(
+                    object.contains("chunk ")
+                        && key.contains(object.split("pack ").nth(1).unwrap()),
+                    "{err}"
+                )
             }
             e => panic!("{e}"),
         }
@@ -221,13 +408,27 @@ fn a_flipped_bit_in_a_pack_is_reported_naming_chunk_and_pack() {
 #[test]
 fn a_missing_pack_is_reported_naming_it() {
     let repo = encrypted();
-    let snap = ingest_items(&repo, &[("d", &noise(1 << 20, 3))], "2026-01-01T00:00:00Z", &[]).unwrap();
-    let key = repo.storage().snapshot_objects().into_keys().find(|k| k.ends_with(".pack")).unwrap();
+    let snap = ingest_items(
+        &repo,
+        &[("d", &noise(1 << 20, 3))],
+        "2026-01-01T00:00:00Z",
+        &[],
+    )
+    .unwrap();
+    let key = repo
+        .storage()
+        .snapshot_objects()
+        .into_keys()
+        .find(|k| k.ends_with(".pack"))
+        .unwrap();
     repo.storage().delete(&key).unwrap();
     let err = restore(&repo, &snap, "d").err().unwrap();
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
     let pack_id = key.rsplit('/').next().unwrap().trim_end_matches(".pack");
-    assert!(err.to_string().contains(pack_id) && err.to_string().contains("missing"), "{err}");
+    assert!(
+        err.to_string().contains(pack_id) && err.to_string().contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -240,7 +441,10 @@ fn a_damaged_snapshot_file_is_reported_naming_it() {
     bytes[last] ^= 1;
     repo.storage().overwrite(&key, bytes);
     let err = repo.get_snapshot(&snap.id.to_hex()).err().unwrap();
-    assert!(matches!(err, Error::Corruption { .. }) && err.to_string().contains(&snap.id.to_hex()), "{err}");
+    assert!(
+        matches!(err, Error::Corruption { .. }) && err.to_string().contains(&snap.id.to_hex()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -249,36 +453,74 @@ fn an_exclusive_lock_blocks_ingest_until_released_or_stale() {
     let mut exclusive = lock_info();
     exclusive.exclusive = true;
     exclusive.operation = "prune".into();
-    let key = repo.lock(&exclusive, &mut TestRng(50), &never_stale).unwrap();
-    let err = ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).err().unwrap();
+    let key = repo
+        .lock(&exclusive, &mut TestRng(50), &never_stale)
+        .unwrap();
+    let err = ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[])
+        .err()
+        .unwrap();
     match &err {
         Error::Locked { lock, holder } => {
             assert_eq!(lock, &key);
-            assert!(holder.contains("prune") && holder.contains("exclusive"), "{holder}");
+            assert!(
+                holder.contains("prune") && holder.contains("exclusive"),
+                "{holder}"
+            );
         }
         e => panic!("{e}"),
     }
     // A lock judged stale (its process is gone) does not block.
-    let mut ing = repo.ingest(&lock_info(), Box::new(TestRng(60)), &|_| true).unwrap();
+    let mut ing = repo
+        .ingest(&lock_info(), Box::new(TestRng(60)), &|_| true)
+        .unwrap();
     ing.start_item("d", "raw").unwrap();
     ing.abort().unwrap();
     repo.unlock(&key).unwrap();
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
-    assert!(repo.storage().list("locks/").unwrap().is_empty(), "ingest removes its lock");
+    assert!(
+        repo.storage().list("locks/").unwrap().is_empty(),
+        "ingest removes its lock"
+    );
 }
 
 #[test]
 fn unsafe_item_names_and_tags_are_refused() {
     let repo = encrypted();
-    for name in ["", "../etc/passwd", "/abs", "a//b", "a/./b", "nul\0byte", "back\\slash"] {
-        let err = ingest_items(&repo, &[(name, b"x")], "2026-01-01T00:00:00Z", &[]).err().unwrap();
+    for name in [
+        "",
+        "../etc/passwd",
+        "/abs",
+        "a//b",
+        "a/./b",
+        "nul\0byte",
+        "back\\slash",
+    ] {
+        let err = ingest_items(&repo, &[(name, b"x")], "2026-01-01T00:00:00Z", &[])
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::InvalidArgument(_)), "{name:?}: {err}");
     }
     let long = "k".repeat(300);
-    let err = ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[(long.as_str(), "v")]).err().unwrap();
+    let err = ingest_items(
+        &repo,
+        &[("d", b"x")],
+        "2026-01-01T00:00:00Z",
+        &[(long.as_str(), "v")],
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, Error::InvalidArgument(_)));
-    assert!(repo.list_snapshots(&SnapshotFilter::default()).unwrap().is_empty());
-    assert!(ingest_items(&repo, &[("dir/file.sql", b"x")], "2026-01-01T00:00:00Z", &[]).is_ok());
+    assert!(repo
+        .list_snapshots(&SnapshotFilter::default())
+        .unwrap()
+        .is_empty());
+    assert!(ingest_items(
+        &repo,
+        &[("dir/file.sql", b"x")],
+        "2026-01-01T00:00:00Z",
+        &[]
+    )
+    .is_ok());
 }
 
 #[test]
@@ -291,24 +533,37 @@ fn incremental_versions_of_a_dump_reuse_most_chunks() {
     for (i, line) in lines.iter().enumerate() {
         if i == rows / 2 {
             for j in 0..2000 {
-                v2.extend_from_slice(format!("INSERT INTO orders VALUES (9{j}, 'new', 1.00, '2026-02-01');\n").as_bytes());
+                v2.extend_from_slice(
+                    format!("INSERT INTO orders VALUES (9{j}, 'new', 1.00, '2026-02-01');\n")
+                        .as_bytes(),
+                );
             }
         }
         // 5 runs of 200 consecutive rows updated, spread over the file.
         if i % (rows / 5) < 200 {
-            v2.extend_from_slice(format!("INSERT INTO orders VALUES ({i}, 'updated', 2.00, '2026-02-02');\n").as_bytes());
+            v2.extend_from_slice(
+                format!("INSERT INTO orders VALUES ({i}, 'updated', 2.00, '2026-02-02');\n")
+                    .as_bytes(),
+            );
         } else {
             v2.extend_from_slice(line);
         }
     }
     for j in 0..2000 {
-        v2.extend_from_slice(format!("INSERT INTO orders VALUES (8{j}, 'appended', 3.00, '2026-02-03');\n").as_bytes());
+        v2.extend_from_slice(
+            format!("INSERT INTO orders VALUES (8{j}, 'appended', 3.00, '2026-02-03');\n")
+                .as_bytes(),
+        );
     }
     let a = ingest_items(&repo, &[("db.sql", &v1)], "2026-01-01T00:00:00Z", &[]).unwrap();
     let b = ingest_items(&repo, &[("db.sql", &v2)], "2026-01-02T00:00:00Z", &[]).unwrap();
     let reused = b.manifest.reused_chunks as f64 / b.manifest.chunk_count as f64;
     // Each edited region (5 runs, 1 insert, 1 append) touches at most 3 chunks.
-    assert!(b.manifest.new_chunks <= 3 * 7, "{} new chunks", b.manifest.new_chunks);
+    assert!(
+        b.manifest.new_chunks <= 3 * 7,
+        "{} new chunks",
+        b.manifest.new_chunks
+    );
     assert!(reused >= 0.85, "reused {reused}");
     assert!(b.manifest.stored_size * 4 < a.manifest.stored_size);
     assert_eq!(restore(&repo, &b, "db.sql").unwrap(), v2);

@@ -153,11 +153,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     sources: list[str] = args.sources
     if args.name and len(sources) > 1:
-        raise UsageError("--name names a single source; several sources are named after their files")
+        raise UsageError(
+            "--name names a single source; several sources are named after their files"
+        )
     items = []
     for src in sources:
         if src == "-":
-            items.append({"source": sys.stdin.buffer, "name": args.name or "stdin", "type": args.type})
+            items.append(
+                {"source": sys.stdin.buffer, "name": args.name or "stdin", "type": args.type}
+            )
         else:
             items.append({"source": src, "name": args.name or Path(src).name, "type": args.type})
     with _open(args) as repo:
@@ -203,7 +207,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        snaps = repo.list_snapshots(tags=_parse_tags(args.tag), after=args.after, before=args.before)
+        snaps = repo.list_snapshots(
+            tags=_parse_tags(args.tag), after=args.after, before=args.before
+        )
     rows = [
         f"{s.short_id}  {s.created_at.isoformat(timespec='seconds')}  "
         f"{_size(s.original_size):>10}  {_size(s.stored_size):>10}  "
@@ -229,15 +235,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-r", "--repo", default=argparse.SUPPRESS,
+        "-r",
+        "--repo",
+        default=argparse.SUPPRESS,
         help="repository path (default: $CONTAINERARCHIVE_REPOSITORY)",
     )
     common.add_argument(
-        "-p", "--password-file", default=argparse.SUPPRESS,
+        "-p",
+        "--password-file",
+        default=argparse.SUPPRESS,
         help="file holding the passphrase (default: $CONTAINERARCHIVE_PASSWORD)",
     )
     common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS,
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="print one JSON document",
     )
 
@@ -256,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
-        "ingest", parents=[common], help="back up files or stdin as one snapshot",
+        "ingest",
+        parents=[common],
+        help="back up files or stdin as one snapshot",
         epilog="example: pg_dump mydb | containerarchive ingest - --name db.sql --tag db=mydb",
     )
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="file to back up, or - for stdin")
@@ -267,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
-        "restore", parents=[common], help="restore a snapshot or one item",
+        "restore",
+        parents=[common],
+        help="restore a snapshot or one item",
         epilog="example: containerarchive restore latest --tag db=mydb | psql mydb",
     )
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")

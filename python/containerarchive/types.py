@@ -45,8 +45,11 @@ class Snapshot:
                 return it
         from .errors import ItemNotFoundError
 
-        err = ItemNotFoundError(f"item {name!r} not found in snapshot {self.id}")
-        err.snapshot, err.item, err.available = self.id, name, [i.name for i in self.items]
+        available = [i.name for i in self.items]
+        err = ItemNotFoundError(
+            f"item {name!r} not found in snapshot {self.id} (items: {', '.join(available)})"
+        )
+        err.snapshot, err.item, err.available = self.id, name, available
         raise err
 
     def to_dict(self) -> dict[str, Any]:

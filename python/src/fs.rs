@@ -44,7 +44,11 @@ impl FsStorage {
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         // Keys are made by the engine, but never let one escape the repository directory.
-        if key.split('/').any(|p| p.is_empty() || p == "." || p == "..") || key.contains('\\') {
+        if key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+            || key.contains('\\')
+        {
             return Err(StorageError::Backend {
                 key: key.into(),
                 message: "invalid storage key".into(),
@@ -113,7 +117,8 @@ impl Storage for FsStorage {
         let mut f = File::open(self.path(key)?).map_err(|e| backend(key, e))?;
         let size = f.metadata().map_err(|e| backend(key, e))?.len();
         let len = length.min(size.saturating_sub(offset));
-        f.seek(SeekFrom::Start(offset)).map_err(|e| backend(key, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| backend(key, e))?;
         let mut buf = vec![0u8; len as usize];
         f.read_exact(&mut buf).map_err(|e| backend(key, e))?;
         Ok(buf)
@@ -182,7 +187,10 @@ mod tests {
             s.put("packs/data/ab/abc.pack", b"x"),
             Err(StorageError::AlreadyExists("packs/data/ab/abc.pack".into()))
         );
-        assert_eq!(s.get_range("packs/data/ab/abc.pack", 3, 4).unwrap(), b"3456");
+        assert_eq!(
+            s.get_range("packs/data/ab/abc.pack", 3, 4).unwrap(),
+            b"3456"
+        );
         assert_eq!(s.get_range("packs/data/ab/abc.pack", 8, 10).unwrap(), b"89");
         s.put("snapshots/1.snapshot", b"s").unwrap();
         fs::write(root.join("snapshots/.tmp-leftover"), b"partial").unwrap();

@@ -37,29 +37,56 @@ impl RandomSource for OsRng {
 fn py_err(e: Error) -> PyErr {
     Python::attach(|py| {
         let text = |v: &String| PyString::new(py, v).into_any().unbind();
-        let list = |v: &Vec<String>| PyList::new(py, v).expect("strings convert").into_any().unbind();
+        let list = |v: &Vec<String>| {
+            PyList::new(py, v)
+                .expect("strings convert")
+                .into_any()
+                .unbind()
+        };
         let (class, attrs): (&str, Vec<(&str, Py<PyAny>)>) = match &e {
-            Error::RepositoryNotFound { location } => ("RepositoryNotFoundError", vec![("location", text(location))]),
-            Error::RepositoryExists { location } => ("RepositoryExistsError", vec![("location", text(location))]),
+            Error::RepositoryNotFound { location } => (
+                "RepositoryNotFoundError",
+                vec![("location", text(location))],
+            ),
+            Error::RepositoryExists { location } => {
+                ("RepositoryExistsError", vec![("location", text(location))])
+            }
             Error::WrongPassphrase(_) => ("WrongPassphraseError", vec![]),
             Error::SnapshotNotFound(id) => ("SnapshotNotFoundError", vec![("snapshot", text(id))]),
-            Error::AmbiguousSnapshotId { prefix, matches } => {
-                ("AmbiguousSnapshotIdError", vec![("snapshot", text(prefix)), ("matches", list(matches))])
-            }
-            Error::ItemNotFound { snapshot, item, available } => (
+            Error::AmbiguousSnapshotId { prefix, matches } => (
+                "AmbiguousSnapshotIdError",
+                vec![("snapshot", text(prefix)), ("matches", list(matches))],
+            ),
+            Error::ItemNotFound {
+                snapshot,
+                item,
+                available,
+            } => (
                 "ItemNotFoundError",
-                vec![("snapshot", text(snapshot)), ("item", text(item)), ("available", list(available))],
+                vec![
+                    ("snapshot", text(snapshot)),
+                    ("item", text(item)),
+                    ("available", list(available)),
+                ],
             ),
             Error::Corruption { object, .. } => ("CorruptionError", vec![("object", text(object))]),
-            Error::Locked { lock, holder } => ("LockedError", vec![("lock", text(lock)), ("holder", text(holder))]),
+            Error::Locked { lock, holder } => (
+                "LockedError",
+                vec![("lock", text(lock)), ("holder", text(holder))],
+            ),
             Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
             Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
             Error::Storage(
-                StorageError::NotFound(k) | StorageError::AlreadyExists(k) | StorageError::Backend { key: k, .. },
+                StorageError::NotFound(k)
+                | StorageError::AlreadyExists(k)
+                | StorageError::Backend { key: k, .. },
             ) => ("StorageError", vec![("key", text(k))]),
         };
         let build = || -> PyResult<PyErr> {
-            let exc = py.import("containerarchive.errors")?.getattr(class)?.call1((e.to_string(),))?;
+            let exc = py
+                .import("containerarchive.errors")?
+                .getattr(class)?
+                .call1((e.to_string(),))?;
             for (name, value) in attrs {
                 exc.setattr(name, value)?;
             }
@@ -82,7 +109,10 @@ fn snapshot_json(s: &Snapshot) -> String {
     v.to_string()
 }
 
-fn time_arg(name: &str, value: Option<String>) -> PyResult<Option<chrono::DateTime<chrono::FixedOffset>>> {
+fn time_arg(
+    name: &str,
+    value: Option<String>,
+) -> PyResult<Option<chrono::DateTime<chrono::FixedOffset>>> {
     value
         .map(|s| parse_time(&s).map_err(|e| py_err(Error::InvalidArgument(format!("{name}: {e}")))))
         .transpose()
@@ -161,7 +191,12 @@ impl NativeRepository {
 
     /// Open the repository at `path`.
     #[staticmethod]
-    fn open(py: Python<'_>, path: PathBuf, passphrase: Option<Vec<u8>>, hostname: String) -> PyResult<Self> {
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        passphrase: Option<Vec<u8>>,
+        hostname: String,
+    ) -> PyResult<Self> {
         let repo = py
             .detach(|| Repository::open(FsStorage::new(&path), passphrase.as_deref()))
             .map_err(py_err)?;
@@ -182,13 +217,21 @@ impl NativeRepository {
 
     /// Snapshots (JSON objects) matching the filter, oldest first.
     #[pyo3(signature = (tags, after=None, before=None))]
-    fn list_snapshots(&self, py: Python<'_>, tags: BTreeMap<String, String>, after: Option<String>, before: Option<String>) -> PyResult<Vec<String>> {
+    fn list_snapshots(
+        &self,
+        py: Python<'_>,
+        tags: BTreeMap<String, String>,
+        after: Option<String>,
+        before: Option<String>,
+    ) -> PyResult<Vec<String>> {
         let filter = SnapshotFilter {
             tags,
             after: time_arg("after", after)?,
             before: time_arg("before", before)?,
         };
-        let snaps = py.detach(|| self.repo.list_snapshots(&filter)).map_err(py_err)?;
+        let snaps = py
+            .detach(|| self.repo.list_snapshots(&filter))
+            .map_err(py_err)?;
         Ok(snaps.iter().map(snapshot_json).collect())
     }
 
@@ -209,7 +252,10 @@ impl NativeRepository {
         };
         let host = self.hostname.clone();
         let ingest = py
-            .detach(|| self.repo.ingest(&info, Box::new(OsRng), &|l| lock_is_stale(l, &host)))
+            .detach(|| {
+                self.repo
+                    .ingest(&info, Box::new(OsRng), &|l| lock_is_stale(l, &host))
+            })
             .map_err(py_err)?;
         Ok(NativeIngest {
             inner: Mutex::new(Some(ingest)),
@@ -217,7 +263,14 @@ impl NativeRepository {
     }
 
     /// Take a lock; returns its key.
-    fn lock(&self, py: Python<'_>, exclusive: bool, operation: String, pid: u32, created_at: String) -> PyResult<String> {
+    fn lock(
+        &self,
+        py: Python<'_>,
+        exclusive: bool,
+        operation: String,
+        pid: u32,
+        created_at: String,
+    ) -> PyResult<String> {
         let info = LockInfo {
             hostname: self.hostname.clone(),
             pid,
@@ -226,8 +279,11 @@ impl NativeRepository {
             operation,
         };
         let host = self.hostname.clone();
-        py.detach(|| self.repo.lock(&info, &mut OsRng, &|l| lock_is_stale(l, &host)))
-            .map_err(py_err)
+        py.detach(|| {
+            self.repo
+                .lock(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
+        })
+        .map_err(py_err)
     }
 
     /// Release a lock.
@@ -249,17 +305,35 @@ impl NativeRepository {
     }
 
     /// Restore one item into the file `path` (written under a temporary name, then renamed).
-    fn restore_to(&self, py: Python<'_>, snapshot_id: &str, item: &str, path: PathBuf) -> PyResult<u64> {
-        let mut reader = self.reader(py, snapshot_id, item)?.inner.into_inner().expect("fresh mutex");
+    fn restore_to(
+        &self,
+        py: Python<'_>,
+        snapshot_id: &str,
+        item: &str,
+        path: PathBuf,
+    ) -> PyResult<u64> {
+        let mut reader = self
+            .reader(py, snapshot_id, item)?
+            .inner
+            .into_inner()
+            .expect("fresh mutex");
         py.detach(|| {
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
             let result = (|| -> PyResult<u64> {
-                let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+                    .map_err(|e| io_err(&tmp, e))?;
                 let mut total = 0u64;
                 while let Some(batch) = reader.next_batch().map_err(py_err)? {
                     for c in batch {
@@ -286,12 +360,21 @@ struct NativeIngest {
 }
 
 impl NativeIngest {
-    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Ingest<FsStorage>) -> Result<T, PyErr> + Send) -> PyResult<T> {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Ingest<FsStorage>) -> Result<T, PyErr> + Send,
+    ) -> PyResult<T> {
         py.detach(|| {
-            let mut guard = self.inner.lock().map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?;
-            let ingest = guard
-                .as_mut()
-                .ok_or_else(|| py_err(Error::InvalidArgument("this ingest is already committed or aborted".into())))?;
+            let mut guard = self
+                .inner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?;
+            let ingest = guard.as_mut().ok_or_else(|| {
+                py_err(Error::InvalidArgument(
+                    "this ingest is already committed or aborted".into(),
+                ))
+            })?;
             f(ingest)
         })
     }
@@ -301,7 +384,11 @@ impl NativeIngest {
             .lock()
             .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?
             .take()
-            .ok_or_else(|| py_err(Error::InvalidArgument("this ingest is already committed or aborted".into())))
+            .ok_or_else(|| {
+                py_err(Error::InvalidArgument(
+                    "this ingest is already committed or aborted".into(),
+                ))
+            })
     }
 }
 
@@ -340,7 +427,12 @@ impl NativeIngest {
     }
 
     /// Write the snapshot; returns it as JSON.
-    fn commit(&self, py: Python<'_>, created_at: String, tags: BTreeMap<String, String>) -> PyResult<String> {
+    fn commit(
+        &self,
+        py: Python<'_>,
+        created_at: String,
+        tags: BTreeMap<String, String>,
+    ) -> PyResult<String> {
         let time = time_arg("time", Some(created_at))?.expect("given");
         let ingest = self.take()?;
         let snap = py.detach(|| ingest.commit(&time, tags)).map_err(py_err)?;
@@ -367,7 +459,10 @@ impl NativeReader {
     /// The next few MiB of content, or `None` at the end.
     fn read_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let batch = py.detach(|| {
-            let mut r = self.inner.lock().map_err(|_| PyRuntimeError::new_err("reader poisoned by an earlier panic"))?;
+            let mut r = self
+                .inner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("reader poisoned by an earlier panic"))?;
             r.next_batch().map_err(py_err)
         })?;
         Ok(batch.map(|chunks| {

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import containerarchive as ca
+import pytest
+
+PASSPHRASE = "correct horse battery staple"
+# Argon2id at its documented default costs 64 MiB per open; tests use small costs for speed.
+FAST_KDF = {"kdf_memory_kib": 1024, "kdf_iterations": 1}
+
+
+def sql_dump(rows: int, seed: int = 0, marker: str = "") -> bytes:
+    """A pg_dump-like SQL text: one INSERT per row, deterministic for a seed."""
+    rnd = random.Random(seed)
+    names = [f"customer-{rnd.randrange(10**6):06d}" for _ in range(997)]
+    lines = [
+        f"INSERT INTO orders VALUES ({i}, '{names[i % 997]}', {i * 37 % 100000 / 100:.2f}, "
+        f"'2026-{i % 12 + 1:02d}-{i % 28 + 1:02d}', '{marker}');\n"
+        for i in range(rows)
+    ]
+    return "".join(lines).encode()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root with the SHA-256 of its content."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def repo_path(tmp_path: Path) -> Path:
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def repo(repo_path: Path):
+    with ca.Repository.init(repo_path, passphrase=PASSPHRASE, **FAST_KDF) as r:
+        yield r
+
+
+@pytest.fixture
+def plain_repo(repo_path: Path):
+    with ca.Repository.init(repo_path) as r:
+        yield r
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "CONTAINERARCHIVE_REPOSITORY",
+        "CONTAINERARCHIVE_PASSWORD",
+        "CONTAINERARCHIVE_PASSWORD_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

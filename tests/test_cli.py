@@ -1,0 +1,164 @@
+"""The command line, driven as a shell user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import sql_dump
+
+CLI = [sys.executable, "-m", "containerarchive"]
+
+
+def run(args, *, env=None, input=None, check=True):
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [*CLI, *args], input=input, capture_output=True, env=full_env, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
+    return proc
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path):
+    return {
+        "CONTAINERARCHIVE_REPOSITORY": str(tmp_path / "repo"),
+        "CONTAINERARCHIVE_PASSWORD": "pw for the cli",
+    }
+
+
+def test_console_script_is_installed():
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run([bindir / "containerarchive", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "ingest" in proc.stdout and "restore" in proc.stdout
+
+
+def test_pg_dump_style_pipe_round_trip(cli_env, tmp_path: Path):
+    run(["init"], env=cli_env)
+    dump = sql_dump(30_000)
+    out = run(
+        [
+            "ingest",
+            "-",
+            "--name",
+            "db.sql",
+            "--type",
+            "database-dump",
+            "--tag",
+            "db=main",
+            "--json",
+        ],
+        env=cli_env,
+        input=dump,
+    )
+    snap = json.loads(out.stdout)
+    assert snap["items"][0]["name"] == "db.sql" and snap["original_size"] == len(dump)
+    assert snap["tags"] == {"db": "main"}
+    assert run(["restore", snap["id"][:10]], env=cli_env).stdout == dump
+    assert run(["restore", "latest", "--tag", "db=main"], env=cli_env).stdout == dump
+    run(["restore", "latest", "-o", str(tmp_path / "out.sql")], env=cli_env)
+    assert (tmp_path / "out.sql").read_bytes() == dump
+    again = json.loads(
+        run(["ingest", "-", "--name", "db.sql", "--json"], env=cli_env, input=dump).stdout
+    )
+    assert again["new_chunks"] == 0
+
+
+def test_flags_instead_of_environment(tmp_path: Path):
+    repo = tmp_path / "r"
+    pw = tmp_path / "pw"
+    pw.write_text("from a file\n")
+    run(["init", "--repo", str(repo), "--password-file", str(pw), "--compression", "gzip"])
+    src = tmp_path / "config.tar"
+    src.write_bytes(b"config bundle" * 1000)
+    out = run(
+        [
+            "--repo",
+            str(repo),
+            "-p",
+            str(pw),
+            "ingest",
+            str(src),
+            "--time",
+            "2026-05-01T10:00:00+02:00",
+        ]
+    )
+    assert "saved" in out.stdout.decode()
+    shown = json.loads(run(["show", "latest", "--repo", str(repo), "-p", str(pw), "--json"]).stdout)
+    assert shown["created_at"] == "2026-05-01T10:00:00+02:00"
+    assert shown["items"][0]["name"] == "config.tar"
+    assert run(["restore", shown["id"], "--repo", str(repo), "-p", str(pw)]).stdout == (
+        b"config bundle" * 1000
+    )
+    # The passphrase file really is used: a wrong one fails.
+    pw.write_text("wrong\n")
+    assert run(["snapshots", "--repo", str(repo), "-p", str(pw)], check=False).returncode == 12
+
+
+def test_snapshots_listing_and_filters(cli_env):
+    run(["init"], env=cli_env)
+    run(["ingest", "-", "--tag", "db=a", "--time", "2026-01-01T00:00:00Z"], env=cli_env, input=b"1")
+    run(["ingest", "-", "--tag", "db=b", "--time", "2026-02-01T00:00:00Z"], env=cli_env, input=b"2")
+    rows = json.loads(run(["snapshots", "--json"], env=cli_env).stdout)
+    assert [r["tags"]["db"] for r in rows] == ["a", "b"]
+    assert len(json.loads(run(["snapshots", "--json", "--tag", "db=b"], env=cli_env).stdout)) == 1
+    after = json.loads(run(["snapshots", "--json", "--after", "2026-01-15"], env=cli_env).stdout)
+    assert [r["tags"]["db"] for r in after] == ["b"]
+    text = run(["snapshots"], env=cli_env).stdout.decode()
+    assert rows[0]["id"][:8] in text and "2 snapshots" in text
+
+
+def test_multiple_sources_make_one_multi_item_snapshot(cli_env, tmp_path: Path):
+    run(["init"], env=cli_env)
+    (tmp_path / "database.sql").write_bytes(b"SELECT 1;\n" * 5000)
+    (tmp_path / "config.tar").write_bytes(b"cfg" * 3000)
+    snap = json.loads(
+        run(
+            ["ingest", str(tmp_path / "database.sql"), str(tmp_path / "config.tar"), "--json"],
+            env=cli_env,
+        ).stdout
+    )
+    assert [i["name"] for i in snap["items"]] == ["database.sql", "config.tar"]
+    got = run(["restore", snap["id"], "--item", "config.tar"], env=cli_env).stdout
+    assert got == b"cfg" * 3000
+    run(["restore", snap["id"], "-o", str(tmp_path / "out")], env=cli_env)
+    assert (tmp_path / "out" / "database.sql").read_bytes() == b"SELECT 1;\n" * 5000
+
+
+@pytest.mark.parametrize(
+    ("args", "env_extra", "code", "message"),
+    [
+        (["snapshots"], {"CONTAINERARCHIVE_REPOSITORY": "/nonexistent/repo"}, 10, "no repository"),
+        (["snapshots"], {"CONTAINERARCHIVE_PASSWORD": "wrong"}, 12, "wrong passphrase"),
+        (["restore", "ffffffff"], {}, 3, "ffffffff"),
+        (["restore", "latest", "--item", "nope"], {}, 3, "nope"),
+        (["ingest", "-", "--tag", "novalue"], {}, 2, "KEY=VALUE"),
+        (["ingest", "-", "--name", "../x"], {}, 2, "item name"),
+        (["init"], {}, 1, "already exists"),
+    ],
+)
+def test_failures_have_meaningful_exit_codes_and_one_line_errors(
+    cli_env, args, env_extra, code, message
+):
+    run(["init"], env=cli_env)
+    run(["ingest", "-"], env=cli_env, input=b"something")
+    proc = run(args, env={**cli_env, **env_extra}, input=b"data", check=False)
+    assert proc.returncode == code, proc.stderr
+    err = proc.stderr.decode()
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_init_without_a_passphrase_needs_an_explicit_choice(tmp_path: Path):
+    proc = run(["init", "--repo", str(tmp_path / "r")], check=False)
+    assert proc.returncode == 2 and b"--no-encryption" in proc.stderr
+    run(["init", "--repo", str(tmp_path / "r"), "--no-encryption"])
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["encryption"] == "none"
+    run(["ingest", "-", "--repo", str(tmp_path / "r")], input=b"plain")
+    assert run(["restore", "latest", "--repo", str(tmp_path / "r")]).stdout == b"plain"
