@@ -86,3 +86,14 @@ def test_listing_reads_no_pack(repo, monkeypatch):
     finally:
         for p in packs:
             p.with_suffix(".pack.hidden").rename(p)
+
+
+def test_snapshot_objects_and_dates_are_accepted_where_ids_and_times_are(repo):
+    from datetime import date
+
+    snap = repo.ingest(b"by object", time=datetime(2026, 4, 2, 12, tzinfo=timezone.utc))
+    assert repo.get_snapshot(snap) == snap
+    assert repo.restore(snap).read() == b"by object"
+    assert [s.id for s in repo.list_snapshots(after=date(2026, 4, 1), before=date(2026, 4, 3))] == [
+        snap.id
+    ]

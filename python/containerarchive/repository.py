@@ -8,7 +8,7 @@ import socket
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -18,7 +18,8 @@ from .types import Snapshot
 
 StrPath = Union[str, "os.PathLike[str]"]
 Source = Union[StrPath, bytes, bytearray, memoryview, IO[bytes]]
-TimeLike = Union[datetime, str]
+TimeLike = Union[datetime, date, str]
+SnapshotRef = Union[str, Snapshot]
 
 _READ_SIZE = 4 << 20
 
@@ -29,6 +30,8 @@ def _iso(value: TimeLike, what: str) -> str:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as e:
             raise InvalidArgumentError(f"{what}: {value!r} is not an ISO 8601 time") from e
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)  # midnight, local time
     if not isinstance(value, datetime):
         raise InvalidArgumentError(f"{what} must be a datetime or an ISO 8601 string")
     if value.tzinfo is None:
@@ -38,6 +41,10 @@ def _iso(value: TimeLike, what: str) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="microseconds")
+
+
+def _ref(snapshot: SnapshotRef) -> str:
+    return snapshot.id if isinstance(snapshot, Snapshot) else str(snapshot)
 
 
 def _passphrase(p: str | bytes | None) -> bytes | None:
@@ -265,9 +272,9 @@ class Repository:
         )
         return [Snapshot._from_json(r) for r in rows]
 
-    def get_snapshot(self, id_or_prefix: str) -> Snapshot:
-        """A snapshot by id, unique id prefix, or ``"latest"``."""
-        return Snapshot._from_json(self._n.get_snapshot(id_or_prefix))
+    def get_snapshot(self, id_or_prefix: SnapshotRef) -> Snapshot:
+        """A snapshot by id, unique id prefix, or ``"latest"`` (a :class:`Snapshot` works too)."""
+        return Snapshot._from_json(self._n.get_snapshot(_ref(id_or_prefix)))
 
     # -- restore ---------------------------------------------------------------------------
 
@@ -291,7 +298,7 @@ class Repository:
                 yield bytes(tarfile.BLOCKSIZE - it.size % tarfile.BLOCKSIZE)
         yield bytes(2 * tarfile.BLOCKSIZE)
 
-    def restore(self, snapshot_id: str, item: str | None = None) -> io.BufferedReader:
+    def restore(self, snapshot_id: SnapshotRef, item: str | None = None) -> io.BufferedReader:
         """A readable binary stream of one item, every chunk verified as it is read.
 
         Without ``item``, a one-item snapshot yields that item and a multi-item snapshot a
@@ -307,7 +314,7 @@ class Repository:
             blocks = self._tar_blocks(snap)
         return io.BufferedReader(_ChunkStream(blocks), buffer_size=1 << 20)
 
-    def restore_to(self, snapshot_id: str, path: StrPath, item: str | None = None) -> Path:
+    def restore_to(self, snapshot_id: SnapshotRef, path: StrPath, item: str | None = None) -> Path:
         """Restore into ``path``: a file for one item; without ``item`` a multi-item
         snapshot is restored into the directory ``path``, one file per item."""
         snap = self.get_snapshot(snapshot_id)
