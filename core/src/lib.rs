@@ -16,10 +16,13 @@ pub mod index;
 pub mod lock;
 pub mod pack;
 pub mod parallel;
+pub mod parity;
 pub mod repo;
+pub mod retention;
 pub mod snapshot;
 pub mod storage;
 pub mod validate;
+pub mod verify;
 
 pub use compress::Compression;
 pub use config::Config;

@@ -19,6 +19,7 @@ use crate::index::{
 use crate::lock::{self, LockInfo, StaleCheck};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
 use crate::parallel::par_map;
+use crate::parity::{load_groups, parity_key, ParityBuilder, GROUP_SIZE};
 use crate::snapshot::{
     decode_snapshot, encode_snapshot, format_time, snapshot_id_of_key, snapshot_key, Item,
     Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
@@ -454,6 +455,7 @@ impl<S: Storage> Repository<S> {
                 item: None,
                 items: Vec::new(),
                 stats: Stats::default(),
+                parity: None,
             },
         })
     }
@@ -611,6 +613,8 @@ struct Writer<S: Storage> {
     item: Option<ItemState>,
     items: Vec<Item>,
     stats: Stats,
+    /// The parity group new packs join (started or extended at the first pack).
+    parity: Option<ParityBuilder>,
 }
 
 /// An ingest in progress: items are written one after another, then committed as one snapshot.
@@ -727,6 +731,7 @@ impl<S: Storage> Writer<S> {
                 .iter()
                 .map(|e| e.stored_len as usize)
                 .sum::<usize>()) as u64;
+        self.protect(&pack.id, &pack.data)?;
         self.unindexed.push(IndexedPack {
             id: pack.id,
             size,
@@ -734,6 +739,28 @@ impl<S: Storage> Writer<S> {
         });
         if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
             self.write_index()?;
+        }
+        Ok(())
+    }
+
+    /// Add a stored pack to the open parity group; store the group when it is full.
+    fn protect(&mut self, pack: &Id, data: &[u8]) -> Result<()> {
+        if self.parity.is_none() {
+            self.parity = Some(open_parity_group(&self.repo)?);
+        }
+        let builder = self.parity.as_mut().expect("just set");
+        builder.add(*pack, data);
+        if builder.is_full() {
+            self.store_parity()?;
+        }
+        Ok(())
+    }
+
+    /// Store the open parity group (also when not full: no pack stays unprotected).
+    fn store_parity(&mut self) -> Result<()> {
+        if let Some(builder) = self.parity.take() {
+            let nonce = self.nonce();
+            builder.store(self.repo.storage(), self.repo.keys(), nonce)?;
         }
         Ok(())
     }
@@ -775,6 +802,25 @@ impl<S: Storage> Writer<S> {
             None => Ok(()),
         }
     }
+}
+
+/// The parity group the next new pack joins: the fullest group that still has room and whose
+/// parity shard is intact, or a new one.
+fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> {
+    let storage = repo.storage();
+    let (mut groups, _) = load_groups(storage, repo.keys())?;
+    groups.retain(|g| g.desc.members.len() < GROUP_SIZE);
+    groups.sort_by_key(|g| std::cmp::Reverse(g.desc.members.len()));
+    for g in groups {
+        match storage.get(&parity_key(&g.desc.parity)) {
+            Ok(parity) if Id::sha256(&parity) == g.desc.parity => {
+                return Ok(ParityBuilder::extend(g, parity))
+            }
+            Ok(_) | Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ParityBuilder::new())
 }
 
 /// Store a content-addressed object; an identical one already there is as good.
@@ -868,6 +914,7 @@ impl<S: Storage> Ingest<S> {
             ));
         }
         w.flush_pack()?;
+        w.store_parity()?;
         w.write_index()?;
         let s = w.stats;
         let manifest = Manifest {

@@ -1,0 +1,631 @@
+//! Verification: three levels, each finding every kind of damage it can see.
+//!
+//! - quick: index files, snapshot manifests and chunk lists decode; every referenced chunk is
+//!   indexed; every indexed pack exists with its indexed size; every parity group is complete
+//!   and every indexed pack belongs to one.
+//! - standard: plus every pack read whole: its SHA-256 matches its id, its header matches the
+//!   index, its `.idx` matches its header.
+//! - full: plus every blob decrypted, decompressed and re-hashed, and every group's parity
+//!   recomputed from its members.
+//!
+//! Problems are collected as [`Finding`]s (never a panic or an early return); only a storage
+//! that cannot even be listed makes verify fail as a whole.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::{Id, ID_LEN};
+use crate::index::{decode_index_file, IndexedPack, Location, INDEX_PREFIX};
+use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
+use crate::parity::{load_groups, parity_key, Group, ParityBuilder};
+use crate::repo::{decode_blob, Repository};
+use crate::snapshot::{decode_snapshot, snapshot_id_of_key, SNAPSHOT_PREFIX};
+use crate::storage::{Storage, StorageError};
+
+/// How deep to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerifyLevel {
+    /// Metadata and presence only.
+    Quick,
+    /// Plus pack checksums and headers.
+    Standard,
+    /// Plus every chunk and every parity shard recomputed.
+    Full,
+}
+
+impl VerifyLevel {
+    /// Parse `quick`, `standard` or `full`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quick" => Some(VerifyLevel::Quick),
+            "standard" => Some(VerifyLevel::Standard),
+            "full" => Some(VerifyLevel::Full),
+            _ => None,
+        }
+    }
+}
+
+/// One problem found, naming its object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What kind of problem (`pack_missing`, `pack_checksum`, `chunk_corrupt`, …).
+    pub kind: String,
+    /// The pack concerned, if any.
+    pub pack: Option<String>,
+    /// The chunk concerned, if any.
+    pub chunk: Option<String>,
+    /// The snapshot concerned, if any.
+    pub snapshot: Option<String>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+/// What verify looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyStats {
+    /// Packs checked.
+    pub packs_checked: u64,
+    /// Distinct chunks checked (indexed at quick, decoded at full).
+    pub chunks_checked: u64,
+    /// Snapshots checked.
+    pub snapshots_checked: u64,
+    /// Bytes read from storage.
+    pub bytes_read: u64,
+    /// Parity groups checked.
+    pub groups_checked: u64,
+    /// Packs on storage that no index lists (left by an interrupted ingest; garbage, not damage).
+    pub unindexed_packs: u64,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Whether nothing was found.
+    pub ok: bool,
+    /// Everything found.
+    pub errors: Vec<Finding>,
+    /// What was looked at.
+    pub stats: VerifyStats,
+}
+
+struct Checker<'a> {
+    report: VerifyReport,
+    on_error: &'a mut dyn FnMut(&Finding),
+}
+
+impl Checker<'_> {
+    fn find(
+        &mut self,
+        kind: &str,
+        pack: Option<&Id>,
+        chunk: Option<&Id>,
+        snapshot: Option<&Id>,
+        message: impl Into<String>,
+    ) {
+        let f = Finding {
+            kind: kind.into(),
+            pack: pack.map(Id::to_hex),
+            chunk: chunk.map(Id::to_hex),
+            snapshot: snapshot.map(Id::to_hex),
+            message: message.into(),
+        };
+        (self.on_error)(&f);
+        self.report.errors.push(f);
+    }
+
+    fn from_error(&mut self, kind: &str, pack: Option<&Id>, snapshot: Option<&Id>, e: &Error) {
+        self.find(kind, pack, None, snapshot, e.to_string());
+    }
+}
+
+/// Every indexed pack with its size and entries, merged over all readable index files.
+pub(crate) struct IndexView {
+    pub packs: BTreeMap<Id, (u64, Vec<PackEntry>)>,
+    pub blobs: HashMap<Id, Location>,
+}
+
+pub(crate) fn read_index_view(
+    storage: &dyn Storage,
+    repo_keys: &crate::crypto::Keys,
+    mut on_bad: impl FnMut(&str, Error),
+) -> Result<(IndexView, u64)> {
+    let mut view = IndexView {
+        packs: BTreeMap::new(),
+        blobs: HashMap::new(),
+    };
+    let mut read = 0u64;
+    let mut files = storage.list(INDEX_PREFIX)?;
+    files.sort();
+    for (key, _) in files {
+        let data = match storage.get(&key) {
+            Ok(d) => d,
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        read += data.len() as u64;
+        match decode_index_file(repo_keys, &key, &data) {
+            Ok(packs) => add_packs(&mut view, packs),
+            Err(e) => on_bad(&key, e),
+        }
+    }
+    Ok((view, read))
+}
+
+pub(crate) fn add_packs(view: &mut IndexView, packs: Vec<IndexedPack>) {
+    for p in packs {
+        for e in &p.entries {
+            view.blobs.entry(e.id).or_insert(Location {
+                pack: p.id,
+                entry: *e,
+            });
+        }
+        view.packs.entry(p.id).or_insert((p.size, p.entries));
+    }
+}
+
+/// Packs present in storage: id → size, and which have an `.idx`.
+pub(crate) fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id>)> {
+    let mut packs = HashMap::new();
+    let mut idx = HashSet::new();
+    for (key, size) in storage.list("packs/data/")? {
+        let name = key.rsplit('/').next().unwrap_or("");
+        if let Some(id) = name.strip_suffix(".pack").and_then(Id::from_hex) {
+            packs.insert(id, size);
+        } else if let Some(id) = name.strip_suffix(".idx").and_then(Id::from_hex) {
+            idx.insert(id);
+        }
+    }
+    Ok((packs, idx))
+}
+
+fn same_entries(a: &[PackEntry], b: &[PackEntry]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_by_key(|e| e.offset);
+    b.sort_by_key(|e| e.offset);
+    a == b
+}
+
+impl<S: Storage> Repository<S> {
+    /// Verify the repository at `level`; `on_error` sees each finding as it is made.
+    pub fn verify(
+        &self,
+        level: VerifyLevel,
+        on_error: &mut dyn FnMut(&Finding),
+    ) -> Result<VerifyReport> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let mut c = Checker {
+            report: VerifyReport::default(),
+            on_error,
+        };
+        let mut bad_index = Vec::new();
+        let (view, read) =
+            read_index_view(storage, keys, |key, e| bad_index.push((key.to_string(), e)))?;
+        c.report.stats.bytes_read += read;
+        for (_, e) in bad_index {
+            c.from_error("index", None, None, &e);
+        }
+        let (present, idx_present) = list_packs(storage)?;
+        c.report.stats.unindexed_packs = present
+            .keys()
+            .filter(|p| !view.packs.contains_key(p))
+            .count() as u64;
+
+        // Every indexed pack present with its size.
+        let mut missing = HashSet::new();
+        for (id, (size, _)) in &view.packs {
+            match present.get(id) {
+                None => {
+                    missing.insert(*id);
+                    c.find(
+                        "pack_missing",
+                        Some(id),
+                        None,
+                        None,
+                        format!("pack {id} is indexed but missing"),
+                    );
+                }
+                Some(s) if s != size => c.find(
+                    "pack_size",
+                    Some(id),
+                    None,
+                    None,
+                    format!("pack {id} is {s} bytes, the index says {size}"),
+                ),
+                Some(_) => {}
+            }
+        }
+
+        // Snapshots, their chunk lists, and every chunk they reference.
+        let mut referenced = HashSet::new();
+        let mut ids: Vec<Id> = storage
+            .list(SNAPSHOT_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, _)| snapshot_id_of_key(&k))
+            .collect();
+        ids.sort();
+        for sid in ids {
+            c.report.stats.snapshots_checked += 1;
+            let data = match storage.get(&crate::snapshot::snapshot_key(&sid)) {
+                Ok(d) => d,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            c.report.stats.bytes_read += data.len() as u64;
+            let snap = match decode_snapshot(keys, sid, &data) {
+                Ok(s) => s,
+                Err(e) => {
+                    c.from_error("snapshot", None, Some(&sid), &e);
+                    continue;
+                }
+            };
+            for item in &snap.manifest.items {
+                let mut count = 0u64;
+                for list_id in &item.chunk_lists {
+                    let Some(loc) = view.blobs.get(list_id) else {
+                        c.find(
+                            "chunk_missing",
+                            None,
+                            Some(list_id),
+                            Some(&sid),
+                            format!(
+                                "chunk list {list_id} of item {:?} is not indexed",
+                                item.name
+                            ),
+                        );
+                        continue;
+                    };
+                    if missing.contains(&loc.pack) {
+                        c.find(
+                            "chunk_list",
+                            Some(&loc.pack),
+                            Some(list_id),
+                            Some(&sid),
+                            format!(
+                                "chunk list of item {:?} is in missing pack {}",
+                                item.name, loc.pack
+                            ),
+                        );
+                        continue;
+                    }
+                    let raw = storage
+                        .get_range(
+                            &pack_key(&loc.pack),
+                            loc.entry.offset as u64,
+                            loc.entry.stored_len as u64,
+                        )
+                        .map_err(Error::from)
+                        .and_then(|b| {
+                            c.report.stats.bytes_read += b.len() as u64;
+                            decode_blob(keys, loc, &b)
+                        });
+                    let raw = match raw {
+                        Ok(r) if r.len() % ID_LEN == 0 => r,
+                        Ok(_) => {
+                            c.find(
+                                "chunk_list",
+                                Some(&loc.pack),
+                                Some(list_id),
+                                Some(&sid),
+                                "chunk list length is not a multiple of 32",
+                            );
+                            continue;
+                        }
+                        Err(e) => {
+                            c.find(
+                                "chunk_list",
+                                Some(&loc.pack),
+                                Some(list_id),
+                                Some(&sid),
+                                e.to_string(),
+                            );
+                            continue;
+                        }
+                    };
+                    for chunk in raw.chunks_exact(ID_LEN) {
+                        let id = Id::from_slice(chunk).expect("32 bytes");
+                        count += 1;
+                        if referenced.insert(id) && !view.blobs.contains_key(&id) {
+                            c.find(
+                                "chunk_missing",
+                                None,
+                                Some(&id),
+                                Some(&sid),
+                                format!("chunk {id} of item {:?} is not indexed", item.name),
+                            );
+                        }
+                    }
+                }
+                if count != item.chunk_count
+                    && item.chunk_lists.iter().all(|l| view.blobs.contains_key(l))
+                {
+                    c.find(
+                        "snapshot",
+                        None,
+                        None,
+                        Some(&sid),
+                        format!(
+                            "item {:?} lists {count} chunks, its manifest says {}",
+                            item.name, item.chunk_count
+                        ),
+                    );
+                }
+            }
+        }
+        if level == VerifyLevel::Quick {
+            c.report.stats.chunks_checked = referenced.len() as u64;
+        }
+
+        // Parity groups.
+        let (groups, bad_groups) = load_groups(storage, keys)?;
+        for e in &bad_groups {
+            c.from_error("parity_group", None, None, e);
+        }
+        let mut protected = HashSet::new();
+        let parity_sizes: HashMap<Id, u64> = storage
+            .list(crate::parity::PARITY_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                Some((
+                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".parity")?)?,
+                    s,
+                ))
+            })
+            .collect();
+        for g in &groups {
+            c.report.stats.groups_checked += 1;
+            for m in &g.desc.members {
+                protected.insert(m.pack);
+                match present.get(&m.pack) {
+                    None if !view.packs.contains_key(&m.pack) => c.find(
+                        "parity_member_missing",
+                        Some(&m.pack),
+                        None,
+                        None,
+                        format!("pack {} of parity group {} is missing", m.pack, g.key),
+                    ),
+                    Some(s) if *s != m.size => c.find(
+                        "pack_size",
+                        Some(&m.pack),
+                        None,
+                        None,
+                        format!(
+                            "pack {} is {s} bytes, its parity group says {}",
+                            m.pack, m.size
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+            match parity_sizes.get(&g.desc.parity) {
+                None => c.find(
+                    "parity_missing",
+                    None,
+                    None,
+                    None,
+                    format!(
+                        "parity shard {} of group {} is missing",
+                        g.desc.parity, g.key
+                    ),
+                ),
+                Some(s) if *s != g.desc.shard_len => c.find(
+                    "parity_size",
+                    None,
+                    None,
+                    None,
+                    format!(
+                        "parity shard {} is {s} bytes, expected {}",
+                        g.desc.parity, g.desc.shard_len
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for id in view.packs.keys() {
+            if !protected.contains(id) {
+                c.find(
+                    "pack_unprotected",
+                    Some(id),
+                    None,
+                    None,
+                    format!("pack {id} belongs to no parity group"),
+                );
+            }
+        }
+
+        if level >= VerifyLevel::Standard {
+            self.verify_packs(level, &mut c, &view, &present, &idx_present, &groups)?;
+        } else {
+            c.report.stats.packs_checked = view.packs.len() as u64;
+        }
+        c.report.ok = c.report.errors.is_empty();
+        Ok(c.report)
+    }
+
+    fn verify_packs(
+        &self,
+        level: VerifyLevel,
+        c: &mut Checker<'_>,
+        view: &IndexView,
+        present: &HashMap<Id, u64>,
+        idx_present: &HashSet<Id>,
+        groups: &[Group],
+    ) -> Result<()> {
+        let storage: &dyn Storage = self.storage();
+        let mut checked = HashSet::new();
+        let mut chunks = HashSet::new();
+        // Group by group, so each member is read once for its own checks and for the parity.
+        let mut order: Vec<(Option<&Group>, Vec<Id>)> = groups
+            .iter()
+            .map(|g| (Some(g), g.desc.members.iter().map(|m| m.pack).collect()))
+            .collect();
+        order.push((None, view.packs.keys().copied().collect()));
+        for (group, members) in order {
+            let mut parity =
+                (level == VerifyLevel::Full && group.is_some()).then(ParityBuilder::new);
+            let mut complete = true;
+            for pack in members {
+                if !present.contains_key(&pack) {
+                    complete = false;
+                    continue;
+                }
+                let first_time = checked.insert(pack);
+                if !first_time && parity.is_none() {
+                    continue;
+                }
+                let data = match storage.get(&pack_key(&pack)) {
+                    Ok(d) => d,
+                    Err(StorageError::NotFound(_)) => {
+                        complete = false;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                c.report.stats.bytes_read += data.len() as u64;
+                if let Some(p) = parity.as_mut() {
+                    p.add(pack, &data);
+                }
+                if first_time {
+                    c.report.stats.packs_checked += 1;
+                    self.check_pack(level, c, view, idx_present, pack, &data, &mut chunks);
+                }
+            }
+            if let (Some(p), Some(g), true) = (parity, group, complete) {
+                let (computed, _) = p.finish();
+                match storage.get(&parity_key(&g.desc.parity)) {
+                    Ok(stored) => {
+                        c.report.stats.bytes_read += stored.len() as u64;
+                        if stored != computed {
+                            c.find(
+                                "parity_mismatch",
+                                None,
+                                None,
+                                None,
+                                format!(
+                                    "parity shard {} of group {} does not match its members",
+                                    g.desc.parity, g.key
+                                ),
+                            );
+                        }
+                    }
+                    Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if level == VerifyLevel::Full {
+            c.report.stats.chunks_checked = chunks.len() as u64;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_pack(
+        &self,
+        level: VerifyLevel,
+        c: &mut Checker<'_>,
+        view: &IndexView,
+        idx_present: &HashSet<Id>,
+        pack: Id,
+        data: &[u8],
+        chunks: &mut HashSet<Id>,
+    ) {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        if Id::sha256(data) != pack {
+            c.find(
+                "pack_checksum",
+                Some(&pack),
+                None,
+                None,
+                format!("pack {pack} does not hash to its id (damaged)"),
+            );
+        }
+        let header = match read_pack_entries(keys, &pack.to_hex(), data) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                c.from_error("pack_header", Some(&pack), None, &e);
+                None
+            }
+        };
+        let indexed = view.packs.get(&pack).map(|(_, e)| e.as_slice());
+        if let (Some(h), Some(i)) = (&header, indexed) {
+            if !same_entries(h, i) {
+                c.find(
+                    "pack_header",
+                    Some(&pack),
+                    None,
+                    None,
+                    format!("the header of pack {pack} does not match the index"),
+                );
+            }
+        }
+        if indexed.is_some() {
+            if !idx_present.contains(&pack) {
+                c.find(
+                    "idx_missing",
+                    Some(&pack),
+                    None,
+                    None,
+                    format!("pack {pack} has no .idx file"),
+                );
+            } else {
+                let key = idx_key(&pack);
+                match storage.get(&key).map_err(Error::from).and_then(|d| {
+                    c.report.stats.bytes_read += d.len() as u64;
+                    decode_idx(keys, &key, &d)
+                }) {
+                    Ok((id, size, entries)) => {
+                        let matches = id == pack
+                            && size == data.len() as u64
+                            && header.as_ref().is_none_or(|h| same_entries(h, &entries));
+                        if !matches {
+                            c.find(
+                                "idx",
+                                Some(&pack),
+                                None,
+                                None,
+                                format!("{key} does not match its pack"),
+                            );
+                        }
+                    }
+                    Err(e) => c.from_error("idx", Some(&pack), None, &e),
+                }
+            }
+        }
+        if level < VerifyLevel::Full {
+            return;
+        }
+        // Decode every blob, from the header if readable, else from the index.
+        let Some(entries) = header.as_deref().or(indexed) else {
+            return;
+        };
+        for e in entries {
+            chunks.insert(e.id);
+            let start = e.offset as usize;
+            let end = start + e.stored_len as usize;
+            let loc = Location { pack, entry: *e };
+            let result = data
+                .get(start..end)
+                .ok_or_else(|| {
+                    Error::corruption(
+                        format!("chunk {} in pack {pack}", e.id),
+                        "lies past the end of the pack",
+                    )
+                })
+                .and_then(|stored| decode_blob(keys, &loc, stored));
+            if let Err(err) = result {
+                c.find(
+                    "chunk_corrupt",
+                    Some(&pack),
+                    Some(&e.id),
+                    None,
+                    err.to_string(),
+                );
+            }
+        }
+    }
+}
