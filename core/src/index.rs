@@ -155,3 +155,12 @@ impl Index {
         &self.packs
     }
 }
+
+/// Size of an index file listing packs with these entry counts.
+pub fn index_file_size(keys: &Keys, entry_counts: &[usize]) -> u64 {
+    let body: usize = 4 + entry_counts
+        .iter()
+        .map(|n| ID_LEN + 8 + 4 + n * ENTRY_LEN)
+        .sum::<usize>();
+    (INDEX_MAGIC.len() + keys.seal_overhead() + body) as u64
+}

@@ -14,6 +14,7 @@ pub mod error;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod maintenance;
 pub mod pack;
 pub mod parallel;
 pub mod parity;

@@ -31,6 +31,9 @@ pub struct LockInfo {
     pub pid: u32,
     /// When the lock was taken (RFC 3339).
     pub created_at: String,
+    /// When the holder last renewed it (RFC 3339); a lock not renewed for long is stale.
+    #[serde(default)]
+    pub refreshed_at: String,
     /// Whether the lock excludes all others.
     pub exclusive: bool,
     /// What the holder is doing (`ingest`, `prune`…).
@@ -109,16 +112,61 @@ pub fn acquire(
     if let Some(e) = conflict(storage, keys, info.exclusive, None, is_stale)? {
         return Err(e);
     }
-    let key = format!("{LOCK_PREFIX}{}.lock", Id(random_bytes(rng)).to_hex());
-    let json = serde_json::to_vec(info).expect("lock info serializes");
-    let mut data = LOCK_MAGIC.to_vec();
-    data.extend_from_slice(&keys.seal(LOCK_LABEL, &json, random_bytes(rng)));
-    storage.put(&key, &data)?;
+    let key = write_lock(storage, keys, info, rng)?;
     if let Some(e) = conflict(storage, keys, info.exclusive, Some(&key), is_stale)? {
         release(storage, &key)?;
         return Err(e);
     }
     Ok(key)
+}
+
+/// Store a lock file for `info` under a new random name; returns its key.
+pub fn write_lock(
+    storage: &dyn Storage,
+    keys: &Keys,
+    info: &LockInfo,
+    rng: &mut dyn RandomSource,
+) -> Result<String> {
+    let key = format!("{LOCK_PREFIX}{}.lock", Id(random_bytes(rng)).to_hex());
+    let json = serde_json::to_vec(info).expect("lock info serializes");
+    let mut data = LOCK_MAGIC.to_vec();
+    data.extend_from_slice(&keys.seal(LOCK_LABEL, &json, random_bytes(rng)));
+    storage.put(&key, &data)?;
+    Ok(key)
+}
+
+/// Renew a lock: write it again with `refreshed_at = now`, then remove the old file.
+pub fn refresh(
+    storage: &dyn Storage,
+    keys: &Keys,
+    old_key: &str,
+    info: &mut LockInfo,
+    now: &str,
+    rng: &mut dyn RandomSource,
+) -> Result<String> {
+    info.refreshed_at = now.to_string();
+    let key = write_lock(storage, keys, info, rng)?;
+    release(storage, old_key)?;
+    Ok(key)
+}
+
+/// Remove locks: every lock with `force`, otherwise stale and unreadable ones. Returns the
+/// keys removed.
+pub fn remove_locks(
+    storage: &dyn Storage,
+    keys: &Keys,
+    force: bool,
+    is_stale: StaleCheck<'_>,
+) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (key, info) in read_locks(storage, keys)? {
+        if force || info.as_ref().is_none_or(is_stale) {
+            release(storage, &key)?;
+            removed.push(key);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Remove a lock taken with [`acquire`].

@@ -304,3 +304,41 @@ pub fn read_pack_entries(keys: &Keys, pack_name: &str, pack: &[u8]) -> Result<Ve
         &pack[start as usize..(start + len) as usize],
     )
 }
+
+/// Size of a pack file holding `entries` blobs of `blob_bytes` stored bytes in all.
+pub fn pack_file_size(keys: &Keys, entries: usize, blob_bytes: u64) -> u64 {
+    (PACK_MAGIC.len() + 4 + entries * ENTRY_LEN + keys.seal_overhead() + TRAILER_LEN) as u64
+        + blob_bytes
+}
+
+/// Size of the `.idx` file of a pack with `entries` blobs.
+pub fn idx_file_size(keys: &Keys, entries: usize) -> u64 {
+    (IDX_MAGIC.len() + keys.seal_overhead() + ID_LEN + 8 + 4 + entries * ENTRY_LEN) as u64
+}
+
+/// Read the entries of a pack from its own header, with two ranged reads.
+pub fn read_header_from_storage(
+    storage: &dyn crate::storage::Storage,
+    keys: &Keys,
+    pack: &Id,
+    size: u64,
+) -> Result<Vec<PackEntry>> {
+    let key = pack_key(pack);
+    let name = pack.to_hex();
+    if size < (PACK_MAGIC.len() + TRAILER_LEN) as u64 {
+        return Err(Error::corruption(
+            format!("pack {name}"),
+            "too short to be a pack",
+        ));
+    }
+    let trailer = storage.get_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
+    let (start, len) = header_range(&name, size, &trailer)?;
+    let sealed = storage.get_range(&key, start, len)?;
+    if sealed.len() as u64 != len {
+        return Err(Error::corruption(
+            format!("pack {name}"),
+            "truncated header",
+        ));
+    }
+    decode_header(keys, &name, start, &sealed)
+}

@@ -421,11 +421,8 @@ mod tests {
         );
         let once = recompute(ids.iter().copied().zip(packs.iter().cloned()));
         assert_eq!(storage.get(&parity_key(&g2.desc.parity)).unwrap(), once);
-        for missing in 0..7 {
-            assert_eq!(
-                rebuild_member(&storage, &g2, missing).unwrap(),
-                packs[missing]
-            );
+        for (missing, original) in packs.iter().enumerate() {
+            assert_eq!(rebuild_member(&storage, &g2, missing).unwrap(), *original);
         }
         // Two losses cannot be rebuilt.
         storage.delete(&pack_key(&ids[2])).unwrap();

@@ -343,6 +343,11 @@ impl<S: Storage> Repository<S> {
         Ok(())
     }
 
+    /// Drop the loaded index; it is read again on next use (after maintenance changed it).
+    pub(crate) fn forget_index(&self) {
+        *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Where blob `id` is stored.
     pub fn locate(&self, id: &Id) -> Result<Option<Location>> {
         Ok(self.index()?.as_ref().and_then(|i| i.get(id)))
@@ -442,6 +447,7 @@ impl<S: Storage> Repository<S> {
         is_stale: StaleCheck<'_>,
     ) -> Result<Ingest<S>> {
         let lock_key = self.lock(lock_info, rng.as_mut(), is_stale)?;
+        let lock_info = lock_info.clone();
         let chunker = Chunker::new(self.inner.config.chunker);
         Ok(Ingest {
             chunker,
@@ -449,6 +455,7 @@ impl<S: Storage> Repository<S> {
                 repo: self.clone(),
                 rng,
                 lock_key: Some(lock_key),
+                lock_info,
                 pack: PackBuilder::new(),
                 unindexed: Vec::new(),
                 session: HashSet::new(),
@@ -605,6 +612,7 @@ struct Writer<S: Storage> {
     repo: Repository<S>,
     rng: Box<dyn RandomSource + Send>,
     lock_key: Option<String>,
+    lock_info: LockInfo,
     pack: PackBuilder,
     /// Packs stored whose entries are in no index file yet.
     unindexed: Vec<IndexedPack>,
@@ -890,6 +898,24 @@ impl<S: Storage> Ingest<S> {
         let writer = &mut self.writer;
         self.chunker.cut(true, |chunks| writer.process(chunks))?;
         writer.finish_item()
+    }
+
+    /// Renew this ingest's lock (call every few minutes during a long ingest, so that other
+    /// processes do not judge it stale).
+    pub fn refresh_lock(&mut self, now: &str) -> Result<()> {
+        let w = &mut self.writer;
+        if let Some(old) = w.lock_key.take() {
+            let repo = w.repo.clone();
+            w.lock_key = Some(lock::refresh(
+                repo.storage(),
+                repo.keys(),
+                &old,
+                &mut w.lock_info,
+                now,
+                w.rng.as_mut(),
+            )?);
+        }
+        Ok(())
     }
 
     /// Bytes of content written so far (all items).

@@ -115,7 +115,7 @@ impl Checker<'_> {
         self.report.errors.push(f);
     }
 
-    fn from_error(&mut self, kind: &str, pack: Option<&Id>, snapshot: Option<&Id>, e: &Error) {
+    fn find_error(&mut self, kind: &str, pack: Option<&Id>, snapshot: Option<&Id>, e: &Error) {
         self.find(kind, pack, None, snapshot, e.to_string());
     }
 }
@@ -206,7 +206,7 @@ impl<S: Storage> Repository<S> {
             read_index_view(storage, keys, |key, e| bad_index.push((key.to_string(), e)))?;
         c.report.stats.bytes_read += read;
         for (_, e) in bad_index {
-            c.from_error("index", None, None, &e);
+            c.find_error("index", None, None, &e);
         }
         let (present, idx_present) = list_packs(storage)?;
         c.report.stats.unindexed_packs = present
@@ -258,7 +258,7 @@ impl<S: Storage> Repository<S> {
             let snap = match decode_snapshot(keys, sid, &data) {
                 Ok(s) => s,
                 Err(e) => {
-                    c.from_error("snapshot", None, Some(&sid), &e);
+                    c.find_error("snapshot", None, Some(&sid), &e);
                     continue;
                 }
             };
@@ -355,14 +355,12 @@ impl<S: Storage> Repository<S> {
                 }
             }
         }
-        if level == VerifyLevel::Quick {
-            c.report.stats.chunks_checked = referenced.len() as u64;
-        }
+        c.report.stats.chunks_checked = referenced.len() as u64;
 
         // Parity groups.
         let (groups, bad_groups) = load_groups(storage, keys)?;
         for e in &bad_groups {
-            c.from_error("parity_group", None, None, e);
+            c.find_error("parity_group", None, None, e);
         }
         let mut protected = HashSet::new();
         let parity_sizes: HashMap<Id, u64> = storage
@@ -547,7 +545,7 @@ impl<S: Storage> Repository<S> {
         let header = match read_pack_entries(keys, &pack.to_hex(), data) {
             Ok(h) => Some(h),
             Err(e) => {
-                c.from_error("pack_header", Some(&pack), None, &e);
+                c.find_error("pack_header", Some(&pack), None, &e);
                 None
             }
         };
@@ -592,7 +590,7 @@ impl<S: Storage> Repository<S> {
                             );
                         }
                     }
-                    Err(e) => c.from_error("idx", Some(&pack), None, &e),
+                    Err(e) => c.find_error("idx", Some(&pack), None, &e),
                 }
             }
         }

@@ -246,6 +246,7 @@ impl NativeRepository {
         let info = LockInfo {
             hostname: self.hostname.clone(),
             pid,
+            refreshed_at: created_at.clone(),
             created_at,
             exclusive: false,
             operation: "ingest".into(),
@@ -274,6 +275,7 @@ impl NativeRepository {
         let info = LockInfo {
             hostname: self.hostname.clone(),
             pid,
+            refreshed_at: created_at.clone(),
             created_at,
             exclusive,
             operation,

@@ -41,6 +41,7 @@ pub fn lock_info() -> LockInfo {
         hostname: "test".into(),
         pid: 1,
         created_at: "2026-01-01T00:00:00Z".into(),
+        refreshed_at: "2026-01-01T00:00:00Z".into(),
         exclusive: false,
         operation: "ingest".into(),
     }

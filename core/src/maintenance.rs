@@ -1,0 +1,901 @@
+//! Maintenance: reindex, repair, prune (with garbage collection) and lock removal.
+//!
+//! Every operation here runs under an exclusive lock and orders its writes so that a crash at
+//! any point leaves a repository that verifies: new objects are written before the objects they
+//! replace are deleted, and nothing that a remaining snapshot needs is ever deleted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::crypto::{random_bytes, RandomSource};
+use crate::error::{Error, Result};
+use crate::id::{Id, ID_LEN};
+use crate::index::{
+    encode_index_file, index_file_size, index_key, IndexedPack, Location, INDEX_PREFIX,
+};
+use crate::lock::{remove_locks, LockInfo, StaleCheck};
+use crate::pack::{
+    decode_idx, encode_idx, idx_file_size, idx_key, pack_file_size, pack_key,
+    read_header_from_storage, PackBuilder, PackEntry,
+};
+use crate::parity::{
+    encode_group, load_groups, parity_key, rebuild_member, Group, GroupDescription, Member,
+    ParityBuilder, GROUP_SIZE, PARITY_PREFIX, PARITY_SHARDS,
+};
+use crate::repo::{decode_blob, Repository};
+use crate::retention::{apply, Policy};
+use crate::snapshot::{snapshot_key, Snapshot};
+use crate::storage::{Storage, StorageError};
+use crate::verify::{list_packs, read_index_view, IndexView};
+
+/// Packs listed per index file written by reindex and prune.
+const PACKS_PER_INDEX_FILE: usize = 256;
+/// Prune rewrites a pack when at least this percentage of its bytes is garbage (and deletes it
+/// when all of it is).
+pub const REWRITE_THRESHOLD_PERCENT: u64 = 20;
+
+/// What reindex did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReindexReport {
+    /// Packs in the new index.
+    pub packs_indexed: u64,
+    /// Packs whose `.idx` was missing or damaged and was rewritten from the pack's header.
+    pub idx_rebuilt: Vec<Id>,
+    /// Packs whose entries could not be read at all (left out of the index).
+    pub unreadable_packs: Vec<Id>,
+    /// Index files written.
+    pub index_files_written: u64,
+    /// Old index files removed.
+    pub index_files_removed: u64,
+}
+
+/// A pack repair could not save, and the snapshots that need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unrecoverable {
+    /// The pack.
+    pub pack: Id,
+    /// Why it could not be rebuilt.
+    pub reason: String,
+    /// Snapshots with chunks (or chunk lists) in it.
+    pub snapshots: Vec<Id>,
+}
+
+/// What repair did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// Whether the index was rebuilt from the packs.
+    pub index_rebuilt: bool,
+    /// Packs rebuilt byte-identical from parity.
+    pub packs_repaired: Vec<Id>,
+    /// Stale lock files removed.
+    pub locks_removed: Vec<String>,
+    /// Parity groups written anew (damaged parity, or packs that had none).
+    pub groups_written: u64,
+    /// What could not be saved.
+    pub unrecoverable: Vec<Unrecoverable>,
+    /// The reindex that repair ran.
+    pub reindex: ReindexReport,
+}
+
+/// What prune did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Snapshots the policy keeps (among those it applies to), newest first.
+    pub kept: Vec<Id>,
+    /// Snapshots removed, newest first.
+    pub removed: Vec<Id>,
+    /// Packs deleted (all garbage, rewritten, or left over by interrupted writers).
+    pub removed_packs: u64,
+    /// Packs whose live blobs were copied into new packs.
+    pub rewritten_packs: u64,
+    /// Packs written.
+    pub new_packs: u64,
+    /// Bytes the repository shrank by (negative if it grew).
+    pub freed_bytes: i64,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+}
+
+fn delete_if_present(storage: &dyn Storage, key: &str) -> Result<u64> {
+    match storage.delete(key) {
+        Ok(()) => Ok(1),
+        Err(StorageError::NotFound(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn put_replacing(storage: &dyn Storage, key: &str, data: &[u8]) -> Result<()> {
+    match storage.put(key, data) {
+        Err(StorageError::AlreadyExists(_)) => {
+            storage.delete(key)?;
+            Ok(storage.put(key, data)?)
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Sizes of objects a plan deletes and writes, for the freed-bytes figure.
+#[derive(Default)]
+struct Ledger {
+    deleted: u64,
+    written: u64,
+}
+
+impl Ledger {
+    fn freed(&self) -> i64 {
+        self.deleted as i64 - self.written as i64
+    }
+}
+
+impl<S: Storage> Repository<S> {
+    fn with_exclusive<T>(
+        &self,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+        f: impl FnOnce(&mut dyn RandomSource) -> Result<T>,
+    ) -> Result<T> {
+        let mut info = info.clone();
+        info.exclusive = true;
+        let key = self.lock(&info, rng, is_stale)?;
+        let result = f(rng);
+        self.forget_index();
+        let released = self.unlock(&key);
+        let value = result?;
+        released?;
+        Ok(value)
+    }
+
+    /// Remove stale locks (and unreadable ones); with `force`, every lock.
+    pub fn remove_locks(&self, force: bool, is_stale: StaleCheck<'_>) -> Result<Vec<String>> {
+        remove_locks(self.storage(), self.keys(), force, is_stale)
+    }
+
+    fn write_index_files(
+        &self,
+        packs: &[IndexedPack],
+        rng: &mut dyn RandomSource,
+    ) -> Result<(Vec<String>, u64)> {
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        for batch in packs.chunks(PACKS_PER_INDEX_FILE) {
+            let data = encode_index_file(self.keys(), batch, random_bytes(rng));
+            let key = index_key(&Id::sha256(&data));
+            match self.storage().put(&key, &data) {
+                Ok(()) | Err(StorageError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            bytes += data.len() as u64;
+            keys.push(key);
+        }
+        Ok((keys, bytes))
+    }
+
+    /// Rebuild the global index from the `.idx` files, and from the packs' own headers where
+    /// an `.idx` is missing or damaged (rewriting that `.idx`). Takes an exclusive lock.
+    pub fn reindex(
+        &self,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<ReindexReport> {
+        self.with_exclusive(info, rng, is_stale, |rng| self.reindex_locked(rng))
+    }
+
+    fn reindex_locked(&self, rng: &mut dyn RandomSource) -> Result<ReindexReport> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        // Old index files are listed before the packs, so every pack they name is seen below.
+        let old: Vec<String> = storage
+            .list(INDEX_PREFIX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let (present, idx_present) = list_packs(storage)?;
+        let mut report = ReindexReport::default();
+        let mut packs = Vec::new();
+        let mut ids: Vec<(&Id, &u64)> = present.iter().collect();
+        ids.sort();
+        for (id, size) in ids {
+            let key = idx_key(id);
+            let from_idx = if idx_present.contains(id) {
+                storage
+                    .get(&key)
+                    .ok()
+                    .and_then(|d| decode_idx(keys, &key, &d).ok())
+                    .filter(|(pid, psize, _)| pid == id && psize == size)
+                    .map(|(_, _, entries)| entries)
+            } else {
+                None
+            };
+            let entries = match from_idx {
+                Some(e) => e,
+                None => match read_header_from_storage(storage, keys, id, *size) {
+                    Ok(entries) => {
+                        put_replacing(
+                            storage,
+                            &key,
+                            &encode_idx(keys, id, *size, &entries, random_bytes(rng)),
+                        )?;
+                        report.idx_rebuilt.push(*id);
+                        entries
+                    }
+                    Err(_) => {
+                        report.unreadable_packs.push(*id);
+                        continue;
+                    }
+                },
+            };
+            packs.push(IndexedPack {
+                id: *id,
+                size: *size,
+                entries,
+            });
+        }
+        let (written, _) = self.write_index_files(&packs, rng)?;
+        report.index_files_written = written.len() as u64;
+        for key in old.iter().filter(|k| !written.contains(k)) {
+            report.index_files_removed += delete_if_present(storage, key)?;
+        }
+        report.packs_indexed = packs.len() as u64;
+        Ok(report)
+    }
+
+    /// Repair what can be repaired: remove stale locks, rebuild missing or damaged packs from
+    /// their parity group, rewrite damaged parity, protect unprotected packs, rebuild the index,
+    /// and name what could not be saved with the snapshots it affects.
+    pub fn repair(
+        &self,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<RepairReport> {
+        let locks_removed = self.remove_locks(false, is_stale)?;
+        let mut report = self.with_exclusive(info, rng, is_stale, |rng| self.repair_locked(rng))?;
+        report.locks_removed = locks_removed;
+        Ok(report)
+    }
+
+    fn repair_locked(&self, rng: &mut dyn RandomSource) -> Result<RepairReport> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let mut report = RepairReport::default();
+        // What the index knew before, to name the blobs of packs that are gone.
+        let (old_view, _) = read_index_view(storage, keys, |_, _| {})?;
+        let (present, _) = list_packs(storage)?;
+        let (groups, _) = load_groups(storage, keys)?;
+
+        let mut intact: HashMap<Id, bool> = HashMap::new();
+        let mut check = |id: &Id, size: u64| -> Result<bool> {
+            if let Some(ok) = intact.get(id) {
+                return Ok(*ok);
+            }
+            let ok = present.get(id) == Some(&size)
+                && match storage.get(&pack_key(id)) {
+                    Ok(d) => Id::sha256(&d) == *id,
+                    Err(StorageError::NotFound(_)) => false,
+                    Err(e) => return Err(e.into()),
+                };
+            intact.insert(*id, ok);
+            Ok(ok)
+        };
+        let mut lost: BTreeMap<Id, String> = BTreeMap::new();
+        let mut repaired = BTreeSet::new();
+        for g in &groups {
+            let mut bad = Vec::new();
+            for (i, m) in g.desc.members.iter().enumerate() {
+                if !repaired.contains(&m.pack) && !check(&m.pack, m.size)? {
+                    bad.push(i);
+                }
+            }
+            let parity_ok = match storage.get(&parity_key(&g.desc.parity)) {
+                Ok(p) => Id::sha256(&p) == g.desc.parity,
+                Err(StorageError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            match (bad.as_slice(), parity_ok) {
+                ([], true) => {}
+                ([], false) => {
+                    // Members intact, parity damaged: compute it again.
+                    let mut b = ParityBuilder::new();
+                    for m in &g.desc.members {
+                        b.add(m.pack, &storage.get(&pack_key(&m.pack))?);
+                    }
+                    b.replaces = Some(g.clone());
+                    b.store(storage, keys, random_bytes(rng))?;
+                    report.groups_written += 1;
+                }
+                ([one], true) => {
+                    let m = g.desc.members[*one];
+                    match rebuild_member(storage, g, *one) {
+                        Ok(bytes) => {
+                            put_replacing(storage, &pack_key(&m.pack), &bytes)?;
+                            repaired.insert(m.pack);
+                            lost.remove(&m.pack);
+                            report.packs_repaired.push(m.pack);
+                        }
+                        Err(e) => {
+                            lost.entry(m.pack).or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                (many, _) => {
+                    let why = if parity_ok {
+                        format!("{} packs of its parity group {} are lost or damaged; one parity shard rebuilds only one", many.len(), g.key)
+                    } else {
+                        format!(
+                            "its parity group {} has a damaged or missing parity shard",
+                            g.key
+                        )
+                    };
+                    for i in many {
+                        lost.entry(g.desc.members[*i].pack)
+                            .or_insert_with(|| why.clone());
+                    }
+                }
+            }
+        }
+        lost.retain(|id, _| !repaired.contains(id));
+
+        // The index, from what is on storage now.
+        report.reindex = self.reindex_locked(rng)?;
+        report.index_rebuilt = true;
+
+        // Indexed packs that no group protects (and that are intact) get a group.
+        let (groups, _) = load_groups(storage, keys)?;
+        let grouped: HashSet<Id> = groups
+            .iter()
+            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
+            .collect();
+        let (present, _) = list_packs(storage)?;
+        let mut unprotected: Vec<(Id, u64)> = Vec::new();
+        let mut sorted: Vec<(&Id, &u64)> = present.iter().collect();
+        sorted.sort();
+        for (id, size) in sorted {
+            if grouped.contains(id) || report.reindex.unreadable_packs.contains(id) {
+                continue;
+            }
+            if check(id, *size)? {
+                unprotected.push((*id, *size));
+            } else {
+                lost.entry(*id)
+                    .or_insert_with(|| "damaged and in no parity group".into());
+            }
+        }
+        report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
+
+        // Name the snapshots that need what is lost.
+        if !lost.is_empty() {
+            let mut blob_pack: HashMap<Id, Id> = HashMap::new();
+            for (pack, (_, entries)) in &old_view.packs {
+                if lost.contains_key(pack) {
+                    for e in entries {
+                        blob_pack.insert(e.id, *pack);
+                    }
+                }
+            }
+            let mut affected: HashMap<Id, BTreeSet<Id>> = HashMap::new();
+            for sid in self.snapshot_ids()? {
+                let Ok(snap) = self.load_snapshot(sid) else {
+                    continue;
+                };
+                for pack in self.packs_needed_by(&snap, &old_view, &blob_pack) {
+                    affected.entry(pack).or_default().insert(sid);
+                }
+            }
+            for (pack, reason) in lost {
+                report.unrecoverable.push(Unrecoverable {
+                    pack,
+                    reason,
+                    snapshots: affected
+                        .remove(&pack)
+                        .map(|s| s.into_iter().collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Which of the packs in `blob_pack` (blob → lost pack) snapshot `snap` needs.
+    fn packs_needed_by(
+        &self,
+        snap: &Snapshot,
+        view: &IndexView,
+        blob_pack: &HashMap<Id, Id>,
+    ) -> BTreeSet<Id> {
+        let mut needed = BTreeSet::new();
+        for item in &snap.manifest.items {
+            for list in &item.chunk_lists {
+                if let Some(p) = blob_pack.get(list) {
+                    needed.insert(*p);
+                    continue;
+                }
+                let Ok(ids) = self.read_list_blob(view, list) else {
+                    continue;
+                };
+                for id in ids {
+                    if let Some(p) = blob_pack.get(&id) {
+                        needed.insert(*p);
+                    }
+                }
+            }
+        }
+        needed
+    }
+
+    fn read_list_blob(&self, view: &IndexView, list: &Id) -> Result<Vec<Id>> {
+        let loc = view
+            .blobs
+            .get(list)
+            .ok_or_else(|| Error::corruption(format!("chunk list {list}"), "not in the index"))?;
+        let stored = self.storage().get_range(
+            &pack_key(&loc.pack),
+            loc.entry.offset as u64,
+            loc.entry.stored_len as u64,
+        )?;
+        let raw = decode_blob(self.keys(), loc, &stored)?;
+        if raw.len() % ID_LEN != 0 {
+            return Err(Error::corruption(
+                format!("chunk list {list}"),
+                "length is not a multiple of 32",
+            ));
+        }
+        Ok(raw
+            .chunks_exact(ID_LEN)
+            .map(|c| Id::from_slice(c).expect("32 bytes"))
+            .collect())
+    }
+
+    /// Apply a retention policy and collect garbage. `tags` limits the policy to snapshots
+    /// carrying them. With `dry_run` nothing changes and the report is what a real run would do.
+    pub fn prune(
+        &self,
+        policy: &Policy,
+        tags: &BTreeMap<String, String>,
+        dry_run: bool,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<PruneReport> {
+        if policy.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no retention rule given (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly or keep_yearly): prune would remove every snapshot".into(),
+            ));
+        }
+        if dry_run {
+            // A shared lock: a dry run changes nothing, but must see a repository no prune is changing.
+            let mut shared = info.clone();
+            shared.exclusive = false;
+            let key = self.lock(&shared, rng, is_stale)?;
+            let plan = self.plan_prune(policy, tags);
+            self.unlock(&key)?;
+            return Ok(plan?.report(true));
+        }
+        self.with_exclusive(info, rng, is_stale, |rng| {
+            let plan = self.plan_prune(policy, tags)?;
+            let freed = self.execute_prune(&plan, rng)?;
+            let mut report = plan.report(false);
+            report.freed_bytes = freed;
+            Ok(report)
+        })
+    }
+
+    fn plan_prune(&self, policy: &Policy, tags: &BTreeMap<String, String>) -> Result<PrunePlan> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let mut ledger = Ledger::default();
+
+        // Snapshots: every one must be readable, or we cannot know what is still needed.
+        let snapshot_sizes: HashMap<Id, u64> = storage
+            .list(crate::snapshot::SNAPSHOT_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, s)| Some((crate::snapshot::snapshot_id_of_key(&k)?, s)))
+            .collect();
+        let mut all = Vec::new();
+        for id in snapshot_sizes.keys() {
+            all.push(self.load_snapshot(*id)?);
+        }
+        let considered: Vec<Snapshot> = all
+            .iter()
+            .filter(|s| tags.iter().all(|(k, v)| s.manifest.tags.get(k) == Some(v)))
+            .cloned()
+            .collect();
+        let (kept, removed) = apply(policy, &considered);
+        let removed_ids: HashSet<Id> = removed.iter().map(|s| s.id).collect();
+        for id in &removed_ids {
+            ledger.deleted += snapshot_sizes[id];
+        }
+
+        // Index: every file must be readable too.
+        let mut bad = None;
+        let (view, _) = read_index_view(storage, keys, |key, e| {
+            bad.get_or_insert_with(|| (key.to_string(), e.to_string()));
+        })?;
+        if let Some((key, e)) = bad {
+            return Err(Error::corruption(
+                key,
+                format!("{e}; run repair before prune"),
+            ));
+        }
+        let old_index: Vec<(String, u64)> = storage.list(INDEX_PREFIX)?;
+        ledger.deleted += old_index.iter().map(|(_, s)| s).sum::<u64>();
+
+        // Mark every blob a remaining snapshot needs.
+        let mut used: HashSet<Id> = HashSet::new();
+        for snap in all.iter().filter(|s| !removed_ids.contains(&s.id)) {
+            for item in &snap.manifest.items {
+                for list in &item.chunk_lists {
+                    used.insert(*list);
+                    used.extend(self.read_list_blob(&view, list).map_err(|e| {
+                        Error::corruption(
+                            format!("snapshot {}", snap.id),
+                            format!("{e}; run repair before prune"),
+                        )
+                    })?);
+                }
+            }
+        }
+        for id in &used {
+            if !view.blobs.contains_key(id) {
+                return Err(Error::corruption(
+                    format!("chunk {id}"),
+                    "needed by a remaining snapshot but not indexed; run repair before prune",
+                ));
+            }
+        }
+
+        // Sort packs into keep / rewrite / delete.
+        let (present, idx_present) = list_packs(storage)?;
+        let idx_sizes: HashMap<Id, u64> = storage
+            .list("packs/data/")?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                Some((
+                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".idx")?)?,
+                    s,
+                ))
+            })
+            .collect();
+        let is_live =
+            |pack: &Id, e: &PackEntry| used.contains(&e.id) && view.blobs[&e.id].pack == *pack;
+        let mut keep: Vec<IndexedPack> = Vec::new();
+        let mut doomed: BTreeSet<Id> = BTreeSet::new();
+        let mut rewrite: Vec<Location> = Vec::new();
+        let mut rewritten = 0;
+        for (pack, (size, entries)) in &view.packs {
+            let live: u64 = entries
+                .iter()
+                .filter(|e| is_live(pack, e))
+                .map(|e| e.stored_len as u64)
+                .sum();
+            let garbage = *size - live;
+            if !present.contains_key(pack) {
+                if live > 0 {
+                    return Err(Error::corruption(
+                        format!("pack {pack}"),
+                        "missing but still needed; run repair before prune",
+                    ));
+                }
+                continue;
+            }
+            if live == 0 {
+                doomed.insert(*pack);
+            } else if garbage * 100 >= REWRITE_THRESHOLD_PERCENT * size {
+                doomed.insert(*pack);
+                rewritten += 1;
+                let mut live_entries: Vec<&PackEntry> =
+                    entries.iter().filter(|e| is_live(pack, e)).collect();
+                live_entries.sort_by_key(|e| e.offset);
+                rewrite.extend(live_entries.into_iter().map(|e| Location {
+                    pack: *pack,
+                    entry: *e,
+                }));
+            } else {
+                keep.push(IndexedPack {
+                    id: *pack,
+                    size: *size,
+                    entries: entries.clone(),
+                });
+            }
+        }
+        // Packs no index lists are left by interrupted writers: garbage.
+        for pack in present.keys().filter(|p| !view.packs.contains_key(p)) {
+            doomed.insert(*pack);
+        }
+        for pack in &doomed {
+            ledger.deleted += present[pack] + idx_sizes.get(pack).copied().unwrap_or(0);
+        }
+        // `.idx` files whose pack is gone.
+        let orphan_idx: Vec<Id> = idx_present
+            .iter()
+            .filter(|p| !present.contains_key(p))
+            .copied()
+            .collect();
+        for p in &orphan_idx {
+            ledger.deleted += idx_sizes[p];
+        }
+
+        // New packs for the live blobs of rewritten packs, filled in order and closed, as at
+        // ingest, once their blobs reach the target pack size.
+        let mut new_packs: Vec<Vec<Location>> = Vec::new();
+        let mut current: Vec<Location> = Vec::new();
+        let mut len = crate::pack::PACK_MAGIC.len() as u64;
+        for loc in rewrite {
+            len += loc.entry.stored_len as u64;
+            current.push(loc);
+            if len >= self.config().pack_size {
+                new_packs.push(std::mem::take(&mut current));
+                len = crate::pack::PACK_MAGIC.len() as u64;
+            }
+        }
+        if !current.is_empty() {
+            new_packs.push(current);
+        }
+        let mut new_sizes: Vec<u64> = Vec::new();
+        for p in &new_packs {
+            let size = pack_file_size(
+                keys,
+                p.len(),
+                p.iter().map(|l| l.entry.stored_len as u64).sum(),
+            );
+            new_sizes.push(size);
+            ledger.written += size + idx_file_size(keys, p.len());
+        }
+
+        // Parity: groups that lose a member are replaced by groups over their survivors and the
+        // new packs; indexed packs without a group are protected too.
+        let (groups, _) = load_groups(storage, keys)?;
+        let mut affected: Vec<Group> = Vec::new();
+        let mut regroup: Vec<(Option<Id>, u64)> = Vec::new();
+        let mut grouped: HashSet<Id> = HashSet::new();
+        for g in groups {
+            if g.desc
+                .members
+                .iter()
+                .any(|m| doomed.contains(&m.pack) || !present.contains_key(&m.pack))
+            {
+                for m in &g.desc.members {
+                    if !doomed.contains(&m.pack)
+                        && present.contains_key(&m.pack)
+                        && !grouped.contains(&m.pack)
+                    {
+                        regroup.push((Some(m.pack), m.size));
+                        grouped.insert(m.pack);
+                    }
+                }
+                affected.push(g);
+            } else {
+                grouped.extend(g.desc.members.iter().map(|m| m.pack));
+            }
+        }
+        for p in &keep {
+            if !grouped.contains(&p.id) {
+                regroup.push((Some(p.id), p.size));
+                grouped.insert(p.id);
+            }
+        }
+        regroup.extend(new_sizes.iter().map(|s| (None, *s)));
+        let parity_files: HashMap<Id, u64> = storage
+            .list(PARITY_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                Some((
+                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".parity")?)?,
+                    s,
+                ))
+            })
+            .collect();
+        let group_files: HashMap<String, u64> = storage
+            .list(PARITY_PREFIX)?
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".group"))
+            .collect();
+        for g in &affected {
+            ledger.deleted += group_files.get(&g.key).copied().unwrap_or(0)
+                + parity_files.get(&g.desc.parity).copied().unwrap_or(0);
+        }
+        let remaining_groups: HashSet<Id> = self.remaining_parity(&affected)?;
+        let orphan_parity: Vec<Id> = parity_files
+            .keys()
+            .filter(|p| {
+                !remaining_groups.contains(p) && !affected.iter().any(|g| g.desc.parity == **p)
+            })
+            .copied()
+            .collect();
+        for p in &orphan_parity {
+            ledger.deleted += parity_files[p];
+        }
+        for batch in regroup.chunks(GROUP_SIZE) {
+            let shard_len = batch.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            ledger.written += shard_len + group_description_size(self, batch);
+        }
+
+        // The new index: every kept pack and every new pack.
+        let mut counts: Vec<usize> = keep.iter().map(|p| p.entries.len()).collect();
+        counts.extend(new_packs.iter().map(Vec::len));
+        for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
+            ledger.written += index_file_size(keys, batch);
+        }
+
+        Ok(PrunePlan {
+            kept: kept.iter().map(|s| s.id).collect(),
+            removed: removed.iter().map(|s| s.id).collect(),
+            keep,
+            doomed,
+            rewritten,
+            new_packs,
+            regroup,
+            affected,
+            orphan_idx,
+            orphan_parity,
+            old_index: old_index.into_iter().map(|(k, _)| k).collect(),
+            freed: ledger.freed(),
+        })
+    }
+
+    /// Parity ids of every group not being replaced.
+    fn remaining_parity(&self, affected: &[Group]) -> Result<HashSet<Id>> {
+        let (groups, _) = load_groups(self.storage(), self.keys())?;
+        Ok(groups
+            .into_iter()
+            .filter(|g| !affected.iter().any(|a| a.key == g.key))
+            .map(|g| g.desc.parity)
+            .collect())
+    }
+
+    fn execute_prune(&self, plan: &PrunePlan, rng: &mut dyn RandomSource) -> Result<i64> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let before = total_size(storage)?;
+        // 1. New packs (and their .idx) with the live blobs of rewritten packs.
+        let mut new_indexed: Vec<IndexedPack> = Vec::new();
+        let mut source: Option<(Id, Vec<u8>)> = None;
+        for locs in &plan.new_packs {
+            let mut builder = PackBuilder::new();
+            for loc in locs {
+                if source.as_ref().is_none_or(|(id, _)| *id != loc.pack) {
+                    source = Some((loc.pack, storage.get(&pack_key(&loc.pack))?));
+                }
+                let (_, bytes) = source.as_ref().expect("just loaded");
+                let e = &loc.entry;
+                let stored = bytes
+                    .get(e.offset as usize..(e.offset + e.stored_len) as usize)
+                    .ok_or_else(|| Error::corruption(format!("pack {}", loc.pack), "truncated"))?;
+                // Check before copying: prune must never spread damage into new packs.
+                decode_blob(keys, loc, stored)?;
+                builder.add(e.id, stored, e.raw_len as usize, e.compression, e.kind);
+            }
+            let pack = builder.finish(keys, random_bytes(rng));
+            let size = pack.data.len() as u64;
+            put_replacing(storage, &pack_key(&pack.id), &pack.data)?;
+            put_replacing(
+                storage,
+                &idx_key(&pack.id),
+                &encode_idx(keys, &pack.id, size, &pack.entries, random_bytes(rng)),
+            )?;
+            new_indexed.push(IndexedPack {
+                id: pack.id,
+                size,
+                entries: pack.entries,
+            });
+        }
+        // 2. Parity groups over the survivors of changed groups and the new packs.
+        let mut new_iter = new_indexed.iter();
+        let members: Vec<Id> = plan
+            .regroup
+            .iter()
+            .map(|(id, _)| {
+                id.unwrap_or_else(|| new_iter.next().expect("one new pack per planned slot").id)
+            })
+            .collect();
+        protect_packs(
+            storage,
+            keys,
+            &members.iter().map(|id| (*id, 0)).collect::<Vec<_>>(),
+            rng,
+        )?;
+        // 3. The new index.
+        let mut all = plan.keep.clone();
+        all.extend(new_indexed);
+        let (written, _) = self.write_index_files(&all, rng)?;
+        // 4. Snapshots.
+        for id in &plan.removed {
+            delete_if_present(storage, &snapshot_key(id))?;
+        }
+        // 5. Old index files, 6. replaced groups, 7. dead packs and leftovers.
+        for key in plan.old_index.iter().filter(|k| !written.contains(k)) {
+            delete_if_present(storage, key)?;
+        }
+        for g in &plan.affected {
+            crate::parity::remove_group(storage, g)?;
+        }
+        for p in &plan.orphan_parity {
+            delete_if_present(storage, &parity_key(p))?;
+        }
+        for p in &plan.doomed {
+            delete_if_present(storage, &pack_key(p))?;
+            delete_if_present(storage, &idx_key(p))?;
+        }
+        for p in &plan.orphan_idx {
+            delete_if_present(storage, &idx_key(p))?;
+        }
+        Ok(before as i64 - total_size(storage)? as i64)
+    }
+}
+
+fn total_size(storage: &dyn Storage) -> Result<u64> {
+    let mut total = 0;
+    for prefix in ["packs/", "index/", "snapshots/"] {
+        total += storage.list(prefix)?.iter().map(|(_, s)| s).sum::<u64>();
+    }
+    Ok(total)
+}
+
+fn group_description_size<S: Storage>(repo: &Repository<S>, batch: &[(Option<Id>, u64)]) -> u64 {
+    let desc = GroupDescription {
+        version: 1,
+        scheme: "reed-solomon-gf8".into(),
+        data_shards: GROUP_SIZE as u32,
+        parity_shards: PARITY_SHARDS as u32,
+        shard_len: batch.iter().map(|(_, s)| *s).max().unwrap_or(0),
+        members: batch
+            .iter()
+            .map(|(_, size)| Member {
+                pack: Id::default(),
+                size: *size,
+            })
+            .collect(),
+        parity: Id::default(),
+    };
+    encode_group(repo.keys(), &desc, [0; 12]).1.len() as u64
+}
+
+/// Group `packs` (read from storage) into new parity groups of up to 20; returns groups written.
+fn protect_packs(
+    storage: &dyn Storage,
+    keys: &crate::crypto::Keys,
+    packs: &[(Id, u64)],
+    rng: &mut dyn RandomSource,
+) -> Result<u64> {
+    let mut written = 0;
+    for batch in packs.chunks(GROUP_SIZE) {
+        let mut b = ParityBuilder::new();
+        for (id, _) in batch {
+            b.add(*id, &storage.get(&pack_key(id))?);
+        }
+        b.store(storage, keys, random_bytes(rng))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+struct PrunePlan {
+    kept: Vec<Id>,
+    removed: Vec<Id>,
+    keep: Vec<IndexedPack>,
+    doomed: BTreeSet<Id>,
+    rewritten: u64,
+    new_packs: Vec<Vec<Location>>,
+    regroup: Vec<(Option<Id>, u64)>,
+    affected: Vec<Group>,
+    orphan_idx: Vec<Id>,
+    orphan_parity: Vec<Id>,
+    old_index: Vec<String>,
+    freed: i64,
+}
+
+impl PrunePlan {
+    fn report(&self, dry_run: bool) -> PruneReport {
+        PruneReport {
+            kept: self.kept.clone(),
+            removed: self.removed.clone(),
+            removed_packs: self.doomed.len() as u64,
+            rewritten_packs: self.rewritten,
+            new_packs: self.new_packs.len() as u64,
+            freed_bytes: self.freed,
+            dry_run,
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Breaking repositories on purpose: what verify finds, what repair saves, what prune frees.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use containerarchive_core::parity::load_groups;
+use containerarchive_core::retention::Policy;
+use containerarchive_core::verify::{VerifyLevel, VerifyReport};
+use containerarchive_core::*;
+
+const PASS: &[u8] = b"maintenance";
+
+fn repo_with_two_groups() -> (
+    Repository<MemoryStorage>,
+    Snapshot,
+    Vec<u8>,
+    Snapshot,
+    Vec<u8>,
+) {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        Some(PASS),
+        &opts,
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(3),
+    )
+    .unwrap();
+    let big = noise(26 << 20, 1);
+    let a = ingest_items(&repo, &[("big", &big)], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let small = noise(4 << 20, 2);
+    let b = ingest_items(&repo, &[("small", &small)], "2026-01-02T00:00:00Z", &[]).unwrap();
+    (repo, a, big, b, small)
+}
+
+fn verify(repo: &Repository<MemoryStorage>, level: VerifyLevel) -> VerifyReport {
+    let mut seen = 0;
+    let report = repo.verify(level, &mut |_| seen += 1).unwrap();
+    assert_eq!(
+        seen,
+        report.errors.len(),
+        "every finding fires the callback"
+    );
+    report
+}
+
+fn named_packs(report: &VerifyReport) -> BTreeSet<String> {
+    report
+        .errors
+        .iter()
+        .filter_map(|f| f.pack.clone())
+        .collect()
+}
+
+fn pack_keys(repo: &Repository<MemoryStorage>) -> Vec<String> {
+    repo.storage()
+        .snapshot_objects()
+        .into_keys()
+        .filter(|k| k.ends_with(".pack"))
+        .collect()
+}
+
+fn id_of(key: &str) -> String {
+    key.rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".pack")
+        .to_string()
+}
+
+/// Data packs of the first (full) group and of the trailing group.
+fn groups(repo: &Repository<MemoryStorage>) -> (Vec<String>, Vec<String>) {
+    let (mut groups, bad) = load_groups(repo.storage(), repo.keys()).unwrap();
+    assert!(bad.is_empty());
+    groups.sort_by_key(|g| std::cmp::Reverse(g.desc.members.len()));
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let ids = |i: usize| {
+        groups[i]
+            .desc
+            .members
+            .iter()
+            .map(|m| m.pack.to_hex())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(0).len(), 20);
+    (ids(0), ids(1))
+}
+
+fn maintenance_lock() -> LockInfo {
+    let mut l = lock_info();
+    l.operation = "repair".into();
+    l
+}
+
+#[test]
+fn a_fresh_repository_verifies_at_every_level_and_every_pack_is_protected() {
+    let (repo, ..) = repo_with_two_groups();
+    let (full, trailing) = groups(&repo);
+    assert_eq!(full.len() + trailing.len(), pack_keys(&repo).len());
+    assert!(pack_keys(&repo).len() >= 25);
+    for level in [VerifyLevel::Quick, VerifyLevel::Standard, VerifyLevel::Full] {
+        let r = verify(&repo, level);
+        assert!(r.ok, "{level:?}: {:?}", r.errors);
+        assert_eq!(r.stats.snapshots_checked, 2);
+        assert!(r.stats.packs_checked >= 25);
+        assert!(r.stats.chunks_checked > 20);
+    }
+}
+
+#[test]
+fn a_deleted_pack_in_either_group_is_reported_and_rebuilt_byte_identical() {
+    let (repo, a, big, b, small) = repo_with_two_groups();
+    let (full, trailing) = groups(&repo);
+    for victim in [&full[7], &trailing[trailing.len() - 1]] {
+        let key = pack_keys(&repo)
+            .into_iter()
+            .find(|k| id_of(k) == *victim)
+            .unwrap();
+        let before = repo.storage().get(&key).unwrap();
+        repo.storage().delete(&key).unwrap();
+        let r = verify(&repo, VerifyLevel::Quick);
+        assert!(!r.ok);
+        assert_eq!(
+            named_packs(&r),
+            BTreeSet::from([victim.clone()]),
+            "{:?}",
+            r.errors
+        );
+        assert!(r.errors.iter().any(|f| f.kind == "pack_missing"));
+        let rep = repo
+            .repair(&maintenance_lock(), &mut TestRng(77), &never_stale)
+            .unwrap();
+        assert_eq!(
+            rep.packs_repaired
+                .iter()
+                .map(Id::to_hex)
+                .collect::<Vec<_>>(),
+            vec![victim.clone()]
+        );
+        assert!(rep.unrecoverable.is_empty());
+        assert_eq!(
+            repo.storage().get(&key).unwrap(),
+            before,
+            "rebuilt byte-identical"
+        );
+        let r = verify(&repo, VerifyLevel::Full);
+        assert!(r.ok, "{:?}", r.errors);
+    }
+    assert_eq!(restore(&repo, &a, "big").unwrap(), big);
+    assert_eq!(restore(&repo, &b, "small").unwrap(), small);
+}
+
+#[test]
+fn a_flipped_byte_is_named_by_standard_and_full_and_repaired() {
+    let (repo, a, big, ..) = repo_with_two_groups();
+    let (full, _) = groups(&repo);
+    let key = pack_keys(&repo)
+        .into_iter()
+        .find(|k| id_of(k) == full[3])
+        .unwrap();
+    let mut bytes = repo.storage().get(&key).unwrap();
+    bytes[5000] ^= 0x01;
+    repo.storage().overwrite(&key, bytes);
+    assert!(
+        verify(&repo, VerifyLevel::Quick).ok,
+        "quick does not read pack contents"
+    );
+    let r = verify(&repo, VerifyLevel::Standard);
+    assert_eq!(named_packs(&r), BTreeSet::from([full[3].clone()]));
+    assert!(r.errors.iter().any(|f| f.kind == "pack_checksum"));
+    let r = verify(&repo, VerifyLevel::Full);
+    let corrupt: Vec<_> = r
+        .errors
+        .iter()
+        .filter(|f| f.kind == "chunk_corrupt")
+        .collect();
+    assert_eq!(corrupt.len(), 1, "{:?}", r.errors);
+    assert!(corrupt[0].chunk.is_some());
+    assert!(r.errors.iter().any(|f| f.kind == "parity_mismatch"));
+    let rep = repo
+        .repair(&maintenance_lock(), &mut TestRng(78), &never_stale)
+        .unwrap();
+    assert_eq!(rep.packs_repaired.len(), 1);
+    let r = verify(&repo, VerifyLevel::Full);
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(restore(&repo, &a, "big").unwrap(), big);
+}
+
+#[test]
+fn two_losses_in_one_group_are_unrecoverable_and_name_the_affected_snapshots() {
+    let (repo, a, _, b, small) = repo_with_two_groups();
+    let (full, _) = groups(&repo);
+    for victim in [&full[0], &full[1]] {
+        let key = pack_keys(&repo)
+            .into_iter()
+            .find(|k| id_of(k) == *victim)
+            .unwrap();
+        repo.storage().delete(&key).unwrap();
+    }
+    let rep = repo
+        .repair(&maintenance_lock(), &mut TestRng(79), &never_stale)
+        .unwrap();
+    assert!(rep.packs_repaired.is_empty());
+    let lost: BTreeSet<String> = rep.unrecoverable.iter().map(|u| u.pack.to_hex()).collect();
+    assert_eq!(lost, BTreeSet::from([full[0].clone(), full[1].clone()]));
+    for u in &rep.unrecoverable {
+        assert_eq!(u.snapshots, vec![a.id], "only the big snapshot needs them");
+    }
+    assert_eq!(restore(&repo, &b, "small").unwrap(), small);
+    assert!(restore(&repo, &a, "big").is_err());
+    // Re-running repair is safe and reports the same.
+    let again = repo
+        .repair(&maintenance_lock(), &mut TestRng(80), &never_stale)
+        .unwrap();
+    assert_eq!(again.unrecoverable.len(), 2);
+}
+
+#[test]
+fn reindex_restores_function_after_every_index_file_and_idx_is_gone() {
+    let (repo, a, big, b, small) = repo_with_two_groups();
+    for key in repo.storage().snapshot_objects().into_keys() {
+        if key.ends_with(".idx") || key.starts_with("index/") {
+            repo.storage().delete(&key).unwrap();
+        }
+    }
+    let fresh = Repository::open(repo.storage(), Some(PASS)).unwrap();
+    assert!(restore(&fresh, &a, "big").is_err());
+    let r = fresh
+        .reindex(&maintenance_lock(), &mut TestRng(81), &never_stale)
+        .unwrap();
+    assert_eq!(r.idx_rebuilt.len(), pack_keys(&repo).len());
+    assert!(r.unreadable_packs.is_empty());
+    assert_eq!(restore(&fresh, &a, "big").unwrap(), big);
+    assert_eq!(restore(&fresh, &b, "small").unwrap(), small);
+    let v = fresh.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    assert!(v.ok, "{:?}", v.errors);
+}
+
+fn on_disk(repo: &Repository<MemoryStorage>) -> i64 {
+    repo.storage()
+        .snapshot_objects()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("locks/"))
+        .map(|(_, v)| v.len() as i64)
+        .sum()
+}
+
+#[test]
+fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        Some(PASS),
+        &opts,
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(9),
+    )
+    .unwrap();
+    let shared = noise(2 << 20, 100);
+    let mut snaps = Vec::new();
+    for day in 1..=6u64 {
+        let mut data = shared.clone();
+        data.extend_from_slice(&noise(3 << 20, day));
+        let s = ingest_items(
+            &repo,
+            &[("db", &data)],
+            &format!("2026-03-0{day}T12:00:00Z"),
+            &[],
+        )
+        .unwrap();
+        snaps.push((s, data));
+    }
+    let policy = Policy {
+        keep_last: Some(2),
+        ..Policy::default()
+    };
+    let none = BTreeMap::new();
+    let before = on_disk(&repo);
+    let dry = repo
+        .prune(
+            &policy,
+            &none,
+            true,
+            &maintenance_lock(),
+            &mut TestRng(10),
+            &never_stale,
+        )
+        .unwrap();
+    assert_eq!(on_disk(&repo), before, "a dry run changes nothing");
+    let real = repo
+        .prune(
+            &policy,
+            &none,
+            false,
+            &maintenance_lock(),
+            &mut TestRng(11),
+            &never_stale,
+        )
+        .unwrap();
+    assert_eq!(real.kept, vec![snaps[5].0.id, snaps[4].0.id]);
+    assert_eq!(real.removed.len(), 4);
+    assert!(real.removed_packs > 0 && real.freed_bytes > 0);
+    assert_eq!(
+        dry.freed_bytes, real.freed_bytes,
+        "dry run {dry:?} vs real {real:?}"
+    );
+    assert_eq!(PruneLike::from(&dry), PruneLike::from(&real));
+    assert_eq!(before - on_disk(&repo), real.freed_bytes);
+    for (s, data) in &snaps[4..] {
+        assert_eq!(restore(&repo, s, "db").unwrap(), *data);
+    }
+    let r = repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!(
+        repo.list_snapshots(&SnapshotFilter::default())
+            .unwrap()
+            .len(),
+        2
+    );
+    // Pruning again with the same policy removes nothing more and keeps everything restorable.
+    let again = repo
+        .prune(
+            &policy,
+            &none,
+            false,
+            &maintenance_lock(),
+            &mut TestRng(12),
+            &never_stale,
+        )
+        .unwrap();
+    assert!(again.removed.is_empty());
+    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+}
+
+#[derive(Debug, PartialEq)]
+struct PruneLike(Vec<Id>, Vec<Id>, u64, u64, u64);
+
+impl From<&containerarchive_core::maintenance::PruneReport> for PruneLike {
+    fn from(r: &containerarchive_core::maintenance::PruneReport) -> Self {
+        PruneLike(
+            r.kept.clone(),
+            r.removed.clone(),
+            r.removed_packs,
+            r.rewritten_packs,
+            r.new_packs,
+        )
+    }
+}
+
+#[test]
+fn prune_without_a_rule_is_refused() {
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let err = repo
+        .prune(
+            &Policy::default(),
+            &BTreeMap::new(),
+            false,
+            &maintenance_lock(),
+            &mut TestRng(2),
+            &never_stale,
+        )
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert_eq!(
+        repo.list_snapshots(&SnapshotFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn prune_with_tags_only_considers_those_snapshots() {
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    let a1 = ingest_items(
+        &repo,
+        &[("d", b"a1")],
+        "2026-01-01T00:00:00Z",
+        &[("db", "a")],
+    )
+    .unwrap();
+    let a2 = ingest_items(
+        &repo,
+        &[("d", b"a2")],
+        "2026-01-02T00:00:00Z",
+        &[("db", "a")],
+    )
+    .unwrap();
+    let b1 = ingest_items(
+        &repo,
+        &[("d", b"b1")],
+        "2026-01-01T00:00:00Z",
+        &[("db", "b")],
+    )
+    .unwrap();
+    let tags = BTreeMap::from([("db".to_string(), "a".to_string())]);
+    let policy = Policy {
+        keep_last: Some(1),
+        ..Policy::default()
+    };
+    let r = repo
+        .prune(
+            &policy,
+            &tags,
+            false,
+            &maintenance_lock(),
+            &mut TestRng(2),
+            &never_stale,
+        )
+        .unwrap();
+    assert_eq!((r.kept, r.removed), (vec![a2.id], vec![a1.id]));
+    let left: Vec<Id> = repo
+        .list_snapshots(&SnapshotFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&b1.id) && left.contains(&a2.id));
+    assert_eq!(restore(&repo, &b1, "d").unwrap(), b"b1");
+}
+
+#[test]
+fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_removed() {
+    let repo = Repository::init(
+        MemoryStorage::new(),
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let mut ing = repo
+        .ingest(&lock_info(), Box::new(TestRng(5)), &never_stale)
+        .unwrap();
+    ing.start_item("d", "raw").unwrap();
+    ing.refresh_lock("2026-01-01T00:05:00Z").unwrap();
+    let policy = Policy {
+        keep_last: Some(1),
+        ..Policy::default()
+    };
+    let err = repo
+        .prune(
+            &policy,
+            &BTreeMap::new(),
+            false,
+            &maintenance_lock(),
+            &mut TestRng(6),
+            &never_stale,
+        )
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert_eq!(
+        repo.storage().list("locks/").unwrap().len(),
+        1,
+        "the refreshed lock replaced the old one"
+    );
+    // The ingest's process "died": its lock is stale and unlock removes it; force removes all.
+    assert_eq!(repo.remove_locks(false, &never_stale).unwrap().len(), 0);
+    assert_eq!(
+        repo.remove_locks(false, &|l| l.refreshed_at == "2026-01-01T00:05:00Z")
+            .unwrap()
+            .len(),
+        1
+    );
+    std::mem::forget(ing);
+    repo.lock(&lock_info(), &mut TestRng(7), &never_stale)
+        .unwrap();
+    assert_eq!(repo.remove_locks(true, &never_stale).unwrap().len(), 1);
+    repo.prune(
+        &policy,
+        &BTreeMap::new(),
+        false,
+        &maintenance_lock(),
+        &mut TestRng(8),
+        &never_stale,
+    )
+    .unwrap();
+}
