@@ -5,8 +5,9 @@ import os
 import random
 from pathlib import Path
 
-import containerarchive as ca
 import pytest
+
+import containerarchive as ca
 
 PASSPHRASE = "correct horse battery staple"
 # Argon2id at its documented default costs 64 MiB per open; tests use small costs for speed.

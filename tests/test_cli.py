@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import sql_dump
 
 CLI = [sys.executable, "-m", "containerarchive"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import containerarchive as ca
 import pytest
+
+import containerarchive as ca
 from conftest import FAST_KDF, PASSPHRASE, random_bytes, tree_digest
 
 ALL_ERRORS = [

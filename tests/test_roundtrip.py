@@ -9,8 +9,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-import containerarchive as ca
 import pytest
+
+import containerarchive as ca
 from conftest import FAST_KDF, PASSPHRASE, random_bytes, sql_dump
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import containerarchive as ca
 import pytest
+
+import containerarchive as ca
 
 
 def test_snapshot_fields(repo):

@@ -264,6 +264,7 @@ impl<S: Storage> Repository<S> {
             };
             for item in &snap.manifest.items {
                 let mut count = 0u64;
+                let mut lists_read = true;
                 for list_id in &item.chunk_lists {
                     let Some(loc) = view.blobs.get(list_id) else {
                         c.find(
@@ -276,6 +277,7 @@ impl<S: Storage> Repository<S> {
                                 item.name
                             ),
                         );
+                        lists_read = false;
                         continue;
                     };
                     if missing.contains(&loc.pack) {
@@ -289,6 +291,7 @@ impl<S: Storage> Repository<S> {
                                 item.name, loc.pack
                             ),
                         );
+                        lists_read = false;
                         continue;
                     }
                     let raw = storage
@@ -312,6 +315,7 @@ impl<S: Storage> Repository<S> {
                                 Some(&sid),
                                 "chunk list length is not a multiple of 32",
                             );
+                            lists_read = false;
                             continue;
                         }
                         Err(e) => {
@@ -322,6 +326,7 @@ impl<S: Storage> Repository<S> {
                                 Some(&sid),
                                 e.to_string(),
                             );
+                            lists_read = false;
                             continue;
                         }
                     };
@@ -339,9 +344,7 @@ impl<S: Storage> Repository<S> {
                         }
                     }
                 }
-                if count != item.chunk_count
-                    && item.chunk_lists.iter().all(|l| view.blobs.contains_key(l))
-                {
+                if lists_read && count != item.chunk_count {
                     c.find(
                         "snapshot",
                         None,

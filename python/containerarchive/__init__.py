@@ -21,7 +21,17 @@ from .errors import (
     WrongPassphraseError,
 )
 from .repository import Repository
-from .types import Item, Snapshot
+from .types import (
+    Item,
+    PruneResult,
+    ReindexResult,
+    RepairResult,
+    Snapshot,
+    UnrecoverablePack,
+    VerifyError,
+    VerifyResult,
+    VerifyStats,
+)
 
 __all__ = [
     "AmbiguousSnapshotIdError",
@@ -34,8 +44,15 @@ __all__ = [
     "Repository",
     "RepositoryExistsError",
     "RepositoryNotFoundError",
+    "PruneResult",
+    "ReindexResult",
+    "RepairResult",
     "Snapshot",
     "SnapshotNotFoundError",
+    "UnrecoverablePack",
+    "VerifyError",
+    "VerifyResult",
+    "VerifyStats",
     "StorageError",
     "UnsupportedFormatError",
     "WrongPassphraseError",

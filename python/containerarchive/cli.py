@@ -229,6 +229,109 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        printed = []
+
+        def show(e: Any) -> None:
+            if not getattr(args, "json", False):
+                print(f"error: {e.kind}: {e.message}", file=sys.stderr)
+                printed.append(e)
+
+        result = repo.verify(args.level, on_error=show)
+    st = result.stats
+    _emit(
+        args,
+        {
+            "ok": result.ok,
+            "level": args.level,
+            "errors": [vars(e) for e in result.errors],
+            "stats": vars(st),
+        },
+        f"verify ({args.level}): {'ok' if result.ok else f'{len(result.errors)} errors'}; "
+        f"{st.snapshots_checked} snapshots, {st.packs_checked} packs, {st.chunks_checked} "
+        f"chunks, {st.groups_checked} parity groups checked, {_size(st.bytes_read)} read"
+        + (
+            f"; {st.unindexed_packs} unindexed packs (garbage: prune removes them)"
+            if st.unindexed_packs
+            else ""
+        ),
+    )
+    return 0 if result.ok else EXIT_ERROR
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        r = repo.repair()
+    lines = [
+        f"repaired {len(r.packs_repaired)} packs from parity"
+        + "".join(f"\n  rebuilt {p}" for p in r.packs_repaired),
+        f"index rebuilt from {r.reindex.packs_indexed} packs "
+        f"({len(r.reindex.idx_rebuilt)} .idx files rewritten)",
+        f"{len(r.locks_removed)} stale locks removed, {r.groups_written} parity groups written",
+    ]
+    for u in r.unrecoverable:
+        lines.append(f"UNRECOVERABLE pack {u.pack}: {u.reason}")
+        lines += [f"  affects snapshot {s}" for s in u.snapshots]
+    doc = {
+        "ok": r.ok,
+        "index_rebuilt": r.index_rebuilt,
+        "packs_repaired": r.packs_repaired,
+        "locks_removed": r.locks_removed,
+        "groups_written": r.groups_written,
+        "unrecoverable": [vars(u) for u in r.unrecoverable],
+        "reindex": vars(r.reindex),
+    }
+    _emit(args, doc, "\n".join(lines))
+    return 0 if r.ok else EXIT_ERROR
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        r = repo.reindex()
+    _emit(
+        args,
+        vars(r),
+        f"indexed {r.packs_indexed} packs into {r.index_files_written} index files "
+        f"({len(r.idx_rebuilt)} .idx rebuilt from packs, {len(r.unreadable_packs)} unreadable)",
+    )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        r = repo.prune(
+            keep_last=args.keep_last,
+            keep_hourly=args.keep_hourly,
+            keep_daily=args.keep_daily,
+            keep_weekly=args.keep_weekly,
+            keep_monthly=args.keep_monthly,
+            keep_yearly=args.keep_yearly,
+            tags=_parse_tags(args.tag),
+            dry_run=args.dry_run,
+        )
+    verb = "would remove" if r.dry_run else "removed"
+    text = (
+        f"keep {len(r.kept)} snapshots, {verb} {r.removed_snapshots}"
+        + "".join(f"\n  {verb} {s}" for s in r.removed)
+        + f"\n{verb} {r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs}),"
+        f" {'would free' if r.dry_run else 'freed'} {_size(max(r.freed_bytes, 0))}"
+    )
+    _emit(args, vars(r), text)
+    return 0
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        removed = repo.unlock(force=args.force)
+    _emit(
+        args,
+        {"removed": removed},
+        f"removed {len(removed)} locks" + "".join(f"\n  {k}" for k in removed),
+    )
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
@@ -301,6 +404,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", parents=[common], help="show one snapshot")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check the repository for damage",
+        epilog="quick: metadata and presence; standard: plus pack checksums; full: plus every "
+        "chunk and parity shard. Exit code 1 when anything is wrong.",
+    )
+    p.add_argument("--level", choices=["quick", "standard", "full"], default="standard")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "repair",
+        parents=[common],
+        help="rebuild lost or damaged packs from parity, rebuild the index",
+    )
+    p.set_defaults(func=cmd_repair)
+
+    p = sub.add_parser("reindex", parents=[common], help="rebuild the index from the packs")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser(
+        "prune",
+        parents=[common],
+        help="forget snapshots by retention policy, free space",
+        epilog="example: containerarchive prune --keep-daily 7 --keep-weekly 4 --dry-run",
+    )
+    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        p.add_argument(f"--keep-{rule}", type=int, metavar="N", dest=f"keep_{rule}")
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="apply the policy only to snapshots with this tag",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("unlock", parents=[common], help="remove stale locks")
+    p.add_argument("--force", action="store_true", help="remove every lock, stale or not")
+    p.set_defaults(func=cmd_unlock)
     return parser
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -14,7 +15,14 @@ from typing import IO, Any, Union
 
 from . import _native
 from .errors import InvalidArgumentError
-from .types import Snapshot
+from .types import (
+    PruneResult,
+    ReindexResult,
+    RepairResult,
+    Snapshot,
+    VerifyError,
+    VerifyResult,
+)
 
 StrPath = Union[str, "os.PathLike[str]"]
 Source = Union[StrPath, bytes, bytearray, memoryview, IO[bytes]]
@@ -117,11 +125,13 @@ class Repository:
         compression_level: int | None = None,
         kdf_memory_kib: int | None = None,
         kdf_iterations: int | None = None,
+        pack_size: int | None = None,
     ) -> Repository:
         """Create a repository at ``path``; with a passphrase it is encrypted.
 
         ``compression`` is ``"zstd"`` (default, level 3), ``"gzip"`` (DEFLATE, level 1) or
-        ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3).
+        ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
+        ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
         """
         p = Path(os.fspath(path))
         native = _native.NativeRepository.init(
@@ -134,6 +144,7 @@ class Repository:
             _now(),
             f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}",
             socket.gethostname(),
+            pack_size,
         )
         return cls(native, p)
 
@@ -172,8 +183,6 @@ class Repository:
     @property
     def config(self) -> dict[str, Any]:
         """The repository settings (``config.json``)."""
-        import json
-
         return dict(json.loads(self._n.config_json()))
 
     @property
@@ -351,3 +360,69 @@ class Repository:
         finally:
             if self._native is not None:
                 self._native.unlock(key)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def verify(
+        self,
+        level: str = "standard",
+        on_error: Callable[[VerifyError], object] | None = None,
+    ) -> VerifyResult:
+        """Check the repository: ``"quick"`` (metadata and presence), ``"standard"`` (plus
+        pack checksums and headers) or ``"full"`` (plus every chunk decoded and re-hashed and
+        every parity shard recomputed). ``on_error`` is called with each error as found."""
+        callback = None
+        if on_error is not None:
+
+            def callback(text: str) -> None:
+                on_error(VerifyError._from_dict(json.loads(text)))
+
+        return VerifyResult._from_json(self._n.verify(level, callback), level)
+
+    def repair(self) -> RepairResult:
+        """Remove stale locks, rebuild lost or damaged packs from parity, rebuild the index,
+        and report what could not be saved (with the snapshots that need it)."""
+        return RepairResult._from_json(self._n.repair(os.getpid()))
+
+    def reindex(self) -> ReindexResult:
+        """Rebuild the global index from the ``.idx`` files and, where one is missing or
+        damaged, from the packs themselves."""
+        return ReindexResult(**json.loads(self._n.reindex(os.getpid())))
+
+    def prune(
+        self,
+        keep_last: int | None = None,
+        keep_hourly: int | None = None,
+        keep_daily: int | None = None,
+        keep_weekly: int | None = None,
+        keep_monthly: int | None = None,
+        keep_yearly: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        *,
+        keep_days: int | None = None,
+        keep_weeks: int | None = None,
+        keep_months: int | None = None,
+    ) -> PruneResult:
+        """Forget snapshots the retention policy does not keep (restic's ``--keep-*``
+        semantics), then collect garbage. ``tags`` limits the policy to snapshots with those
+        tags. ``keep_days``/``keep_weeks``/``keep_months`` are aliases of the daily, weekly and
+        monthly rules. With ``dry_run`` nothing changes and the result is what would happen."""
+        rules = {
+            "keep_last": keep_last,
+            "keep_hourly": keep_hourly,
+            "keep_daily": keep_daily if keep_daily is not None else keep_days,
+            "keep_weekly": keep_weekly if keep_weekly is not None else keep_weeks,
+            "keep_monthly": keep_monthly if keep_monthly is not None else keep_months,
+            "keep_yearly": keep_yearly,
+        }
+        for name, value in rules.items():
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
+        text = self._n.prune(os.getpid(), _tags(tags), bool(dry_run), **rules)
+        return PruneResult._from_json(text)
+
+    def unlock(self, force: bool = False) -> list[str]:
+        """Remove stale locks (whose process is gone, or not refreshed for 30 minutes);
+        with ``force``, every lock. Returns the lock files removed."""
+        return list(self._n.remove_locks(bool(force)))

@@ -94,3 +94,130 @@ class Snapshot:
                 for i in d["items"]
             ],
         )
+
+
+@dataclass(frozen=True)
+class VerifyError:
+    """One problem verify found; ``pack``, ``chunk`` and ``snapshot`` name its objects."""
+
+    kind: str
+    pack: str | None
+    chunk: str | None
+    snapshot: str | None
+    message: str
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> VerifyError:
+        return cls(d["kind"], d.get("pack"), d.get("chunk"), d.get("snapshot"), d["message"])
+
+
+@dataclass(frozen=True)
+class VerifyStats:
+    """What verify looked at."""
+
+    packs_checked: int
+    chunks_checked: int
+    snapshots_checked: int
+    bytes_read: int
+    groups_checked: int
+    unindexed_packs: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of :meth:`Repository.verify`."""
+
+    ok: bool
+    errors: list[VerifyError]
+    stats: VerifyStats
+    level: str = "standard"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @classmethod
+    def _from_json(cls, text: str, level: str) -> VerifyResult:
+        d = json.loads(text)
+        return cls(
+            ok=d["ok"],
+            errors=[VerifyError._from_dict(e) for e in d["errors"]],
+            stats=VerifyStats(**d["stats"]),
+            level=level,
+        )
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    """What :meth:`Repository.reindex` did."""
+
+    packs_indexed: int
+    idx_rebuilt: list[str]
+    unreadable_packs: list[str]
+    index_files_written: int
+    index_files_removed: int
+
+
+@dataclass(frozen=True)
+class UnrecoverablePack:
+    """A pack repair could not rebuild, and the snapshots that need it."""
+
+    pack: str
+    reason: str
+    snapshots: list[str]
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What :meth:`Repository.repair` did."""
+
+    index_rebuilt: bool
+    packs_repaired: list[str]
+    locks_removed: list[str]
+    unrecoverable: list[UnrecoverablePack]
+    groups_written: int
+    reindex: ReindexResult
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything damaged could be saved."""
+        return not self.unrecoverable
+
+    @classmethod
+    def _from_json(cls, text: str) -> RepairResult:
+        d = json.loads(text)
+        return cls(
+            index_rebuilt=d["index_rebuilt"],
+            packs_repaired=d["packs_repaired"],
+            locks_removed=d["locks_removed"],
+            unrecoverable=[UnrecoverablePack(**u) for u in d["unrecoverable"]],
+            groups_written=d["groups_written"],
+            reindex=ReindexResult(**d["reindex"]),
+        )
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Repository.prune` did (or, with ``dry_run``, would do)."""
+
+    kept: list[str]
+    removed: list[str]
+    removed_snapshots: int
+    removed_packs: int
+    rewritten_packs: int
+    new_packs: int
+    freed_bytes: int
+    dry_run: bool
+
+    @classmethod
+    def _from_json(cls, text: str) -> PruneResult:
+        d = json.loads(text)
+        return cls(
+            kept=d["kept"],
+            removed=d["removed"],
+            removed_snapshots=len(d["removed"]),
+            removed_packs=d["removed_packs"],
+            rewritten_packs=d["rewritten_packs"],
+            new_packs=d["new_packs"],
+            freed_bytes=d["freed_bytes"],
+            dry_run=d["dry_run"],
+        )

@@ -10,9 +10,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use containerarchive_core::crypto::KdfParams;
+use containerarchive_core::retention::Policy;
 use containerarchive_core::snapshot::parse_time;
+use containerarchive_core::verify::VerifyLevel;
 use containerarchive_core::{
     Compression, Error, Ingest, InitOptions, ItemReader, LockInfo, RandomSource, Repository,
     Snapshot, SnapshotFilter, StorageError,
@@ -120,12 +123,31 @@ fn time_arg(
 
 type Repo = Repository<FsStorage>;
 
-/// Whether the process holding a lock is gone: only decidable for locks of this host.
+/// A lock not refreshed for this long is stale, wherever its holder runs.
+const STALE_AFTER_SECONDS: i64 = 30 * 60;
+/// How often a long ingest refreshes its lock.
+const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+fn now_rfc3339() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+/// Whether a lock's holder is gone: its process no longer exists (same host), or it has not
+/// refreshed the lock for [`STALE_AFTER_SECONDS`].
 fn lock_is_stale(info: &LockInfo, hostname: &str) -> bool {
-    info.hostname == hostname
+    let dead_here = info.hostname == hostname
         && cfg!(target_os = "linux")
         && info.pid != 0
-        && !Path::new(&format!("/proc/{}", info.pid)).exists()
+        && !Path::new(&format!("/proc/{}", info.pid)).exists();
+    let last = if info.refreshed_at.is_empty() {
+        &info.created_at
+    } else {
+        &info.refreshed_at
+    };
+    let expired = parse_time(last)
+        .map(|t| chrono::Utc::now().signed_duration_since(t).num_seconds() > STALE_AFTER_SECONDS)
+        .unwrap_or(false);
+    dead_here || expired
 }
 
 /// An open repository on the filesystem.
@@ -135,11 +157,25 @@ struct NativeRepository {
     hostname: String,
 }
 
+impl NativeRepository {
+    fn lock_info(&self, pid: u32, operation: &str) -> LockInfo {
+        let now = now_rfc3339();
+        LockInfo {
+            hostname: self.hostname.clone(),
+            pid,
+            created_at: now.clone(),
+            refreshed_at: now,
+            exclusive: true,
+            operation: operation.into(),
+        }
+    }
+}
+
 #[pymethods]
 impl NativeRepository {
     /// Create a repository at `path`.
     #[staticmethod]
-    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname))]
+    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn init(
         py: Python<'_>,
@@ -152,6 +188,7 @@ impl NativeRepository {
         created_at: String,
         comment: String,
         hostname: String,
+        pack_size: Option<u64>,
     ) -> PyResult<Self> {
         let algorithm = Compression::parse(compression).ok_or_else(|| {
             py_err(Error::InvalidArgument(format!(
@@ -167,6 +204,7 @@ impl NativeRepository {
                 iterations: kdf_iterations.unwrap_or(defaults.iterations),
                 parallelism: defaults.parallelism,
             },
+            pack_size: pack_size.unwrap_or(InitOptions::default().pack_size),
             ..InitOptions::default()
         };
         if path.exists() && !path.is_dir() {
@@ -260,6 +298,7 @@ impl NativeRepository {
             .map_err(py_err)?;
         Ok(NativeIngest {
             inner: Mutex::new(Some(ingest)),
+            refreshed: Mutex::new(Instant::now()),
         })
     }
 
@@ -291,6 +330,105 @@ impl NativeRepository {
     /// Release a lock.
     fn unlock(&self, py: Python<'_>, key: String) -> PyResult<()> {
         py.detach(|| self.repo.unlock(&key)).map_err(py_err)
+    }
+
+    /// Verify at `level`; `on_error` (or None) is called with each finding as JSON. Returns the
+    /// report as JSON. An exception raised by the callback is re-raised once verify finished.
+    #[pyo3(signature = (level, on_error=None))]
+    fn verify(&self, py: Python<'_>, level: &str, on_error: Option<Py<PyAny>>) -> PyResult<String> {
+        let level = VerifyLevel::parse(level).ok_or_else(|| {
+            py_err(Error::InvalidArgument(format!(
+                "unknown verify level {level:?}: use \"quick\", \"standard\" or \"full\""
+            )))
+        })?;
+        let mut callback_error: Option<PyErr> = None;
+        let report = py.detach(|| {
+            self.repo.verify(level, &mut |finding| {
+                if let Some(cb) = &on_error {
+                    let json = serde_json::to_string(finding).expect("finding serializes");
+                    Python::attach(|py| {
+                        if let Err(e) = cb.call1(py, (json,)) {
+                            callback_error.get_or_insert(e);
+                        }
+                    });
+                }
+            })
+        });
+        let report = report.map_err(py_err)?;
+        if let Some(e) = callback_error {
+            return Err(e);
+        }
+        Ok(serde_json::to_string(&report).expect("report serializes"))
+    }
+
+    /// Rebuild the index from the packs; returns the report as JSON.
+    fn reindex(&self, py: Python<'_>, pid: u32) -> PyResult<String> {
+        let info = self.lock_info(pid, "reindex");
+        let host = self.hostname.clone();
+        let r = py
+            .detach(|| {
+                self.repo
+                    .reindex(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
+            })
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&r).expect("report serializes"))
+    }
+
+    /// Repair from parity; returns the report as JSON.
+    fn repair(&self, py: Python<'_>, pid: u32) -> PyResult<String> {
+        let info = self.lock_info(pid, "repair");
+        let host = self.hostname.clone();
+        let r = py
+            .detach(|| {
+                self.repo
+                    .repair(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
+            })
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&r).expect("report serializes"))
+    }
+
+    /// Apply a retention policy and collect garbage; returns the report as JSON.
+    #[pyo3(signature = (pid, tags, dry_run, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn prune(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        tags: BTreeMap<String, String>,
+        dry_run: bool,
+        keep_last: Option<u32>,
+        keep_hourly: Option<u32>,
+        keep_daily: Option<u32>,
+        keep_weekly: Option<u32>,
+        keep_monthly: Option<u32>,
+        keep_yearly: Option<u32>,
+    ) -> PyResult<String> {
+        let policy = Policy {
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+        };
+        let info = self.lock_info(pid, "prune");
+        let host = self.hostname.clone();
+        let r = py
+            .detach(|| {
+                self.repo
+                    .prune(&policy, &tags, dry_run, &info, &mut OsRng, &|l| {
+                        lock_is_stale(l, &host)
+                    })
+            })
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&r).expect("report serializes"))
+    }
+
+    /// Remove stale locks (all with `force`); returns the removed lock keys.
+    fn remove_locks(&self, py: Python<'_>, force: bool) -> PyResult<Vec<String>> {
+        let host = self.hostname.clone();
+        py.detach(|| self.repo.remove_locks(force, &|l| lock_is_stale(l, &host)))
+            .map_err(py_err)
     }
 
     /// A reader over one item.
@@ -359,6 +497,7 @@ impl NativeRepository {
 #[pyclass(module = "containerarchive._native", frozen)]
 struct NativeIngest {
     inner: Mutex<Option<Ingest<FsStorage>>>,
+    refreshed: Mutex<Instant>,
 }
 
 impl NativeIngest {
@@ -377,6 +516,11 @@ impl NativeIngest {
                     "this ingest is already committed or aborted".into(),
                 ))
             })?;
+            let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= REFRESH_EVERY {
+                ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
+                *last = Instant::now();
+            }
             f(ingest)
         })
     }
