@@ -151,7 +151,8 @@ def test_prune_dry_run_matches_the_real_run_and_frees_what_it_says(tmp_path: Pat
             real.freed_bytes,
         )
         assert dry.dry_run and not real.dry_run
-        # Newest two, plus the newest of each of the two newest ISO weeks (W02: the 8th, W01: the 4th).
+        # Newest two, plus the newest of each of the two newest ISO weeks
+        # (W02: the 8th, W01: the 4th).
         assert real.kept == [snaps[7][0].id, snaps[6][0].id, snaps[3][0].id]
         assert real.removed_snapshots == 5 == len(real.removed)
         assert real.freed_bytes == before - du(path) > 0

@@ -26,7 +26,7 @@ use crate::parity::{
 use crate::repo::{decode_blob, Repository};
 use crate::retention::{apply, Policy};
 use crate::snapshot::{snapshot_key, Snapshot};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{put_exact, Storage, StorageError};
 use crate::verify::{list_packs, read_index_view, IndexView};
 
 /// Packs listed per index file written by reindex and prune.
@@ -102,16 +102,6 @@ fn delete_if_present(storage: &dyn Storage, key: &str) -> Result<u64> {
         Ok(()) => Ok(1),
         Err(StorageError::NotFound(_)) => Ok(0),
         Err(e) => Err(e.into()),
-    }
-}
-
-fn put_replacing(storage: &dyn Storage, key: &str, data: &[u8]) -> Result<()> {
-    match storage.put(key, data) {
-        Err(StorageError::AlreadyExists(_)) => {
-            storage.delete(key)?;
-            Ok(storage.put(key, data)?)
-        }
-        r => Ok(r?),
     }
 }
 
@@ -213,7 +203,7 @@ impl<S: Storage> Repository<S> {
                 Some(e) => e,
                 None => match read_header_from_storage(storage, keys, id, *size) {
                     Ok(entries) => {
-                        put_replacing(
+                        put_exact(
                             storage,
                             &key,
                             &encode_idx(keys, id, *size, &entries, random_bytes(rng)),
@@ -310,7 +300,7 @@ impl<S: Storage> Repository<S> {
                     let m = g.desc.members[*one];
                     match rebuild_member(storage, g, *one) {
                         Ok(bytes) => {
-                            put_replacing(storage, &pack_key(&m.pack), &bytes)?;
+                            put_exact(storage, &pack_key(&m.pack), &bytes)?;
                             repaired.insert(m.pack);
                             lost.remove(&m.pack);
                             report.packs_repaired.push(m.pack);
@@ -769,8 +759,8 @@ impl<S: Storage> Repository<S> {
             }
             let pack = builder.finish(keys, random_bytes(rng));
             let size = pack.data.len() as u64;
-            put_replacing(storage, &pack_key(&pack.id), &pack.data)?;
-            put_replacing(
+            put_exact(storage, &pack_key(&pack.id), &pack.data)?;
+            put_exact(
                 storage,
                 &idx_key(&pack.id),
                 &encode_idx(keys, &pack.id, size, &pack.entries, random_bytes(rng)),

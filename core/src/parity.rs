@@ -18,7 +18,7 @@ use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::pack_key;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{put_exact, Storage, StorageError};
 
 /// Data packs per group.
 pub const GROUP_SIZE: usize = 20;
@@ -260,12 +260,19 @@ impl ParityBuilder {
         }
         let replaces = self.replaces.clone();
         let (parity, desc) = self.finish();
-        put_once(storage, &parity_key(&desc.parity), &parity)?;
+        put_exact(storage, &parity_key(&desc.parity), &parity)?;
         let (id, data) = encode_group(keys, &desc, nonce);
         let key = group_key(&id);
-        put_once(storage, &key, &data)?;
+        put_exact(storage, &key, &data)?;
         if let Some(old) = replaces {
-            remove_group(storage, &old)?;
+            // The rebuilt group may share its parity shard (or, unencrypted, its whole
+            // description) with the one it replaces: never delete what the new group uses.
+            if old.key != key {
+                delete_quietly(storage, &old.key)?;
+            }
+            if old.desc.parity != desc.parity {
+                delete_quietly(storage, &parity_key(&old.desc.parity))?;
+            }
         }
         Ok(Some(Group { key, desc }))
     }
@@ -277,13 +284,6 @@ fn add_shard(position: usize, data: &[u8], parity: &mut [Vec<u8>; 1]) {
     codec()
         .encode_single_sep(position, data, parity)
         .expect("shards have equal length");
-}
-
-fn put_once(storage: &dyn Storage, key: &str, data: &[u8]) -> Result<()> {
-    match storage.put(key, data) {
-        Ok(()) | Err(StorageError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn delete_quietly(storage: &dyn Storage, key: &str) -> Result<()> {

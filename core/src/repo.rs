@@ -24,7 +24,7 @@ use crate::snapshot::{
     decode_snapshot, encode_snapshot, format_time, snapshot_id_of_key, snapshot_key, Item,
     Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
 };
-use crate::storage::{Storage, StorageError};
+use crate::storage::{put_exact, Storage, StorageError};
 use crate::validate::{validate_item_name, validate_item_type, validate_tags};
 
 /// Prefix of key files.
@@ -731,8 +731,8 @@ impl<S: Storage> Writer<S> {
         let idx_nonce = self.nonce();
         let idx = encode_idx(self.repo.keys(), &pack.id, size, &pack.entries, idx_nonce);
         let storage = self.repo.storage();
-        put_content_addressed(storage, &pack_key(&pack.id), &pack.data)?;
-        put_content_addressed(storage, &idx_key(&pack.id), &idx)?;
+        put_exact(storage, &pack_key(&pack.id), &pack.data)?;
+        put_exact(storage, &idx_key(&pack.id), &idx)?;
         self.stats.stored_size += (pack.data.len()
             - pack
                 .entries
@@ -780,7 +780,7 @@ impl<S: Storage> Writer<S> {
         }
         let nonce = self.nonce();
         let data = encode_index_file(self.repo.keys(), &self.unindexed, nonce);
-        put_content_addressed(self.repo.storage(), &index_key(&Id::sha256(&data)), &data)?;
+        put_exact(self.repo.storage(), &index_key(&Id::sha256(&data)), &data)?;
         self.repo.index_add(&self.unindexed)?;
         self.unindexed.clear();
         Ok(())
@@ -829,14 +829,6 @@ fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> 
         }
     }
     Ok(ParityBuilder::new())
-}
-
-/// Store a content-addressed object; an identical one already there is as good.
-fn put_content_addressed<S: Storage>(storage: &S, key: &str, data: &[u8]) -> Result<()> {
-    match storage.put(key, data) {
-        Ok(()) | Err(StorageError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Bytes buffered before chunking: enough for many chunks per parallel batch.
@@ -956,7 +948,7 @@ impl<S: Storage> Ingest<S> {
         };
         let nonce = w.nonce();
         let (id, data) = encode_snapshot(w.repo.keys(), &manifest, nonce);
-        put_content_addressed(w.repo.storage(), &snapshot_key(&id), &data)?;
+        put_exact(w.repo.storage(), &snapshot_key(&id), &data)?;
         w.release_lock()?;
         Ok(Snapshot {
             id,

@@ -142,3 +142,18 @@ impl Storage for MemoryStorage {
             .ok_or_else(|| StorageError::NotFound(key.to_string()))
     }
 }
+
+/// Store an object that must have exactly these bytes: if the key is taken by other (damaged)
+/// bytes, replace them; identical bytes already there are left alone.
+pub fn put_exact(storage: &dyn Storage, key: &str, data: &[u8]) -> StorageResult<()> {
+    match storage.put(key, data) {
+        Err(StorageError::AlreadyExists(_)) => {
+            if storage.get(key)? != data {
+                storage.delete(key)?;
+                storage.put(key, data)?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}

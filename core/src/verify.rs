@@ -281,16 +281,7 @@ impl<S: Storage> Repository<S> {
                         continue;
                     };
                     if missing.contains(&loc.pack) {
-                        c.find(
-                            "chunk_list",
-                            Some(&loc.pack),
-                            Some(list_id),
-                            Some(&sid),
-                            format!(
-                                "chunk list of item {:?} is in missing pack {}",
-                                item.name, loc.pack
-                            ),
-                        );
+                        // Already reported as pack_missing: one finding per damaged object.
                         lists_read = false;
                         continue;
                     }
@@ -468,6 +459,7 @@ impl<S: Storage> Repository<S> {
             let mut parity =
                 (level == VerifyLevel::Full && group.is_some()).then(ParityBuilder::new);
             let mut complete = true;
+            let errors_before = c.report.errors.len();
             for pack in members {
                 if !present.contains_key(&pack) {
                     complete = false;
@@ -494,7 +486,10 @@ impl<S: Storage> Repository<S> {
                     self.check_pack(level, c, view, idx_present, pack, &data, &mut chunks);
                 }
             }
-            if let (Some(p), Some(g), true) = (parity, group, complete) {
+            // A damaged member already explains a parity mismatch: only an intact group's
+            // mismatch means the parity shard itself is damaged.
+            let members_intact = complete && c.report.errors.len() == errors_before;
+            if let (Some(p), Some(g), true) = (parity, group, members_intact) {
                 let (computed, _) = p.finish();
                 match storage.get(&parity_key(&g.desc.parity)) {
                     Ok(stored) => {

@@ -182,7 +182,12 @@ fn a_flipped_byte_is_named_by_standard_and_full_and_repaired() {
         .collect();
     assert_eq!(corrupt.len(), 1, "{:?}", r.errors);
     assert!(corrupt[0].chunk.is_some());
-    assert!(r.errors.iter().any(|f| f.kind == "parity_mismatch"));
+    assert_eq!(
+        named_packs(&r),
+        BTreeSet::from([full[3].clone()]),
+        "{:?}",
+        r.errors
+    );
     let rep = repo
         .repair(&maintenance_lock(), &mut TestRng(78), &never_stale)
         .unwrap();
@@ -219,6 +224,33 @@ fn two_losses_in_one_group_are_unrecoverable_and_name_the_affected_snapshots() {
         .repair(&maintenance_lock(), &mut TestRng(80), &never_stale)
         .unwrap();
     assert_eq!(again.unrecoverable.len(), 2);
+}
+
+#[test]
+fn a_damaged_parity_shard_is_named_by_full_verify_and_rewritten_by_repair() {
+    let (repo, ..) = repo_with_two_groups();
+    let key = repo
+        .storage()
+        .snapshot_objects()
+        .into_keys()
+        .find(|k| k.ends_with(".parity"))
+        .unwrap();
+    let mut bytes = repo.storage().get(&key).unwrap();
+    bytes[10] ^= 0x80;
+    repo.storage().overwrite(&key, bytes);
+    let r = verify(&repo, VerifyLevel::Full);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.errors[0].kind, "parity_mismatch");
+    assert!(r.errors[0].message.contains(
+        key.trim_start_matches("packs/parity/")
+            .trim_end_matches(".parity")
+    ));
+    let rep = repo
+        .repair(&maintenance_lock(), &mut TestRng(90), &never_stale)
+        .unwrap();
+    assert_eq!(rep.groups_written, 1);
+    let r = verify(&repo, VerifyLevel::Full);
+    assert!(r.ok, "{:?}", r.errors);
 }
 
 #[test]
