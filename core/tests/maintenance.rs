@@ -23,15 +23,7 @@ fn repo_with_two_groups() -> (
         pack_size: 1 << 20,
         ..fast_kdf()
     };
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        Some(PASS),
-        &opts,
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(3),
-    )
-    .unwrap();
+    let repo = memory_repo(Some(PASS), &opts, 3);
     let big = noise(26 << 20, 1);
     let a = ingest_items(&repo, &[("big", &big)], "2026-01-01T00:00:00Z", &[]).unwrap();
     let small = noise(4 << 20, 2);
@@ -289,15 +281,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
         pack_size: 1 << 20,
         ..fast_kdf()
     };
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        Some(PASS),
-        &opts,
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(9),
-    )
-    .unwrap();
+    let repo = memory_repo(Some(PASS), &opts, 9);
     let shared = noise(2 << 20, 100);
     let mut snaps = Vec::new();
     for day in 1..=6u64 {
@@ -391,15 +375,7 @@ impl From<&containerarchive_core::maintenance::PruneReport> for PruneLike {
 
 #[test]
 fn prune_without_a_rule_is_refused() {
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        None,
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    let repo = memory_repo(None, &fast_kdf(), 1);
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
     let err = repo
         .prune(
@@ -423,15 +399,7 @@ fn prune_without_a_rule_is_refused() {
 
 #[test]
 fn prune_with_tags_only_considers_those_snapshots() {
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        None,
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    let repo = memory_repo(None, &fast_kdf(), 1);
     let a1 = ingest_items(
         &repo,
         &[("d", b"a1")],
@@ -482,15 +450,7 @@ fn prune_with_tags_only_considers_those_snapshots() {
 
 #[test]
 fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_removed() {
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        None,
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    let repo = memory_repo(None, &fast_kdf(), 1);
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
     let mut ing = repo
         .ingest(&lock_info(), Box::new(TestRng(5)), &never_stale)

@@ -11,15 +11,7 @@ use containerarchive_core::*;
 const PASS: &[u8] = b"correct horse battery staple";
 
 fn encrypted() -> Repository<MemoryStorage> {
-    Repository::init(
-        MemoryStorage::new(),
-        Some(PASS),
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "test",
-        &mut TestRng(1),
-    )
-    .unwrap()
+    memory_repo(Some(PASS), &fast_kdf(), 1)
 }
 
 fn plain(compression: Compression) -> Repository<MemoryStorage> {
@@ -27,15 +19,7 @@ fn plain(compression: Compression) -> Repository<MemoryStorage> {
         compression,
         ..fast_kdf()
     };
-    Repository::init(
-        MemoryStorage::new(),
-        None,
-        &opts,
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap()
+    memory_repo(None, &opts, 1)
 }
 
 #[test]
@@ -110,15 +94,7 @@ fn large_streams_span_many_packs_and_every_pack_describes_itself() {
         pack_size: 1 << 20,
         ..fast_kdf()
     };
-    let repo = Repository::init(
-        MemoryStorage::new(),
-        Some(PASS),
-        &opts,
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(5),
-    )
-    .unwrap();
+    let repo = memory_repo(Some(PASS), &opts, 5);
     let data = noise(12 << 20, 5);
     let snap = ingest_items(&repo, &[("big", &data)], "2026-02-01T00:00:00Z", &[]).unwrap();
     assert_eq!(restore(&repo, &snap, "big").unwrap(), data);

@@ -146,3 +146,20 @@ impl<S: Storage> Storage for CountingStorage<S> {
         self.inner.delete(key)
     }
 }
+
+/// A new repository in memory, created at a fixed time.
+pub fn memory_repo(
+    pass: Option<&[u8]>,
+    opts: &InitOptions,
+    seed: u64,
+) -> Repository<MemoryStorage> {
+    Repository::init(
+        MemoryStorage::new(),
+        pass,
+        opts,
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(seed),
+    )
+    .unwrap()
+}
