@@ -288,3 +288,41 @@ def test_cli_verify_repair_prune_unlock(tmp_path: Path, big_repo):
     assert "removed 1" in cli("prune", "--keep-last", "1").stdout
     assert json.loads(cli("unlock", "--json").stdout) == {"removed": []}
     assert cli("reindex").returncode == 0
+
+
+def test_restore_plan_lists_exactly_what_an_item_needs(tmp_path: Path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, pack_size=MiB, **FAST_KDF) as repo:
+        a, b = random_bytes(3 * MiB, 1), random_bytes(3 * MiB, 2)
+        snap = repo.ingest_multi([{"source": a, "name": "a"}, {"source": b, "name": "b"}])
+        plan = repo.restore_plan(snap, item="b")
+        assert plan.complete and plan.missing == []
+        assert plan.files[0].path == "config.json"
+        assert 0 < len(plan.packs) < len(packs(path))
+        assert plan.total_bytes == sum((path / f.path).stat().st_size for f in plan.files)
+        # A copy holding only those files restores the item.
+        copy = tmp_path / "copy"
+        for f in plan.files:
+            (copy / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (copy / f.path).write_bytes((path / f.path).read_bytes())
+        with ca.Repository.open(copy, PASSPHRASE) as partial:
+            assert partial.restore(snap.id, item="b").read() == b
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "containerarchive",
+            "restore-plan",
+            snap.id[:8],
+            "--item",
+            "b",
+            "--json",
+            "--repo",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONTAINERARCHIVE_PASSWORD": PASSPHRASE},
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["total_bytes"] == plan.total_bytes

@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod pack;
 pub mod parallel;
 pub mod parity;
+pub mod plan;
 pub mod repo;
 pub mod retention;
 pub mod snapshot;

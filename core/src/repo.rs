@@ -996,7 +996,6 @@ impl<S: Storage> ItemReader<S> {
         let Some(list_id) = self.item.chunk_lists.get(self.list_pos).copied() else {
             return Ok(false);
         };
-        self.list_pos += 1;
         let whose = self.whose();
         let raw = self
             .repo
@@ -1009,6 +1008,8 @@ impl<S: Storage> ItemReader<S> {
                 "length is not a multiple of 32",
             ));
         }
+        // State advances only after a successful read, so a failed call can be retried.
+        self.list_pos += 1;
         self.ids = raw
             .chunks_exact(ID_LEN)
             .map(|c| Id::from_slice(c).expect("32 bytes"))
@@ -1038,15 +1039,17 @@ impl<S: Storage> ItemReader<S> {
         {
             let guard = self.repo.index()?;
             let index = guard.as_ref().expect("index loaded");
-            while self.id_pos < self.ids.len() && bytes < RESTORE_BATCH_BYTES {
-                let id = self.ids[self.id_pos];
+            let mut pos = self.id_pos;
+            while pos < self.ids.len() && bytes < RESTORE_BATCH_BYTES {
+                let id = self.ids[pos];
                 bytes += index.get(&id).map_or(0, |l| l.entry.raw_len as u64);
                 take.push(id);
-                self.id_pos += 1;
+                pos += 1;
             }
         }
         let whose = self.whose();
         let out = self.repo.read_blobs(&take, &|_| whose.clone())?;
+        self.id_pos += take.len();
         self.chunks += out.len() as u64;
         self.produced += out.iter().map(|c| c.len() as u64).sum::<u64>();
         if self.produced > self.item.size {

@@ -544,3 +544,135 @@ fn incremental_versions_of_a_dump_reuse_most_chunks() {
     assert!(b.manifest.stored_size * 4 < a.manifest.stored_size);
     assert_eq!(restore(&repo, &b, "db.sql").unwrap(), v2);
 }
+
+#[test]
+fn a_restore_plan_names_exactly_the_files_an_item_needs() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = memory_repo(Some(PASS), &opts, 21);
+    let a = noise(3 << 20, 1);
+    let b = noise(3 << 20, 2);
+    let snap = ingest_items(&repo, &[("a", &a), ("b", &b)], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let plan = repo.restore_plan(&snap, Some("b")).unwrap();
+    assert!(plan.complete && plan.missing.is_empty(), "{plan:?}");
+    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths[0], "config.json");
+    assert!(paths[1].starts_with("keys/"));
+    assert_eq!(paths[2], format!("snapshots/{}.snapshot", snap.id));
+    assert!(paths.iter().any(|p| p.starts_with("index/")));
+    let packs: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| p.ends_with(".pack"))
+        .collect();
+    let all_packs = repo
+        .storage()
+        .list("packs/data/")
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".pack"))
+        .count();
+    assert!(
+        !packs.is_empty() && packs.len() < all_packs,
+        "item b needs only some packs"
+    );
+    assert_eq!(
+        plan.total_bytes,
+        plan.files.iter().map(|f| f.size.unwrap()).sum::<u64>()
+    );
+
+    // Restore works from exactly those files.
+    let partial = MemoryStorage::new();
+    for f in &plan.files {
+        partial.overwrite(&f.path, repo.storage().get(&f.path).unwrap());
+    }
+    let copy = Repository::open(&partial, Some(PASS)).unwrap();
+    let snap_copy = copy.get_snapshot(&snap.id.to_hex()).unwrap();
+    assert_eq!(restore(&copy, &snap_copy, "b").unwrap(), b);
+    assert!(copy
+        .restore_plan(&snap_copy, Some("b"))
+        .unwrap()
+        .missing
+        .is_empty());
+
+    // Without one data pack, the plan names it as missing.
+    let gone = packs[0];
+    partial.delete(gone).unwrap();
+    let copy = Repository::open(&partial, Some(PASS)).unwrap();
+    let plan = copy.restore_plan(&snap_copy, Some("b")).unwrap();
+    assert!(plan.missing.iter().any(|m| m == gone), "{plan:?}");
+}
+
+/// Fails every `n`-th ranged read once, like a flaky network store.
+struct Flaky {
+    inner: MemoryStorage,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for Flaky {
+    fn location(&self) -> String {
+        "flaky".into()
+    }
+    fn get(&self, key: &str) -> containerarchive_core::storage::StorageResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> containerarchive_core::storage::StorageResult<Vec<u8>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) % 3 == 1 {
+            return Err(StorageError::Backend {
+                key: key.into(),
+                message: "timeout".into(),
+            });
+        }
+        self.inner.get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> containerarchive_core::storage::StorageResult<()> {
+        self.inner.put(key, data)
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> containerarchive_core::storage::StorageResult<Vec<(String, u64)>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> containerarchive_core::storage::StorageResult<()> {
+        self.inner.delete(key)
+    }
+}
+
+#[test]
+fn a_failed_read_during_restore_can_be_retried_without_losing_bytes() {
+    let storage = Flaky {
+        inner: MemoryStorage::new(),
+        calls: AtomicUsize::new(0),
+    };
+    let repo = Repository::init(
+        &storage,
+        None,
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    let data = noise(20 << 20, 4);
+    let snap = ingest_items(&repo, &[("d", &data)], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let mut reader = repo.item_reader(&snap, "d").unwrap();
+    let (mut out, mut failures) = (Vec::new(), 0);
+    loop {
+        match reader.next_batch() {
+            Ok(Some(batch)) => batch.iter().for_each(|c| out.extend_from_slice(c)),
+            Ok(None) => break,
+            Err(Error::Storage(_)) => failures += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(failures > 0);
+    assert_eq!(out, data);
+}

@@ -205,6 +205,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore_plan(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        snap = _resolve(repo, args.snapshot, _parse_tags(args.tag))
+        plan = repo.restore_plan(snap.id, args.item)
+    doc = {
+        "snapshot": plan.snapshot,
+        "items": plan.items,
+        "files": [vars(f) for f in plan.files],
+        "total_bytes": plan.total_bytes,
+        "missing": plan.missing,
+        "complete": plan.complete,
+    }
+    lines = [f"{f.path}  {_size(f.size) if f.size is not None else '?'}" for f in plan.files]
+    lines.append(f"{len(plan.files)} files, {_size(plan.total_bytes)}")
+    _emit(args, doc, "\n".join(lines))
+    return 0
+
+
 def cmd_snapshots(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         snaps = repo.list_snapshots(
@@ -394,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item", help="restore only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser(
+        "restore-plan",
+        parents=[common],
+        help="list exactly the files restoring a snapshot or item needs",
+        epilog="example: containerarchive restore-plan latest --item db.sql --json",
+    )
+    p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
+    p.add_argument("--item", help="only this item")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
+    p.set_defaults(func=cmd_restore_plan)
 
     p = sub.add_parser("snapshots", parents=[common], help="list snapshots")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="only with this tag")

@@ -19,6 +19,7 @@ from .types import (
     PruneResult,
     ReindexResult,
     RepairResult,
+    RestorePlan,
     Snapshot,
     VerifyError,
     VerifyResult,
@@ -344,6 +345,12 @@ class Repository:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self._n.restore_to(snap.id, it.name, dest)
         return target
+
+    def restore_plan(self, snapshot_id: SnapshotRef, item: str | None = None) -> RestorePlan:
+        """Exactly the files restoring ``item`` (or every item) needs: config, key files, the
+        snapshot, the index files and the packs, with their sizes, so that a script can fetch
+        only those from object storage."""
+        return RestorePlan._from_json(self._n.restore_plan(_ref(snapshot_id), item))
 
     # -- locks -----------------------------------------------------------------------------
 

@@ -221,3 +221,41 @@ class PruneResult:
             freed_bytes=d["freed_bytes"],
             dry_run=d["dry_run"],
         )
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A file a restore needs: its repository path, size and whether it is present."""
+
+    path: str
+    size: int | None
+    present: bool
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What :meth:`Repository.restore_plan` found: the files a restore needs."""
+
+    snapshot: str
+    items: list[str]
+    files: list[PlanFile]
+    total_bytes: int
+    missing: list[str]
+    complete: bool
+
+    @property
+    def packs(self) -> list[str]:
+        """The pack files among :attr:`files`."""
+        return [f.path for f in self.files if f.path.endswith(".pack")]
+
+    @classmethod
+    def _from_json(cls, text: str) -> RestorePlan:
+        d = json.loads(text)
+        return cls(
+            snapshot=d["snapshot"],
+            items=d["items"],
+            files=[PlanFile(**f) for f in d["files"]],
+            total_bytes=d["total_bytes"],
+            missing=d["missing"],
+            complete=d["complete"],
+        )

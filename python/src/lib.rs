@@ -424,6 +424,18 @@ impl NativeRepository {
         Ok(serde_json::to_string(&r).expect("report serializes"))
     }
 
+    /// The files restoring `item` (or the whole snapshot) needs, as JSON.
+    #[pyo3(signature = (snapshot_id, item=None))]
+    fn restore_plan(&self, py: Python<'_>, snapshot_id: &str, item: Option<String>) -> PyResult<String> {
+        let plan = py
+            .detach(|| {
+                let snap = self.repo.get_snapshot(snapshot_id)?;
+                self.repo.restore_plan(&snap, item.as_deref())
+            })
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&plan).expect("plan serializes"))
+    }
+
     /// Remove stale locks (all with `force`); returns the removed lock keys.
     fn remove_locks(&self, py: Python<'_>, force: bool) -> PyResult<Vec<String>> {
         let host = self.hostname.clone();
