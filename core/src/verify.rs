@@ -93,6 +93,8 @@ pub struct VerifyReport {
 struct Checker<'a> {
     report: VerifyReport,
     on_error: &'a mut dyn FnMut(&Finding),
+    on_progress: &'a mut dyn FnMut(f64),
+    metadata_share: f64,
 }
 
 impl Checker<'_> {
@@ -195,11 +197,28 @@ impl<S: Storage> Repository<S> {
         level: VerifyLevel,
         on_error: &mut dyn FnMut(&Finding),
     ) -> Result<VerifyReport> {
+        self.verify_with_progress(level, on_error, &mut |_| {})
+    }
+
+    /// [`Repository::verify`], also reporting progress as a fraction from 0 to 1.
+    pub fn verify_with_progress(
+        &self,
+        level: VerifyLevel,
+        on_error: &mut dyn FnMut(&Finding),
+        on_progress: &mut dyn FnMut(f64),
+    ) -> Result<VerifyReport> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         let mut c = Checker {
             report: VerifyReport::default(),
             on_error,
+            on_progress,
+            // Metadata is all of a quick verify, and a tenth of a deeper one.
+            metadata_share: if level == VerifyLevel::Quick {
+                1.0
+            } else {
+                0.1
+            },
         };
         let mut bad_index = Vec::new();
         let (view, read) =
@@ -247,8 +266,12 @@ impl<S: Storage> Repository<S> {
             .filter_map(|(k, _)| snapshot_id_of_key(&k))
             .collect();
         ids.sort();
+        let snapshot_total = ids.len().max(1) as f64;
         for sid in ids {
             c.report.stats.snapshots_checked += 1;
+            (c.on_progress)(
+                c.metadata_share * c.report.stats.snapshots_checked as f64 / snapshot_total,
+            );
             let data = match storage.get(&crate::snapshot::snapshot_key(&sid)) {
                 Ok(d) => d,
                 Err(StorageError::NotFound(_)) => continue,
@@ -434,6 +457,7 @@ impl<S: Storage> Repository<S> {
             c.report.stats.packs_checked = view.packs.len() as u64;
         }
         c.report.ok = c.report.errors.is_empty();
+        (c.on_progress)(1.0);
         Ok(c.report)
     }
 
@@ -449,6 +473,7 @@ impl<S: Storage> Repository<S> {
         let storage: &dyn Storage = self.storage();
         let mut checked = HashSet::new();
         let mut chunks = HashSet::new();
+        let pack_total = present.len().max(1) as f64;
         // Group by group, so each member is read once for its own checks and for the parity.
         let mut order: Vec<(Option<&Group>, Vec<Id>)> = groups
             .iter()
@@ -484,6 +509,8 @@ impl<S: Storage> Repository<S> {
                 if first_time {
                     c.report.stats.packs_checked += 1;
                     self.check_pack(level, c, view, idx_present, pack, &data, &mut chunks);
+                    let share = c.metadata_share;
+                    (c.on_progress)(share + (1.0 - share) * checked.len() as f64 / pack_total);
                 }
             }
             // A damaged member already explains a parity mismatch: only an intact group's

@@ -426,7 +426,12 @@ impl NativeRepository {
 
     /// The files restoring `item` (or the whole snapshot) needs, as JSON.
     #[pyo3(signature = (snapshot_id, item=None))]
-    fn restore_plan(&self, py: Python<'_>, snapshot_id: &str, item: Option<String>) -> PyResult<String> {
+    fn restore_plan(
+        &self,
+        py: Python<'_>,
+        snapshot_id: &str,
+        item: Option<String>,
+    ) -> PyResult<String> {
         let plan = py
             .detach(|| {
                 let snap = self.repo.get_snapshot(snapshot_id)?;

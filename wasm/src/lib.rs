@@ -1,8 +1,22 @@
-//! Browser build of containerarchive: open a downloaded repository held in memory, list its
-//! snapshots and restore items, all in the page. Every piece of repository logic is the core
-//! crate's; this crate only moves files in and bytes out.
+//! Browser build of containerarchive: verify and restore a downloaded repository in the page.
+//!
+//! Every piece of repository logic is the core crate's. This crate adapts the files the user
+//! selected to the core's `Storage` trait and exposes an `Engine` to JavaScript. The engine is
+//! meant to run in a Web Worker, where the `read` callback can use `FileReaderSync` to read
+//! exactly the byte ranges needed: neither the repository nor a restored item is ever held
+//! whole in memory. `js/containerarchive_wasm.js` wraps it as the public `Archive` API.
 
-use containerarchive_core::{MemoryStorage, Repository, SnapshotFilter};
+use std::collections::{BTreeMap, HashMap};
+
+use containerarchive_core::plan::RestorePlan;
+use containerarchive_core::snapshot::parse_time;
+use containerarchive_core::storage::StorageResult;
+use containerarchive_core::verify::{Finding, VerifyLevel};
+use containerarchive_core::{
+    Error, ItemReader, Repository, Snapshot, SnapshotFilter, Storage, StorageError,
+};
+use js_sys::{Function, Uint8Array};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 /// Top-level names of a repository, used to find its root inside a selected folder.
@@ -15,90 +29,360 @@ const ROOTS: [&str; 6] = [
     "locks",
 ];
 
-/// The repository key of a file given as a path relative to the selected folder
-/// (`myrepo/packs/data/ab/….pack` → `packs/data/ab/….pack`).
+/// The repository key of a selected file: a path relative to the selected folder
+/// (`myrepo/packs/data/ab/….pack` → `packs/data/ab/….pack`), or the bare name of a file from a
+/// flat download (`ab….pack` → `packs/data/ab/ab….pack`).
 pub fn repository_key(path: &str) -> Option<String> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let start = parts.iter().position(|p| ROOTS.contains(p))?;
-    Some(parts[start..].join("/"))
-}
-
-fn js_error(e: containerarchive_core::Error) -> JsError {
-    JsError::new(&e.to_string())
-}
-
-/// Files of a repository, gathered before opening it.
-#[wasm_bindgen]
-#[derive(Default)]
-pub struct RepositoryFiles {
-    storage: MemoryStorage,
-}
-
-#[wasm_bindgen]
-impl RepositoryFiles {
-    /// No files yet.
-    #[wasm_bindgen(constructor)]
-    pub fn new() -> RepositoryFiles {
-        RepositoryFiles::default()
+    if let Some(start) = parts.iter().position(|p| ROOTS.contains(p)) {
+        return Some(parts[start..].join("/"));
     }
+    let name = *parts.last()?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    if stem.len() != 64 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(match ext {
+        "pack" | "idx" => format!("packs/data/{}/{name}", &stem[..2]),
+        "parity" | "group" => format!("packs/parity/{name}"),
+        "key" => format!("keys/{name}"),
+        "snapshot" => format!("snapshots/{name}"),
+        "index" => format!("index/{name}"),
+        _ => return None,
+    })
+}
 
-    /// Add one file by its relative path; returns false for files outside a repository.
-    pub fn add(&mut self, path: &str, data: &[u8]) -> bool {
-        match repository_key(path) {
-            Some(key) => {
-                self.storage.overwrite(&key, data.to_vec());
-                true
-            }
-            None => false,
+/// The exception class name of an error, the same as in Python.
+pub fn error_name(e: &Error) -> &'static str {
+    match e {
+        Error::RepositoryNotFound { .. } => "RepositoryNotFoundError",
+        Error::RepositoryExists { .. } => "RepositoryExistsError",
+        Error::WrongPassphrase(_) => "WrongPassphraseError",
+        Error::SnapshotNotFound(_) => "SnapshotNotFoundError",
+        Error::AmbiguousSnapshotId { .. } => "AmbiguousSnapshotIdError",
+        Error::ItemNotFound { .. } => "ItemNotFoundError",
+        Error::Corruption { .. } => "CorruptionError",
+        Error::Locked { .. } => "LockedError",
+        Error::InvalidArgument(_) => "InvalidArgumentError",
+        Error::Unsupported(_) => "UnsupportedFormatError",
+        Error::Storage(_) => "StorageError",
+    }
+}
+
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(error_name(&e));
+    err.into()
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serializes")
+}
+
+/// Selected files, read through a JavaScript callback `read(key, offset, length) → Uint8Array`.
+struct JsStorage {
+    sizes: BTreeMap<String, u64>,
+    read: Function,
+}
+
+impl JsStorage {
+    fn read(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        let size = *self
+            .sizes
+            .get(key)
+            .ok_or_else(|| StorageError::NotFound(key.to_string()))?;
+        let length = length.min(size.saturating_sub(offset));
+        let out = self
+            .read
+            .call3(
+                &JsValue::NULL,
+                &JsValue::from_str(key),
+                &JsValue::from_f64(offset as f64),
+                &JsValue::from_f64(length as f64),
+            )
+            .map_err(|e| StorageError::Backend {
+                key: key.to_string(),
+                message: e
+                    .as_string()
+                    .or_else(|| js_sys::Error::from(e).message().as_string())
+                    .unwrap_or_else(|| "read failed".into()),
+            })?;
+        Ok(Uint8Array::new(&out).to_vec())
+    }
+}
+
+impl Storage for JsStorage {
+    fn location(&self) -> String {
+        "the selected files".into()
+    }
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        self.read(key, 0, u64::MAX)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        self.read(key, offset, length)
+    }
+    fn put(&self, key: &str, _data: &[u8]) -> StorageResult<()> {
+        Err(StorageError::Backend {
+            key: key.into(),
+            message: "the browser build reads repositories; it never writes".into(),
+        })
+    }
+    fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
+        Ok(self
+            .sizes
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, s)| (k.clone(), *s))
+            .collect())
+    }
+    fn delete(&self, key: &str) -> StorageResult<()> {
+        self.put(key, &[])
+    }
+}
+
+/// A snapshot as the JS API shows it (camelCase, same fields as the Python `Snapshot`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsSnapshot {
+    id: String,
+    version: u32,
+    created_at: String,
+    tags: BTreeMap<String, String>,
+    original_size: u64,
+    stored_size: u64,
+    chunk_count: u64,
+    new_chunks: u64,
+    reused_chunks: u64,
+    items: Vec<JsItem>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsItem {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    size: u64,
+    chunk_count: u64,
+}
+
+impl From<&Snapshot> for JsSnapshot {
+    fn from(s: &Snapshot) -> Self {
+        let m = &s.manifest;
+        JsSnapshot {
+            id: s.id.to_hex(),
+            version: m.version,
+            created_at: m.created_at.clone(),
+            tags: m.tags.clone(),
+            original_size: m.original_size,
+            stored_size: m.stored_size,
+            chunk_count: m.chunk_count,
+            new_chunks: m.new_chunks,
+            reused_chunks: m.reused_chunks,
+            items: m
+                .items
+                .iter()
+                .map(|i| JsItem {
+                    name: i.name.clone(),
+                    kind: i.kind.clone(),
+                    size: i.size,
+                    chunk_count: i.chunk_count,
+                })
+                .collect(),
         }
     }
+}
 
-    /// Open the repository (with its passphrase if it is encrypted).
-    pub fn open(self, passphrase: Option<String>) -> Result<Archive, JsError> {
-        let repo = Repository::open(self.storage, passphrase.as_deref().map(str::as_bytes))
-            .map_err(js_error)?;
-        Ok(Archive { repo })
-    }
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsVerifyStats {
+    packs_checked: u64,
+    chunks_checked: u64,
+    snapshots_checked: u64,
+    bytes_read: u64,
+    groups_checked: u64,
+    unindexed_packs: u64,
+}
+
+#[derive(Serialize)]
+struct JsVerifyResult<'a> {
+    ok: bool,
+    errors: &'a [Finding],
+    stats: JsVerifyStats,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsPlan<'a> {
+    snapshot: &'a str,
+    items: &'a [String],
+    files: &'a [containerarchive_core::plan::PlanFile],
+    total_bytes: u64,
+    missing: &'a [String],
+    complete: bool,
+}
+
+/// Filter given by JavaScript: `{tags, after, before}` (times as ISO 8601 strings).
+#[derive(serde::Deserialize, Default)]
+struct JsFilter {
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    after: Option<String>,
+    before: Option<String>,
 }
 
 /// An opened repository.
 #[wasm_bindgen]
-pub struct Archive {
-    repo: Repository<MemoryStorage>,
+pub struct Engine {
+    repo: Repository<JsStorage>,
+    readers: HashMap<u32, ItemReader<JsStorage>>,
+    next_reader: u32,
 }
 
 #[wasm_bindgen]
-impl Archive {
-    /// Every snapshot, oldest first, as a JSON array of manifests with their `id`.
-    #[wasm_bindgen(js_name = snapshotsJson)]
-    pub fn snapshots_json(&self) -> Result<String, JsError> {
-        let snaps = self
-            .repo
-            .list_snapshots(&SnapshotFilter::default())
-            .map_err(js_error)?;
-        let rows: Vec<serde_json::Value> = snaps
+impl Engine {
+    /// Open the repository made of the files at `paths` (relative paths or bare names, with
+    /// their `sizes`), read through `read(key, offset, length)`.
+    pub fn open(
+        paths: Vec<String>,
+        sizes: Vec<f64>,
+        read: Function,
+        passphrase: Option<String>,
+    ) -> Result<Engine, JsValue> {
+        let sizes = paths
             .iter()
-            .map(|s| {
-                let mut v = serde_json::to_value(&s.manifest).expect("manifest serializes");
-                v["id"] = serde_json::Value::String(s.id.to_hex());
-                v
-            })
+            .zip(sizes)
+            .filter_map(|(p, s)| Some((repository_key(p)?, s as u64)))
             .collect();
-        Ok(serde_json::Value::Array(rows).to_string())
+        let storage = JsStorage { sizes, read };
+        let passphrase = passphrase.filter(|p| !p.is_empty());
+        let repo = Repository::open(storage, passphrase.as_deref().map(str::as_bytes))
+            .map_err(js_error)?;
+        Ok(Engine {
+            repo,
+            readers: HashMap::new(),
+            next_reader: 1,
+        })
     }
 
-    /// The content of one item, every chunk verified.
-    #[wasm_bindgen(js_name = restoreItem)]
-    pub fn restore_item(&self, snapshot: &str, item: &str) -> Result<Vec<u8>, JsError> {
+    /// The repository key a selected path maps to (for the page to match files to plans).
+    #[wasm_bindgen(js_name = repositoryKey)]
+    pub fn repository_key_of(path: &str) -> Option<String> {
+        repository_key(path)
+    }
+
+    /// Snapshots matching a JSON filter `{tags, after, before}`, oldest first, as JSON.
+    pub fn snapshots(&self, filter_json: &str) -> Result<String, JsValue> {
+        let f: JsFilter = serde_json::from_str(filter_json).unwrap_or_default();
+        let time = |s: Option<String>| {
+            s.map(|s| parse_time(&s).map_err(|e| js_error(Error::InvalidArgument(e))))
+                .transpose()
+        };
+        let filter = SnapshotFilter {
+            tags: f.tags,
+            after: time(f.after)?,
+            before: time(f.before)?,
+        };
+        let snaps = self.repo.list_snapshots(&filter).map_err(js_error)?;
+        Ok(to_json(
+            &snaps.iter().map(JsSnapshot::from).collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Verify at `level`; `on_progress(fraction)` is called as it goes. Returns
+    /// `{ok, errors: [{kind, pack, chunk, snapshot, message}], stats}` as JSON.
+    pub fn verify(&self, level: &str, on_progress: Option<Function>) -> Result<String, JsValue> {
+        let level = VerifyLevel::parse(level).ok_or_else(|| {
+            js_error(Error::InvalidArgument(format!(
+                "unknown verify level {level:?}: use quick, standard or full"
+            )))
+        })?;
+        let mut last = -1.0;
+        let report = self
+            .repo
+            .verify_with_progress(level, &mut |_| {}, &mut |fraction| {
+                if let Some(cb) = &on_progress {
+                    if fraction - last >= 0.01 || fraction >= 1.0 {
+                        last = fraction;
+                        let _ = cb.call1(&JsValue::NULL, &JsValue::from_f64(fraction));
+                    }
+                }
+            })
+            .map_err(js_error)?;
+        let st = &report.stats;
+        Ok(to_json(&JsVerifyResult {
+            ok: report.ok,
+            errors: &report.errors,
+            stats: JsVerifyStats {
+                packs_checked: st.packs_checked,
+                chunks_checked: st.chunks_checked,
+                snapshots_checked: st.snapshots_checked,
+                bytes_read: st.bytes_read,
+                groups_checked: st.groups_checked,
+                unindexed_packs: st.unindexed_packs,
+            },
+        }))
+    }
+
+    /// The files restoring `item` (or the whole snapshot) needs, as JSON
+    /// `{snapshot, items, files: [{path, size, present}], totalBytes, missing, complete}`.
+    #[wasm_bindgen(js_name = requiredFiles)]
+    pub fn required_files(&self, snapshot: &str, item: Option<String>) -> Result<String, JsValue> {
         let snap = self.repo.get_snapshot(snapshot).map_err(js_error)?;
-        let mut reader = self.repo.item_reader(&snap, item).map_err(js_error)?;
-        let mut out = Vec::with_capacity(reader.item().size as usize);
-        while let Some(batch) = reader.next_batch().map_err(js_error)? {
-            for c in batch {
-                out.extend_from_slice(&c);
+        let p: RestorePlan = self
+            .repo
+            .restore_plan(&snap, item.as_deref())
+            .map_err(js_error)?;
+        Ok(to_json(&JsPlan {
+            snapshot: &p.snapshot,
+            items: &p.items,
+            files: &p.files,
+            total_bytes: p.total_bytes,
+            missing: &p.missing,
+            complete: p.complete,
+        }))
+    }
+
+    /// Start restoring an item; returns a handle for [`Engine::restore_next`].
+    #[wasm_bindgen(js_name = restoreOpen)]
+    pub fn restore_open(&mut self, snapshot: &str, item: &str) -> Result<u32, JsValue> {
+        let snap = self.repo.get_snapshot(snapshot).map_err(js_error)?;
+        let reader = self.repo.item_reader(&snap, item).map_err(js_error)?;
+        let handle = self.next_reader;
+        self.next_reader += 1;
+        self.readers.insert(handle, reader);
+        Ok(handle)
+    }
+
+    /// The item's size in bytes.
+    #[wasm_bindgen(js_name = restoreSize)]
+    pub fn restore_size(&self, handle: u32) -> f64 {
+        self.readers
+            .get(&handle)
+            .map_or(0.0, |r| r.item().size as f64)
+    }
+
+    /// The next few MiB of the item, every chunk verified; `undefined` at the end.
+    #[wasm_bindgen(js_name = restoreNext)]
+    pub fn restore_next(&mut self, handle: u32) -> Result<Option<Vec<u8>>, JsValue> {
+        let reader = self.readers.get_mut(&handle).ok_or_else(|| {
+            js_error(Error::InvalidArgument(format!(
+                "no restore {handle} in progress"
+            )))
+        })?;
+        match reader.next_batch().map_err(js_error)? {
+            Some(chunks) => Ok(Some(chunks.concat())),
+            None => {
+                self.readers.remove(&handle);
+                Ok(None)
             }
         }
-        Ok(out)
+    }
+
+    /// Abandon a restore.
+    #[wasm_bindgen(js_name = restoreClose)]
+    pub fn restore_close(&mut self, handle: u32) {
+        self.readers.remove(&handle);
     }
 }
 
@@ -107,19 +391,25 @@ mod tests {
     use super::repository_key;
 
     #[test]
-    fn paths_inside_a_selected_folder_map_to_repository_keys() {
+    fn selected_paths_and_flat_downloads_map_to_repository_keys() {
+        let id = "ab".repeat(32);
         assert_eq!(
             repository_key("repo/config.json").as_deref(),
             Some("config.json")
         );
         assert_eq!(
-            repository_key("dl/repo/packs/data/ab/ab.pack").as_deref(),
-            Some("packs/data/ab/ab.pack")
+            repository_key(&format!("dl/repo/packs/data/ab/{id}.pack")).as_deref(),
+            Some(format!("packs/data/ab/{id}.pack").as_str())
         );
         assert_eq!(
-            repository_key("snapshots/x.snapshot").as_deref(),
-            Some("snapshots/x.snapshot")
+            repository_key(&format!("{id}.pack")).as_deref(),
+            Some(format!("packs/data/ab/{id}.pack").as_str())
+        );
+        assert_eq!(
+            repository_key(&format!("{id}.snapshot")).as_deref(),
+            Some(format!("snapshots/{id}.snapshot").as_str())
         );
         assert_eq!(repository_key("repo/readme.txt"), None);
+        assert_eq!(repository_key("short.pack"), None);
     }
 }

@@ -1,0 +1,150 @@
+// containerarchive in the browser: verify and restore a downloaded repository locally.
+//
+//   import init, { Archive } from "./pkg/containerarchive_wasm.js";
+//   await init();
+//   const archive = await Archive.open(files, passphrase);
+//   archive.snapshots({ tags, after, before });          // array, oldest first
+//   await archive.verify("quick" | "standard" | "full", onProgress);
+//   archive.restore(snapshotId, item);                    // ReadableStream<Uint8Array>
+//   await archive.requiredFiles(snapshotId, item);        // { files, totalBytes, missing, complete }
+//
+// Each archive runs the Rust engine (engine.js + engine_bg.wasm) in its own Web Worker that
+// reads only the byte ranges it needs from the File objects, so neither the repository nor a
+// restored item is ever held whole in memory. Errors are Error objects whose `name` is the
+// class name the Python package uses (WrongPassphraseError, CorruptionError, …).
+
+const workerUrl = new URL("./worker.js", import.meta.url);
+
+/** Kept for the wasm-bindgen calling convention; the engine loads in each archive's worker. */
+export default async function init() {
+  return undefined;
+}
+
+function remoteError({ name, message }) {
+  const err = new Error(message);
+  err.name = name;
+  return err;
+}
+
+function toTime(value) {
+  if (value === undefined || value === null) return null;
+  const t = value instanceof Date ? value.getTime() : Date.parse(value);
+  if (Number.isNaN(t)) throw Object.assign(new Error(`not a time: ${value}`), { name: "InvalidArgumentError" });
+  return t;
+}
+
+export class Archive {
+  #worker;
+  #pending = new Map();
+  #next = 1;
+  #snapshots = [];
+  #keys = [];
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = (event) => {
+      const { id, result, error, progress } = event.data;
+      const call = this.#pending.get(id);
+      if (!call) return;
+      if (progress !== undefined) {
+        call.onProgress?.(progress);
+        return;
+      }
+      this.#pending.delete(id);
+      if (error) call.reject(remoteError(error));
+      else call.resolve(result);
+    };
+    worker.onerror = (event) => {
+      const err = remoteError({ name: "Error", message: event.message || "the engine worker failed" });
+      for (const call of this.#pending.values()) call.reject(err);
+      this.#pending.clear();
+    };
+  }
+
+  #call(op, args, onProgress) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress });
+      this.#worker.postMessage({ id, op, args });
+    });
+  }
+
+  /** Open a repository from a FileList / File[] (a whole folder, or a flat download). */
+  static async open(files, passphrase) {
+    const worker = new Worker(workerUrl, { type: "module" });
+    const archive = new Archive(worker);
+    const entries = Array.from(files, (file) => ({ path: file.webkitRelativePath || file.name, file }));
+    try {
+      const opened = await archive.#call("open", { entries, passphrase: passphrase ?? null });
+      archive.#snapshots = opened.snapshots;
+      archive.#keys = opened.keys;
+    } catch (err) {
+      worker.terminate();
+      throw err;
+    }
+    return archive;
+  }
+
+  /** Repository paths of the selected files. */
+  get files() {
+    return [...this.#keys];
+  }
+
+  /** Snapshots with all `tags`, created in [after, before] (inclusive), oldest first. */
+  snapshots({ tags = {}, after, before } = {}) {
+    const from = toTime(after);
+    const to = toTime(before);
+    return this.#snapshots
+      .filter((s) => Object.entries(tags).every(([k, v]) => s.tags[k] === v))
+      .filter((s) => {
+        const t = Date.parse(s.createdAt);
+        return (from === null || t >= from) && (to === null || t <= to);
+      })
+      .map((s) => structuredClone(s));
+  }
+
+  /** Verify: resolves to { ok, errors: [{kind, pack, chunk, snapshot, message}], stats }. */
+  verify(level = "standard", onProgress) {
+    return this.#call("verify", { level }, onProgress);
+  }
+
+  /** The repository files restoring `item` (or the whole snapshot) needs. */
+  requiredFiles(snapshotId, item) {
+    return this.#call("requiredFiles", { snapshot: snapshotId, item: item ?? null });
+  }
+
+  /** A stream of the item's bytes; every chunk is verified before it is delivered. */
+  restore(snapshotId, item, onProgress) {
+    let handle = null;
+    let size = 0;
+    let done = 0;
+    return new ReadableStream(
+      {
+        start: async () => {
+          ({ handle, size } = await this.#call("restoreOpen", { snapshot: snapshotId, item }));
+        },
+        pull: async (controller) => {
+          const chunk = await this.#call("restoreNext", { handle });
+          if (chunk === null) {
+            handle = null;
+            onProgress?.(1);
+            controller.close();
+            return;
+          }
+          done += chunk.byteLength;
+          onProgress?.(size ? done / size : 1);
+          controller.enqueue(chunk);
+        },
+        cancel: async () => {
+          if (handle !== null) await this.#call("restoreClose", { handle });
+        },
+      },
+      { highWaterMark: 1 },
+    );
+  }
+
+  /** Stop the worker. */
+  close() {
+    this.#worker.terminate();
+  }
+}
