@@ -83,7 +83,8 @@ def test_any_deleted_pack_is_reported_and_rebuilt_byte_identical(big_repo, which
 
 def test_a_flipped_byte_is_named_and_repaired(big_repo):
     repo, path, (a, big), _ = big_repo
-    victim, file = sorted(packs(path).items())[5]
+    file = path / repo.restore_plan(a).packs[5]
+    victim = file.stem
     raw = bytearray(file.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     file.write_bytes(bytes(raw))
