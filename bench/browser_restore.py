@@ -54,7 +54,8 @@ def chromium_rss() -> dict[str, int]:
     out = {"renderer": 0, "browser": 0, "other": 0}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            # Chromium rewrites its children's argv into one space-separated string.
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
             if not cmd or b"chromium" not in cmd[0]:
                 continue
             status = Path(f"/proc/{pid}/status").read_text()
