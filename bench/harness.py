@@ -1,0 +1,466 @@
+"""containerarchive beside restic and borg on the same data, in the same run.
+
+    bash bench/run.sh            # full run (a few GB of data; writes bench/RESULTS.md)
+    bash bench/run.sh --smoke    # tiny data, every code path, no timing claims (CI)
+
+Data sets are generated deterministically (bench/gen.py): a pg_dump-like SQL series (v1, then
+versions with clustered updates, a mid-file insert and appends), a tarball of system files and
+a version with a few hundred files changed, and random data plus a copy with 1 MiB inserted.
+Each phase (first ingest, incremental ingests, restore of the last version checked with cmp,
+full verify) runs every tool on the same input after priming the page cache the same way.
+Wall time, CPU seconds and peak RSS come from wait4(); repository sizes from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gen import random_blocks, sql_rows  # noqa: E402
+
+PASSWORD = "bench-passphrase"
+MB = 1e6
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu: float
+    rss: int
+
+
+@dataclass
+class Row:
+    dataset: str
+    phase: str
+    tool: str
+    input_bytes: int
+    run: Run
+    repo_bytes: int | None = None
+    added_bytes: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+
+def measure(
+    cmd: list[str],
+    *,
+    stdin: Path | None = None,
+    stdout: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
+    fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
+    fout = open(stdout, "wb") if stdout else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, stdin=fin, stdout=fout, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+        )
+        _, status, ru = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    finally:
+        for f in (fin, fout):
+            if hasattr(f, "close"):
+                f.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {code}: {err[-2000:]}")
+    return Run(elapsed, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def prime(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+
+    def init(self) -> None: ...
+    def ingest(self, src: Path, name: str, version: int) -> Run: ...
+    def restore(self, name: str, version: int, out: Path) -> Run: ...
+    def verify(self) -> Run: ...
+
+
+class ContainerArchive(Tool):
+    name = "containerarchive"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "CONTAINERARCHIVE_REPOSITORY": str(self.repo),
+            "CONTAINERARCHIVE_PASSWORD": PASSWORD,
+        }
+
+    def cli(self) -> list[str]:
+        return [sys.executable, "-m", "containerarchive"]
+
+    def init(self) -> None:
+        measure([*self.cli(), "init"], env=self.env)
+
+    def ingest(self, src: Path, name: str, version: int) -> Run:
+        return measure(
+            [*self.cli(), "ingest", "-", "--name", name, "--tag", f"v={version}"],
+            stdin=src,
+            env=self.env,
+        )
+
+    def restore(self, name: str, version: int, out: Path) -> Run:
+        return measure(
+            [*self.cli(), "restore", "latest", "--tag", f"v={version}"], stdout=out, env=self.env
+        )
+
+    def verify(self) -> Run:
+        return measure([*self.cli(), "verify", "--level", "full"], env=self.env)
+
+
+class Restic(Tool):
+    name = "restic"
+    env = {"RESTIC_PASSWORD": PASSWORD}
+
+    def init(self) -> None:
+        measure(["restic", "-r", str(self.repo), "init", "--repository-version", "2"], env=self.env)
+
+    def ingest(self, src: Path, name: str, version: int) -> Run:
+        return measure(
+            [
+                "restic",
+                "-r",
+                str(self.repo),
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                name,
+                "--tag",
+                f"v{version}",
+                "--quiet",
+            ],
+            stdin=src,
+            env=self.env,
+        )
+
+    def restore(self, name: str, version: int, out: Path) -> Run:
+        return measure(
+            ["restic", "-r", str(self.repo), "dump", "--tag", f"v{version}", "latest", name],
+            stdout=out,
+            env=self.env,
+        )
+
+    def verify(self) -> Run:
+        return measure(["restic", "-r", str(self.repo), "check", "--read-data"], env=self.env)
+
+
+class Borg(Tool):
+    env = {
+        "BORG_PASSPHRASE": PASSWORD,
+        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+    }
+
+    def __init__(self, repo: Path, compression: str):
+        super().__init__(repo)
+        self.compression = compression
+        self.name = f"borg {compression}"
+
+    def init(self) -> None:
+        measure(["borg", "init", "--encryption", "repokey-blake2", str(self.repo)], env=self.env)
+
+    def ingest(self, src: Path, name: str, version: int) -> Run:
+        return measure(
+            [
+                "borg",
+                "create",
+                "--compression",
+                self.compression,
+                "--stdin-name",
+                name,
+                f"{self.repo}::v{version}",
+                "-",
+            ],
+            stdin=src,
+            env=self.env,
+        )
+
+    def restore(self, name: str, version: int, out: Path) -> Run:
+        return measure(
+            ["borg", "extract", "--stdout", f"{self.repo}::v{version}", name],
+            stdout=out,
+            env=self.env,
+        )
+
+    def verify(self) -> Run:
+        return measure(["borg", "check", "--verify-data", str(self.repo)], env=self.env)
+
+
+def tools(work: Path, label: str) -> list[Tool]:
+    return [
+        ContainerArchive(work / f"ca-{label}"),
+        Restic(work / f"restic-{label}"),
+        Borg(work / f"borg-zstd-{label}", "zstd,3"),
+        Borg(work / f"borg-lz4-{label}", "lz4"),
+    ]
+
+
+# -- data sets -------------------------------------------------------------------------------
+
+
+def write_blocks(path: Path, blocks) -> Path:
+    with open(path, "wb") as f:
+        for b in blocks:
+            f.write(b)
+    return path
+
+
+def sql_series(work: Path, rows: int, versions: int) -> list[Path]:
+    return [
+        write_blocks(work / f"db-v{v}.sql", sql_rows(rows, v, seed=1))
+        for v in range(1, versions + 1)
+    ]
+
+
+def tar_series(work: Path, limit: int) -> list[Path]:
+    """A tarball of system files, then one with a few hundred of them changed."""
+    files = []
+    total = 0
+    for root in ("/usr/lib/python3", "/usr/share", "/usr/lib/x86_64-linux-gnu", "/usr/bin"):
+        for dirpath, _, names in sorted(os.walk(root)):
+            for n in sorted(names):
+                p = Path(dirpath) / n
+                if p.is_file() and not p.is_symlink():
+                    size = p.stat().st_size
+                    if total + size > limit:
+                        break
+                    files.append(p)
+                    total += size
+    rnd = random.Random(5)
+    changed = set(rnd.sample(range(len(files)), min(300, len(files) // 3)))
+    out = []
+    for v in (1, 2):
+        path = work / f"volume-v{v}.tar"
+        with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+            for i, p in enumerate(files):
+                data = p.read_bytes()
+                if v == 2 and i in changed:
+                    data = data + f"\n# upgraded {i}\n".encode()
+                info = tarfile.TarInfo(str(p).lstrip("/"))
+                info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+                tar.addfile(info, io.BytesIO(data))
+        out.append(path)
+    return out
+
+
+def random_series(work: Path, size: int) -> list[Path]:
+    a = write_blocks(work / "random-v1.bin", random_blocks(size, 9))
+    b = work / "random-v2.bin"
+    cut = min(300 << 20, size // 3)
+    with open(a, "rb") as fa, open(b, "wb") as fb:
+        fb.write(fa.read(cut))
+        fb.write(random.Random(10).randbytes(1 << 20))
+        shutil.copyfileobj(fa, fb)
+    return [a, b]
+
+
+# -- phases ----------------------------------------------------------------------------------
+
+
+def run_series(res: Results, work: Path, label: str, versions: list[Path], item: str) -> None:
+    ts = tools(work, label)
+    for t in ts:
+        shutil.rmtree(t.repo, ignore_errors=True)
+        t.init()
+    sizes = {t.name: du(t.repo) for t in ts}
+    for v, src in enumerate(versions, 1):
+        phase = "first ingest" if v == 1 else f"ingest v{v}"
+        for t in ts:
+            prime(src)
+            r = t.ingest(src, item, v)
+            after = du(t.repo)
+            res.rows.append(
+                Row(label, phase, t.name, src.stat().st_size, r, after, after - sizes[t.name])
+            )
+            sizes[t.name] = after
+            print(f"  {label:6} {phase:13} {t.name:17} {r.seconds:7.2f} s", flush=True)
+    last = versions[-1]
+    out = work / "restored"
+    for t in ts:
+        r = t.restore(item, len(versions), out)
+        same = subprocess.run(["cmp", "-s", str(last), str(out)]).returncode == 0
+        res.rows.append(
+            Row(
+                label,
+                "restore",
+                t.name,
+                last.stat().st_size,
+                r,
+                note="" if same else "RESTORE DIFFERS",
+            )
+        )
+        if not same:
+            raise RuntimeError(f"{t.name} restored {label} wrongly")
+        out.unlink()
+    for t in ts:
+        r = t.verify()
+        res.rows.append(Row(label, "full verify", t.name, du(t.repo), r))
+    for t in ts:
+        shutil.rmtree(t.repo, ignore_errors=True)
+
+
+def scaling(res: Results, work: Path, sizes: list[int]) -> None:
+    """Ingest streams piped from a generator (never stored) and record RSS and throughput."""
+    t = ContainerArchive(work / "ca-scaling")
+    lines = ["| stream | wall s | MB/s | CPU s/GB | peak RSS MiB |", "|---:|---:|---:|---:|---:|"]
+    for size in sizes:
+        shutil.rmtree(t.repo, ignore_errors=True)
+        t.init()
+        gen = subprocess.Popen(
+            [sys.executable, str(HERE / "gen.py"), "sql-fast", "--size", str(size)],
+            stdout=subprocess.PIPE,
+        )
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [*t.cli(), "ingest", "-", "--name", "stream"],
+            stdin=gen.stdout,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, **t.env},
+        )
+        assert gen.stdout is not None
+        gen.stdout.close()
+        _, status, ru = os.wait4(proc.pid, 0)
+        gen.wait()
+        secs = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError("scaling ingest failed")
+        cpu = ru.ru_utime + ru.ru_stime
+        lines.append(
+            f"| {size / 1e9:.2f} GB | {secs:.1f} | {size / MB / secs:.0f} | "
+            f"{cpu / (size / 1e9):.2f} | {ru.ru_maxrss / 1024:.0f} |"
+        )
+        print(
+            f"  scaling {size / 1e9:.2f} GB: {secs:.1f} s, RSS {ru.ru_maxrss / 1024:.0f} MiB",
+            flush=True,
+        )
+    shutil.rmtree(t.repo, ignore_errors=True)
+    res.extra += ["## Scaling: one stream piped from a generator (sql-fast)", "", *lines, ""]
+
+
+def report(res: Results, args, started: float) -> str:
+    out = [
+        "# Benchmark results",
+        "",
+        f"Generated by `bash bench/run.sh{' --smoke' if args.smoke else ''}` on "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; "
+        f"restic {tool_version(['restic', 'version'])}, "
+        f"borg {tool_version(['borg', '--version'])}; "
+        f"run took {(time.time() - started) / 60:.1f} min. All repositories encrypted; restic "
+        "repository v2 with its default compression; borg repokey-blake2 with zstd,3 and lz4; "
+        "containerarchive with its defaults (zstd 3). MB = 10^6 bytes. Ratio = restic's time / "
+        "this tool's time (higher is faster).",
+        "",
+    ]
+    if args.smoke:
+        out += ["**Smoke run: tiny data, the numbers mean nothing.**", ""]
+    for dataset in dict.fromkeys(r.dataset for r in res.rows):
+        out += [
+            f"## {dataset}",
+            "",
+            "| phase | tool | input MB | wall s | MB/s | CPU s/GB | peak RSS MiB | "
+            "repo MB | added MB | vs restic |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        rows = [r for r in res.rows if r.dataset == dataset]
+        for r in rows:
+            base = next((x for x in rows if x.phase == r.phase and x.tool == "restic"), None)
+            ratio = f"{base.run.seconds / r.run.seconds:.2f}×" if base else ""
+            gb = max(r.input_bytes, 1) / 1e9
+            out.append(
+                f"| {r.phase} | {r.tool} | {r.input_bytes / MB:.1f} | {r.run.seconds:.2f} | "
+                f"{r.input_bytes / MB / r.run.seconds:.0f} | {r.run.cpu / gb:.1f} | "
+                f"{r.run.rss / 2**20:.0f} | "
+                f"{'' if r.repo_bytes is None else f'{r.repo_bytes / MB:.1f}'} | "
+                f"{'' if r.added_bytes is None else f'{r.added_bytes / MB:.1f}'} | {ratio} "
+                f"{r.note}|"
+            )
+        out.append("")
+    return "\n".join(out + res.extra)
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.split()[1]
+    except (OSError, IndexError):
+        return "?"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny data: check the harness runs")
+    ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md; smoke: none)")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the 1–20 GB scaling run")
+    args = ap.parse_args()
+    started = time.time()
+    work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"ca-bench-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    res = Results()
+    try:
+        if args.smoke:
+            sql_rows_n, versions, tar_limit, rand = 20_000, 3, 4 << 20, 6 << 20
+            scale = [32 << 20]
+        else:
+            sql_rows_n, versions, tar_limit, rand = 4_200_000, 5, 300 << 20, 1 << 30
+            scale = (
+                []
+                if args.no_scaling
+                else [1_000_000_000, 5_000_000_000, 10_000_000_000, 20_000_000_000]
+            )
+        print("generating data sets", flush=True)
+        series = [
+            ("sql", sql_series(work, sql_rows_n, versions), "db.sql"),
+            ("tar", tar_series(work, tar_limit), "volume.tar"),
+            ("random", random_series(work, rand), "random.bin"),
+        ]
+        for label, files, item in series:
+            print(f"data set {label}", flush=True)
+            run_series(res, work, label, files, item)
+            for f in files:
+                f.unlink()
+        if scale:
+            scaling(res, work, scale)
+        text = report(res, args, started)
+        out = args.out or (None if args.smoke else HERE / "RESULTS.md")
+        if out:
+            out.write_text(text + "\n")
+            print(f"wrote {out}")
+        else:
+            print(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmark containerarchive against restic and borg (Debian packages): bash bench/run.sh [--smoke]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .ci/setup
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
+  step "installing restic and borg (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup
+fi
+if ! python -c 'import containerarchive' 2>/dev/null; then
+  step "installing containerarchive (pip install .)"
+  python -m pip install -q --disable-pip-version-check .
+fi
+python bench/harness.py "$@"
