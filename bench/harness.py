@@ -368,6 +368,59 @@ def scaling(res: Results, work: Path, sizes: list[int]) -> None:
     res.extra += ["## Scaling: one stream piped from a generator (sql-fast)", "", *lines, ""]
 
 
+def many_snapshots(res: Results, work: Path, count: int) -> None:
+    """Open a repository with `count` snapshots and list them (manifests only)."""
+    import containerarchive as ca
+
+    path = work / "ca-many"
+    shutil.rmtree(path, ignore_errors=True)
+    start = time.perf_counter()
+    with ca.Repository.init(path, PASSWORD) as repo:
+        for i in range(count):
+            repo.ingest(f"snapshot {i}\n".encode(), name="config", tags={"n": str(i)})
+    made = time.perf_counter() - start
+    env = {"CONTAINERARCHIVE_REPOSITORY": str(path), "CONTAINERARCHIVE_PASSWORD": PASSWORD}
+    r = measure([sys.executable, "-m", "containerarchive", "snapshots", "--json"], env=env)
+    start = time.perf_counter()
+    with ca.Repository.open(path, PASSWORD) as repo:
+        listed = len(repo.list_snapshots())
+    api = time.perf_counter() - start
+    assert listed == count
+    res.extra += [
+        f"## Opening a repository with {count} snapshots and listing them",
+        "",
+        f"- `containerarchive snapshots --json` (process start, key derivation, listing): "
+        f"{r.seconds:.2f} s, peak RSS {r.rss / 2**20:.0f} MiB",
+        f"- `Repository.open(...).list_snapshots()` in Python: {api:.2f} s",
+        f"- (making the {count} snapshots took {made:.0f} s)",
+        "",
+    ]
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def index_memory(res: Results, entries: int) -> None:
+    """Resident bytes per chunk of the in-memory index (core/examples/index_memory.rs)."""
+    out = subprocess.run(
+        [
+            "cargo",
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "containerarchive-core",
+            "--example",
+            "index_memory",
+            "--",
+            str(entries),
+        ],
+        cwd=HERE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    res.extra += ["## Index memory", "", f"- {out}", ""]
+
+
 def report(res: Results, args, started: float) -> str:
     out = [
         "# Benchmark results",
@@ -451,6 +504,8 @@ def main() -> None:
                 f.unlink()
         if scale:
             scaling(res, work, scale)
+        many_snapshots(res, work, 20 if args.smoke else 10_000)
+        index_memory(res, 100_000 if args.smoke else 10_000_000)
         text = report(res, args, started)
         out = args.out or (None if args.smoke else HERE / "RESULTS.md")
         if out:

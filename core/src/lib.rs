@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod keyring;
 pub mod lock;
 pub mod maintenance;
 pub mod pack;

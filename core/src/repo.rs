@@ -90,6 +90,9 @@ struct Inner<S> {
     config: Config,
     keys: Keys,
     index: RwLock<Option<Index>>,
+    /// The master key and the key file it was unlocked with (encrypted repositories).
+    master: Option<[u8; 32]>,
+    current_key: std::sync::Mutex<Option<String>>,
 }
 
 /// An open repository. Cloning is cheap and shares the loaded index.
@@ -105,7 +108,7 @@ impl<S: Storage> Clone for Repository<S> {
     }
 }
 
-fn key_file_key(id: &Id) -> String {
+pub(crate) fn key_file_key(id: &Id) -> String {
     format!("{KEYS_PREFIX}{}.key", id.to_hex())
 }
 
@@ -205,6 +208,7 @@ impl<S: Storage> Repository<S> {
             parity: ParityConfig::default(),
         };
         config.validate().map_err(Error::InvalidArgument)?;
+        let mut unlocked = None;
         let keys = match passphrase {
             Some(pass) => {
                 let master: [u8; 32] = random_bytes(rng);
@@ -219,7 +223,9 @@ impl<S: Storage> Repository<S> {
                 )
                 .map_err(Error::InvalidArgument)?;
                 let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
-                storage.put(&key_file_key(&Id::sha256(&json)), &json)?;
+                let key = key_file_key(&Id::sha256(&json));
+                storage.put(&key, &json)?;
+                unlocked = Some((master, key));
                 Keys::from_master(&master, &repo_id)
             }
             None => Keys::plain(),
@@ -232,18 +238,60 @@ impl<S: Storage> Repository<S> {
             },
             e => e.into(),
         })?;
-        Ok(Self::from_parts(storage, config, keys, Some(Index::new())))
+        Ok(Self::from_parts(
+            storage,
+            config,
+            keys,
+            Some(Index::new()),
+            unlocked,
+        ))
     }
 
-    fn from_parts(storage: S, config: Config, keys: Keys, index: Option<Index>) -> Self {
+    fn from_parts(
+        storage: S,
+        config: Config,
+        keys: Keys,
+        index: Option<Index>,
+        unlocked: Option<([u8; 32], String)>,
+    ) -> Self {
+        let (master, current) = match unlocked {
+            Some((m, k)) => (Some(m), Some(k)),
+            None => (None, None),
+        };
         Repository {
             inner: Arc::new(Inner {
                 storage,
                 config,
                 keys,
                 index: RwLock::new(index),
+                master,
+                current_key: std::sync::Mutex::new(current),
             }),
         }
+    }
+
+    /// The master key, or an error for an unencrypted repository.
+    pub(crate) fn master_key(&self) -> Result<[u8; 32]> {
+        self.inner.master.ok_or_else(|| {
+            Error::InvalidArgument("the repository is not encrypted: it has no keys".into())
+        })
+    }
+
+    /// The key file this repository was opened (or last re-keyed) with.
+    pub fn current_key(&self) -> Option<String> {
+        self.inner
+            .current_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_current_key(&self, key: Option<String>) {
+        *self
+            .inner
+            .current_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = key;
     }
 
     /// Open an existing repository.
@@ -268,6 +316,7 @@ impl<S: Storage> Repository<S> {
         })?;
         let repo_id = Id::from_hex(&config.id)
             .ok_or_else(|| Error::corruption(CONFIG_KEY, "repository id is not 64 hex digits"))?;
+        let mut unlocked = None;
         let keys = if config.encrypted() {
             let pass = passphrase.ok_or_else(|| {
                 Error::WrongPassphrase(format!(
@@ -275,11 +324,13 @@ impl<S: Storage> Repository<S> {
                     storage.location()
                 ))
             })?;
-            Keys::from_master(&unlock_master(&storage, &repo_id, pass)?, &repo_id)
+            let (master, key) = unlock_master(&storage, &repo_id, pass)?;
+            unlocked = Some((master, key));
+            Keys::from_master(&master, &repo_id)
         } else {
             Keys::plain()
         };
-        Ok(Self::from_parts(storage, config, keys, None))
+        Ok(Self::from_parts(storage, config, keys, None, unlocked))
     }
 
     /// The storage backend.
@@ -547,7 +598,7 @@ impl<S: Storage> Repository<S> {
     }
 }
 
-fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<[u8; 32]> {
+fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<([u8; 32], String)> {
     let mut keys = storage.list(KEYS_PREFIX)?;
     keys.sort();
     let mut malformed = Vec::new();
@@ -568,7 +619,7 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<[
                 kf.unwrap_master(repo_id, pass)
             });
         match parsed {
-            Ok(Some(master)) => return Ok(master),
+            Ok(Some(master)) => return Ok((master, key.clone())),
             Ok(None) => tried += 1,
             Err(e) => malformed.push(format!("{key}: {e}")),
         }

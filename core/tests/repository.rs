@@ -676,3 +676,75 @@ fn a_failed_read_during_restore_can_be_retried_without_losing_bytes() {
     assert!(failures > 0);
     assert_eq!(out, data);
 }
+
+#[test]
+fn keys_can_be_added_changed_and_removed_but_never_the_last() {
+    let storage = MemoryStorage::new();
+    let repo = Repository::init(
+        &storage,
+        Some(PASS),
+        &fast_kdf(),
+        "2026-01-01T00:00:00Z",
+        "first",
+        &mut TestRng(1),
+    )
+    .unwrap();
+    let snap = ingest_items(&repo, &[("d", b"secret data")], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let kdf = fast_kdf().kdf;
+    let keys = repo.list_keys().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].current && keys[0].comment == "first");
+    let err = repo.remove_key(&keys[0].id).err().unwrap();
+    assert!(err.to_string().contains("last key"), "{err}");
+
+    let second = repo
+        .add_key(
+            b"second passphrase",
+            kdf,
+            "2026-01-02T00:00:00Z",
+            "ops",
+            &mut TestRng(2),
+        )
+        .unwrap();
+    let by_second = Repository::open(&storage, Some(b"second passphrase")).unwrap();
+    assert_eq!(restore(&by_second, &snap, "d").unwrap(), b"secret data");
+    assert_eq!(
+        by_second.current_key().unwrap(),
+        format!("keys/{second}.key")
+    );
+    let err = by_second.remove_key(&second[..8]).err().unwrap();
+    assert!(err.to_string().contains("opened with"), "{err}");
+    by_second.remove_key(&keys[0].id[..10]).unwrap();
+    assert!(matches!(
+        Repository::open(&storage, Some(PASS)).err().unwrap(),
+        Error::WrongPassphrase(_)
+    ));
+
+    let third = by_second
+        .change_passphrase(
+            b"third",
+            kdf,
+            "2026-01-03T00:00:00Z",
+            "rotated",
+            &mut TestRng(3),
+        )
+        .unwrap();
+    assert!(matches!(
+        Repository::open(&storage, Some(b"second passphrase"))
+            .err()
+            .unwrap(),
+        Error::WrongPassphrase(_)
+    ));
+    let by_third = Repository::open(&storage, Some(b"third")).unwrap();
+    assert_eq!(restore(&by_third, &snap, "d").unwrap(), b"secret data");
+    let listed = by_third.list_keys().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, third);
+    assert!(listed[0].current);
+
+    let plain = memory_repo(None, &fast_kdf(), 4);
+    assert!(matches!(
+        plain.list_keys().err().unwrap(),
+        Error::InvalidArgument(_)
+    ));
+}

@@ -23,6 +23,7 @@ from .errors import (
 from .repository import Repository
 from .types import (
     Item,
+    KeyInfo,
     PlanFile,
     PruneResult,
     ReindexResult,
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidArgumentError",
     "Item",
     "ItemNotFoundError",
+    "KeyInfo",
     "PlanFile",
     "LockedError",
     "Repository",

@@ -350,6 +350,50 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_passphrase(args: argparse.Namespace) -> str:
+    if args.new_password_file:
+        try:
+            return Path(args.new_password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read {args.new_password_file}: {e}") from e
+    env = os.environ.get("CONTAINERARCHIVE_NEW_PASSWORD")
+    if env:
+        return env
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        first = getpass.getpass("new passphrase: ")
+        if getpass.getpass("repeat new passphrase: ") != first:
+            raise UsageError("the passphrases differ")
+        return first
+    raise UsageError("no new passphrase: give --new-password-file or CONTAINERARCHIVE_NEW_PASSWORD")
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        if args.key_command == "list":
+            keys = repo.list_keys()
+            _emit(
+                args,
+                [vars(k) for k in keys],
+                "\n".join(
+                    f"{'*' if k.current else ' '} {k.id[:12]}  {k.created_at}  {k.comment}  "
+                    f"(argon2id {k.kdf_memory_kib // 1024} MiB, {k.kdf_iterations} passes)"
+                    for k in keys
+                ),
+            )
+        elif args.key_command == "add":
+            key_id = repo.add_key(_new_passphrase(args))
+            _emit(args, {"added": key_id}, f"added key {key_id}")
+        elif args.key_command == "passwd":
+            key_id = repo.change_passphrase(_new_passphrase(args))
+            _emit(
+                args, {"current": key_id}, f"passphrase changed: key {key_id} replaces the old one"
+            )
+        else:
+            repo.remove_key(args.id)
+            _emit(args, {"removed": args.id}, f"removed key {args.id}")
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
@@ -470,6 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("key", parents=[common], help="manage the passphrases (key files)")
+    keys = p.add_subparsers(dest="key_command", metavar="KEY_COMMAND", required=True)
+    for name, text in (
+        ("list", "list key files"),
+        ("add", "add a passphrase"),
+        ("passwd", "change the passphrase in use"),
+        ("remove", "remove a key file"),
+    ):
+        kp = keys.add_parser(name, parents=[common], help=text)
+        if name in ("add", "passwd"):
+            kp.add_argument(
+                "--new-password-file",
+                help="file holding the new passphrase "
+                "(default: $CONTAINERARCHIVE_NEW_PASSWORD, or a prompt)",
+            )
+        if name == "remove":
+            kp.add_argument("id", help="key id or unique prefix (see key list)")
+        kp.set_defaults(func=cmd_key)
 
     p = sub.add_parser("unlock", parents=[common], help="remove stale locks")
     p.add_argument("--force", action="store_true", help="remove every lock, stale or not")

@@ -16,6 +16,7 @@ from typing import IO, Any, Union
 from . import _native
 from .errors import InvalidArgumentError
 from .types import (
+    KeyInfo,
     PruneResult,
     ReindexResult,
     RepairResult,
@@ -50,6 +51,10 @@ def _iso(value: TimeLike, what: str) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="microseconds")
+
+
+def _who() -> str:
+    return f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}"
 
 
 def _ref(snapshot: SnapshotRef) -> str:
@@ -143,7 +148,7 @@ class Repository:
             kdf_memory_kib,
             kdf_iterations,
             _now(),
-            f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}",
+            _who(),
             socket.gethostname(),
             pack_size,
         )
@@ -351,6 +356,41 @@ class Repository:
         snapshot, the index files and the packs, with their sizes, so that a script can fetch
         only those from object storage."""
         return RestorePlan._from_json(self._n.restore_plan(_ref(snapshot_id), item))
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def list_keys(self) -> list[KeyInfo]:
+        """The key files of an encrypted repository (``current``: the one it was opened with)."""
+        return [KeyInfo._from_dict(d) for d in json.loads(self._n.list_keys())]
+
+    def add_key(
+        self,
+        passphrase: str | bytes,
+        *,
+        kdf_memory_kib: int | None = None,
+        kdf_iterations: int | None = None,
+    ) -> str:
+        """Add a key file so that ``passphrase`` opens the repository too; returns its id."""
+        pw = _passphrase(passphrase)
+        assert pw is not None
+        return self._n.add_key(pw, kdf_memory_kib, kdf_iterations, _who())
+
+    def change_passphrase(
+        self,
+        new_passphrase: str | bytes,
+        *,
+        kdf_memory_kib: int | None = None,
+        kdf_iterations: int | None = None,
+    ) -> str:
+        """Replace the key file in use by one for ``new_passphrase``; returns the new key id."""
+        pw = _passphrase(new_passphrase)
+        assert pw is not None
+        return self._n.change_passphrase(pw, kdf_memory_kib, kdf_iterations, _who())
+
+    def remove_key(self, key_id: str) -> None:
+        """Remove a key file (by id or unique prefix). The last key and the key in use are
+        refused with :class:`InvalidArgumentError`."""
+        self._n.remove_key(key_id)
 
     # -- locks -----------------------------------------------------------------------------
 

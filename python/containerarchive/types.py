@@ -259,3 +259,26 @@ class RestorePlan:
             missing=d["missing"],
             complete=d["complete"],
         )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key file of an encrypted repository."""
+
+    id: str
+    created_at: str
+    comment: str
+    kdf_memory_kib: int
+    kdf_iterations: int
+    current: bool
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> KeyInfo:
+        return cls(
+            id=d["id"],
+            created_at=d["created_at"],
+            comment=d["comment"],
+            kdf_memory_kib=d["kdf"]["memory_kib"],
+            kdf_iterations=d["kdf"]["iterations"],
+            current=d["current"],
+        )

@@ -123,6 +123,15 @@ fn time_arg(
 
 type Repo = Repository<FsStorage>;
 
+fn kdf_params(memory_kib: Option<u32>, iterations: Option<u32>) -> KdfParams {
+    let d = KdfParams::default();
+    KdfParams {
+        memory_kib: memory_kib.unwrap_or(d.memory_kib),
+        iterations: iterations.unwrap_or(d.iterations),
+        parallelism: d.parallelism,
+    }
+}
+
 /// A lock not refreshed for this long is stale, wherever its holder runs.
 const STALE_AFTER_SECONDS: i64 = 30 * 60;
 /// How often a long ingest refreshes its lock.
@@ -195,15 +204,10 @@ impl NativeRepository {
                 "unknown compression {compression:?}: use \"zstd\", \"gzip\" or \"none\""
             )))
         })?;
-        let defaults = KdfParams::default();
         let options = InitOptions {
             compression: algorithm,
             compression_level: level,
-            kdf: KdfParams {
-                memory_kib: kdf_memory_kib.unwrap_or(defaults.memory_kib),
-                iterations: kdf_iterations.unwrap_or(defaults.iterations),
-                parallelism: defaults.parallelism,
-            },
+            kdf: kdf_params(kdf_memory_kib, kdf_iterations),
             pack_size: pack_size.unwrap_or(InitOptions::default().pack_size),
             ..InitOptions::default()
         };
@@ -439,6 +443,53 @@ impl NativeRepository {
             })
             .map_err(py_err)?;
         Ok(serde_json::to_string(&plan).expect("plan serializes"))
+    }
+
+    /// Key files as JSON.
+    fn list_keys(&self, py: Python<'_>) -> PyResult<String> {
+        let keys = py.detach(|| self.repo.list_keys()).map_err(py_err)?;
+        Ok(serde_json::to_string(&keys).expect("keys serialize"))
+    }
+
+    /// Add a key file for `passphrase`; returns its id.
+    #[pyo3(signature = (passphrase, kdf_memory_kib=None, kdf_iterations=None, comment=String::new()))]
+    fn add_key(
+        &self,
+        py: Python<'_>,
+        passphrase: Vec<u8>,
+        kdf_memory_kib: Option<u32>,
+        kdf_iterations: Option<u32>,
+        comment: String,
+    ) -> PyResult<String> {
+        let kdf = kdf_params(kdf_memory_kib, kdf_iterations);
+        py.detach(|| {
+            self.repo
+                .add_key(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
+        })
+        .map_err(py_err)
+    }
+
+    /// Replace the key in use by one for `passphrase`; returns the new key id.
+    #[pyo3(signature = (passphrase, kdf_memory_kib=None, kdf_iterations=None, comment=String::new()))]
+    fn change_passphrase(
+        &self,
+        py: Python<'_>,
+        passphrase: Vec<u8>,
+        kdf_memory_kib: Option<u32>,
+        kdf_iterations: Option<u32>,
+        comment: String,
+    ) -> PyResult<String> {
+        let kdf = kdf_params(kdf_memory_kib, kdf_iterations);
+        py.detach(|| {
+            self.repo
+                .change_passphrase(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
+        })
+        .map_err(py_err)
+    }
+
+    /// Remove a key file by id or unique prefix.
+    fn remove_key(&self, py: Python<'_>, id: String) -> PyResult<()> {
+        py.detach(|| self.repo.remove_key(&id)).map_err(py_err)
     }
 
     /// Remove stale locks (all with `force`); returns the removed lock keys.
