@@ -135,3 +135,36 @@ def test_ingest_of_a_missing_file_names_it(repo, tmp_path: Path):
     assert os.path.isdir(repo.path / "snapshots") is False or not any(
         (repo.path / "snapshots").iterdir()
     )
+
+
+def test_file_objects_read_partly_before_ingest_keep_their_position(repo, tmp_path: Path):
+    data = random_bytes(20 << 20, 8)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    with open(src, "rb") as f:
+        assert f.read(1000) == data[:1000]  # the buffer now holds more than was read
+        snap = repo.ingest(f, name="rest")
+    assert repo.restore(snap.id).read() == data[1000:]
+    with open(src, "rb", buffering=0) as raw:
+        raw.seek(5)
+        assert repo.restore(repo.ingest(raw).id).read() == data[5:]
+
+
+def test_restore_to_a_file_descriptor(repo, tmp_path: Path):
+    data = sql_dump(200_000, seed=2)
+    snap = repo.ingest(data, name="db.sql")
+    out = tmp_path / "out.sql"
+    with open(out, "wb") as f:
+        assert repo.restore_to_fd(snap.id, f.fileno()) == len(data)
+    assert out.read_bytes() == data
+    r, w = os.pipe()
+    with open(r, "rb") as reader:
+        import threading
+
+        got = bytearray()
+        t = threading.Thread(target=lambda: got.extend(reader.read()))
+        t.start()
+        repo.restore_to_fd(snap, w, item="db.sql")
+        os.close(w)
+        t.join()
+    assert bytes(got) == data

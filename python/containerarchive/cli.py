@@ -191,6 +191,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         snap = _resolve(repo, args.snapshot, _parse_tags(args.tag))
         if args.output in (None, "-"):
+            if args.item is not None or len(snap.items) == 1:
+                sys.stdout.flush()
+                repo.restore_to_fd(snap.id, sys.stdout.fileno(), args.item)
+                return 0
             with repo.restore(snap.id, args.item) as stream:
                 out = sys.stdout.buffer
                 while True:

@@ -4,10 +4,20 @@
 //! their final name (which fails if it exists: objects are write-once), and the directory is
 //! fsynced, so a crash leaves either nothing or the complete object. Temporary files start
 //! with `.tmp-` and are never listed.
+//!
+//! Pack files and their `.idx` are written by a background thread, so that their fsync
+//! overlaps with the engine preparing the next pack. Every other operation (any other put, any
+//! read, list or delete) first waits until those writes are durable and reports their first
+//! error, so what the engine observes, and the order in which things become durable, is exactly
+//! that of synchronous writes: an index file or snapshot is never written before the packs it
+//! names are on disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use containerarchive_core::crypto::{random_bytes, RandomSource};
 use containerarchive_core::{Storage, StorageError};
@@ -15,9 +25,30 @@ use containerarchive_core::{Storage, StorageError};
 use crate::OsRng;
 
 /// A repository directory on a local or mounted filesystem.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FsStorage {
     root: PathBuf,
+    background: Mutex<Option<Background>>,
+    state: Arc<(Mutex<Pending>, Condvar)>,
+}
+
+/// Writes in flight and the first background error.
+#[derive(Debug, Default)]
+struct Pending {
+    count: usize,
+    error: Option<StorageError>,
+}
+
+#[derive(Debug)]
+struct Background {
+    jobs: SyncSender<(String, PathBuf, Vec<u8>)>,
+    thread: JoinHandle<()>,
+}
+
+/// Whether `key` is written in the background (large, content-addressed, referenced only by
+/// objects written later).
+fn deferred(key: &str) -> bool {
+    key.starts_with("packs/data/") && (key.ends_with(".pack") || key.ends_with(".idx"))
 }
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -39,7 +70,62 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl FsStorage {
     /// Storage rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FsStorage { root: root.into() }
+        FsStorage {
+            root: root.into(),
+            background: Mutex::new(None),
+            state: Arc::new((Mutex::new(Pending::default()), Condvar::new())),
+        }
+    }
+
+    /// Wait until every background write is durable; the first error of any of them.
+    fn settle(&self) -> Result<(), StorageError> {
+        let (lock, cvar) = &*self.state;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while p.count > 0 {
+            p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        match p.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn put_in_background(&self, key: &str, path: PathBuf, data: &[u8]) -> Result<(), StorageError> {
+        if let Some(e) = self
+            .state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .error
+            .take()
+        {
+            return Err(e);
+        }
+        let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        let worker = bg.get_or_insert_with(|| {
+            // One job queued beside the one being written bounds memory to two packs.
+            let (jobs, rx) = sync_channel::<(String, PathBuf, Vec<u8>)>(1);
+            let state = self.state.clone();
+            let thread = std::thread::spawn(move || {
+                for (key, path, data) in rx {
+                    let result = write_exact(&key, &path, &data);
+                    let (lock, cvar) = &*state;
+                    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    p.count -= 1;
+                    if let Err(e) = result {
+                        p.error.get_or_insert(e);
+                    }
+                    cvar.notify_all();
+                }
+            });
+            Background { jobs, thread }
+        });
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).count += 1;
+        worker
+            .jobs
+            .send((key.to_string(), path, data.to_vec()))
+            .expect("the writer thread lives as long as the storage");
+        Ok(())
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
@@ -55,25 +141,6 @@ impl FsStorage {
             });
         }
         Ok(self.root.join(key))
-    }
-
-    fn create_dirs(&self, dir: &Path) -> std::io::Result<()> {
-        if dir.is_dir() {
-            return Ok(());
-        }
-        let missing: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.is_dir())
-            .map(Path::to_path_buf)
-            .collect();
-        fs::create_dir_all(dir)?;
-        // Make the new directory entries durable too.
-        for d in missing.iter().rev() {
-            if let Some(parent) = d.parent() {
-                sync_dir(parent)?;
-            }
-        }
-        Ok(())
     }
 
     fn walk(&self, dir: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
@@ -104,16 +171,90 @@ impl FsStorage {
     }
 }
 
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.is_dir())
+        .map(Path::to_path_buf)
+        .collect();
+    fs::create_dir_all(dir)?;
+    // Make the new directory entries durable too.
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Write a new object: temp file, fsync, link into place, fsync the directory.
+fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
+    let dir = path.parent().expect("keys have a parent").to_path_buf();
+    create_dirs(&dir).map_err(|e| backend(key, e))?;
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{}",
+        hex::encode(random_bytes::<12>(&mut OsRng as &mut dyn RandomSource))
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        // link(2) refuses to replace an existing name: write-once even under races.
+        fs::hard_link(&tmp, path)?;
+        sync_dir(&dir)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists => StorageError::AlreadyExists(key.to_string()),
+        _ => backend(key, e),
+    })
+}
+
+/// [`write_once`], but an object already there with other (damaged) bytes is replaced, and
+/// identical bytes are left alone: for content-addressed objects written in the background.
+fn write_exact(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
+    match write_once(key, path, data) {
+        Err(StorageError::AlreadyExists(_)) => {
+            if fs::read(path).map_err(|e| backend(key, e))? != data {
+                fs::remove_file(path).map_err(|e| backend(key, e))?;
+                write_once(key, path, data)?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+impl Drop for FsStorage {
+    fn drop(&mut self) {
+        if let Some(bg) = self
+            .background
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            drop(bg.jobs);
+            let _ = bg.thread.join();
+        }
+    }
+}
+
 impl Storage for FsStorage {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.settle()?;
         fs::read(self.path(key)?).map_err(|e| backend(key, e))
     }
 
     fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, StorageError> {
+        self.settle()?;
         let mut f = File::open(self.path(key)?).map_err(|e| backend(key, e))?;
         let size = f.metadata().map_err(|e| backend(key, e))?.len();
         let len = length.min(size.saturating_sub(offset));
@@ -126,29 +267,15 @@ impl Storage for FsStorage {
 
     fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        let dir = path.parent().expect("keys have a parent").to_path_buf();
-        self.create_dirs(&dir).map_err(|e| backend(key, e))?;
-        let tmp = dir.join(format!(
-            "{TMP_PREFIX}{}",
-            hex::encode(random_bytes::<12>(&mut OsRng as &mut dyn RandomSource))
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            // link(2) refuses to replace an existing name: write-once even under races.
-            fs::hard_link(&tmp, &path)?;
-            sync_dir(&dir)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result.map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => StorageError::AlreadyExists(key.to_string()),
-            _ => backend(key, e),
-        })
+        if deferred(key) {
+            return self.put_in_background(key, path, data);
+        }
+        self.settle()?;
+        write_once(key, &path, data)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        self.settle()?;
         // Prefixes the engine uses end at a directory boundary ("snapshots/", "packs/data/").
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let mut out = Vec::new();
@@ -159,6 +286,7 @@ impl Storage for FsStorage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.settle()?;
         let path = self.path(key)?;
         fs::remove_file(&path).map_err(|e| backend(key, e))?;
         if let Some(dir) = path.parent() {
@@ -183,9 +311,10 @@ mod tests {
         let root = temp_root("basic");
         let s = FsStorage::new(&root);
         s.put("packs/data/ab/abc.pack", b"0123456789").unwrap();
+        s.put("keys/k.key", b"key").unwrap();
         assert_eq!(
-            s.put("packs/data/ab/abc.pack", b"x"),
-            Err(StorageError::AlreadyExists("packs/data/ab/abc.pack".into()))
+            s.put("keys/k.key", b"x"),
+            Err(StorageError::AlreadyExists("keys/k.key".into()))
         );
         assert_eq!(
             s.get_range("packs/data/ab/abc.pack", 3, 4).unwrap(),
@@ -199,6 +328,7 @@ mod tests {
             vec![("snapshots/1.snapshot".to_string(), 1)]
         );
         assert_eq!(s.list("packs/").unwrap().len(), 1);
+        assert_eq!(s.get("keys/k.key").unwrap(), b"key");
         assert!(s.list("index/").unwrap().is_empty());
         s.delete("snapshots/1.snapshot").unwrap();
         assert_eq!(
@@ -206,6 +336,39 @@ mod tests {
             Err(StorageError::NotFound("snapshots/1.snapshot".into()))
         );
         assert!(s.get("../etc/passwd").is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn background_pack_writes_are_seen_by_every_later_operation_and_fail_loudly() {
+        let root = temp_root("background");
+        let s = FsStorage::new(&root);
+        for i in 0..5u8 {
+            s.put(&format!("packs/data/0{i}/0{i}.pack"), &vec![i; 3 << 20])
+                .unwrap();
+        }
+        assert_eq!(s.list("packs/data/").unwrap().len(), 5);
+        assert_eq!(
+            s.get_range("packs/data/03/03.pack", 10, 2).unwrap(),
+            vec![3, 3]
+        );
+        // The same bytes again are fine; other bytes under the name replace damaged ones.
+        s.put("packs/data/01/01.pack", &vec![1; 3 << 20]).unwrap();
+        s.put("packs/data/01/01.pack", b"repaired").unwrap();
+        assert_eq!(s.get("packs/data/01/01.pack").unwrap(), b"repaired");
+        // A failing background write is reported by the next operation, not lost.
+        fs::write(
+            root.join("packs/data/ff"),
+            b"a file where a directory belongs",
+        )
+        .unwrap();
+        s.put("packs/data/ff/ff.pack", b"x").unwrap();
+        let err = s.put("index/1.index", b"i").unwrap_err();
+        assert!(err.to_string().contains("packs/data/ff/ff.pack"), "{err}");
+        assert_eq!(
+            s.get("index/1.index").unwrap_err(),
+            StorageError::NotFound("index/1.index".into())
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 }

