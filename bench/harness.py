@@ -258,18 +258,24 @@ def tar_series(work: Path, limit: int) -> list[Path]:
                     files.append(p)
                     total += size
     rnd = random.Random(5)
-    changed = set(rnd.sample(range(len(files)), min(300, len(files) // 3)))
+    small = [i for i, p in enumerate(files) if p.stat().st_size < (1 << 20)]
+    changed = set(rnd.sample(small, min(300, len(small) // 3)))
     out = []
     for v in (1, 2):
         path = work / f"volume-v{v}.tar"
         with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
             for i, p in enumerate(files):
-                data = p.read_bytes()
-                if v == 2 and i in changed:
-                    data = data + f"\n# upgraded {i}\n".encode()
                 info = tarfile.TarInfo(str(p).lstrip("/"))
-                info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
-                tar.addfile(info, io.BytesIO(data))
+                info.mtime, info.mode = 1_700_000_000, 0o644
+                if v == 2 and i in changed:
+                    data = p.read_bytes() + f"\n# upgraded {i}\n".encode()
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                else:
+                    # Streamed, so that this process stays small (children inherit its RSS peak).
+                    info.size = p.stat().st_size
+                    with open(p, "rb") as f:
+                        tar.addfile(info, f)
         out.append(path)
     return out
 
@@ -279,9 +285,13 @@ def random_series(work: Path, size: int) -> list[Path]:
     b = work / "random-v2.bin"
     cut = min(300 << 20, size // 3)
     with open(a, "rb") as fa, open(b, "wb") as fb:
-        fb.write(fa.read(cut))
+        left = cut
+        while left:
+            block = fa.read(min(left, 8 << 20))
+            fb.write(block)
+            left -= len(block)
         fb.write(random.Random(10).randbytes(1 << 20))
-        shutil.copyfileobj(fa, fb)
+        shutil.copyfileobj(fa, fb, 8 << 20)
     return [a, b]
 
 
@@ -370,21 +380,34 @@ def scaling(res: Results, work: Path, sizes: list[int]) -> None:
 
 def many_snapshots(res: Results, work: Path, count: int) -> None:
     """Open a repository with `count` snapshots and list them (manifests only)."""
-    import containerarchive as ca
-
     path = work / "ca-many"
     shutil.rmtree(path, ignore_errors=True)
+    # In child processes, so that this process stays small (children inherit its RSS peak).
+    make = (
+        "import containerarchive as ca, sys\n"
+        "with ca.Repository.init(sys.argv[1], sys.argv[2]) as repo:\n"
+        "    for i in range(int(sys.argv[3])):\n"
+        "        repo.ingest(f'snapshot {i}\\n'.encode(), name='config', tags={'n': str(i)})\n"
+    )
     start = time.perf_counter()
-    with ca.Repository.init(path, PASSWORD) as repo:
-        for i in range(count):
-            repo.ingest(f"snapshot {i}\n".encode(), name="config", tags={"n": str(i)})
+    subprocess.run([sys.executable, "-c", make, str(path), PASSWORD, str(count)], check=True)
     made = time.perf_counter() - start
     env = {"CONTAINERARCHIVE_REPOSITORY": str(path), "CONTAINERARCHIVE_PASSWORD": PASSWORD}
     r = measure([sys.executable, "-m", "containerarchive", "snapshots", "--json"], env=env)
-    start = time.perf_counter()
-    with ca.Repository.open(path, PASSWORD) as repo:
-        listed = len(repo.list_snapshots())
-    api = time.perf_counter() - start
+    timing = (
+        "import containerarchive as ca, sys, time\n"
+        "t = time.perf_counter()\n"
+        "with ca.Repository.open(sys.argv[1], sys.argv[2]) as repo:\n"
+        "    n = len(repo.list_snapshots())\n"
+        "print(n, time.perf_counter() - t)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", timing, str(path), PASSWORD],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    listed, api = int(out[0]), float(out[1])
     assert listed == count
     res.extra += [
         f"## Opening a repository with {count} snapshots and listing them",
