@@ -3,11 +3,11 @@
 //!     cargo run --release -p containerarchive-core --example index_memory -- 10000000
 //!
 //! Builds an index of N synthetic entries (packs of 32 blobs, as 8 MiB packs of 256 KiB chunks
-//! hold) and reports the growth of the process's resident set per entry. Linux only: it reads
+//! hold) the way opening a repository loads index files and reports the growth of the process's resident set per entry. Linux only: it reads
 //! /proc/self/status (this example is a measurement tool, not part of the no-I/O library).
 
 use containerarchive_core::compress::Compression;
-use containerarchive_core::index::Index;
+use containerarchive_core::index::IndexBuilder;
 use containerarchive_core::pack::{BlobKind, PackEntry};
 use containerarchive_core::Id;
 
@@ -27,7 +27,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
     let before = rss_bytes();
-    let mut index = Index::new();
+    let mut index = IndexBuilder::new();
     let per_pack = 32u64;
     let mut counter = 0u64;
     for p in 0..n.div_ceil(per_pack) {
@@ -47,6 +47,7 @@ fn main() {
             .collect();
         index.add_pack(pack, 8 << 20, &entries);
     }
+    let index = index.finish();
     let after = rss_bytes();
     assert_eq!(index.len() as u64, n);
     println!(

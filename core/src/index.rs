@@ -101,12 +101,108 @@ pub struct Location {
     pub entry: PackEntry,
 }
 
-/// The in-memory global index.
+/// Size of an index file listing packs with these entry counts.
+pub fn index_file_size(keys: &Keys, entry_counts: &[usize]) -> u64 {
+    let body: usize = 4 + entry_counts
+        .iter()
+        .map(|n| ID_LEN + 8 + 4 + n * ENTRY_LEN)
+        .sum::<usize>();
+    (INDEX_MAGIC.len() + keys.seal_overhead() + body) as u64
+}
+
+/// One blob's location, packed into 48 bytes: the id, the pack's slot in [`Index::packs`]
+/// with the compression code and blob kind in its top bits, offset, stored and raw length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    id: [u8; ID_LEN],
+    pack_flags: u32,
+    offset: u32,
+    stored_len: u32,
+    raw_len: u32,
+}
+
+const PACK_BITS: u32 = 28;
+const PACK_MASK: u32 = (1 << PACK_BITS) - 1;
+
+impl Slot {
+    fn new(pack: u32, e: &PackEntry) -> Self {
+        assert!(pack <= PACK_MASK, "more than 2^28 packs in one index");
+        let kind = match e.kind {
+            crate::pack::BlobKind::Data => 0,
+            crate::pack::BlobKind::ChunkList => 1,
+        };
+        Slot {
+            id: e.id.0,
+            pack_flags: pack | (e.compression.code() as u32) << PACK_BITS | kind << 30,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+        }
+    }
+
+    fn pack(&self) -> usize {
+        (self.pack_flags & PACK_MASK) as usize
+    }
+
+    fn entry(&self) -> PackEntry {
+        PackEntry {
+            id: Id(self.id),
+            offset: self.offset,
+            stored_len: self.stored_len,
+            raw_len: self.raw_len,
+            compression: crate::compress::Compression::from_code(
+                ((self.pack_flags >> PACK_BITS) & 3) as u8,
+            )
+            .expect("only valid codes are stored"),
+            kind: if self.pack_flags >> 30 & 1 == 1 {
+                crate::pack::BlobKind::ChunkList
+            } else {
+                crate::pack::BlobKind::Data
+            },
+        }
+    }
+}
+
+/// Builds an [`Index`] from many packs at once (loading index files): one sort at the end, no
+/// hash map. As with [`Index::add_pack`], a blob listed twice keeps its first location.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    index: Index,
+    all: Vec<Slot>,
+}
+
+impl IndexBuilder {
+    /// Nothing added yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add every blob of a pack.
+    pub fn add_pack(&mut self, pack: Id, size: u64, entries: &[PackEntry]) {
+        let slot = self.index.slot_of(pack, size);
+        self.all.extend(entries.iter().map(|e| Slot::new(slot, e)));
+    }
+
+    /// The index.
+    pub fn finish(mut self) -> Index {
+        // Stable: among equal ids the first added stays first, and dedup keeps it.
+        self.all.sort_by_key(|s| s.id);
+        self.all.dedup_by(|later, first| later.id == first.id);
+        self.all.shrink_to_fit();
+        self.index.sorted = self.all;
+        self.index
+    }
+}
+
+/// The in-memory global index: 48 bytes per blob in one sorted array (binary search), plus a
+/// small hash map of recent additions that is merged into the array as it grows. A hash map of
+/// every blob would take 120–150 bytes per blob.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<(Id, u64)>,
     pack_slot: HashMap<Id, u32>,
-    blobs: HashMap<Id, (u32, PackEntry)>,
+    sorted: Vec<Slot>,
+    recent: HashMap<Id, Slot>,
 }
 
 impl Index {
@@ -115,39 +211,84 @@ impl Index {
         Self::default()
     }
 
-    /// Add every blob of a pack; a blob already indexed elsewhere keeps its first location.
-    pub fn add_pack(&mut self, pack: Id, size: u64, entries: &[PackEntry]) {
-        let slot = *self.pack_slot.entry(pack).or_insert_with(|| {
+    fn slot_of(&mut self, pack: Id, size: u64) -> u32 {
+        *self.pack_slot.entry(pack).or_insert_with(|| {
             self.packs.push((pack, size));
             (self.packs.len() - 1) as u32
-        });
-        self.blobs.reserve(entries.len());
+        })
+    }
+
+    /// Add every blob of a pack; a blob already indexed elsewhere keeps its first location.
+    pub fn add_pack(&mut self, pack: Id, size: u64, entries: &[PackEntry]) {
+        let slot = self.slot_of(pack, size);
         for e in entries {
-            self.blobs.entry(e.id).or_insert((slot, *e));
+            if self.find_sorted(&e.id).is_none() {
+                self.recent
+                    .entry(e.id)
+                    .or_insert_with(|| Slot::new(slot, e));
+            }
         }
+        if self.recent.len() >= (self.sorted.len() / 4).max(1 << 16) {
+            self.merge();
+        }
+    }
+
+    /// Fold the recent additions into the sorted array (exactly sized: no growth slack).
+    fn merge(&mut self) {
+        let mut recent: Vec<Slot> = self.recent.drain().map(|(_, s)| s).collect();
+        recent.sort_unstable_by_key(|s| s.id);
+        let mut merged = Vec::with_capacity(self.sorted.len() + recent.len());
+        let (mut a, mut b) = (self.sorted.iter().peekable(), recent.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => {
+                    if x.id <= y.id {
+                        *a.next().expect("peeked")
+                    } else {
+                        b.next().expect("peeked")
+                    }
+                }
+                (Some(_), None) => *a.next().expect("peeked"),
+                (None, Some(_)) => b.next().expect("peeked"),
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.sorted = merged;
+    }
+
+    fn find_sorted(&self, id: &Id) -> Option<&Slot> {
+        self.sorted
+            .binary_search_by(|s| s.id.cmp(&id.0))
+            .ok()
+            .map(|i| &self.sorted[i])
+    }
+
+    fn find(&self, id: &Id) -> Option<&Slot> {
+        self.recent.get(id).or_else(|| self.find_sorted(id))
     }
 
     /// Where blob `id` is.
     pub fn get(&self, id: &Id) -> Option<Location> {
-        self.blobs.get(id).map(|(slot, entry)| Location {
-            pack: self.packs[*slot as usize].0,
-            entry: *entry,
+        self.find(id).map(|s| Location {
+            pack: self.packs[s.pack()].0,
+            entry: s.entry(),
         })
     }
 
     /// Whether blob `id` is stored.
     pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+        self.find(id).is_some()
     }
 
     /// Number of blobs.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.sorted.len() + self.recent.len()
     }
 
     /// Whether the index holds no blob.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.len() == 0
     }
 
     /// Every indexed pack with its size.
@@ -156,11 +297,55 @@ impl Index {
     }
 }
 
-/// Size of an index file listing packs with these entry counts.
-pub fn index_file_size(keys: &Keys, entry_counts: &[usize]) -> u64 {
-    let body: usize = 4 + entry_counts
-        .iter()
-        .map(|n| ID_LEN + 8 + 4 + n * ENTRY_LEN)
-        .sum::<usize>();
-    (INDEX_MAGIC.len() + keys.seal_overhead() + body) as u64
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Compression;
+    use crate::pack::BlobKind;
+
+    fn entry(i: u64) -> PackEntry {
+        PackEntry {
+            id: Id::sha256(&i.to_le_bytes()),
+            offset: 8 + i as u32,
+            stored_len: 100 + i as u32,
+            raw_len: 200 + i as u32,
+            compression: [Compression::None, Compression::Zstd, Compression::Gzip]
+                [(i % 3) as usize],
+            kind: if i % 7 == 0 {
+                BlobKind::ChunkList
+            } else {
+                BlobKind::Data
+            },
+        }
+    }
+
+    #[test]
+    fn every_blob_is_found_with_its_first_location_across_merges() {
+        let mut index = Index::new();
+        let n = 300_000u64;
+        for p in 0..n / 100 {
+            let entries: Vec<PackEntry> = (p * 100..(p + 1) * 100).map(entry).collect();
+            index.add_pack(Id::sha256(&p.to_be_bytes()), 1000, &entries);
+        }
+        let mut builder = IndexBuilder::new();
+        for p in 0..n / 100 {
+            let entries: Vec<PackEntry> = (p * 100..(p + 1) * 100).map(entry).collect();
+            builder.add_pack(Id::sha256(&p.to_be_bytes()), 1000, &entries);
+        }
+        builder.add_pack(Id::sha256(b"dup"), 1, &[entry(5)]);
+        let bulk = builder.finish();
+        assert_eq!(bulk.len() as u64, n);
+        assert_eq!(bulk.get(&entry(12_345).id), index.get(&entry(12_345).id));
+        // The same blobs again in another pack do not move.
+        index.add_pack(Id::sha256(b"dup"), 1, &[entry(5), entry(250_000)]);
+        assert_eq!(index.len() as u64, n);
+        assert!(!index.sorted.is_empty(), "merged at least once");
+        for i in (0..n).step_by(997).chain([5, 250_000, n - 1]) {
+            let loc = index.get(&entry(i).id).unwrap();
+            assert_eq!(loc.entry, entry(i));
+            assert_eq!(loc.pack, Id::sha256(&(i / 100).to_be_bytes()));
+        }
+        assert!(!index.contains(&Id::sha256(b"absent")));
+        assert_eq!(std::mem::size_of::<Slot>(), 48);
+    }
 }

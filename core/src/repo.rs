@@ -14,7 +14,8 @@ use crate::crypto::{random_bytes, KdfParams, KeyFile, Keys, RandomSource, NONCE_
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::index::{
-    decode_index_file, encode_index_file, index_key, Index, IndexedPack, Location, INDEX_PREFIX,
+    decode_index_file, encode_index_file, index_key, Index, IndexBuilder, IndexedPack, Location,
+    INDEX_PREFIX,
 };
 use crate::lock::{self, LockInfo, StaleCheck};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
@@ -368,7 +369,7 @@ impl<S: Storage> Repository<S> {
 
     fn load_index(&self) -> Result<Index> {
         let storage = &self.inner.storage;
-        let mut index = Index::new();
+        let mut index = IndexBuilder::new();
         let mut keys: Vec<String> = storage
             .list(INDEX_PREFIX)?
             .into_iter()
@@ -381,7 +382,7 @@ impl<S: Storage> Repository<S> {
                 index.add_pack(p.id, p.size, &p.entries);
             }
         }
-        Ok(index)
+        Ok(index.finish())
     }
 
     fn index_add(&self, packs: &[IndexedPack]) -> Result<()> {
