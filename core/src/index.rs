@@ -311,7 +311,7 @@ mod tests {
             raw_len: 200 + i as u32,
             compression: [Compression::None, Compression::Zstd, Compression::Gzip]
                 [(i % 3) as usize],
-            kind: if i % 7 == 0 {
+            kind: if i.is_multiple_of(7) {
                 BlobKind::ChunkList
             } else {
                 BlobKind::Data
