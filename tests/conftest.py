@@ -56,6 +56,22 @@ def random_bytes(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
+def die_holding_a_lock(repo_path: Path, how: str = "os._exit(0)") -> int:
+    """Run a process that takes an exclusive lock on the repository and dies without releasing
+    it (``how``: the Python statement that ends it). Returns its exit code."""
+    import subprocess
+    import sys
+
+    code = (
+        "import containerarchive as ca, os, sys\n"
+        f"r = ca.Repository.open(sys.argv[1], {PASSPHRASE!r})\n"
+        "held = r.lock(exclusive=True, operation='prune')\n"
+        "held.__enter__()\n"
+        f"{how}\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, str(repo_path)]).returncode
+
+
 @pytest.fixture(autouse=True)
 def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import containerarchive as ca
-from conftest import FAST_KDF, PASSPHRASE, random_bytes, tree_digest
+from conftest import FAST_KDF, PASSPHRASE, die_holding_a_lock, random_bytes, tree_digest
 
 ALL_ERRORS = [
     ca.WrongPassphraseError,
@@ -140,18 +140,8 @@ def test_a_lock_held_elsewhere_blocks_ingest_and_names_its_holder(repo_path: Pat
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_stale(repo_path: Path):
-    import subprocess
-    import sys
-
     ca.Repository.init(repo_path, PASSPHRASE, **FAST_KDF).close()
-    code = (
-        "import containerarchive as ca, os, sys\n"
-        f"r = ca.Repository.open(sys.argv[1], {PASSPHRASE!r})\n"
-        "held = r.lock(exclusive=True, operation='prune')\n"
-        "held.__enter__()\n"
-        "os._exit(0)\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(repo_path)], check=True)
+    assert die_holding_a_lock(repo_path) == 0
     assert len(list((repo_path / "locks").iterdir())) == 1
     with ca.Repository.open(repo_path, PASSPHRASE) as repo:
         assert repo.restore(repo.ingest(b"ok").id).read() == b"ok"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import containerarchive as ca
-from conftest import FAST_KDF, PASSPHRASE, random_bytes
+from conftest import FAST_KDF, PASSPHRASE, die_holding_a_lock, random_bytes
 
 MiB = 1 << 20
 
@@ -208,15 +208,7 @@ def test_prune_while_an_ingest_holds_its_lock_is_refused(repo_path: Path):
 
 def test_a_lock_of_a_killed_process_is_stale_and_unlock_removes_it(repo_path: Path):
     ca.Repository.init(repo_path, PASSPHRASE, **FAST_KDF).close()
-    code = (
-        "import containerarchive as ca, os, sys\n"
-        f"r = ca.Repository.open(sys.argv[1], {PASSPHRASE!r})\n"
-        "held = r.lock(exclusive=True, operation='prune')\n"
-        "held.__enter__()\n"
-        "os.kill(os.getpid(), 9)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, str(repo_path)])
-    assert proc.returncode == -9
+    assert die_holding_a_lock(repo_path, "os.kill(os.getpid(), 9)") == -9
     (lock,) = (repo_path / "locks").iterdir()
     with ca.Repository.open(repo_path, PASSPHRASE) as repo:
         assert repo.unlock() == [f"locks/{lock.name}"]

@@ -183,6 +183,23 @@ struct NativeRepository {
 }
 
 impl NativeRepository {
+    /// Run a maintenance operation under this process's lock identity with the GIL released;
+    /// its report as JSON.
+    fn maintain<T: serde::Serialize + Send>(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        operation: &str,
+        run: impl FnOnce(&Repo, &LockInfo, &dyn Fn(&LockInfo) -> bool) -> Result<T, Error> + Send,
+    ) -> PyResult<String> {
+        let info = self.lock_info(pid, operation);
+        let host = self.hostname.clone();
+        let report = py
+            .detach(|| run(&self.repo, &info, &|l| lock_is_stale(l, &host)))
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&report).expect("report serializes"))
+    }
+
     fn lock_info(&self, pid: u32, operation: &str) -> LockInfo {
         let now = now_rfc3339();
         LockInfo {
@@ -409,28 +426,16 @@ impl NativeRepository {
 
     /// Rebuild the index from the packs; returns the report as JSON.
     fn reindex(&self, py: Python<'_>, pid: u32) -> PyResult<String> {
-        let info = self.lock_info(pid, "reindex");
-        let host = self.hostname.clone();
-        let r = py
-            .detach(|| {
-                self.repo
-                    .reindex(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
-            })
-            .map_err(py_err)?;
-        Ok(serde_json::to_string(&r).expect("report serializes"))
+        self.maintain(py, pid, "reindex", |repo, info, stale| {
+            repo.reindex(info, &mut OsRng, stale)
+        })
     }
 
     /// Repair from parity; returns the report as JSON.
     fn repair(&self, py: Python<'_>, pid: u32) -> PyResult<String> {
-        let info = self.lock_info(pid, "repair");
-        let host = self.hostname.clone();
-        let r = py
-            .detach(|| {
-                self.repo
-                    .repair(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
-            })
-            .map_err(py_err)?;
-        Ok(serde_json::to_string(&r).expect("report serializes"))
+        self.maintain(py, pid, "repair", |repo, info, stale| {
+            repo.repair(info, &mut OsRng, stale)
+        })
     }
 
     /// Apply a retention policy and collect garbage; returns the report as JSON.
@@ -457,17 +462,9 @@ impl NativeRepository {
             keep_monthly,
             keep_yearly,
         };
-        let info = self.lock_info(pid, "prune");
-        let host = self.hostname.clone();
-        let r = py
-            .detach(|| {
-                self.repo
-                    .prune(&policy, &tags, dry_run, &info, &mut OsRng, &|l| {
-                        lock_is_stale(l, &host)
-                    })
-            })
-            .map_err(py_err)?;
-        Ok(serde_json::to_string(&r).expect("report serializes"))
+        self.maintain(py, pid, "prune", |repo, info, stale| {
+            repo.prune(&policy, &tags, dry_run, info, &mut OsRng, stale)
+        })
     }
 
     /// The files restoring `item` (or the whole snapshot) needs, as JSON.
