@@ -210,7 +210,21 @@ impl PackBuilder {
     }
 
     /// Seal the header onto the pack.
-    pub fn finish(mut self, keys: &Keys, nonce: [u8; NONCE_LEN]) -> FinishedPack {
+    pub fn finish(self, keys: &Keys, nonce: [u8; NONCE_LEN]) -> FinishedPack {
+        let (data, entries) = self.finish_unhashed(keys, nonce);
+        FinishedPack {
+            id: Id::sha256(&data),
+            data,
+            entries,
+        }
+    }
+
+    /// Seal the header onto the pack; the caller computes the id (SHA-256 of the bytes).
+    pub fn finish_unhashed(
+        mut self,
+        keys: &Keys,
+        nonce: [u8; NONCE_LEN],
+    ) -> (Vec<u8>, Vec<PackEntry>) {
         let mut body = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         encode_entries(&self.entries, &mut body);
         let header = keys.seal(HEADER_LABEL, &body, nonce);
@@ -218,11 +232,7 @@ impl PackBuilder {
         self.data
             .extend_from_slice(&(header.len() as u32).to_le_bytes());
         self.data.extend_from_slice(PACK_END_MAGIC);
-        FinishedPack {
-            id: Id::sha256(&self.data),
-            data: self.data,
-            entries: self.entries,
-        }
+        (self.data, self.entries)
     }
 }
 

@@ -13,3 +13,18 @@ pub fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send
 pub fn par_map<T, R>(items: Vec<T>, f: impl Fn(T) -> R) -> Vec<R> {
     items.into_iter().map(f).collect()
 }
+
+/// Run `a` and `b`, in parallel where enabled.
+#[cfg(feature = "parallel")]
+pub fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    rayon::join(a, b)
+}
+
+/// Run `a` and `b`, in parallel where enabled.
+#[cfg(not(feature = "parallel"))]
+pub fn join<RA, RB>(a: impl FnOnce() -> RA, b: impl FnOnce() -> RB) -> (RA, RB) {
+    (a(), b())
+}

@@ -208,6 +208,16 @@ impl ParityBuilder {
 
     /// Add the next member's bytes.
     pub fn add(&mut self, pack: Id, data: &[u8]) {
+        self.add_with(data, || pack);
+    }
+
+    /// Add the next member's bytes, computing its id (SHA-256 of `data`) while the parity is
+    /// updated, on another core where the build allows; returns the id.
+    pub fn add_hashing(&mut self, data: &[u8]) -> Id {
+        self.add_with(data, || Id::sha256(data))
+    }
+
+    fn add_with(&mut self, data: &[u8], id: impl FnOnce() -> Id + Send) -> Id {
         assert!(
             !self.is_full(),
             "a parity group holds at most {GROUP_SIZE} packs"
@@ -218,19 +228,22 @@ impl ParityBuilder {
             self.parity.resize(data.len(), 0);
         }
         let mut parity = [std::mem::take(&mut self.parity)];
-        if data.len() == parity[0].len() {
-            add_shard(position, data, &mut parity);
-        } else {
-            let mut padded = data.to_vec();
-            padded.resize(parity[0].len(), 0);
-            add_shard(position, &padded, &mut parity);
-        }
+        let (pack, ()) = crate::parallel::join(id, || {
+            if data.len() == parity[0].len() {
+                add_shard(position, data, &mut parity);
+            } else {
+                let mut padded = data.to_vec();
+                padded.resize(parity[0].len(), 0);
+                add_shard(position, &padded, &mut parity);
+            }
+        });
         let [p] = parity;
         self.parity = p;
         self.members.push(Member {
             pack,
             size: data.len() as u64,
         });
+        pack
     }
 
     /// The parity shard and the description that goes with it.

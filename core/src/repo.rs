@@ -778,40 +778,28 @@ impl<S: Storage> Writer<S> {
             return Ok(());
         }
         let nonce = self.nonce();
-        let pack = std::mem::take(&mut self.pack).finish(self.repo.keys(), nonce);
-        let size = pack.data.len() as u64;
-        let idx_nonce = self.nonce();
-        let idx = encode_idx(self.repo.keys(), &pack.id, size, &pack.entries, idx_nonce);
-        let storage = self.repo.storage();
-        put_exact(storage, &pack_key(&pack.id), &pack.data)?;
-        put_exact(storage, &idx_key(&pack.id), &idx)?;
-        self.stats.stored_size += (pack.data.len()
-            - pack
-                .entries
-                .iter()
-                .map(|e| e.stored_len as usize)
-                .sum::<usize>()) as u64;
-        self.protect(&pack.id, &pack.data)?;
-        self.unindexed.push(IndexedPack {
-            id: pack.id,
-            size,
-            entries: pack.entries,
-        });
-        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
-            self.write_index()?;
-        }
-        Ok(())
-    }
-
-    /// Add a stored pack to the open parity group; store the group when it is full.
-    fn protect(&mut self, pack: &Id, data: &[u8]) -> Result<()> {
+        let (data, entries) =
+            std::mem::take(&mut self.pack).finish_unhashed(self.repo.keys(), nonce);
         if self.parity.is_none() {
             self.parity = Some(open_parity_group(&self.repo)?);
         }
-        let builder = self.parity.as_mut().expect("just set");
-        builder.add(*pack, data);
-        if builder.is_full() {
+        // The pack id (SHA-256) is computed while the parity takes the pack in.
+        let id = self.parity.as_mut().expect("just set").add_hashing(&data);
+        let size = data.len() as u64;
+        let idx_nonce = self.nonce();
+        let idx = encode_idx(self.repo.keys(), &id, size, &entries, idx_nonce);
+        let storage = self.repo.storage();
+        put_exact(storage, &pack_key(&id), &data)?;
+        put_exact(storage, &idx_key(&id), &idx)?;
+        let blobs: u64 = entries.iter().map(|e| e.stored_len as u64).sum();
+        self.stats.stored_size += size - blobs;
+        // A full group is stored once its last pack is (the storage orders them).
+        if self.parity.as_ref().is_some_and(ParityBuilder::is_full) {
             self.store_parity()?;
+        }
+        self.unindexed.push(IndexedPack { id, size, entries });
+        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
+            self.write_index()?;
         }
         Ok(())
     }
