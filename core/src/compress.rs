@@ -58,9 +58,36 @@ impl Compression {
     }
 }
 
+/// Bytes sampled (in three windows) to decide cheaply whether a chunk is worth compressing.
+const SAMPLE_WINDOW: usize = 4096;
+
+/// Whether a quick compression of three 4 KiB windows (start, middle, end) saves less than 3%:
+/// then the whole chunk almost surely would not shrink either (encrypted or already compressed
+/// data), and is stored raw without spending a full compression on it. Getting it wrong costs
+/// space, never correctness.
+fn looks_incompressible(algorithm: Compression, data: &[u8]) -> bool {
+    if data.len() < 8 * SAMPLE_WINDOW {
+        return false;
+    }
+    let mid = data.len() / 2 - SAMPLE_WINDOW / 2;
+    let mut sample = Vec::with_capacity(3 * SAMPLE_WINDOW);
+    for start in [0, mid, data.len() - SAMPLE_WINDOW] {
+        sample.extend_from_slice(&data[start..start + SAMPLE_WINDOW]);
+    }
+    let packed = match algorithm {
+        Compression::Zstd => zstd_compress(&sample, 1),
+        Compression::Gzip => Some(miniz_oxide::deflate::compress_to_vec(&sample, 1)),
+        Compression::None => return true,
+    };
+    packed.is_none_or(|p| p.len() * 100 >= sample.len() * 97)
+}
+
 /// Compress `data`; `None` when compression is off or would not make it smaller, in which
 /// case the chunk is stored raw.
 pub fn compress(algorithm: Compression, level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    if looks_incompressible(algorithm, data) {
+        return None;
+    }
     let out = match algorithm {
         Compression::None => return None,
         Compression::Zstd => zstd_compress(data, level)?,
@@ -164,6 +191,26 @@ mod tests {
             .collect();
         assert_eq!(compress(Compression::Zstd, 3, &data), None);
         assert_eq!(compress(Compression::Gzip, 1, &data), None);
+    }
+
+    #[test]
+    fn a_chunk_random_only_in_part_is_still_compressed() {
+        let mut x = 7u64;
+        let mut data: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        data.extend(sample().into_iter().take(400_000));
+        let packed = compress(Compression::Zstd, 3, &data).expect("the text half compresses");
+        assert!(packed.len() < data.len() * 3 / 4);
+        assert_eq!(
+            decompress(Compression::Zstd, &packed, data.len()).unwrap(),
+            data
+        );
     }
 
     #[test]
