@@ -160,6 +160,18 @@ mod tests {
             .collect()
     }
 
+    /// Incompressible bytes (xorshift).
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn every_algorithm_round_trips() {
         let data = sample();
@@ -180,30 +192,14 @@ mod tests {
 
     #[test]
     fn incompressible_data_is_stored_raw() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let data: Vec<u8> = (0..100_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(100_000, 0x1234_5678_9abc_def0);
         assert_eq!(compress(Compression::Zstd, 3, &data), None);
         assert_eq!(compress(Compression::Gzip, 1, &data), None);
     }
 
     #[test]
     fn a_chunk_random_only_in_part_is_still_compressed() {
-        let mut x = 7u64;
-        let mut data: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut data = noise(200_000, 7);
         data.extend(sample().into_iter().take(400_000));
         let packed = compress(Compression::Zstd, 3, &data).expect("the text half compresses");
         assert!(packed.len() < data.len() * 3 / 4);

@@ -71,15 +71,7 @@ fn a_reopened_repository_deduplicates_against_what_is_on_storage() {
     let storage = MemoryStorage::new();
     let data = noise(4 << 20, 11);
     {
-        let repo = Repository::init(
-            &storage,
-            Some(PASS),
-            &fast_kdf(),
-            "2026-01-01T00:00:00Z",
-            "",
-            &mut TestRng(1),
-        )
-        .unwrap();
+        let repo = init_on(&storage, Some(PASS), &fast_kdf(), 1);
         ingest_items(&repo, &[("a", &data)], "2026-02-01T00:00:00Z", &[]).unwrap();
     }
     let repo = Repository::open(&storage, Some(PASS)).unwrap();
@@ -148,15 +140,7 @@ fn a_multi_item_snapshot_restores_each_item_separately() {
 #[test]
 fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
     let storage = MemoryStorage::new();
-    Repository::init(
-        &storage,
-        Some(PASS),
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    init_on(&storage, Some(PASS), &fast_kdf(), 1);
     let before = storage.snapshot_objects();
     let err = Repository::open(&storage, Some(b"wrong")).err().unwrap();
     assert!(matches!(err, Error::WrongPassphrase(_)), "{err}");
@@ -173,15 +157,7 @@ fn init_and_open_report_where_there_is_or_is_not_a_repository() {
         Repository::open(&storage, None).err().unwrap(),
         Error::RepositoryNotFound { .. }
     ));
-    Repository::init(
-        &storage,
-        None,
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    init_on(&storage, None, &fast_kdf(), 1);
     let err = Repository::init(
         &storage,
         None,
@@ -329,15 +305,7 @@ fn listing_snapshots_never_reads_a_pack() {
         inner: MemoryStorage::new(),
         pack_reads: AtomicUsize::new(0),
     };
-    let repo = Repository::init(
-        &storage,
-        Some(PASS),
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    let repo = init_on(&storage, Some(PASS), &fast_kdf(), 1);
     for i in 0..5 {
         ingest_items(
             &repo,
@@ -652,15 +620,7 @@ fn a_failed_read_during_restore_can_be_retried_without_losing_bytes() {
         inner: MemoryStorage::new(),
         calls: AtomicUsize::new(0),
     };
-    let repo = Repository::init(
-        &storage,
-        None,
-        &fast_kdf(),
-        "2026-01-01T00:00:00Z",
-        "",
-        &mut TestRng(1),
-    )
-    .unwrap();
+    let repo = init_on(&storage, None, &fast_kdf(), 1);
     let data = noise(20 << 20, 4);
     let snap = ingest_items(&repo, &[("d", &data)], "2026-01-01T00:00:00Z", &[]).unwrap();
     let mut reader = repo.item_reader(&snap, "d").unwrap();

@@ -200,6 +200,15 @@ impl NativeRepository {
         Ok(serde_json::to_string(&report).expect("report serializes"))
     }
 
+    /// Write a key file with the GIL released; its id.
+    fn rekey(
+        &self,
+        py: Python<'_>,
+        write: impl FnOnce(&Repo) -> Result<String, Error> + Send,
+    ) -> PyResult<String> {
+        py.detach(|| write(&self.repo)).map_err(py_err)
+    }
+
     fn lock_info(&self, pid: u32, operation: &str) -> LockInfo {
         let now = now_rfc3339();
         LockInfo {
@@ -501,11 +510,9 @@ impl NativeRepository {
         comment: String,
     ) -> PyResult<String> {
         let kdf = kdf_params(kdf_memory_kib, kdf_iterations);
-        py.detach(|| {
-            self.repo
-                .add_key(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
+        self.rekey(py, |repo| {
+            repo.add_key(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
         })
-        .map_err(py_err)
     }
 
     /// Replace the key in use by one for `passphrase`; returns the new key id.
@@ -519,11 +526,9 @@ impl NativeRepository {
         comment: String,
     ) -> PyResult<String> {
         let kdf = kdf_params(kdf_memory_kib, kdf_iterations);
-        py.detach(|| {
-            self.repo
-                .change_passphrase(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
+        self.rekey(py, |repo| {
+            repo.change_passphrase(&passphrase, kdf, &now_rfc3339(), &comment, &mut OsRng)
         })
-        .map_err(py_err)
     }
 
     /// Remove a key file by id or unique prefix.

@@ -147,14 +147,15 @@ impl<S: Storage> Storage for CountingStorage<S> {
     }
 }
 
-/// A new repository in memory, created at a fixed time.
-pub fn memory_repo(
+/// A new repository on `storage`, created at a fixed time.
+pub fn init_on<S: Storage>(
+    storage: S,
     pass: Option<&[u8]>,
     opts: &InitOptions,
     seed: u64,
-) -> Repository<MemoryStorage> {
+) -> Repository<S> {
     Repository::init(
-        MemoryStorage::new(),
+        storage,
         pass,
         opts,
         "2026-01-01T00:00:00Z",
@@ -162,4 +163,13 @@ pub fn memory_repo(
         &mut TestRng(seed),
     )
     .unwrap()
+}
+
+/// A new repository in memory, created at a fixed time.
+pub fn memory_repo(
+    pass: Option<&[u8]>,
+    opts: &InitOptions,
+    seed: u64,
+) -> Repository<MemoryStorage> {
+    init_on(MemoryStorage::new(), pass, opts, seed)
 }
