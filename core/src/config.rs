@@ -123,7 +123,7 @@ impl Config {
         let c = &self.chunker;
         if !(64..=c.avg_size).contains(&c.min_size)
             || c.avg_size > c.max_size
-            || c.max_size > 16 * 1024 * 1024
+            || c.max_size > 8 * 1024 * 1024
         {
             return Err("chunker sizes out of range".into());
         }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
-use crate::pack::{decode_entries, PackEntry, ENTRY_LEN};
+use crate::pack::{decode_entries, PackEntry, ENTRY_LEN, MAX_BLOB_LEN};
 
 /// Magic at the start of every index file.
 pub const INDEX_MAGIC: &[u8; 8] = b"CA-INDX1";
@@ -110,15 +110,15 @@ pub fn index_file_size(keys: &Keys, entry_counts: &[usize]) -> u64 {
     (INDEX_MAGIC.len() + keys.seal_overhead() + body) as u64
 }
 
-/// One blob's location, packed into 48 bytes: the id, the pack's slot in [`Index::packs`]
-/// with the compression code and blob kind in its top bits, offset, stored and raw length.
+/// One blob's location, packed into 46 bytes with no alignment padding: the id, the pack's
+/// slot in [`Index::packs`] with the compression code and blob kind in its top bits, the offset,
+/// and the stored and raw lengths as 24-bit numbers (no blob exceeds [`MAX_BLOB_LEN`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     id: [u8; ID_LEN],
-    pack_flags: u32,
-    offset: u32,
-    stored_len: u32,
-    raw_len: u32,
+    pack_flags: [u8; 4],
+    offset: [u8; 4],
+    lens: [u8; 6],
 }
 
 const PACK_BITS: u32 = 28;
@@ -127,34 +127,45 @@ const PACK_MASK: u32 = (1 << PACK_BITS) - 1;
 impl Slot {
     fn new(pack: u32, e: &PackEntry) -> Self {
         assert!(pack <= PACK_MASK, "more than 2^28 packs in one index");
+        assert!(
+            e.stored_len <= MAX_BLOB_LEN && e.raw_len <= MAX_BLOB_LEN,
+            "blob lengths are checked when entries are decoded"
+        );
         let kind = match e.kind {
             crate::pack::BlobKind::Data => 0,
             crate::pack::BlobKind::ChunkList => 1,
         };
+        let flags = pack | (e.compression.code() as u32) << PACK_BITS | kind << 30;
+        let mut lens = [0u8; 6];
+        lens[..3].copy_from_slice(&e.stored_len.to_le_bytes()[..3]);
+        lens[3..].copy_from_slice(&e.raw_len.to_le_bytes()[..3]);
         Slot {
             id: e.id.0,
-            pack_flags: pack | (e.compression.code() as u32) << PACK_BITS | kind << 30,
-            offset: e.offset,
-            stored_len: e.stored_len,
-            raw_len: e.raw_len,
+            pack_flags: flags.to_le_bytes(),
+            offset: e.offset.to_le_bytes(),
+            lens,
         }
     }
 
+    fn flags(&self) -> u32 {
+        u32::from_le_bytes(self.pack_flags)
+    }
+
     fn pack(&self) -> usize {
-        (self.pack_flags & PACK_MASK) as usize
+        (self.flags() & PACK_MASK) as usize
     }
 
     fn entry(&self) -> PackEntry {
+        let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]);
+        let flags = self.flags();
         PackEntry {
             id: Id(self.id),
-            offset: self.offset,
-            stored_len: self.stored_len,
-            raw_len: self.raw_len,
-            compression: crate::compress::Compression::from_code(
-                ((self.pack_flags >> PACK_BITS) & 3) as u8,
-            )
-            .expect("only valid codes are stored"),
-            kind: if self.pack_flags >> 30 & 1 == 1 {
+            offset: u32::from_le_bytes(self.offset),
+            stored_len: u24(&self.lens[..3]),
+            raw_len: u24(&self.lens[3..]),
+            compression: crate::compress::Compression::from_code(((flags >> PACK_BITS) & 3) as u8)
+                .expect("only valid codes are stored"),
+            kind: if flags >> 30 & 1 == 1 {
                 crate::pack::BlobKind::ChunkList
             } else {
                 crate::pack::BlobKind::Data
@@ -163,11 +174,12 @@ impl Slot {
     }
 }
 
-/// Builds an [`Index`] from many packs at once (loading index files): one sort at the end, no
-/// hash map. As with [`Index::add_pack`], a blob listed twice keeps its first location.
+/// Builds an [`Index`] from many packs at once (loading index files): one in-place sort at the
+/// end. As with [`Index::add_pack`], a blob listed twice keeps its first location.
 #[derive(Debug, Default)]
 pub struct IndexBuilder {
     index: Index,
+    pack_slot: HashMap<Id, u32>,
     all: Vec<Slot>,
 }
 
@@ -179,28 +191,47 @@ impl IndexBuilder {
 
     /// Add every blob of a pack.
     pub fn add_pack(&mut self, pack: Id, size: u64, entries: &[PackEntry]) {
-        let slot = self.index.slot_of(pack, size);
+        let packs = &mut self.index.packs;
+        let slot = *self.pack_slot.entry(pack).or_insert_with(|| {
+            packs.push((pack, size));
+            (packs.len() - 1) as u32
+        });
         self.all.extend(entries.iter().map(|e| Slot::new(slot, e)));
     }
 
     /// The index.
-    pub fn finish(mut self) -> Index {
-        // Stable: among equal ids the first added stays first, and dedup keeps it.
-        self.all.sort_by_key(|s| s.id);
-        self.all.dedup_by(|later, first| later.id == first.id);
-        self.all.shrink_to_fit();
-        self.index.sorted = self.all;
-        self.index
+    pub fn finish(self) -> Index {
+        let IndexBuilder {
+            mut index,
+            pack_slot,
+            mut all,
+        } = self;
+        drop(pack_slot);
+        // Pack slots are numbered in the order packs were first added, so ordering equal ids by
+        // slot keeps the first location first, and dedup keeps it (an in-place sort: no buffer).
+        all.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack().cmp(&b.pack())));
+        all.dedup_by(|later, first| later.id == first.id);
+        all.shrink_to_fit();
+        index.sorted = all;
+        let mut order: Vec<u32> = (0..index.packs.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| index.packs[i as usize].0);
+        index.pack_order = order;
+        index
     }
 }
 
-/// The in-memory global index: 48 bytes per blob in one sorted array (binary search), plus a
-/// small hash map of recent additions that is merged into the array as it grows. A hash map of
-/// every blob would take 120–150 bytes per blob.
+/// Recent additions are folded into the sorted array once this many have gathered (a hash map of
+/// them costs ~100 bytes each; folding moves the array once).
+const RECENT_LIMIT: usize = 1 << 16;
+
+/// The in-memory global index: 46 bytes per blob in one sorted array (binary search), plus a
+/// small hash map of recent additions that is merged into the array in place. A hash map of
+/// every blob would take 120–150 bytes per blob. Packs are a list of (id, size) and a sorted
+/// permutation of it for lookups by id: 44 bytes per pack.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<(Id, u64)>,
-    pack_slot: HashMap<Id, u32>,
+    pack_order: Vec<u32>,
     sorted: Vec<Slot>,
     recent: HashMap<Id, Slot>,
 }
@@ -212,10 +243,19 @@ impl Index {
     }
 
     fn slot_of(&mut self, pack: Id, size: u64) -> u32 {
-        *self.pack_slot.entry(pack).or_insert_with(|| {
-            self.packs.push((pack, size));
-            (self.packs.len() - 1) as u32
-        })
+        let packs = &mut self.packs;
+        match self
+            .pack_order
+            .binary_search_by(|&i| packs[i as usize].0.cmp(&pack))
+        {
+            Ok(pos) => self.pack_order[pos],
+            Err(pos) => {
+                packs.push((pack, size));
+                let slot = (packs.len() - 1) as u32;
+                self.pack_order.insert(pos, slot);
+                slot
+            }
+        }
     }
 
     /// Add every blob of a pack; a blob already indexed elsewhere keeps its first location.
@@ -228,33 +268,37 @@ impl Index {
                     .or_insert_with(|| Slot::new(slot, e));
             }
         }
-        if self.recent.len() >= (self.sorted.len() / 4).max(1 << 16) {
+        if self.recent.len() >= RECENT_LIMIT {
             self.merge();
         }
     }
 
-    /// Fold the recent additions into the sorted array (exactly sized: no growth slack).
+    /// Fold the recent additions into the sorted array in place, from the back (the array grows
+    /// by exactly their number: no second copy, no growth slack).
     fn merge(&mut self) {
         let mut recent: Vec<Slot> = self.recent.drain().map(|(_, s)| s).collect();
+        self.recent.shrink_to(RECENT_LIMIT);
+        let Some(&filler) = recent.first() else {
+            return;
+        };
         recent.sort_unstable_by_key(|s| s.id);
-        let mut merged = Vec::with_capacity(self.sorted.len() + recent.len());
-        let (mut a, mut b) = (self.sorted.iter().peekable(), recent.into_iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => {
-                    if x.id <= y.id {
-                        *a.next().expect("peeked")
-                    } else {
-                        b.next().expect("peeked")
-                    }
-                }
-                (Some(_), None) => *a.next().expect("peeked"),
-                (None, Some(_)) => b.next().expect("peeked"),
-                (None, None) => break,
-            };
-            merged.push(next);
+        let old = self.sorted.len();
+        self.sorted.reserve_exact(recent.len());
+        self.sorted.resize(old + recent.len(), filler);
+        let (mut i, mut j) = (old, recent.len());
+        for k in (0..self.sorted.len()).rev() {
+            // Ids in `recent` are never in `sorted` (checked when they were added).
+            if j == 0 {
+                break;
+            }
+            if i > 0 && self.sorted[i - 1].id > recent[j - 1].id {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = recent[j - 1];
+                j -= 1;
+            }
         }
-        self.sorted = merged;
     }
 
     fn find_sorted(&self, id: &Id) -> Option<&Slot> {
@@ -346,6 +390,38 @@ mod tests {
             assert_eq!(loc.pack, Id::sha256(&(i / 100).to_be_bytes()));
         }
         assert!(!index.contains(&Id::sha256(b"absent")));
-        assert_eq!(std::mem::size_of::<Slot>(), 48);
+        assert_eq!(std::mem::size_of::<Slot>(), 46);
+        for i in (0..n).step_by(1009) {
+            assert_eq!(bulk.get(&entry(i).id), index.get(&entry(i).id));
+        }
+        assert_eq!(bulk.packs().len(), (n / 100 + 1) as usize);
+    }
+
+    #[test]
+    fn lengths_up_to_the_blob_limit_survive_the_index_and_larger_ones_are_refused() {
+        let mut e = entry(1);
+        e.stored_len = MAX_BLOB_LEN;
+        e.raw_len = MAX_BLOB_LEN - 1;
+        let mut index = Index::new();
+        index.add_pack(Id::sha256(b"p"), 1 << 26, &[e]);
+        assert_eq!(index.get(&e.id).unwrap().entry, e);
+        let mut bytes = Vec::new();
+        e.stored_len = MAX_BLOB_LEN + 1;
+        e.encode(&mut bytes);
+        let err = PackEntry::decode(&bytes).unwrap_err();
+        assert!(err.contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn a_pack_added_again_keeps_its_slot() {
+        let mut index = Index::new();
+        for p in [3u64, 1, 2, 1, 3] {
+            index.add_pack(Id::sha256(&p.to_le_bytes()), p, &[entry(p)]);
+        }
+        assert_eq!(index.packs().len(), 3);
+        assert_eq!(
+            index.get(&entry(2).id).unwrap().pack,
+            Id::sha256(&2u64.to_le_bytes())
+        );
     }
 }

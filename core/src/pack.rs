@@ -26,6 +26,9 @@ pub const HEADER_LABEL: &[u8] = b"ca pack header";
 pub const IDX_LABEL: &[u8] = b"ca pack idx";
 /// Bytes of one encoded entry.
 pub const ENTRY_LEN: usize = ID_LEN + 4 + 4 + 4 + 4;
+/// Largest stored or raw length of one blob (chunks are at most 8 MiB, chunk-list blobs 1 MiB):
+/// the in-memory index keeps both lengths in 24 bits.
+pub const MAX_BLOB_LEN: u32 = (1 << 24) - 1;
 /// Bytes after the header: its length and the end magic.
 pub const TRAILER_LEN: usize = 4 + 8;
 
@@ -87,11 +90,17 @@ impl PackEntry {
             1 => BlobKind::ChunkList,
             k => return Err(format!("unknown blob kind {k}")),
         };
+        let (stored_len, raw_len) = (u32_at(36), u32_at(40));
+        if stored_len > MAX_BLOB_LEN || raw_len > MAX_BLOB_LEN {
+            return Err(format!(
+                "blob of {stored_len} stored / {raw_len} raw bytes exceeds the {MAX_BLOB_LEN}-byte limit"
+            ));
+        }
         Ok(PackEntry {
             id: Id::from_slice(b).expect("length checked"),
             offset: u32_at(32),
-            stored_len: u32_at(36),
-            raw_len: u32_at(40),
+            stored_len,
+            raw_len,
             compression,
             kind,
         })

@@ -789,8 +789,8 @@ impl<S: Storage> Writer<S> {
         let idx_nonce = self.nonce();
         let idx = encode_idx(self.repo.keys(), &id, size, &entries, idx_nonce);
         let storage = self.repo.storage();
-        put_exact(storage, &pack_key(&id), &data)?;
-        put_exact(storage, &idx_key(&id), &idx)?;
+        storage.put_exact_owned(&pack_key(&id), data)?;
+        storage.put_exact_owned(&idx_key(&id), idx)?;
         let blobs: u64 = entries.iter().map(|e| e.stored_len as u64).sum();
         self.stats.stored_size += size - blobs;
         // A full group is stored once its last pack is (the storage orders them).

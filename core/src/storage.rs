@@ -39,6 +39,11 @@ pub trait Storage {
     fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>>;
     /// Remove an object; removing a missing object is `NotFound`.
     fn delete(&self, key: &str) -> StorageResult<()>;
+    /// [`put_exact`], handing over the bytes: a storage that writes in the background keeps
+    /// them instead of copying (the default borrows them for [`Storage::put`]).
+    fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
+        exact_put(self, key, &data)
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for &S {
@@ -59,6 +64,9 @@ impl<S: Storage + ?Sized> Storage for &S {
     }
     fn delete(&self, key: &str) -> StorageResult<()> {
         (**self).delete(key)
+    }
+    fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
+        (**self).put_exact_owned(key, data)
     }
 }
 
@@ -146,6 +154,10 @@ impl Storage for MemoryStorage {
 /// Store an object that must have exactly these bytes: if the key is taken by other (damaged)
 /// bytes, replace them; identical bytes already there are left alone.
 pub fn put_exact(storage: &dyn Storage, key: &str, data: &[u8]) -> StorageResult<()> {
+    exact_put(storage, key, data)
+}
+
+fn exact_put<S: Storage + ?Sized>(storage: &S, key: &str, data: &[u8]) -> StorageResult<()> {
     match storage.put(key, data) {
         Err(StorageError::AlreadyExists(_)) => {
             if storage.get(key)? != data {
