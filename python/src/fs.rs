@@ -313,6 +313,17 @@ impl Storage for FsStorage {
     }
 }
 
+/// Hand free heap pages back to the system after each background pack write. Pack-sized buffers
+/// come from the heap (see `tune_malloc`), and the holes they leave between live allocations
+/// would otherwise stay resident: a long ingest's RSS crept up by ~3 MiB per GB of input.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused pages of the allocator's own heap to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,16 +398,5 @@ mod tests {
             StorageError::NotFound("index/1.index".into())
         );
         fs::remove_dir_all(&root).unwrap();
-    }
-}
-
-/// Hand free heap pages back to the system after each background pack write. Pack-sized buffers
-/// come from the heap (see `tune_malloc`), and the holes they leave between live allocations
-/// would otherwise stay resident: a long ingest's RSS crept up by ~3 MiB per GB of input.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns unused pages of the allocator's own heap to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
