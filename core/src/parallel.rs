@@ -28,3 +28,13 @@ pub fn join<RA: Send, RB: Send>(
 pub fn join<RA, RB>(a: impl FnOnce() -> RA, b: impl FnOnce() -> RB) -> (RA, RB) {
     (a(), b())
 }
+
+/// Name the worker threads `{prefix}-{i}` (shown by `top -H` and profilers). Only the first call
+/// of a process, made before any parallel work, takes effect.
+#[cfg(feature = "parallel")]
+pub fn name_workers(prefix: &'static str) {
+    // An error means the pool already exists (a second call): nothing to do.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(move |i| format!("{prefix}-{i}"))
+        .build_global();
+}

@@ -708,3 +708,34 @@ fn keys_can_be_added_changed_and_removed_but_never_the_last() {
         Error::InvalidArgument(_)
     ));
 }
+
+#[test]
+fn a_blob_read_under_another_chunk_id_is_refused_with_or_without_encryption() {
+    for repo in [encrypted(), plain(Compression::Zstd)] {
+        let data = noise(2 << 20, 9);
+        ingest_items(&repo, &[("d", &data)], "2026-01-01T00:00:00Z", &[]).unwrap();
+        let objects = repo.storage().snapshot_objects();
+        let (key, bytes) = objects.iter().find(|(k, _)| k.ends_with(".pack")).unwrap();
+        let entries = read_pack_entries(repo.keys(), key, bytes).unwrap();
+        let pack = Id::from_hex(key.rsplit('/').next().unwrap().trim_end_matches(".pack")).unwrap();
+        let (a, b) = (entries[0], entries[1]);
+        let stored = &bytes[a.offset as usize..(a.offset + a.stored_len) as usize];
+        let honest = index::Location { pack, entry: a };
+        assert_eq!(
+            repo::read_blob(repo.keys(), &honest, stored).unwrap().len(),
+            a.raw_len as usize
+        );
+        // The index claims blob a's bytes are chunk b: the seal label (encrypted) or the
+        // recomputed id (unencrypted) refuses them, naming the chunk.
+        let lying = index::Location {
+            pack,
+            entry: pack::PackEntry { id: b.id, ..a },
+        };
+        for err in [
+            repo::read_blob(repo.keys(), &lying, stored).unwrap_err(),
+            repo::decode_blob(repo.keys(), &lying, stored).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains(&b.id.to_string()), "{err}");
+        }
+    }
+}

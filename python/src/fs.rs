@@ -107,26 +107,30 @@ impl FsStorage {
             return Err(e);
         }
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
-        let worker = bg.get_or_insert_with(|| {
+        if bg.is_none() {
             // One job queued beside the one being written bounds memory to two packs.
             let (jobs, rx) = sync_channel::<(String, PathBuf, Vec<u8>)>(1);
             let state = self.state.clone();
-            let thread = std::thread::spawn(move || {
-                for (key, path, data) in rx {
-                    let result = write_exact(&key, &path, &data);
-                    drop(data);
-                    release_free_memory();
-                    let (lock, cvar) = &*state;
-                    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    p.count -= 1;
-                    if let Err(e) = result {
-                        p.error.get_or_insert(e);
+            let thread = std::thread::Builder::new()
+                .name("ca-pack-write".into())
+                .spawn(move || {
+                    for (key, path, data) in rx {
+                        let result = write_exact(&key, &path, &data);
+                        drop(data);
+                        release_free_memory();
+                        let (lock, cvar) = &*state;
+                        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        p.count -= 1;
+                        if let Err(e) = result {
+                            p.error.get_or_insert(e);
+                        }
+                        cvar.notify_all();
                     }
-                    cvar.notify_all();
-                }
-            });
-            Background { jobs, thread }
-        });
+                })
+                .map_err(|e| backend(key, e))?;
+            *bg = Some(Background { jobs, thread });
+        }
+        let worker = bg.as_ref().expect("just started");
         self.state.0.lock().unwrap_or_else(|e| e.into_inner()).count += 1;
         worker
             .jobs

@@ -771,6 +771,7 @@ fn tune_malloc() {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tune_malloc();
+    containerarchive_core::parallel::name_workers("ca-worker");
     m.add_class::<NativeRepository>()?;
     m.add_class::<NativeIngest>()?;
     m.add_class::<NativeReader>()?;

@@ -27,7 +27,8 @@ where
             .expect("room for two buffers");
     }
     std::thread::scope(|s| {
-        s.spawn(move || {
+        let reader = std::thread::Builder::new().name("ca-read".into());
+        let spawned = reader.spawn_scoped(s, move || {
             while let Ok(mut buf) = empty_rx.recv() {
                 buf.resize(BLOCK, 0);
                 let mut filled = 0;
@@ -52,6 +53,7 @@ where
                 }
             }
         });
+        spawned.map_err(&read_error)?;
         let mut total = 0u64;
         while let Ok(block) = full_rx.recv() {
             let block = block.map_err(&read_error)?;
@@ -85,7 +87,8 @@ where
 {
     let (tx, rx) = sync_channel::<Vec<Vec<u8>>>(1);
     std::thread::scope(|s| {
-        let writer = s.spawn(move || -> std::io::Result<(u64, W)> {
+        let writer = std::thread::Builder::new().name("ca-write".into());
+        let writer = writer.spawn_scoped(s, move || -> std::io::Result<(u64, W)> {
             let mut total = 0u64;
             for batch in rx {
                 for chunk in batch {
@@ -96,6 +99,7 @@ where
             dst.flush()?;
             Ok((total, dst))
         });
+        let writer = writer.map_err(&write_error)?;
         let produced = loop {
             match next() {
                 Ok(Some(batch)) => {
@@ -110,7 +114,7 @@ where
         drop(tx);
         let written = writer.join().expect("the writer thread does not panic");
         produced?;
-        written.map_err(write_error)
+        written.map_err(&write_error)
     })
 }
 
