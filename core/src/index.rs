@@ -222,7 +222,7 @@ impl IndexBuilder {
 
 /// Recent additions are folded into the sorted array once this many have gathered (a hash map of
 /// them costs ~100 bytes each; folding moves the array once).
-const RECENT_LIMIT: usize = 1 << 16;
+const RECENT_LIMIT: usize = 1 << 14;
 
 /// The in-memory global index: 46 bytes per blob in one sorted array (binary search), plus a
 /// small hash map of recent additions that is merged into the array in place. A hash map of

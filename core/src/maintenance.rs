@@ -129,12 +129,25 @@ impl<S: Storage> Repository<S> {
         let mut info = info.clone();
         info.exclusive = true;
         let key = self.lock(&info, rng, is_stale)?;
-        let result = f(rng);
+        // No writer can be mid-write now: what interrupted ones left is garbage, and so are the
+        // locks of processes that died.
+        let result = self.remove_leftovers(&key, is_stale).and_then(|_| f(rng));
         self.forget_index();
         let released = self.unlock(&key);
         let value = result?;
         released?;
         Ok(value)
+    }
+
+    /// Under the exclusive lock `own`: remove dead writers' temporary files and stale locks.
+    fn remove_leftovers(&self, own: &str, is_stale: StaleCheck<'_>) -> Result<()> {
+        self.storage().remove_partial_writes()?;
+        for (key, info) in crate::lock::read_locks(self.storage(), self.keys())? {
+            if key != own && info.as_ref().is_none_or(is_stale) {
+                crate::lock::release(self.storage(), &key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Remove stale locks (and unreadable ones); with `force`, every lock.
@@ -333,7 +346,7 @@ impl<S: Storage> Repository<S> {
         report.index_rebuilt = true;
 
         // Indexed packs that no group protects (and that are intact) get a group.
-        let (groups, _) = load_groups(storage, keys)?;
+        let (groups, bad_groups) = load_groups(storage, keys)?;
         let grouped: HashSet<Id> = groups
             .iter()
             .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
@@ -354,6 +367,10 @@ impl<S: Storage> Repository<S> {
             }
         }
         report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
+        // Unreadable group descriptions protect nothing (their packs were just regrouped).
+        for (key, _) in &bad_groups {
+            delete_if_present(storage, key)?;
+        }
 
         // Name the snapshots that need what is lost.
         if !lost.is_empty() {

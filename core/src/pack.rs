@@ -196,6 +196,11 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Ids of the blobs added so far.
+    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.entries.iter().map(|e| e.id)
+    }
+
     /// Append a stored blob and return its entry.
     pub fn add(
         &mut self,

@@ -123,7 +123,7 @@ pub fn decode_group(keys: &Keys, key: &str, data: &[u8]) -> Result<GroupDescript
 
 /// Every group description under `packs/parity/`; unreadable ones are returned as errors
 /// beside the good ones so that verify can report them and repair can replace them.
-pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Vec<Error>)> {
+pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Vec<BadGroup>)> {
     let mut groups = Vec::new();
     let mut bad = Vec::new();
     let mut listed = storage.list(PARITY_PREFIX)?;
@@ -143,19 +143,23 @@ pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Ve
             .and_then(Id::from_hex)
             .is_some_and(|id| id == Id::sha256(&data));
         if !id_ok {
-            bad.push(Error::corruption(
+            let e = Error::corruption(
                 format!("parity group {key}"),
                 "content does not hash to its name",
-            ));
+            );
+            bad.push((key, e));
             continue;
         }
         match decode_group(keys, &key, &data) {
             Ok(desc) => groups.push(Group { key, desc }),
-            Err(e) => bad.push(e),
+            Err(e) => bad.push((key, e)),
         }
     }
     Ok((groups, bad))
 }
+
+/// A group description that cannot be used: its key and what is wrong with it.
+pub type BadGroup = (String, Error);
 
 /// Parity being computed over members added one after another.
 #[derive(Debug)]

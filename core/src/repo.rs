@@ -628,9 +628,13 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
     let mut keys = storage.list(KEYS_PREFIX)?;
     keys.sort();
     let mut malformed = Vec::new();
-    let mut tried = 0;
+    let mut tried = Vec::new();
     for (key, size) in &keys {
-        if !key.ends_with(".key") || *size > 64 * 1024 {
+        if !key.ends_with(".key") {
+            continue;
+        }
+        if *size > 64 * 1024 {
+            malformed.push(format!("{key}: {size} bytes, too large for a key file"));
             continue;
         }
         let parsed = storage
@@ -646,11 +650,11 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
             });
         match parsed {
             Ok(Some(master)) => return Ok((master, key.clone())),
-            Ok(None) => tried += 1,
+            Ok(None) => tried.push(key.as_str()),
             Err(e) => malformed.push(format!("{key}: {e}")),
         }
     }
-    if tried == 0 {
+    if tried.is_empty() {
         return Err(Error::corruption(
             KEYS_PREFIX,
             if malformed.is_empty() {
@@ -661,8 +665,15 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
         ));
     }
     Err(Error::WrongPassphrase(format!(
-        "wrong passphrase for the repository at {}: none of its {tried} key file(s) opens with it",
-        storage.location()
+        "wrong passphrase for the repository at {}: none of its {} key file(s) opens with it ({}){}",
+        storage.location(),
+        tried.len(),
+        tried.join(", "),
+        if malformed.is_empty() {
+            String::new()
+        } else {
+            format!("; unreadable: {}", malformed.join("; "))
+        }
     )))
 }
 
@@ -848,6 +859,10 @@ impl<S: Storage> Writer<S> {
         put_exact(self.repo.storage(), &index_key(&Id::sha256(&data)), &data)?;
         self.repo.index_add(&self.unindexed)?;
         self.unindexed.clear();
+        // The global index knows these blobs now; only those of the open pack stay here, so
+        // memory does not grow with the length of the stream.
+        let open: HashSet<Id> = self.pack.ids().collect();
+        self.session.retain(|id| open.contains(id));
         Ok(())
     }
 
@@ -897,7 +912,7 @@ fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> 
 }
 
 /// Bytes buffered before chunking: enough for many chunks per parallel batch.
-const CHUNK_BATCH_BYTES: usize = 8 << 20;
+const CHUNK_BATCH_BYTES: usize = 4 << 20;
 
 impl<S: Storage> Ingest<S> {
     /// Begin a new item; the previous one must be finished.

@@ -44,6 +44,12 @@ pub trait Storage {
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
         exact_put(self, key, &data)
     }
+    /// Remove what interrupted writes left behind (a killed writer's temporary files), returning
+    /// how many were removed. The engine calls it only under an exclusive lock, when no writer
+    /// can be mid-write; a storage whose puts leave nothing behind keeps the default.
+    fn remove_partial_writes(&self) -> StorageResult<u64> {
+        Ok(0)
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for &S {
@@ -68,6 +74,9 @@ impl<S: Storage + ?Sized> Storage for &S {
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
         (**self).put_exact_owned(key, data)
     }
+    fn remove_partial_writes(&self) -> StorageResult<u64> {
+        (**self).remove_partial_writes()
+    }
 }
 
 /// A storage held in memory: for tests, and for the browser build once files are loaded.
@@ -86,6 +95,13 @@ impl MemoryStorage {
     /// to damage a repository on purpose.
     pub fn overwrite(&self, key: &str, data: Vec<u8>) {
         self.lock().insert(key.to_string(), data);
+    }
+
+    /// A store holding exactly these objects (a copy of another store, say).
+    pub fn from_objects(objects: BTreeMap<String, Vec<u8>>) -> Self {
+        MemoryStorage {
+            objects: Mutex::new(objects),
+        }
     }
 
     /// A copy of every object, for inspection in tests.
@@ -148,6 +164,86 @@ impl Storage for MemoryStorage {
             .remove(key)
             .map(|_| ())
             .ok_or_else(|| StorageError::NotFound(key.to_string()))
+    }
+}
+
+/// A storage that dies part-way: after `budget` changes (puts and deletes, each atomic as the
+/// [`Storage`] contract requires) every further operation fails, as if the process had been
+/// killed. What the inner storage holds then is what a restarted process finds. The fault
+/// harness sweeps the budget over every change an operation makes.
+#[derive(Debug)]
+pub struct CrashingStorage<S> {
+    inner: S,
+    budget: u64,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+impl<S> CrashingStorage<S> {
+    /// Allow `budget` changes, then crash (`u64::MAX`: never, to count an operation's changes).
+    pub fn new(inner: S, budget: u64) -> Self {
+        CrashingStorage {
+            inner,
+            budget,
+            changes: Default::default(),
+        }
+    }
+
+    /// Changes attempted so far (including the one that crashed).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the simulated crash has happened.
+    pub fn crashed(&self) -> bool {
+        self.changes() > self.budget
+    }
+
+    /// The storage underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn dead(&self, key: &str) -> StorageResult<()> {
+        if self.crashed() {
+            Err(StorageError::Backend {
+                key: key.to_string(),
+                message: "simulated crash".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn change(&self, key: &str) -> StorageResult<()> {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.dead(key)
+    }
+}
+
+impl<S: Storage> Storage for CrashingStorage<S> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        self.dead(key)?;
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        self.dead(key)?;
+        self.inner.get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        self.change(key)?;
+        self.inner.put(key, data)
+    }
+    fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
+        self.dead(prefix)?;
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> StorageResult<()> {
+        self.change(key)?;
+        self.inner.delete(key)
     }
 }
 

@@ -377,7 +377,7 @@ impl<S: Storage> Repository<S> {
 
         // Parity groups.
         let (groups, bad_groups) = load_groups(storage, keys)?;
-        for e in &bad_groups {
+        for (_, e) in &bad_groups {
             c.find_error("parity_group", None, None, e);
         }
         let mut protected = HashSet::new();

@@ -315,6 +315,36 @@ impl Storage for FsStorage {
         }
         Ok(())
     }
+
+    fn remove_partial_writes(&self) -> Result<u64, StorageError> {
+        self.settle()?;
+        let mut removed = 0;
+        remove_temp_files(&self.root, &mut removed).map_err(|e| backend("(temporary files)", e))?;
+        Ok(removed)
+    }
+}
+
+/// Delete the temporary files under `dir` (what a killed writer left), counting them.
+fn remove_temp_files(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            remove_temp_files(&entry.path(), removed)?;
+        } else if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => *removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hand free heap pages back to the system after each background pack write. Pack-sized buffers

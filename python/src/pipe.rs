@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Bytes per input block.
-const BLOCK: usize = 8 << 20;
+const BLOCK: usize = 4 << 20;
 
 /// Read `src` to its end in a helper thread and hand each block to `consume`, in order.
 /// Returns the bytes read; the first error (from reading or from `consume`) wins.
