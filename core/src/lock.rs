@@ -150,17 +150,18 @@ pub fn refresh(
     Ok(key)
 }
 
-/// Remove locks: every lock with `force`, otherwise stale and unreadable ones. Returns the
-/// keys removed.
+/// Remove locks: every lock with `force`, otherwise stale and unreadable ones, never `keep`
+/// (the caller's own). Returns the keys removed.
 pub fn remove_locks(
     storage: &dyn Storage,
     keys: &Keys,
     force: bool,
     is_stale: StaleCheck<'_>,
+    keep: Option<&str>,
 ) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for (key, info) in read_locks(storage, keys)? {
-        if force || info.as_ref().is_none_or(is_stale) {
+        if Some(key.as_str()) != keep && (force || info.as_ref().is_none_or(is_stale)) {
             release(storage, &key)?;
             removed.push(key);
         }

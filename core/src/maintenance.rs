@@ -142,17 +142,13 @@ impl<S: Storage> Repository<S> {
     /// Under the exclusive lock `own`: remove dead writers' temporary files and stale locks.
     fn remove_leftovers(&self, own: &str, is_stale: StaleCheck<'_>) -> Result<()> {
         self.storage().remove_partial_writes()?;
-        for (key, info) in crate::lock::read_locks(self.storage(), self.keys())? {
-            if key != own && info.as_ref().is_none_or(is_stale) {
-                crate::lock::release(self.storage(), &key)?;
-            }
-        }
+        remove_locks(self.storage(), self.keys(), false, is_stale, Some(own))?;
         Ok(())
     }
 
     /// Remove stale locks (and unreadable ones); with `force`, every lock.
     pub fn remove_locks(&self, force: bool, is_stale: StaleCheck<'_>) -> Result<Vec<String>> {
-        remove_locks(self.storage(), self.keys(), force, is_stale)
+        remove_locks(self.storage(), self.keys(), force, is_stale, None)
     }
 
     fn write_index_files(

@@ -155,12 +155,7 @@ impl FsStorage {
     }
 
     fn walk(&self, dir: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
+        for entry in read_dir_if_present(dir)?.into_iter().flatten() {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(TMP_PREFIX) {
@@ -324,14 +319,19 @@ impl Storage for FsStorage {
     }
 }
 
+/// The entries of `dir`, or `None` when it does not exist (a repository creates its
+/// directories lazily).
+fn read_dir_if_present(dir: &Path) -> std::io::Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Delete the temporary files under `dir` (what a killed writer left), counting them.
 fn remove_temp_files(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
+    for entry in read_dir_if_present(dir)?.into_iter().flatten() {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
