@@ -197,6 +197,32 @@ impl Default for KdfParams {
     }
 }
 
+/// Upper bounds of the Argon2id costs a key file may ask for: a key file is read before
+/// anything is authenticated, so its costs must not let it demand unbounded memory or time.
+pub const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
+/// See [`MAX_KDF_MEMORY_KIB`].
+pub const MAX_KDF_ITERATIONS: u32 = 1000;
+/// See [`MAX_KDF_MEMORY_KIB`].
+pub const MAX_KDF_PARALLELISM: u32 = 255;
+/// Largest key file read (a real one is under 1 KiB).
+pub const MAX_KEY_FILE_LEN: usize = 64 * 1024;
+
+impl KdfParams {
+    /// Whether these costs are within the bounds every key file must respect.
+    pub fn check(&self) -> Result<(), String> {
+        if self.memory_kib > MAX_KDF_MEMORY_KIB
+            || self.iterations > MAX_KDF_ITERATIONS
+            || self.parallelism > MAX_KDF_PARALLELISM
+        {
+            return Err(format!(
+                "Argon2id costs out of range ({} KiB, {} iterations, {} lanes; at most {MAX_KDF_MEMORY_KIB} KiB, {MAX_KDF_ITERATIONS}, {MAX_KDF_PARALLELISM})",
+                self.memory_kib, self.iterations, self.parallelism
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A key file under `keys/` (stored as JSON, unencrypted: it holds only the wrapped key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyFile {
@@ -248,6 +274,7 @@ impl KeyFile {
         comment: String,
         rng: &mut dyn RandomSource,
     ) -> Result<Self, String> {
+        params.check()?;
         let salt: [u8; 16] = random_bytes(rng);
         let nonce: [u8; NONCE_LEN] = random_bytes(rng);
         let cipher = kek(passphrase, &salt, params)?;
@@ -273,6 +300,39 @@ impl KeyFile {
         })
     }
 
+    /// Parse and check a key file: its format, its costs (bounded, see [`KdfParams::check`]),
+    /// its salt (8 to 64 bytes) and the length of its wrapped key. Nothing is derived yet.
+    pub fn parse(data: &[u8]) -> Result<Self, String> {
+        if data.len() > MAX_KEY_FILE_LEN {
+            return Err(format!(
+                "{} bytes, too large for a key file (at most {MAX_KEY_FILE_LEN})",
+                data.len()
+            ));
+        }
+        let kf: KeyFile = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        kf.check()?;
+        Ok(kf)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.version != 1 || self.kdf != "argon2id" {
+            return Err(format!(
+                "unsupported key file (version {}, kdf {})",
+                self.version, self.kdf
+            ));
+        }
+        self.kdf_params.check()?;
+        let salt = hex::decode(&self.salt).map_err(|_| "salt is not hex".to_string())?;
+        if !(8..=64).contains(&salt.len()) {
+            return Err(format!("salt of {} bytes (8 to 64 expected)", salt.len()));
+        }
+        if self.wrapped_key.len() != 2 * (NONCE_LEN + 32 + TAG_LEN) {
+            return Err("wrapped_key has the wrong length".into());
+        }
+        hex::decode(&self.wrapped_key).map_err(|_| "wrapped_key is not hex".to_string())?;
+        Ok(())
+    }
+
     /// The master key, or `Ok(None)` when the passphrase does not open this key file.
     /// `Err` means the key file itself is malformed.
     pub fn unwrap_master(
@@ -280,18 +340,10 @@ impl KeyFile {
         repo_id: &Id,
         passphrase: &[u8],
     ) -> Result<Option<[u8; 32]>, String> {
-        if self.version != 1 || self.kdf != "argon2id" {
-            return Err(format!(
-                "unsupported key file (version {}, kdf {})",
-                self.version, self.kdf
-            ));
-        }
+        self.check()?;
         let salt = hex::decode(&self.salt).map_err(|_| "salt is not hex".to_string())?;
         let wrapped =
             hex::decode(&self.wrapped_key).map_err(|_| "wrapped_key is not hex".to_string())?;
-        if wrapped.len() != NONCE_LEN + 32 + TAG_LEN {
-            return Err("wrapped_key has the wrong length".into());
-        }
         let cipher = kek(passphrase, &salt, self.kdf_params)?;
         let nonce: [u8; NONCE_LEN] = wrapped[..NONCE_LEN].try_into().expect("length checked");
         match cipher.decrypt(

@@ -339,6 +339,14 @@ impl Index {
     pub fn packs(&self) -> &[(Id, u64)] {
         &self.packs
     }
+
+    /// Every indexed blob's entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = PackEntry> + '_ {
+        self.sorted
+            .iter()
+            .chain(self.recent.values())
+            .map(Slot::entry)
+    }
 }
 
 #[cfg(test)]

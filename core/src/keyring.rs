@@ -33,7 +33,7 @@ impl<S: Storage> Repository<S> {
         listed.sort();
         for (key, _) in listed {
             let data = self.storage().get(&key)?;
-            if let Ok(kf) = serde_json::from_slice::<KeyFile>(&data) {
+            if let Ok(kf) = KeyFile::parse(&data) {
                 out.push((key, kf));
             }
         }

@@ -462,6 +462,30 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
     ) -> Result<PruneReport> {
+        self.prune_with_progress(
+            policy,
+            tags,
+            dry_run,
+            info,
+            rng,
+            is_stale,
+            &mut |_, _, _| {},
+        )
+    }
+
+    /// [`Repository::prune`], reporting progress as `(bytes done, bytes in all, what is being
+    /// done)`: the bytes are those of the packs read for rewriting and of the packs deleted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prune_with_progress(
+        &self,
+        policy: &Policy,
+        tags: &BTreeMap<String, String>,
+        dry_run: bool,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+        on_progress: &mut dyn FnMut(u64, u64, &str),
+    ) -> Result<PruneReport> {
         if policy.is_empty() {
             return Err(Error::InvalidArgument(
                 "no retention rule given (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly or keep_yearly): prune would remove every snapshot".into(),
@@ -472,13 +496,15 @@ impl<S: Storage> Repository<S> {
             let mut shared = info.clone();
             shared.exclusive = false;
             let key = self.lock(&shared, rng, is_stale)?;
+            on_progress(0, 0, "reading snapshots and index");
             let plan = self.plan_prune(policy, tags);
             self.unlock(&key)?;
             return Ok(plan?.report(true));
         }
         self.with_exclusive(info, rng, is_stale, |rng| {
+            on_progress(0, 0, "reading snapshots and index");
             let plan = self.plan_prune(policy, tags)?;
-            let freed = self.execute_prune(&plan, rng)?;
+            let freed = self.execute_prune(&plan, rng, on_progress)?;
             let mut report = plan.report(false);
             report.freed_bytes = freed;
             Ok(report)
@@ -748,10 +774,21 @@ impl<S: Storage> Repository<S> {
             .collect())
     }
 
-    fn execute_prune(&self, plan: &PrunePlan, rng: &mut dyn RandomSource) -> Result<i64> {
+    fn execute_prune(
+        &self,
+        plan: &PrunePlan,
+        rng: &mut dyn RandomSource,
+        on_progress: &mut dyn FnMut(u64, u64, &str),
+    ) -> Result<i64> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         let before = total_size(storage)?;
+        let sizes: HashMap<String, u64> = storage.list("packs/data/")?.into_iter().collect();
+        let size_of = |id: &Id| sizes.get(&pack_key(id)).copied().unwrap_or(0);
+        let sources: HashSet<Id> = plan.new_packs.iter().flatten().map(|l| l.pack).collect();
+        let total: u64 = sources.iter().chain(&plan.doomed).map(size_of).sum();
+        let mut done = 0u64;
+        let rewrite_total = sources.len();
         // 1. New packs (and their .idx) with the live blobs of rewritten packs.
         let mut new_indexed: Vec<IndexedPack> = Vec::new();
         let mut source: Option<(Id, Vec<u8>)> = None;
@@ -759,7 +796,14 @@ impl<S: Storage> Repository<S> {
             let mut builder = PackBuilder::new();
             for loc in locs {
                 if source.as_ref().is_none_or(|(id, _)| *id != loc.pack) {
-                    source = Some((loc.pack, storage.get(&pack_key(&loc.pack))?));
+                    let bytes = storage.get(&pack_key(&loc.pack))?;
+                    done += bytes.len() as u64;
+                    on_progress(
+                        done,
+                        total,
+                        &format!("rewriting packs ({rewrite_total} partly used)"),
+                    );
+                    source = Some((loc.pack, bytes));
                 }
                 let (_, bytes) = source.as_ref().expect("just loaded");
                 let e = &loc.entry;
@@ -800,6 +844,7 @@ impl<S: Storage> Repository<S> {
             rng,
         )?;
         // 3. The new index.
+        on_progress(done, total, "writing the index");
         let mut all = plan.keep.clone();
         all.extend(new_indexed);
         let (written, _) = self.write_index_files(&all, rng)?;
@@ -817,10 +862,17 @@ impl<S: Storage> Repository<S> {
         for p in &plan.orphan_parity {
             delete_if_present(storage, &parity_key(p))?;
         }
-        for p in &plan.doomed {
+        for (i, p) in plan.doomed.iter().enumerate() {
             delete_if_present(storage, &pack_key(p))?;
             delete_if_present(storage, &idx_key(p))?;
+            done += size_of(p);
+            on_progress(
+                done,
+                total,
+                &format!("deleted {} of {} unused packs", i + 1, plan.doomed.len()),
+            );
         }
+        on_progress(total, total, "done");
         for p in &plan.orphan_idx {
             delete_if_present(storage, &idx_key(p))?;
         }

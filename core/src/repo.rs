@@ -12,7 +12,9 @@ use crate::compress::{compress, decompress, Compression};
 use crate::config::{
     ChunkerConfig, CompressionConfig, Config, ParityConfig, CONFIG_KEY, FORMAT_NAME, FORMAT_VERSION,
 };
-use crate::crypto::{random_bytes, KdfParams, KeyFile, Keys, RandomSource, NONCE_LEN};
+use crate::crypto::{
+    random_bytes, KdfParams, KeyFile, Keys, RandomSource, MAX_KEY_FILE_LEN, NONCE_LEN,
+};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::index::{
@@ -25,10 +27,10 @@ use crate::parallel::par_map;
 use crate::parity::{load_groups, parity_key, ParityBuilder, GROUP_SIZE};
 use crate::snapshot::{
     decode_snapshot, encode_snapshot, format_time, snapshot_id_of_key, snapshot_key, Item,
-    Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
+    ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
 };
 use crate::storage::{put_exact, Storage, StorageError};
-use crate::validate::{validate_item_name, validate_item_type, validate_tags};
+use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
 
 /// Prefix of key files.
 pub const KEYS_PREFIX: &str = "keys/";
@@ -633,21 +635,15 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
         if !key.ends_with(".key") {
             continue;
         }
-        if *size > 64 * 1024 {
+        if *size > MAX_KEY_FILE_LEN as u64 {
             malformed.push(format!("{key}: {size} bytes, too large for a key file"));
             continue;
         }
         let parsed = storage
             .get(key)
             .map_err(|e| e.to_string())
-            .and_then(|d| serde_json::from_slice::<KeyFile>(&d).map_err(|e| e.to_string()))
-            .and_then(|kf| {
-                let p = kf.kdf_params;
-                if p.memory_kib > 4 << 20 || p.iterations > 1000 || p.parallelism > 255 {
-                    return Err("Argon2id costs out of range".to_string());
-                }
-                kf.unwrap_master(repo_id, pass)
-            });
+            .and_then(|d| KeyFile::parse(&d))
+            .and_then(|kf| kf.unwrap_master(repo_id, pass));
         match parsed {
             Ok(Some(master)) => return Ok((master, key.clone())),
             Ok(None) => tried.push(key.as_str()),
@@ -693,6 +689,7 @@ struct ItemState {
     chunk_count: u64,
     ids: Vec<Id>,
     lists: Vec<Id>,
+    command: Option<ItemCommand>,
 }
 
 /// Everything an ingest keeps apart from its chunker.
@@ -879,6 +876,7 @@ impl<S: Storage> Writer<S> {
                 size: i.size,
                 chunk_count: i.chunk_count,
                 chunk_lists: i.lists,
+                command: i.command,
             });
         }
         Ok(())
@@ -938,7 +936,26 @@ impl<S: Storage> Ingest<S> {
             chunk_count: 0,
             ids: Vec::new(),
             lists: Vec::new(),
+            command: None,
         });
+        Ok(())
+    }
+
+    /// Record that the open item is the standard output of `argv`, which exited with
+    /// `exit_status`. Only a zero status is accepted: a failed command must not become a
+    /// snapshot (abort the ingest instead).
+    pub fn set_item_command(&mut self, argv: Vec<String>, exit_status: i32) -> Result<()> {
+        let item = self.writer.item.as_mut().ok_or_else(|| {
+            Error::InvalidArgument("no item is open: call start_item first".into())
+        })?;
+        if exit_status != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "item {:?}: its command exited with status {exit_status}; abort the ingest",
+                item.name
+            )));
+        }
+        validate_command(&argv)?;
+        item.command = Some(ItemCommand { argv, exit_status });
         Ok(())
     }
 

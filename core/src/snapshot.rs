@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
 
 /// Magic at the start of every snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CA-SNAP1";
@@ -55,6 +56,19 @@ pub struct Item {
     pub chunk_count: u64,
     /// Chunk-list blobs, in order; together they list the item's chunk ids.
     pub chunk_lists: Vec<Id>,
+    /// The command whose standard output this item is, when it was backed up with
+    /// `ingest --exec` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<ItemCommand>,
+}
+
+/// A command an item was produced by, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemCommand {
+    /// Its arguments, the program first.
+    pub argv: Vec<String>,
+    /// Its exit status (always 0 in a committed snapshot: a failed command commits nothing).
+    pub exit_status: i32,
 }
 
 /// A snapshot manifest as stored.
@@ -145,5 +159,23 @@ pub fn decode_snapshot(keys: &Keys, id: Id, data: &[u8]) -> Result<Snapshot> {
         )));
     }
     let time = parse_time(&manifest.created_at).map_err(bad)?;
+    // A manifest is only as trustworthy as whoever could write the repository: names that are
+    // unsafe as relative paths, control characters or duplicates are refused here, before any
+    // caller uses them (restore_to, tar streams, listings).
+    let mut names = std::collections::HashSet::new();
+    for item in &manifest.items {
+        validate_item_name(&item.name)
+            .and_then(|()| validate_item_type(&item.kind))
+            .and_then(|()| {
+                item.command
+                    .as_ref()
+                    .map_or(Ok(()), |c| validate_command(&c.argv))
+            })
+            .map_err(|e| bad(format!("item: {e}")))?;
+        if !names.insert(item.name.as_str()) {
+            return Err(bad(format!("item {:?} appears twice", item.name)));
+        }
+    }
+    validate_tags(&manifest.tags).map_err(|e| bad(format!("tags: {e}")))?;
     Ok(Snapshot { id, time, manifest })
 }

@@ -66,3 +66,20 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     }
     Ok(())
 }
+
+/// A recorded command line: 1–4096 arguments, 64 KiB in all, no NUL (which no real argument
+/// can hold), the program not empty.
+pub fn validate_command(argv: &[String]) -> Result<()> {
+    let total: usize = argv.iter().map(String::len).sum();
+    if argv.is_empty() || argv[0].is_empty() || argv.len() > 4096 || total > 64 * 1024 {
+        return Err(invalid(format!(
+            "a command line must have 1 to 4096 arguments, 64 KiB in all, and a program name \
+             (got {} arguments, {total} bytes)",
+            argv.len()
+        )));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(invalid("a command argument contains a NUL byte".into()));
+    }
+    Ok(())
+}

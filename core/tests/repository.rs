@@ -468,6 +468,37 @@ fn unsafe_item_names_and_tags_are_refused() {
 }
 
 #[test]
+fn a_forged_manifest_with_unsafe_item_names_is_refused_when_read() {
+    // Whoever can write an unencrypted repository can store a manifest that never went
+    // through ingest; its names must be checked on the way in as well as on the way out.
+    use containerarchive_core::snapshot::{encode_snapshot, snapshot_key};
+    let repo = plain(Compression::Zstd);
+    let good = ingest_items(&repo, &[("d", b"abc")], "2026-01-01T00:00:00Z", &[]).unwrap();
+    for name in ["../../etc/cron.d/x", "/abs", "a/../../b", "nul\0", "d"] {
+        let mut manifest = good.manifest.clone();
+        let mut item = manifest.items[0].clone();
+        item.name = name.replace("\\0", "\0");
+        manifest.items.push(item);
+        let (id, bytes) = encode_snapshot(repo.keys(), &manifest, [0; 12]);
+        repo.storage().put(&snapshot_key(&id), &bytes).unwrap();
+        let err = repo.load_snapshot(id).err().unwrap();
+        assert!(
+            matches!(err, Error::Corruption { .. }) && err.to_string().contains(&id.to_hex()),
+            "{name:?}: {err}"
+        );
+        repo.storage().delete(&snapshot_key(&id)).unwrap();
+    }
+    let mut manifest = good.manifest.clone();
+    manifest.tags.insert("k".into(), "line\nbreak".into());
+    let (id, bytes) = encode_snapshot(repo.keys(), &manifest, [0; 12]);
+    repo.storage().put(&snapshot_key(&id), &bytes).unwrap();
+    assert!(matches!(
+        repo.load_snapshot(id),
+        Err(Error::Corruption { .. })
+    ));
+}
+
+#[test]
 fn incremental_versions_of_a_dump_reuse_most_chunks() {
     let repo = encrypted();
     let rows = 400_000;

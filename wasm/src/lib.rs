@@ -300,7 +300,7 @@ impl Engine {
         let mut last = -1.0;
         let report = self
             .repo
-            .verify_with_progress(level, &mut |_| {}, &mut |fraction| {
+            .verify_with_progress(level, &mut |_| {}, &mut |fraction, _| {
                 if let Some(cb) = &on_progress {
                     if fraction - last >= 0.01 || fraction >= 1.0 {
                         last = fraction;

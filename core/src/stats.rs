@@ -1,0 +1,84 @@
+//! Repository totals: what is stored, how much deduplication and compression save.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::pack::BlobKind;
+use crate::parity::PARITY_PREFIX;
+use crate::repo::{Repository, SnapshotFilter};
+use crate::storage::Storage;
+
+/// Totals over a whole repository, from its index, its parity listing and its snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RepoStats {
+    /// Snapshots.
+    pub snapshots: u64,
+    /// Data packs in the index.
+    pub packs: u64,
+    /// Bytes of those packs (headers included).
+    pub pack_bytes: u64,
+    /// Parity shards and group descriptions, and their bytes.
+    pub parity_files: u64,
+    /// See [`RepoStats::parity_files`].
+    pub parity_bytes: u64,
+    /// Distinct content chunks.
+    pub unique_chunks: u64,
+    /// Their bytes before compression.
+    pub unique_bytes: u64,
+    /// Chunk-list blobs (the metadata that lists each item's chunks).
+    pub chunk_lists: u64,
+    /// Bytes of every blob as stored (compressed, encrypted).
+    pub stored_bytes: u64,
+    /// Content bytes over all snapshots, counted once per snapshot (what restoring every
+    /// snapshot would produce).
+    pub original_bytes: u64,
+    /// `original_bytes / unique_bytes`: how many times over deduplication stores the data.
+    pub dedup_ratio: f64,
+    /// `unique_bytes / stored bytes of data chunks`: what compression saves.
+    pub compression_ratio: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+impl<S: Storage> Repository<S> {
+    /// Repository totals. Reads the index, lists parity files and reads every snapshot manifest;
+    /// no pack is read.
+    pub fn stats(&self) -> Result<RepoStats> {
+        let mut st = RepoStats::default();
+        let mut data_stored = 0u64;
+        {
+            let guard = self.index()?;
+            let index = guard.as_ref().expect("loaded by index()");
+            st.packs = index.packs().len() as u64;
+            st.pack_bytes = index.packs().iter().map(|(_, size)| size).sum();
+            for e in index.entries() {
+                st.stored_bytes += e.stored_len as u64;
+                match e.kind {
+                    BlobKind::Data => {
+                        st.unique_chunks += 1;
+                        st.unique_bytes += e.raw_len as u64;
+                        data_stored += e.stored_len as u64;
+                    }
+                    BlobKind::ChunkList => st.chunk_lists += 1,
+                }
+            }
+        }
+        for (_, size) in self.storage().list(PARITY_PREFIX)? {
+            st.parity_files += 1;
+            st.parity_bytes += size;
+        }
+        for snap in self.list_snapshots(&SnapshotFilter::default())? {
+            st.snapshots += 1;
+            st.original_bytes += snap.manifest.original_size;
+        }
+        st.dedup_ratio = ratio(st.original_bytes, st.unique_bytes);
+        st.compression_ratio = ratio(st.unique_bytes, data_stored);
+        Ok(st)
+    }
+}
