@@ -163,3 +163,118 @@ def test_init_without_a_passphrase_needs_an_explicit_choice(tmp_path: Path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["encryption"] == "none"
     run(["ingest", "-", "--repo", str(tmp_path / "r")], input=b"plain")
     assert run(["restore", "latest", "--repo", str(tmp_path / "r")]).stdout == b"plain"
+
+
+COMMANDS = [
+    "init",
+    "ingest",
+    "restore",
+    "restore-plan",
+    "snapshots",
+    "show",
+    "verify",
+    "repair",
+    "reindex",
+    "prune",
+    "key",
+    "unlock",
+    "stats",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples_and_exit_codes(command):
+    proc = run([command, "--help"])
+    text = proc.stdout.decode()
+    assert "examples:" in text and f"containerarchive {command}" in text
+    assert "exit codes:" in text and "12 wrong passphrase" in text
+
+
+def test_every_command_prints_one_json_document(cli_env, tmp_path: Path):
+    def doc(args, **kw):
+        proc = run([*args, "--json"], env=cli_env, **kw)
+        return json.loads(proc.stdout)
+
+    assert doc(["init"])["config"]["encryption"] == "aes-256-gcm"
+    snap = doc(["ingest", "-", "--name", "a.sql"], input=sql_dump(2000, 1))
+    assert doc(["snapshots"])[0]["id"] == snap["id"]
+    assert doc(["show", "latest"])["items"][0]["name"] == "a.sql"
+    restored = doc(["restore", "latest", "-o", str(tmp_path / "a.sql")])
+    assert restored["bytes"] == len(sql_dump(2000, 1)) and restored["items"] == ["a.sql"]
+    assert doc(["restore-plan", "latest"])["complete"] is True
+    assert doc(["verify", "--level", "full"])["ok"] is True
+    assert doc(["repair"])["ok"] is True
+    assert doc(["reindex"])["packs_indexed"] >= 1
+    assert doc(["prune", "--keep-last", "1", "--dry-run"])["dry_run"] is True
+    assert len(doc(["key", "list"])) == 1
+    assert doc(["unlock"])["removed"] == []
+    stats = doc(["stats"])
+    assert stats["snapshots"] == 1 and stats["unique_chunks"] >= 1
+    assert stats["original_bytes"] == len(sql_dump(2000, 1))
+    assert stats["compression_ratio"] > 2  # SQL text compresses
+    # Errors are one JSON document too, with the documented exit code.
+    proc = run(["show", "ffffffff", "--json"], env=cli_env, check=False)
+    assert proc.returncode == 3
+    assert json.loads(proc.stdout)["error"]["type"] == "SnapshotNotFoundError"
+
+
+def test_stats_text_shows_dedup_and_compression(cli_env):
+    run(["init"], env=cli_env)
+    dump = sql_dump(20_000, 4)
+    run(["ingest", "-", "--name", "a.sql"], env=cli_env, input=dump)
+    run(["ingest", "-", "--name", "a.sql"], env=cli_env, input=dump)
+    text = run(["stats"], env=cli_env).stdout.decode()
+    assert "snapshots                   2" in text
+    assert "deduplication               2.00×" in text
+
+
+def _on_a_terminal(args, env):
+    """Run the CLI with standard error on a pseudo-terminal; returns (exit code, stderr)."""
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+    out = bytearray()
+
+    def read():
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            out.extend(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run(
+        [*CLI, *args],
+        stderr=follower,
+        stdout=subprocess.PIPE,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    os.close(follower)
+    reader.join(timeout=10)
+    os.close(leader)
+    return proc.returncode, bytes(out).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_and_none_otherwise(cli_env, tmp_path: Path):
+    run(["init"], env=cli_env)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(24 << 20))
+    code, err = _on_a_terminal(["ingest", str(src)], cli_env)
+    assert code == 0
+    assert "ingest:" in err and "100%" in err and "█" in err
+    code, err = _on_a_terminal(["verify", "--level", "full"], cli_env)
+    assert code == 0 and "verify:" in err and "100%" in err
+    # Not a terminal: no bar, however long the operation.
+    proc = run(["ingest", str(src), "--name", "again"], env=cli_env)
+    assert b"\r" not in proc.stderr and b"%|" not in proc.stderr
+    # --no-progress and --json turn bars off on a terminal too.
+    code, err = _on_a_terminal(["verify", "--no-progress"], cli_env)
+    assert code == 0 and "%|" not in err
+    code, err = _on_a_terminal(["restore", "latest", "-o", str(tmp_path / "o"), "--json"], cli_env)
+    assert code == 0 and "%|" not in err

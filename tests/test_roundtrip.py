@@ -168,3 +168,14 @@ def test_restore_to_a_file_descriptor(repo, tmp_path: Path):
         os.close(w)
         t.join()
     assert bytes(got) == data
+
+
+def test_a_relative_repository_path_works_and_survives_a_change_of_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with ca.Repository.init("relative-repo", passphrase="pw", kdf_memory_kib=1024) as repo:
+        snap = repo.ingest(b"relative", name="r")
+        monkeypatch.chdir("/")
+        with repo.restore(snap.id) as f:
+            assert f.read() == b"relative"
+        repo.ingest(b"again", name="r2")
+    assert (tmp_path / "relative-repo" / "config.json").exists()

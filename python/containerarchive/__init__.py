@@ -8,6 +8,7 @@
 from ._native import __version__
 from .errors import (
     AmbiguousSnapshotIdError,
+    CommandFailedError,
     ContainerArchiveError,
     CorruptionError,
     InvalidArgumentError,
@@ -20,6 +21,8 @@ from .errors import (
     UnsupportedFormatError,
     WrongPassphraseError,
 )
+from .events import IngestComplete, Progress, Subscription
+from .frames import to_dataframe
 from .repository import Repository
 from .types import (
     Item,
@@ -28,6 +31,7 @@ from .types import (
     PruneResult,
     ReindexResult,
     RepairResult,
+    RepoStats,
     RestorePlan,
     Snapshot,
     UnrecoverablePack,
@@ -38,6 +42,12 @@ from .types import (
 
 __all__ = [
     "AmbiguousSnapshotIdError",
+    "CommandFailedError",
+    "IngestComplete",
+    "Progress",
+    "RepoStats",
+    "Subscription",
+    "to_dataframe",
     "ContainerArchiveError",
     "CorruptionError",
     "InvalidArgumentError",

@@ -1,7 +1,10 @@
 """The ``containerarchive`` command line.
 
-Exit codes: 0 success; 1 error (corruption, storage, anything else); 2 usage error;
-3 snapshot or item not found; 10 no repository; 11 locked; 12 wrong or missing passphrase.
+Exit codes: 0 success; 1 not ok (verify or repair found damage) or any other error; 2 usage
+error; 3 snapshot or item not found; 4 a command given with ``--exec`` failed (nothing was
+committed); 10 no repository; 11 locked; 12 wrong or missing passphrase; 130 interrupted.
+With ``--json`` every command prints exactly one JSON document on standard output, errors
+included (``{"error": {"type", "message", "exit_code"}}``).
 """
 
 from __future__ import annotations
@@ -11,22 +14,27 @@ import getpass
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import errors
+from ._format import human_size
+from .events import Progress, ProgressEvent, Subscription
 from .repository import Repository
 from .types import Snapshot
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
+EXIT_COMMAND_FAILED = 4
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
 
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (errors.CommandFailedError, EXIT_COMMAND_FAILED),
     (errors.RepositoryNotFoundError, EXIT_NO_REPOSITORY),
     (errors.LockedError, EXIT_LOCKED),
     (errors.WrongPassphraseError, EXIT_PASSPHRASE),
@@ -39,15 +47,6 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
 
 class UsageError(Exception):
     """A problem with how the command was called."""
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _parse_tags(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -111,6 +110,73 @@ def _open(args: argparse.Namespace) -> Repository:
     return Repository.open(path, passphrase)
 
 
+def _terminal_size() -> tuple[int, int]:
+    """Standard error's columns and rows; 100×24 where the terminal does not say (a pty
+    nobody sized says 0×0, and tqdm hides every bar on a terminal of 0 rows)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        return size.columns or 100, size.lines or 24
+    except (OSError, ValueError):
+        return 100, 24
+
+
+class _Bars:
+    """tqdm progress bars on standard error for a repository's progress events — only on a
+    terminal, and never with ``--json`` or ``--no-progress``."""
+
+    def __init__(self, args: argparse.Namespace, repo: Repository, *events: ProgressEvent):
+        self._bar: Any = None
+        self._subs: list[Subscription] = []
+        wanted = (
+            sys.stderr.isatty()
+            and not getattr(args, "json", False)
+            and not getattr(args, "no_progress", False)
+        )
+        if wanted:
+            for event in events:
+                self._subs.append(repo.on(event, self._update))
+
+    def _update(self, p: Progress) -> None:
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+        percent_only = p.total_bytes is None and p.percentage is not None
+        if self._bar is None:
+            self._bar = tqdm(
+                total=100 if percent_only else p.total_bytes,
+                unit="%" if percent_only else "B",
+                unit_scale=not percent_only,
+                unit_divisor=1024,
+                desc=p.operation,
+                file=sys.stderr,
+                bar_format=(
+                    "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+                    if percent_only
+                    else None
+                ),
+                ncols=_terminal_size()[0],
+                nrows=_terminal_size()[1],
+                leave=True,
+            )
+        bar = self._bar
+        if bar.unit == "B" and p.total_bytes is not None and bar.total != p.total_bytes:
+            bar.total = p.total_bytes  # prune learns its total after planning
+        bar.n = p.percentage if percent_only else p.bytes_processed
+        if percent_only:
+            bar.set_postfix_str(f"{human_size(p.bytes_processed)} read, {p.message}", refresh=False)
+        else:
+            bar.set_postfix_str(p.message, refresh=False)
+        bar.refresh()
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sub in self._subs:
+            sub.unsubscribe()
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
     if getattr(args, "json", False):
         json.dump(doc, sys.stdout, indent=2)
@@ -124,12 +190,14 @@ def _snapshot_text(s: Snapshot) -> str:
         f"snapshot {s.id}",
         f"  created   {s.created_at.isoformat()}",
         f"  tags      {', '.join(f'{k}={v}' for k, v in sorted(s.tags.items())) or '-'}",
-        f"  size      {_size(s.original_size)} in {s.chunk_count} chunks",
-        f"  stored    {_size(s.stored_size)} new ({s.new_chunks} new chunks, "
+        f"  size      {human_size(s.original_size)} in {s.chunk_count} chunks",
+        f"  stored    {human_size(s.stored_size)} new ({s.new_chunks} new chunks, "
         f"{s.reused_chunks} reused)",
         "  items",
     ]
-    lines += [f"    {i.name}  ({i.type}, {_size(i.size)}, {i.chunk_count} chunks)" for i in s.items]
+    lines += [
+        f"    {i.name}  ({i.type}, {human_size(i.size)}, {i.chunk_count} chunks)" for i in s.items
+    ]
     return "\n".join(lines)
 
 
@@ -150,30 +218,56 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    sources: list[str] = args.sources
-    if args.name and len(sources) > 1:
+def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Sources first, then ``--exec`` commands, in the order given; ``--name`` values name
+    them in that same order."""
+    sources: list[str] = args.sources or []
+    commands: list[str] = args.exec or []
+    names: list[str] = args.name or []
+    if not sources and not commands:
+        raise UsageError("nothing to back up: give a file, - for stdin, or --exec COMMAND")
+    if len(names) > len(sources) + len(commands):
         raise UsageError(
-            "--name names a single source; several sources are named after their files"
+            f"{len(names)} --name given for {len(sources) + len(commands)} items "
+            "(names apply to the sources, then to the --exec commands, in order)"
         )
-    items = []
-    for src in sources:
+    if sources.count("-") > 1:
+        raise UsageError("standard input (-) can be given once")
+    items: list[dict[str, Any]] = []
+    for i, src in enumerate(sources):
+        given = names[i] if i < len(names) else None
         if src == "-":
-            items.append(
-                {"source": sys.stdin.buffer, "name": args.name or "stdin", "type": args.type}
-            )
+            items.append({"source": sys.stdin.buffer, "name": given or "stdin"})
         else:
-            items.append({"source": src, "name": args.name or Path(src).name, "type": args.type})
-    with _open(args) as repo:
+            items.append({"source": src, "name": given or Path(src).name})
+    import shlex
+
+    for j, command in enumerate(commands):
+        i = len(sources) + j
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            raise UsageError(f"--exec {command!r}: {e}") from e
+        if not argv:
+            raise UsageError("--exec needs a command")
+        given = names[i] if i < len(names) else None
+        items.append({"command": argv, "name": given or f"{Path(argv[0]).name}.out"})
+    for item in items:
+        item["type"] = args.type
+    return items
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    items = _ingest_items(args)
+    with _open(args) as repo, _Bars(args, repo, "ingest:progress"):
         snap = repo.ingest_multi(items, tags=_parse_tags(args.tag), time=args.time)
-    ratio = (snap.reused_chunks / snap.chunk_count * 100) if snap.chunk_count else 100.0
     _emit(
         args,
         snap.to_dict(),
         f"snapshot {snap.id} saved\n"
-        f"  {_size(snap.original_size)} in {snap.chunk_count} chunks: {snap.new_chunks} new, "
-        f"{snap.reused_chunks} reused ({ratio:.1f}% deduplicated), "
-        f"{_size(snap.stored_size)} added to the repository",
+        f"  {human_size(snap.original_size)} in {snap.chunk_count} chunks: {snap.new_chunks} new, "
+        f"{snap.reused_chunks} reused ({snap.dedup_percent:.1f}% deduplicated), "
+        f"{human_size(snap.stored_size)} added to the repository",
     )
     return 0
 
@@ -188,9 +282,12 @@ def _resolve(repo: Repository, ref: str, tags: dict[str, str]) -> Snapshot:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    with _open(args) as repo:
+    to_stdout = args.output in (None, "-")
+    if to_stdout and getattr(args, "json", False):
+        raise UsageError("--json needs -o FILE: standard output carries the restored data")
+    with _open(args) as repo, _Bars(args, repo, "restore:progress"):
         snap = _resolve(repo, args.snapshot, _parse_tags(args.tag))
-        if args.output in (None, "-"):
+        if to_stdout:
             if args.item is not None or len(snap.items) == 1:
                 sys.stdout.flush()
                 repo.restore_to_fd(snap.id, sys.stdout.fileno(), args.item)
@@ -205,7 +302,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 out.flush()
             return 0
         target = repo.restore_to(snap.id, args.output, args.item)
-    print(f"restored snapshot {snap.id} to {target}", file=sys.stderr)
+    items = [args.item] if args.item else [i.name for i in snap.items]
+    size = sum(snap.item(name).size for name in items)
+    if getattr(args, "json", False):
+        _emit(
+            args,
+            {"snapshot": snap.id, "target": str(target), "items": items, "bytes": size},
+            "",
+        )
+    else:
+        print(f"restored snapshot {snap.id} to {target} ({human_size(size)})", file=sys.stderr)
     return 0
 
 
@@ -221,8 +327,8 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
         "missing": plan.missing,
         "complete": plan.complete,
     }
-    lines = [f"{f.path}  {_size(f.size) if f.size is not None else '?'}" for f in plan.files]
-    lines.append(f"{len(plan.files)} files, {_size(plan.total_bytes)}")
+    lines = [f"{f.path}  {human_size(f.size) if f.size is not None else '?'}" for f in plan.files]
+    lines.append(f"{len(plan.files)} files, {human_size(plan.total_bytes)}")
     _emit(args, doc, "\n".join(lines))
     return 0
 
@@ -234,7 +340,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         )
     rows = [
         f"{s.short_id}  {s.created_at.isoformat(timespec='seconds')}  "
-        f"{_size(s.original_size):>10}  {_size(s.stored_size):>10}  "
+        f"{human_size(s.original_size):>10}  {human_size(s.stored_size):>10}  "
         f"{','.join(i.name for i in s.items)}  "
         f"{' '.join(f'{k}={v}' for k, v in sorted(s.tags.items()))}"
         for s in snaps
@@ -260,7 +366,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"error: {e.kind}: {e.message}", file=sys.stderr)
                 printed.append(e)
 
-        result = repo.verify(args.level, on_error=show)
+        with _Bars(args, repo, "verify:progress"):
+            result = repo.verify(args.level, on_error=show)
     st = result.stats
     _emit(
         args,
@@ -272,7 +379,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         },
         f"verify ({args.level}): {'ok' if result.ok else f'{len(result.errors)} errors'}; "
         f"{st.snapshots_checked} snapshots, {st.packs_checked} packs, {st.chunks_checked} "
-        f"chunks, {st.groups_checked} parity groups checked, {_size(st.bytes_read)} read"
+        f"chunks, {st.groups_checked} parity groups checked, {human_size(st.bytes_read)} read"
         + (
             f"; {st.unindexed_packs} unindexed packs (garbage: prune removes them)"
             if st.unindexed_packs
@@ -321,7 +428,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    with _open(args) as repo:
+    with _open(args) as repo, _Bars(args, repo, "prune:progress"):
         r = repo.prune(
             keep_last=args.keep_last,
             keep_hourly=args.keep_hourly,
@@ -337,9 +444,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"keep {len(r.kept)} snapshots, {verb} {r.removed_snapshots}"
         + "".join(f"\n  {verb} {s}" for s in r.removed)
         + f"\n{verb} {r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs}),"
-        f" {'would free' if r.dry_run else 'freed'} {_size(max(r.freed_bytes, 0))}"
+        f" {'would free' if r.dry_run else 'freed'} {human_size(max(r.freed_bytes, 0))}"
     )
     _emit(args, vars(r), text)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args) as repo:
+        st = repo.stats()
+        location = str(repo.path)
+    doc = {"repository": location, **st.to_dict()}
+    width = max(len(k) for k, _ in st._rows())
+    text = "\n".join([f"repository {location}"] + [f"  {k:<{width}}  {v}" for k, v in st._rows()])
+    _emit(args, doc, text)
     return 0
 
 
@@ -400,6 +518,73 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------
 
+_EXIT_HELP = (
+    "exit codes: 0 ok; 1 not ok (verify/repair found damage) or other error; 2 usage error; "
+    "3 snapshot or item not found; 4 an --exec command failed (nothing committed); "
+    "10 no repository; 11 locked; 12 wrong passphrase; 130 interrupted"
+)
+
+_EXAMPLES = {
+    "init": """
+        containerarchive init -r /backups/repo                 # asks for a passphrase
+        CONTAINERARCHIVE_PASSWORD_FILE=/etc/ca.pw containerarchive init -r /backups/repo
+        containerarchive init -r /tmp/scratch --no-encryption --compression none""",
+    "ingest": """
+        pg_dump -Fc mydb | containerarchive ingest - --name db.dump --tag db=mydb
+        containerarchive ingest --exec "pg_dump -Fc mydb" --name db.dump --tag db=mydb
+        containerarchive ingest --exec "pg_dump -Fc a" --name a.dump \\
+                                --exec "pg_dump -Fc b" --name b.dump      # one snapshot
+        containerarchive ingest volume.tar config.tgz --type volume --json""",
+    "restore": """
+        containerarchive restore latest --tag db=mydb | pg_restore -d mydb
+        containerarchive restore 3f9a2c1b -o /restore/          # every item into a directory
+        containerarchive restore latest --item db.dump -o db.dump --json""",
+    "restore-plan": """
+        containerarchive restore-plan latest --item db.dump --json""",
+    "snapshots": """
+        containerarchive snapshots --tag db=mydb --after 2026-11-01
+        containerarchive snapshots --json | jq '.[].id'""",
+    "show": """
+        containerarchive show latest
+        containerarchive show 3f9a2c1b --json""",
+    "verify": """
+        containerarchive verify                   # standard: metadata and pack checksums
+        containerarchive verify --level full      # every chunk decoded, every parity shard
+        containerarchive verify --level quick --json""",
+    "repair": """
+        containerarchive repair && containerarchive verify --level full""",
+    "reindex": """
+        containerarchive reindex""",
+    "prune": """
+        containerarchive prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+        containerarchive prune --keep-last 3 --tag db=mydb""",
+    "key": """
+        containerarchive key list
+        containerarchive key add --new-password-file second.pw
+        containerarchive key passwd
+        containerarchive key remove 1a2b3c""",
+    "unlock": """
+        containerarchive unlock            # remove locks of processes that are gone
+        containerarchive unlock --force    # every lock: only when no other process runs""",
+    "stats": """
+        containerarchive stats
+        containerarchive stats --json | jq .dedup_ratio""",
+}
+
+
+def _add(sub: Any, name: str, common: argparse.ArgumentParser, help: str, **kw: Any) -> Any:
+    examples = textwrap.indent(textwrap.dedent(_EXAMPLES[name]).strip("\n"), "  ")
+    epilog = f"examples:\n{examples}\n\n{textwrap.fill(_EXIT_HELP, 88)}"
+    return sub.add_parser(
+        name,
+        parents=[common],
+        help=help,
+        description=kw.pop("description", help[0].upper() + help[1:] + "."),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kw,
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -413,101 +598,105 @@ def build_parser() -> argparse.ArgumentParser:
         "-p",
         "--password-file",
         default=argparse.SUPPRESS,
-        help="file holding the passphrase (default: $CONTAINERARCHIVE_PASSWORD)",
+        help="file holding the passphrase (default: $CONTAINERARCHIVE_PASSWORD, "
+        "$CONTAINERARCHIVE_PASSWORD_FILE, or a prompt on a terminal)",
     )
     common.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print one JSON document",
+        help="print one JSON document on standard output (errors too)",
+    )
+    common.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bar (there is none anyway when standard error is not a terminal)",
     )
 
     parser = argparse.ArgumentParser(
         prog="containerarchive",
         description="Encrypted, deduplicated backups of database dumps, volumes and configs.",
         parents=[common],
-        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 snapshot/item not found, "
-        "10 no repository, 11 locked, 12 wrong passphrase.",
+        epilog=_EXIT_HELP,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("init", parents=[common], help="create a repository")
+    p = _add(sub, "init", common, "create a repository")
     p.add_argument("--compression", choices=["zstd", "gzip", "none"], default="zstd")
     p.add_argument("--no-encryption", action="store_true", help="create an unencrypted repository")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser(
+    p = _add(
+        sub,
         "ingest",
-        parents=[common],
-        help="back up files or stdin as one snapshot",
-        epilog="example: pg_dump mydb | containerarchive ingest - --name db.sql --tag db=mydb",
+        common,
+        "back up files, stdin or commands' output as one snapshot",
+        description="Back up files, standard input (-) or the standard output of commands "
+        "(--exec) as one snapshot with one item each. A command that exits non-zero or is "
+        "killed commits nothing (exit code 4) and its standard error is shown.",
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="file to back up, or - for stdin")
-    p.add_argument("--name", help="item name (default: the file name, or 'stdin')")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="file to back up, or - for stdin")
+    p.add_argument(
+        "--exec",
+        action="append",
+        metavar="COMMAND",
+        help="run COMMAND (split like a shell would, no shell run) and back up its standard "
+        "output; repeat for several items",
+    )
+    p.add_argument(
+        "--name",
+        action="append",
+        help="item name; repeat to name several items, sources first then --exec commands "
+        "(default: the file name, 'stdin', or the program name + .out)",
+    )
     p.add_argument("--type", default="raw", help="item type, e.g. database-dump (default: raw)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="tag the snapshot")
     p.add_argument("--time", help="creation time, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser(
-        "restore",
-        parents=[common],
-        help="restore a snapshot or one item",
-        epilog="example: containerarchive restore latest --tag db=mydb | psql mydb",
-    )
+    p = _add(sub, "restore", common, "restore a snapshot or one item")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
     p.add_argument("-o", "--output", help="file (or directory for several items); default stdout")
     p.add_argument("--item", help="restore only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser(
-        "restore-plan",
-        parents=[common],
-        help="list exactly the files restoring a snapshot or item needs",
-        epilog="example: containerarchive restore-plan latest --item db.sql --json",
-    )
+    p = _add(sub, "restore-plan", common, "list exactly the files restoring a snapshot needs")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
     p.add_argument("--item", help="only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
     p.set_defaults(func=cmd_restore_plan)
 
-    p = sub.add_parser("snapshots", parents=[common], help="list snapshots")
+    p = _add(sub, "snapshots", common, "list snapshots")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="only with this tag")
     p.add_argument("--after", help="only created at or after this ISO 8601 time")
     p.add_argument("--before", help="only created at or before this ISO 8601 time")
     p.set_defaults(func=cmd_snapshots)
 
-    p = sub.add_parser("show", parents=[common], help="show one snapshot")
+    p = _add(sub, "show", common, "show one snapshot")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser(
+    p = _add(
+        sub,
         "verify",
-        parents=[common],
-        help="check the repository for damage",
-        epilog="quick: metadata and presence; standard: plus pack checksums; full: plus every "
-        "chunk and parity shard. Exit code 1 when anything is wrong.",
+        common,
+        "check the repository for damage",
+        description="Check the repository. quick: metadata and presence; standard: plus pack "
+        "checksums and headers; full: plus every chunk decoded and re-hashed and every parity "
+        "shard recomputed. Exit code 1 when anything is wrong.",
     )
     p.add_argument("--level", choices=["quick", "standard", "full"], default="standard")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser(
-        "repair",
-        parents=[common],
-        help="rebuild lost or damaged packs from parity, rebuild the index",
-    )
+    p = _add(sub, "repair", common, "rebuild lost or damaged packs from parity, rebuild the index")
     p.set_defaults(func=cmd_repair)
 
-    p = sub.add_parser("reindex", parents=[common], help="rebuild the index from the packs")
+    p = _add(sub, "reindex", common, "rebuild the index from the packs")
     p.set_defaults(func=cmd_reindex)
 
-    p = sub.add_parser(
-        "prune",
-        parents=[common],
-        help="forget snapshots by retention policy, free space",
-        epilog="example: containerarchive prune --keep-daily 7 --keep-weekly 4 --dry-run",
-    )
+    p = _add(sub, "prune", common, "forget snapshots by retention policy, free space")
     for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         p.add_argument(f"--keep-{rule}", type=int, metavar="N", dest=f"keep_{rule}")
     p.add_argument(
@@ -519,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("key", parents=[common], help="manage the passphrases (key files)")
+    p = _add(sub, "key", common, "manage the passphrases (key files)")
     keys = p.add_subparsers(dest="key_command", metavar="KEY_COMMAND", required=True)
     for name, text in (
         ("list", "list key files"),
@@ -527,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("passwd", "change the passphrase in use"),
         ("remove", "remove a key file"),
     ):
-        kp = keys.add_parser(name, parents=[common], help=text)
+        kp = keys.add_parser(name, parents=[common], help=text, description=text + ".")
         if name in ("add", "passwd"):
             kp.add_argument(
                 "--new-password-file",
@@ -538,10 +727,26 @@ def build_parser() -> argparse.ArgumentParser:
             kp.add_argument("id", help="key id or unique prefix (see key list)")
         kp.set_defaults(func=cmd_key)
 
-    p = sub.add_parser("unlock", parents=[common], help="remove stale locks")
+    p = _add(sub, "unlock", common, "remove stale locks")
     p.add_argument("--force", action="store_true", help="remove every lock, stale or not")
     p.set_defaults(func=cmd_unlock)
+
+    p = _add(sub, "stats", common, "show repository totals: sizes, deduplication, compression")
+    p.set_defaults(func=cmd_stats)
     return parser
+
+
+def _fail(args: argparse.Namespace, error: BaseException, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        doc = {"error": {"type": type(error).__name__, "message": message, "exit_code": code}}
+        for attr in ("snapshot", "item", "object", "lock", "argv", "exit_status", "stderr_tail"):
+            if hasattr(error, attr):
+                doc["error"][attr] = getattr(error, attr)
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    print(f"containerarchive {args.command}: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -550,17 +755,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as e:
-        print(f"containerarchive {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, e, str(e), EXIT_USAGE)
     except errors.ContainerArchiveError as e:
-        print(f"containerarchive {args.command}: {e}", file=sys.stderr)
-        for cls, code in _EXIT_CODES:
-            if isinstance(e, cls):
-                return code
-        return EXIT_ERROR
+        code = next((c for cls, c in _EXIT_CODES if isinstance(e, cls)), EXIT_ERROR)
+        return _fail(args, e, str(e), code)
     except FileNotFoundError as e:
-        print(f"containerarchive {args.command}: {e.filename}: {e.strerror}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args, e, f"{e.filename}: {e.strerror}", EXIT_ERROR)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not our failure to report.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -69,6 +69,17 @@ class UnsupportedFormatError(ContainerArchiveError):
     """The repository was written in a format version this version cannot read."""
 
 
+class CommandFailedError(ContainerArchiveError):
+    """A command whose output was being backed up (``ingest --exec``,
+    :meth:`Repository.ingest_command`) exited with a non-zero status or was killed: nothing was
+    committed. ``argv``, ``exit_status`` (negative: killed by that signal) and ``stderr_tail``
+    (its last lines of standard error) say what happened."""
+
+    argv: list[str]
+    exit_status: int
+    stderr_tail: str
+
+
 class StorageError(ContainerArchiveError, OSError):
     """The storage failed (I/O error, disk full, permission denied); ``key`` names the file."""
 
@@ -77,6 +88,7 @@ class StorageError(ContainerArchiveError, OSError):
 
 __all__ = [
     "AmbiguousSnapshotIdError",
+    "CommandFailedError",
     "ContainerArchiveError",
     "CorruptionError",
     "InvalidArgumentError",

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
 import socket
+import stat
+import subprocess
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, Literal, Union, overload
 
 from . import _native
-from .errors import InvalidArgumentError
+from ._format import human_size, ratio, table, titled
+from .errors import CommandFailedError, InvalidArgumentError
+from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
     KeyInfo,
     PruneResult,
     ReindexResult,
     RepairResult,
+    RepoStats,
     RestorePlan,
     Snapshot,
     VerifyError,
@@ -32,6 +39,8 @@ TimeLike = Union[datetime, date, str]
 SnapshotRef = Union[str, Snapshot]
 
 _READ_SIZE = 4 << 20
+#: Lines of a failed command's standard error shown in :class:`CommandFailedError`.
+_STDERR_TAIL_LINES = 20
 
 
 def _iso(value: TimeLike, what: str) -> str:
@@ -118,6 +127,34 @@ class Repository:
     def __init__(self, native: _native.NativeRepository, path: Path):
         self._native: _native.NativeRepository | None = native
         self._path = path
+        self._events = Emitter()
+
+    # -- events ----------------------------------------------------------------------------
+
+    @overload
+    def on(self, event: ProgressEvent, callback: Callable[[Progress], object]) -> Subscription: ...
+    @overload
+    def on(
+        self, event: Literal["ingest:complete"], callback: Callable[[IngestComplete], object]
+    ) -> Subscription: ...
+    @overload
+    def on(
+        self, event: Literal["verify:error"], callback: Callable[[VerifyError], object]
+    ) -> Subscription: ...
+    def on(self, event: str, callback: Callable[[Any], object]) -> Subscription:
+        """Call ``callback`` with each ``event`` of this repository's operations; returns a
+        :class:`Subscription` (``.unsubscribe()``). Events and their payloads:
+
+        - ``ingest:progress``, ``verify:progress``, ``prune:progress``, ``restore:progress``:
+          :class:`~containerarchive.events.Progress` (operation, bytes_processed, total_bytes,
+          percentage, message), at most every 0.1 s and once at the end;
+        - ``ingest:complete``: :class:`~containerarchive.events.IngestComplete`;
+        - ``verify:error``: :class:`VerifyError` (kind, pack, chunk, snapshot, message).
+
+        Callbacks run on the calling thread. An exception a callback raises propagates out of
+        the operation: an ingest then commits nothing; verify and prune finish first.
+        """
+        return self._events.on(event, callback)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -224,41 +261,126 @@ class Repository:
     ) -> Snapshot:
         """Store several named streams as one snapshot.
 
-        Each item is a mapping with ``source`` and ``name``, and optionally ``type``.
+        Each item is a mapping with ``name``, optionally ``type``, and either ``source`` (see
+        :meth:`ingest`) or ``command`` (an argument list whose standard output is the item;
+        see :meth:`ingest_command`).
         """
         tag_map = _tags(tags)
         created = _iso(time, "time") if time is not None else None
+        specs = list(items)
+        for spec in specs:
+            if "name" not in spec or ("source" in spec) == ("command" in spec):
+                raise InvalidArgumentError(
+                    "each item needs a 'name' and either a 'source' or a 'command'"
+                )
+        sizes = [_known_size(spec.get("source")) for spec in specs]
+        total = None if any(n is None for n in sizes) else sum(n or 0 for n in sizes)
+        progress = _IngestProgress(Throttle(self._events, "ingest:progress", "ingest"), total)
         ingest = self._n.begin_ingest(os.getpid(), _now())
         try:
-            for spec in items:
-                if "source" not in spec or "name" not in spec:
-                    raise InvalidArgumentError("each item needs a 'source' and a 'name'")
-                ingest.start_item(str(spec["name"]), str(spec.get("type", "raw")))
-                self._feed(ingest, spec["source"])
+            for spec in specs:
+                name = str(spec["name"])
+                ingest.start_item(name, str(spec.get("type", "raw")))
+                progress.item = name
+                if "command" in spec:
+                    self._feed_command(ingest, _argv(spec["command"]), progress)
+                else:
+                    self._feed(ingest, spec["source"], progress)
+                progress.finish_item()
                 ingest.finish_item()
-            return Snapshot._from_json(ingest.commit(created or _now(), tag_map))
+            progress.report(final=True)
+            snap = Snapshot._from_json(ingest.commit(created or _now(), tag_map))
         except BaseException:
             ingest.abort()
             raise
+        self._events.emit(
+            "ingest:complete",
+            IngestComplete(
+                snap.id, snap.new_chunks, snap.reused_chunks, snap.original_size, snap.stored_size
+            ),
+        )
+        return snap
 
-    @staticmethod
-    def _feed(ingest: _native.NativeIngest, source: Source) -> None:
+    def ingest_command(
+        self,
+        command: Sequence[str] | str,
+        name: str,
+        type: str = "raw",
+        tags: Mapping[str, str] | None = None,
+        time: TimeLike | None = None,
+    ) -> Snapshot:
+        """Run ``command`` (an argument list, or a string split like a shell would, without
+        running a shell) and store its standard output as a snapshot with one item.
+
+        The item records the command and its exit status. If the command exits with a non-zero
+        status or is killed, nothing is committed and :class:`CommandFailedError` is raised
+        with the tail of its standard error: a truncated dump never becomes a backup.
+        For a pipeline use ``["bash", "-o", "pipefail", "-c", "pg_dump db | gzip"]``.
+        """
+        return self.ingest_multi(
+            [{"command": command, "name": name, "type": type}], tags=tags, time=time
+        )
+
+    def _feed_command(
+        self, ingest: _native.NativeIngest, argv: list[str], progress: _IngestProgress
+    ) -> None:
+        with tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                )
+            except OSError as e:
+                raise CommandFailedError(f"cannot run {argv[0]!r}: {e.strerror or e}") from e
+            assert proc.stdout is not None
+            try:
+                self._feed(ingest, proc.stdout, progress)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                proc.stdout.close()
+            status = proc.wait()
+            if status != 0:
+                err.seek(0)
+                tail = collections.deque(
+                    err.read().decode("utf-8", "replace").splitlines(), _STDERR_TAIL_LINES
+                )
+                how = (
+                    f"was killed by signal {-status}"
+                    if status < 0
+                    else f"exited with status {status}"
+                )
+                failure = CommandFailedError(
+                    f"command {' '.join(argv)!r} {how}: nothing was committed"
+                    + ("; its standard error ends with:\n" + "\n".join(tail) if tail else "")
+                )
+                failure.argv, failure.exit_status = argv, status
+                failure.stderr_tail = "\n".join(tail)
+                raise failure
+        ingest.set_item_command(argv, 0)
+
+    def _feed(
+        self, ingest: _native.NativeIngest, source: Source, progress: _IngestProgress
+    ) -> None:
         if isinstance(source, (str, os.PathLike)):
             path = Path(os.fspath(source))
             if not path.is_file() and not path.exists():
                 raise FileNotFoundError(2, "no such file to ingest", str(path))
             if path.is_file():
-                ingest.write_file(path)
+                ingest.write_file(path, progress.callback())
                 return
             with open(path, "rb") as f:  # a FIFO or device: stream it
-                Repository._feed(ingest, f)
+                self._feed(ingest, f, progress)
             return
         if isinstance(source, (bytes, bytearray, memoryview)):
             view = memoryview(source).cast("B")
             for i in range(0, len(view), _READ_SIZE):
-                ingest.write(bytes(view[i : i + _READ_SIZE]))
+                block = bytes(view[i : i + _READ_SIZE])
+                ingest.write(block)
+                progress.advance(len(block))
             return
-        fd = Repository._real_fd(source)
+        fd = self._real_fd(source)
         if fd is not None:
             # Bytes the Python buffer already holds first, then the rest straight from the
             # descriptor, read in a native thread while the engine works on the previous block.
@@ -266,7 +388,8 @@ class Repository:
                 head = source.read(len(source.peek(1)))
                 if head:
                     ingest.write(bytes(head))
-            ingest.write_fd(fd)
+                    progress.advance(len(head))
+            ingest.write_fd(fd, progress.callback())
             return
         read = getattr(source, "read", None)
         if read is None:
@@ -280,6 +403,7 @@ class Repository:
             if isinstance(block, str):
                 raise TypeError("the source is a text stream: open it in binary mode")
             ingest.write(bytes(block))
+            progress.advance(len(block))
 
     @staticmethod
     def _real_fd(source: Any) -> int | None:
@@ -314,22 +438,32 @@ class Repository:
 
     # -- restore ---------------------------------------------------------------------------
 
-    def _item_blocks(self, snapshot_id: str, item: str) -> Iterator[bytes]:
+    def _item_blocks(
+        self, snapshot_id: str, item: str, progress: _Counter | None = None
+    ) -> Iterator[bytes]:
         reader = self._n.reader(snapshot_id, item)
         while True:
             block = reader.read_batch()
             if block is None:
+                if progress is not None:
+                    progress.done(f"restored {item}")
                 return
+            if progress is not None:
+                progress.add(len(block), f"restoring {item}")
             yield block
 
+    def _restore_progress(self, total: int) -> _Counter:
+        return _Counter(Throttle(self._events, "restore:progress", "restore"), total)
+
     def _tar_blocks(self, snap: Snapshot) -> Iterator[bytes]:
+        progress = self._restore_progress(snap.original_size)
         for it in snap.items:
             info = tarfile.TarInfo(it.name)
             info.size = it.size
             info.mtime = int(snap.created_at.timestamp())
             info.mode = 0o600
             yield info.tobuf(format=tarfile.PAX_FORMAT)
-            yield from self._item_blocks(snap.id, it.name)
+            yield from self._item_blocks(snap.id, it.name, progress)
             if it.size % tarfile.BLOCKSIZE:
                 yield bytes(tarfile.BLOCKSIZE - it.size % tarfile.BLOCKSIZE)
         yield bytes(2 * tarfile.BLOCKSIZE)
@@ -341,11 +475,9 @@ class Repository:
         tar stream of all its items.
         """
         snap = self.get_snapshot(snapshot_id)
-        if item is not None:
-            snap.item(item)
-            blocks = self._item_blocks(snap.id, item)
-        elif len(snap.items) == 1:
-            blocks = self._item_blocks(snap.id, snap.items[0].name)
+        if item is not None or len(snap.items) == 1:
+            it = snap.item(item) if item is not None else snap.items[0]
+            blocks = self._item_blocks(snap.id, it.name, self._restore_progress(it.size))
         else:
             blocks = self._tar_blocks(snap)
         return io.BufferedReader(_ChunkStream(blocks), buffer_size=1 << 20)
@@ -361,8 +493,10 @@ class Repository:
                     f"snapshot {snap.id} has {len(snap.items)} items: name one of them"
                 )
             item = snap.items[0].name
-        snap.item(item)
-        return int(self._n.restore_to_fd(snap.id, item, fd))
+        progress = self._restore_progress(snap.item(item).size)
+        n = int(self._n.restore_to_fd(snap.id, item, fd, progress.callback(f"restoring {item}")))
+        progress.done(f"restored {item}")
+        return n
 
     def restore_to(self, snapshot_id: SnapshotRef, path: StrPath, item: str | None = None) -> Path:
         """Restore into ``path``: a file for one item; without ``item`` a multi-item
@@ -370,20 +504,24 @@ class Repository:
         snap = self.get_snapshot(snapshot_id)
         target = Path(os.fspath(path))
         if item is not None or len(snap.items) == 1:
-            name = item if item is not None else snap.items[0].name
-            snap.item(name)
+            it = snap.item(item) if item is not None else snap.items[0]
             if target.is_dir():
-                target = target / Path(name).name
-            self._n.restore_to(snap.id, name, target)
+                target = target / Path(it.name).name
+            progress = self._restore_progress(it.size)
+            self._n.restore_to(snap.id, it.name, target, progress.callback(f"restoring {it.name}"))
+            progress.done(f"restored {it.name}")
             return target
         target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
+        progress = self._restore_progress(snap.original_size)
         for it in snap.items:
             dest = (root / it.name).resolve()
             if root not in dest.parents:
                 raise InvalidArgumentError(f"item {it.name!r} would be restored outside {root}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self._n.restore_to(snap.id, it.name, dest)
+            self._n.restore_to(snap.id, it.name, dest, progress.callback(f"restoring {it.name}"))
+            progress.next_item()
+        progress.done(f"restored {len(snap.items)} items")
         return target
 
     def restore_plan(self, snapshot_id: SnapshotRef, item: str | None = None) -> RestorePlan:
@@ -453,13 +591,28 @@ class Repository:
         """Check the repository: ``"quick"`` (metadata and presence), ``"standard"`` (plus
         pack checksums and headers) or ``"full"`` (plus every chunk decoded and re-hashed and
         every parity shard recomputed). ``on_error`` is called with each error as found."""
+        throttle = Throttle(self._events, "verify:progress", "verify")
+        listening = self._events.listening("verify:error")
         callback = None
-        if on_error is not None:
+        if on_error is not None or listening:
 
             def callback(text: str) -> None:
-                on_error(VerifyError._from_dict(json.loads(text)))
+                error = VerifyError._from_dict(json.loads(text))
+                if on_error is not None:
+                    on_error(error)
+                self._events.emit("verify:error", error)
 
-        return VerifyResult._from_json(self._n.verify(level, callback), level)
+        def progress(fraction: float, bytes_read: int) -> None:
+            throttle.report(
+                bytes_read,
+                None,
+                f"verifying ({level})",
+                fraction=fraction,
+                final=fraction >= 1.0,
+            )
+
+        text = self._n.verify(level, callback, progress if throttle.active else None)
+        return VerifyResult._from_json(text, level)
 
     def repair(self) -> RepairResult:
         """Remove stale locks, rebuild lost or damaged packs from parity, rebuild the index,
@@ -501,10 +654,172 @@ class Repository:
         for name, value in rules.items():
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
-        text = self._n.prune(os.getpid(), _tags(tags), bool(dry_run), **rules)
+        throttle = Throttle(self._events, "prune:progress", "prune")
+
+        def progress(done: int, total: int, message: str) -> None:
+            throttle.report(done, total or None, message, final=message == "done")
+
+        text = self._n.prune(
+            os.getpid(),
+            _tags(tags),
+            bool(dry_run),
+            progress=progress if throttle.active else None,
+            **rules,
+        )
         return PruneResult._from_json(text)
 
     def unlock(self, force: bool = False) -> list[str]:
         """Remove stale locks (whose process is gone, or not refreshed for 30 minutes);
         with ``force``, every lock. Returns the lock files removed."""
         return list(self._n.remove_locks(bool(force)))
+
+    # -- totals and notebooks --------------------------------------------------------------
+
+    def stats(self) -> RepoStats:
+        """Repository totals: snapshots, packs, unique chunks, stored and original bytes,
+        deduplication and compression ratios. Reads the index and every snapshot manifest,
+        no pack."""
+        return RepoStats._from_json(self._n.stats())
+
+    def snapshots_frame(
+        self,
+        tags: Mapping[str, str] | None = None,
+        after: TimeLike | None = None,
+        before: TimeLike | None = None,
+    ) -> Any:
+        """The snapshots (as :meth:`list_snapshots` selects them) as a pandas DataFrame, one
+        row per snapshot. Needs pandas (imported only here)."""
+        from .frames import to_dataframe
+
+        return to_dataframe(self.list_snapshots(tags=tags, after=after, before=before))
+
+    def _repr_html_(self) -> str:
+        if self._native is None:
+            return titled(f"Repository {self._path} (closed)")
+        cfg = self.config
+        st = self.stats()
+        about = table(
+            ["path", "encryption", "compression", "chunking (min/avg/max)"],
+            [
+                (
+                    str(self._path),
+                    cfg["encryption"],
+                    f"{cfg['compression']['algorithm']} {cfg['compression']['level']}",
+                    "/".join(
+                        human_size(cfg["chunker"][k]) for k in ("min_size", "avg_size", "max_size")
+                    ),
+                )
+            ],
+        )
+        totals = table(
+            ["snapshots", "content", "stored", "deduplication", "compression"],
+            [
+                (
+                    st.snapshots,
+                    human_size(st.original_bytes),
+                    human_size(st.repository_bytes),
+                    ratio(st.dedup_ratio),
+                    ratio(st.compression_ratio),
+                )
+            ],
+        )
+        latest = self.list_snapshots()[-10:]
+        recent = table(
+            ["latest snapshots", "created", "size", "added", "items", "tags"],
+            [
+                (
+                    s.short_id,
+                    s.created_at.isoformat(timespec="seconds"),
+                    human_size(s.original_size),
+                    human_size(s.stored_size),
+                    ", ".join(i.name for i in s.items),
+                    ", ".join(f"{k}={v}" for k, v in sorted(s.tags.items())),
+                )
+                for s in reversed(latest)
+            ],
+        )
+        return titled(f"Repository {self._path}", about, totals, recent)
+
+
+def _argv(command: Sequence[str] | str) -> list[str]:
+    import shlex
+
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    if not argv:
+        raise InvalidArgumentError("the command is empty")
+    return argv
+
+
+def _known_size(source: object) -> int | None:
+    """Bytes a source will yield, when that is known before reading it."""
+    if isinstance(source, (bytes, bytearray)):
+        return len(source)
+    if isinstance(source, memoryview):
+        return source.nbytes
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            st = os.stat(source)
+            return st.st_size if stat.S_ISREG(st.st_mode) else None
+        fileno = getattr(source, "fileno", None)
+        if fileno is not None:
+            st = os.fstat(fileno())
+            if stat.S_ISREG(st.st_mode):
+                return max(st.st_size - int(source.tell()), 0)  # type: ignore[attr-defined]
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return None
+
+
+class _Counter:
+    """Bytes done of one operation with a known total, reported through a :class:`Throttle`."""
+
+    def __init__(self, throttle: Throttle, total: int | None):
+        self._throttle = throttle
+        self._total = total
+        self._base = 0  # bytes of earlier items
+        self._done = 0
+
+    def add(self, n: int, message: str) -> None:
+        self._done += n
+        self._throttle.report(self._base + self._done, self._total, message)
+
+    def callback(self, message: str) -> Callable[[int], None] | None:
+        """A native progress callback (bytes done in the current call), or None when nobody
+        listens (the engine then skips the calls)."""
+        if not self._throttle.active:
+            return None
+
+        def report(done_in_call: int) -> None:
+            self._done = done_in_call
+            self._throttle.report(self._base + self._done, self._total, message)
+
+        return report
+
+    def next_item(self) -> None:
+        self._base += self._done
+        self._done = 0
+
+    def done(self, message: str) -> None:
+        self.next_item()
+        self._throttle.report(self._base, self._total, message, final=True)
+
+
+class _IngestProgress(_Counter):
+    def __init__(self, throttle: Throttle, total: int | None):
+        super().__init__(throttle, total)
+        self.item = ""
+
+    def advance(self, n: int) -> None:
+        self.add(n, f"ingesting {self.item}")
+
+    def callback(self, message: str | None = None) -> Callable[[int], None] | None:
+        # Native calls count from 0 each time: bytes already taken from a Python buffer first
+        # (write + write_fd of one item) are kept apart.
+        self.next_item()
+        return super().callback(message or f"ingesting {self.item}")
+
+    def finish_item(self) -> None:
+        self.next_item()
+
+    def report(self, *, final: bool = False) -> None:
+        self._throttle.report(self._base, self._total, "ingested", final=final)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._format import human_size, ratio, table, tags_text, titled
+
 
 @dataclass(frozen=True)
 class Item:
@@ -16,6 +18,10 @@ class Item:
     type: str
     size: int
     chunk_count: int
+    #: The command whose standard output this item is (``ingest --exec``), else None.
+    command: list[str] | None = field(default=None, hash=False)
+    #: That command's exit status (0: a failed command commits nothing).
+    exit_status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,49 @@ class Snapshot:
             new_chunks=d["new_chunks"],
             reused_chunks=d["reused_chunks"],
             items=[
-                Item(name=i["name"], type=i["type"], size=i["size"], chunk_count=i["chunk_count"])
+                Item(
+                    name=i["name"],
+                    type=i["type"],
+                    size=i["size"],
+                    chunk_count=i["chunk_count"],
+                    command=(i.get("command") or {}).get("argv"),
+                    exit_status=(i.get("command") or {}).get("exit_status"),
+                )
                 for i in d["items"]
             ],
         )
+
+    @property
+    def dedup_percent(self) -> float:
+        """Share of this snapshot's chunks that were already stored, in percent."""
+        return 100.0 * self.reused_chunks / self.chunk_count if self.chunk_count else 100.0
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (
+                i.name,
+                i.type,
+                human_size(i.size),
+                i.chunk_count,
+                " ".join(i.command) if i.command else "–",
+            )
+            for i in self.items
+        ]
+        summary = table(
+            ["created", "tags", "size", "added to repository", "deduplicated"],
+            [
+                (
+                    self.created_at.isoformat(timespec="seconds"),
+                    tags_text(self.tags),
+                    human_size(self.original_size),
+                    f"{human_size(self.stored_size)} ({self.new_chunks} new chunks)",
+                    f"{self.dedup_percent:.1f}% "
+                    f"({self.reused_chunks} of {self.chunk_count} chunks)",
+                )
+            ],
+        )
+        items = table(["item", "type", "size", "chunks", "command"], rows)
+        return titled(f"Snapshot {self.id}", summary, items)
 
 
 @dataclass(frozen=True)
@@ -134,6 +179,39 @@ class VerifyResult:
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def _repr_html_(self) -> str:
+        st = self.stats
+        stats = table(
+            ["snapshots", "packs", "chunks", "parity groups", "read", "unindexed packs"],
+            [
+                (
+                    st.snapshots_checked,
+                    st.packs_checked,
+                    st.chunks_checked,
+                    st.groups_checked,
+                    human_size(st.bytes_read),
+                    st.unindexed_packs,
+                )
+            ],
+        )
+        shown = self.errors[:100]
+        errors = (
+            table(
+                ["kind", "pack", "chunk", "snapshot", "message"],
+                [
+                    (e.kind, e.pack or "–", e.chunk or "–", e.snapshot or "–", e.message)
+                    for e in shown
+                ],
+            )
+            if shown
+            else ""
+        )
+        more = (
+            f"<p>… and {len(self.errors) - len(shown)} more</p>" if len(self.errors) > 100 else ""
+        )
+        state = "ok" if self.ok else f"{len(self.errors)} errors"
+        return titled(f"Verify ({self.level}): {state}", stats, errors, more, ok=self.ok)
 
     @classmethod
     def _from_json(cls, text: str, level: str) -> VerifyResult:
@@ -182,6 +260,32 @@ class RepairResult:
         """Whether everything damaged could be saved."""
         return not self.unrecoverable
 
+    def _repr_html_(self) -> str:
+        done = table(
+            ["packs rebuilt", "index rebuilt", "stale locks removed", "parity groups written"],
+            [
+                (
+                    len(self.packs_repaired),
+                    f"from {self.reindex.packs_indexed} packs" if self.index_rebuilt else "no",
+                    len(self.locks_removed),
+                    self.groups_written,
+                )
+            ],
+        )
+        lost = (
+            table(
+                ["unrecoverable pack", "reason", "snapshots affected"],
+                [
+                    (u.pack, u.reason, ", ".join(s[:8] for s in u.snapshots))
+                    for u in self.unrecoverable
+                ],
+            )
+            if self.unrecoverable
+            else ""
+        )
+        title = "Repair: everything saved" if self.ok else "Repair: data lost"
+        return titled(title, done, lost, ok=self.ok)
+
     @classmethod
     def _from_json(cls, text: str) -> RepairResult:
         d = json.loads(text)
@@ -207,6 +311,22 @@ class PruneResult:
     new_packs: int
     freed_bytes: int
     dry_run: bool
+
+    def _repr_html_(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        body = table(
+            ["snapshots kept", f"snapshots {verb}", f"packs {verb}", "packs rewritten", "freed"],
+            [
+                (
+                    len(self.kept),
+                    self.removed_snapshots,
+                    self.removed_packs,
+                    f"{self.rewritten_packs} → {self.new_packs}",
+                    human_size(max(self.freed_bytes, 0)),
+                )
+            ],
+        )
+        return titled("Prune (dry run)" if self.dry_run else "Prune", body)
 
     @classmethod
     def _from_json(cls, text: str) -> PruneResult:
@@ -282,3 +402,53 @@ class KeyInfo:
             kdf_iterations=d["kdf"]["iterations"],
             current=d["current"],
         )
+
+
+@dataclass(frozen=True)
+class RepoStats:
+    """Repository totals (:meth:`Repository.stats`)."""
+
+    snapshots: int
+    packs: int
+    pack_bytes: int
+    parity_files: int
+    parity_bytes: int
+    unique_chunks: int
+    unique_bytes: int
+    chunk_lists: int
+    stored_bytes: int
+    original_bytes: int
+    #: ``original_bytes / unique_bytes``: how many times over deduplication stores the data.
+    dedup_ratio: float
+    #: ``unique_bytes`` over the stored bytes of data chunks: what compression saves.
+    compression_ratio: float
+
+    @property
+    def repository_bytes(self) -> int:
+        """Packs and parity together: about what the repository takes on disk."""
+        return self.pack_bytes + self.parity_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        d = dict(vars(self))
+        d["repository_bytes"] = self.repository_bytes
+        return d
+
+    def _rows(self) -> list[tuple[str, str]]:
+        return [
+            ("snapshots", str(self.snapshots)),
+            ("content over all snapshots", human_size(self.original_bytes)),
+            ("unique chunks", f"{self.unique_chunks} ({human_size(self.unique_bytes)})"),
+            ("stored", human_size(self.stored_bytes)),
+            ("packs", f"{self.packs} ({human_size(self.pack_bytes)})"),
+            ("parity", f"{self.parity_files} files ({human_size(self.parity_bytes)})"),
+            ("deduplication", ratio(self.dedup_ratio)),
+            ("compression", ratio(self.compression_ratio)),
+        ]
+
+    def _repr_html_(self) -> str:
+        return titled("Repository totals", table(["", ""], self._rows()))
+
+    @classmethod
+    def _from_json(cls, text: str) -> RepoStats:
+        return cls(**json.loads(text))

@@ -68,10 +68,12 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl FsStorage {
-    /// Storage rooted at `root` (created on first write).
+    /// Storage rooted at `root` (created on first write). A relative root is made absolute
+    /// now, so that a later change of working directory cannot move the repository.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         FsStorage {
-            root: root.into(),
+            root: std::path::absolute(&root).unwrap_or(root),
             background: Mutex::new(None),
             state: Arc::new((Mutex::new(Pending::default()), Condvar::new())),
         }
@@ -189,8 +191,10 @@ fn create_dirs(dir: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     // Make the new directory entries durable too.
     for d in missing.iter().rev() {
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
+        match d.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => sync_dir(Path::new("."))?,
+            Some(parent) => sync_dir(parent)?,
+            None => {}
         }
     }
     Ok(())

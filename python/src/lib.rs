@@ -380,13 +380,16 @@ impl NativeRepository {
 
     /// Restore one item to file descriptor `fd` (stdout, a pipe); returns the bytes written.
     /// The descriptor is not closed.
+    #[pyo3(signature = (snapshot_id, item, fd, progress=None))]
     fn restore_to_fd(
         &self,
         py: Python<'_>,
         snapshot_id: &str,
         item: &str,
         fd: i32,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
+        let mut progress = ProgressCallback::new(progress);
         let mut reader = self
             .reader(py, snapshot_id, item)?
             .inner
@@ -398,36 +401,56 @@ impl NativeRepository {
             pipe::drain(
                 f,
                 |e| io_err(&name, e),
-                || reader.next_batch().map_err(py_err),
+                || {
+                    let batch = reader.next_batch().map_err(py_err)?;
+                    progress.advance(batch_len(&batch))?;
+                    Ok(batch)
+                },
             )
             .map(|(n, _)| n)
         })
     }
 
-    /// Verify at `level`; `on_error` (or None) is called with each finding as JSON. Returns the
-    /// report as JSON. An exception raised by the callback is re-raised once verify finished.
-    #[pyo3(signature = (level, on_error=None))]
-    fn verify(&self, py: Python<'_>, level: &str, on_error: Option<Py<PyAny>>) -> PyResult<String> {
+    /// Verify at `level`; `on_error` (or None) is called with each finding as JSON, `progress`
+    /// with `(fraction done, bytes read)`. Returns the report as JSON. An exception raised by a
+    /// callback is re-raised once verify finished.
+    #[pyo3(signature = (level, on_error=None, progress=None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        level: &str,
+        on_error: Option<Py<PyAny>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<String> {
         let level = VerifyLevel::parse(level).ok_or_else(|| {
             py_err(Error::InvalidArgument(format!(
                 "unknown verify level {level:?}: use \"quick\", \"standard\" or \"full\""
             )))
         })?;
-        let mut callback_error: Option<PyErr> = None;
+        let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
         let report = py.detach(|| {
-            self.repo.verify(level, &mut |finding| {
-                if let Some(cb) = &on_error {
-                    let json = serde_json::to_string(finding).expect("finding serializes");
-                    Python::attach(|py| {
-                        if let Err(e) = cb.call1(py, (json,)) {
-                            callback_error.get_or_insert(e);
-                        }
-                    });
-                }
-            })
+            self.repo.verify_with_progress(
+                level,
+                &mut |finding| {
+                    if let Some(cb) = &on_error {
+                        let json = serde_json::to_string(finding).expect("finding serializes");
+                        Python::attach(|py| keep_first(&callback_error, cb.call1(py, (json,))));
+                    }
+                },
+                &mut |fraction, bytes| {
+                    if let Some(cb) = &progress {
+                        Python::attach(|py| {
+                            keep_first(&callback_error, cb.call1(py, (fraction, bytes)))
+                        });
+                    }
+                },
+            )
         });
         let report = report.map_err(py_err)?;
-        if let Some(e) = callback_error {
+        if let Some(e) = callback_error
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             return Err(e);
         }
         Ok(serde_json::to_string(&report).expect("report serializes"))
@@ -447,8 +470,10 @@ impl NativeRepository {
         })
     }
 
-    /// Apply a retention policy and collect garbage; returns the report as JSON.
-    #[pyo3(signature = (pid, tags, dry_run, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None))]
+    /// Apply a retention policy and collect garbage; returns the report as JSON. `progress` is
+    /// called with `(bytes done, bytes in all, message)`; an exception it raises is re-raised
+    /// once prune finished.
+    #[pyo3(signature = (pid, tags, dry_run, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn prune(
         &self,
@@ -462,7 +487,9 @@ impl NativeRepository {
         keep_weekly: Option<u32>,
         keep_monthly: Option<u32>,
         keep_yearly: Option<u32>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
+        let mut callback_error: Option<PyErr> = None;
         let policy = Policy {
             keep_last,
             keep_hourly,
@@ -471,9 +498,35 @@ impl NativeRepository {
             keep_monthly,
             keep_yearly,
         };
-        self.maintain(py, pid, "prune", |repo, info, stale| {
-            repo.prune(&policy, &tags, dry_run, info, &mut OsRng, stale)
-        })
+        let report = self.maintain(py, pid, "prune", |repo, info, stale| {
+            repo.prune_with_progress(
+                &policy,
+                &tags,
+                dry_run,
+                info,
+                &mut OsRng,
+                stale,
+                &mut |done, total, message| {
+                    if let Some(cb) = &progress {
+                        Python::attach(|py| {
+                            if let Err(e) = cb.call1(py, (done, total, message)) {
+                                callback_error.get_or_insert(e);
+                            }
+                        });
+                    }
+                },
+            )
+        })?;
+        match callback_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Repository totals as JSON.
+    fn stats(&self, py: Python<'_>) -> PyResult<String> {
+        let st = py.detach(|| self.repo.stats()).map_err(py_err)?;
+        Ok(serde_json::to_string(&st).expect("stats serialize"))
     }
 
     /// The files restoring `item` (or the whole snapshot) needs, as JSON.
@@ -557,13 +610,17 @@ impl NativeRepository {
     }
 
     /// Restore one item into the file `path` (written under a temporary name, then renamed).
+    /// `progress(bytes_done)` is called after each batch.
+    #[pyo3(signature = (snapshot_id, item, path, progress=None))]
     fn restore_to(
         &self,
         py: Python<'_>,
         snapshot_id: &str,
         item: &str,
         path: PathBuf,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
+        let mut progress = ProgressCallback::new(progress);
         let mut reader = self
             .reader(py, snapshot_id, item)?
             .inner
@@ -589,7 +646,11 @@ impl NativeRepository {
                 let (total, f) = pipe::drain(
                     f,
                     |e| io_err(&tmp, e),
-                    || reader.next_batch().map_err(py_err),
+                    || {
+                        let batch = reader.next_batch().map_err(py_err)?;
+                        progress.advance(batch_len(&batch))?;
+                        Ok(batch)
+                    },
                 )?;
                 f.sync_all().map_err(|e| io_err(&tmp, e))?;
                 std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
@@ -600,6 +661,42 @@ impl NativeRepository {
             }
             result
         })
+    }
+}
+
+/// A Python progress callback, called with the bytes done so far after each block; the first
+/// exception it raises stops the work and is returned.
+struct ProgressCallback {
+    callback: Option<Py<PyAny>>,
+    done: u64,
+}
+
+impl ProgressCallback {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        ProgressCallback { callback, done: 0 }
+    }
+
+    fn advance(&mut self, bytes: u64) -> PyResult<()> {
+        self.done += bytes;
+        match &self.callback {
+            Some(cb) => Python::attach(|py| cb.call1(py, (self.done,)).map(|_| ())),
+            None => Ok(()),
+        }
+    }
+}
+
+fn batch_len(batch: &Option<Vec<Vec<u8>>>) -> u64 {
+    batch
+        .as_ref()
+        .map_or(0, |b| b.iter().map(|c| c.len() as u64).sum())
+}
+
+/// Keep the first exception a callback raised (later ones are consequences or repeats).
+fn keep_first(slot: &Mutex<Option<PyErr>>, result: PyResult<Py<PyAny>>) {
+    if let Err(e) = result {
+        slot.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
     }
 }
 
@@ -626,13 +723,33 @@ impl NativeIngest {
                     "this ingest is already committed or aborted".into(),
                 ))
             })?;
-            let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= REFRESH_EVERY {
-                ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
-                *last = Instant::now();
+            {
+                let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= REFRESH_EVERY {
+                    ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
+                    *last = Instant::now();
+                }
             }
             f(ingest)
         })
+    }
+
+    /// One block of a long stream: written, the lock renewed when due (a stream may run for
+    /// hours; a lock not renewed for 30 minutes would look stale to a prune), progress told.
+    fn write_block(
+        &self,
+        ingest: &mut Ingest<FsStorage>,
+        block: &[u8],
+        progress: &mut ProgressCallback,
+    ) -> PyResult<()> {
+        ingest.write(block).map_err(py_err)?;
+        let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= REFRESH_EVERY {
+            ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
+            *last = Instant::now();
+        }
+        drop(last);
+        progress.advance(block.len() as u64)
     }
 
     fn take(&self) -> PyResult<Ingest<FsStorage>> {
@@ -661,28 +778,52 @@ impl NativeIngest {
     }
 
     /// Add a whole file's content to the current item; returns the bytes read.
-    fn write_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    /// `progress(bytes_done)` is called after each block.
+    #[pyo3(signature = (path, progress=None))]
+    fn write_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<u64> {
+        let mut progress = ProgressCallback::new(progress);
         self.with(py, |i| {
             let f = File::open(&path).map_err(|e| io_err(&path, e))?;
             pipe::feed(
                 f,
                 |e| io_err(&path, e),
-                |block| i.write(block).map_err(py_err),
+                |block| self.write_block(i, block, &mut progress),
             )
         })
     }
 
     /// Add everything readable from file descriptor `fd` (a pipe, stdin, a file at its current
     /// offset) to the current item; returns the bytes read. The descriptor is not closed.
-    fn write_fd(&self, py: Python<'_>, fd: i32) -> PyResult<u64> {
+    /// `progress(bytes_done)` is called after each block.
+    #[pyo3(signature = (fd, progress=None))]
+    fn write_fd(&self, py: Python<'_>, fd: i32, progress: Option<Py<PyAny>>) -> PyResult<u64> {
+        let mut progress = ProgressCallback::new(progress);
         let f = dup_fd(fd)?;
         let name = PathBuf::from(format!("file descriptor {fd}"));
         self.with(py, |i| {
             pipe::feed(
                 f,
                 |e| io_err(&name, e),
-                |block| i.write(block).map_err(py_err),
+                |block| self.write_block(i, block, &mut progress),
             )
+        })
+    }
+
+    /// Record that the current item is the standard output of `argv`, which exited with
+    /// `exit_status` (only 0 is accepted: a failed command must abort the ingest).
+    fn set_item_command(
+        &self,
+        py: Python<'_>,
+        argv: Vec<String>,
+        exit_status: i32,
+    ) -> PyResult<()> {
+        self.with(py, |i| {
+            i.set_item_command(argv, exit_status).map_err(py_err)
         })
     }
 
