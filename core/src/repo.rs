@@ -253,9 +253,16 @@ impl<S: Storage> Repository<S> {
         // config.json last: its presence is what makes the repository exist.
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         storage.put(CONFIG_KEY, &json).map_err(|e| match e {
-            StorageError::AlreadyExists(_) => Error::RepositoryExists {
-                location: storage.location(),
-            },
+            StorageError::AlreadyExists(_) => {
+                // Another init won the race (the put is create-only): withdraw our key file,
+                // which wraps a master key of a repository that does not exist.
+                if let Some((_, key)) = &unlocked {
+                    let _ = storage.delete(key);
+                }
+                Error::RepositoryExists {
+                    location: storage.location(),
+                }
+            }
             e => e.into(),
         })?;
         Ok(Self::from_parts(

@@ -6,7 +6,7 @@ __version__: str
 class NativeRepository:
     @staticmethod
     def init(
-        path: Path,
+        path: Path | str,
         passphrase: bytes | None,
         compression: str,
         level: int | None,
@@ -18,7 +18,7 @@ class NativeRepository:
         pack_size: int | None = None,
     ) -> NativeRepository: ...
     @staticmethod
-    def open(path: Path, passphrase: bytes | None, hostname: str) -> NativeRepository: ...
+    def open(path: Path | str, passphrase: bytes | None, hostname: str) -> NativeRepository: ...
     def config_json(self) -> str: ...
     @property
     def location(self) -> str: ...

@@ -453,7 +453,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         st = repo.stats()
-        location = str(repo.path)
+        location = repo.location
     doc = {"repository": location, **st.to_dict()}
     width = max(len(k) for k, _ in st._rows())
     text = "\n".join([f"repository {location}"] + [f"  {k:<{width}}  {v}" for k, v in st._rows()])

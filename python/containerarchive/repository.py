@@ -117,14 +117,29 @@ class _ChunkStream(io.RawIOBase):
         super().close()
 
 
+def _where(location: StrPath) -> Path | str:
+    """A local path, or an ``s3://bucket/prefix`` URL kept as it is."""
+    text = os.fspath(location)
+    if text.startswith("s3://"):
+        return text
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise InvalidArgumentError(
+            f"unsupported repository location {text!r}: a directory or s3://bucket/prefix "
+            f"(no {scheme}:// storage)"
+        )
+    return Path(text)
+
+
 class Repository:
-    """A containerarchive repository on the local filesystem.
+    """A containerarchive repository in a local directory or in S3-compatible object storage
+    (``s3://bucket/prefix``; credentials and endpoint from the standard ``AWS_*`` variables).
 
     Create one with :meth:`init`, open one with :meth:`open`; use it as a context manager or
     call :meth:`close` when done.
     """
 
-    def __init__(self, native: _native.NativeRepository, path: Path):
+    def __init__(self, native: _native.NativeRepository, path: Path | str):
         self._native: _native.NativeRepository | None = native
         self._path = path
         self._events = Emitter()
@@ -176,7 +191,7 @@ class Repository:
         ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
         ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
         """
-        p = Path(os.fspath(path))
+        p = _where(path)
         native = _native.NativeRepository.init(
             p,
             _passphrase(passphrase),
@@ -194,7 +209,7 @@ class Repository:
     @classmethod
     def open(cls, path: StrPath, passphrase: str | bytes | None = None) -> Repository:
         """Open the repository at ``path``."""
-        p = Path(os.fspath(path))
+        p = _where(path)
         native = _native.NativeRepository.open(p, _passphrase(passphrase), socket.gethostname())
         return cls(native, p)
 
@@ -220,8 +235,17 @@ class Repository:
 
     @property
     def path(self) -> Path:
-        """Where the repository is."""
+        """The repository's directory (:attr:`location` for one in object storage)."""
+        if not isinstance(self._path, Path):
+            raise InvalidArgumentError(
+                f"the repository at {self._path} is in object storage: it has no local path"
+            )
         return self._path
+
+    @property
+    def location(self) -> str:
+        """Where the repository is: a directory or an ``s3://bucket/prefix`` URL."""
+        return str(self._path)
 
     @property
     def config(self) -> dict[str, Any]:

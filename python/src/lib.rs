@@ -3,8 +3,10 @@
 //! Thin wrappers only: convert arguments, release the GIL, call the core, convert results.
 //! Filesystem storage (`fs`) and OS randomness are the I/O this crate adds to the core.
 
+mod backend;
 mod fs;
 mod pipe;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -24,7 +26,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::fs::FsStorage;
+use crate::backend::AnyStorage;
 
 /// Randomness from the operating system.
 pub struct OsRng;
@@ -137,7 +139,7 @@ fn time_arg(
         .transpose()
 }
 
-type Repo = Repository<FsStorage>;
+type Repo = Repository<AnyStorage>;
 
 fn kdf_params(memory_kib: Option<u32>, iterations: Option<u32>) -> KdfParams {
     let d = KdfParams::default();
@@ -253,7 +255,7 @@ impl NativeRepository {
             pack_size: pack_size.unwrap_or(InitOptions::default().pack_size),
             ..InitOptions::default()
         };
-        if path.exists() && !path.is_dir() {
+        if !AnyStorage::is_url(&path) && path.exists() && !path.is_dir() {
             return Err(py_err(Error::RepositoryExists {
                 location: format!("{} (a file is in the way)", path.display()),
             }));
@@ -261,7 +263,7 @@ impl NativeRepository {
         let repo = py
             .detach(|| {
                 Repository::init(
-                    FsStorage::new(&path),
+                    AnyStorage::at(&path)?,
                     passphrase.as_deref(),
                     &options,
                     &created_at,
@@ -282,7 +284,7 @@ impl NativeRepository {
         hostname: String,
     ) -> PyResult<Self> {
         let repo = py
-            .detach(|| Repository::open(FsStorage::new(&path), passphrase.as_deref()))
+            .detach(|| Repository::open(AnyStorage::at(&path)?, passphrase.as_deref()))
             .map_err(py_err)?;
         Ok(NativeRepository { repo, hostname })
     }
@@ -703,7 +705,7 @@ fn keep_first(slot: &Mutex<Option<PyErr>>, result: PyResult<Py<PyAny>>) {
 /// An ingest in progress.
 #[pyclass(module = "containerarchive._native", frozen)]
 struct NativeIngest {
-    inner: Mutex<Option<Ingest<FsStorage>>>,
+    inner: Mutex<Option<Ingest<AnyStorage>>>,
     refreshed: Mutex<Instant>,
 }
 
@@ -711,7 +713,7 @@ impl NativeIngest {
     fn with<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Ingest<FsStorage>) -> Result<T, PyErr> + Send,
+        f: impl FnOnce(&mut Ingest<AnyStorage>) -> Result<T, PyErr> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut guard = self
@@ -738,7 +740,7 @@ impl NativeIngest {
     /// hours; a lock not renewed for 30 minutes would look stale to a prune), progress told.
     fn write_block(
         &self,
-        ingest: &mut Ingest<FsStorage>,
+        ingest: &mut Ingest<AnyStorage>,
         block: &[u8],
         progress: &mut ProgressCallback,
     ) -> PyResult<()> {
@@ -752,7 +754,7 @@ impl NativeIngest {
         progress.advance(block.len() as u64)
     }
 
-    fn take(&self) -> PyResult<Ingest<FsStorage>> {
+    fn take(&self) -> PyResult<Ingest<AnyStorage>> {
         self.inner
             .lock()
             .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?
@@ -857,7 +859,7 @@ impl NativeIngest {
 /// Reads one item's content in verified batches.
 #[pyclass(module = "containerarchive._native", frozen)]
 struct NativeReader {
-    inner: Mutex<ItemReader<FsStorage>>,
+    inner: Mutex<ItemReader<AnyStorage>>,
 }
 
 #[pymethods]

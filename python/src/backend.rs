@@ -1,0 +1,68 @@
+//! The storage a repository location names: a directory, or `s3://bucket/prefix`.
+
+use std::path::Path;
+
+use containerarchive_core::{Storage, StorageError};
+
+use crate::fs::FsStorage;
+use crate::s3::S3Storage;
+
+/// Filesystem or S3 storage behind one type, so that one repository type serves both.
+#[derive(Debug)]
+pub enum AnyStorage {
+    /// A local or mounted directory.
+    Fs(FsStorage),
+    /// An S3-compatible bucket.
+    S3(Box<S3Storage>),
+}
+
+impl AnyStorage {
+    /// Whether `location` names object storage rather than a directory.
+    pub fn is_url(location: &Path) -> bool {
+        location.to_str().is_some_and(|s| s.starts_with("s3://"))
+    }
+
+    /// The storage at `location`.
+    pub fn at(location: &Path) -> Result<Self, StorageError> {
+        match location.to_str() {
+            Some(url) if Self::is_url(location) => {
+                Ok(AnyStorage::S3(Box::new(S3Storage::from_url(url)?)))
+            }
+            _ => Ok(AnyStorage::Fs(FsStorage::new(location))),
+        }
+    }
+
+    fn inner(&self) -> &dyn Storage {
+        match self {
+            AnyStorage::Fs(s) => s,
+            AnyStorage::S3(s) => s.as_ref(),
+        }
+    }
+}
+
+impl Storage for AnyStorage {
+    fn location(&self) -> String {
+        self.inner().location()
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.inner().get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, StorageError> {
+        self.inner().get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.inner().put(key, data)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        self.inner().list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner().delete(key)
+    }
+    fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        self.inner().put_exact_owned(key, data)
+    }
+    fn remove_partial_writes(&self) -> Result<u64, StorageError> {
+        self.inner().remove_partial_writes()
+    }
+}

@@ -1,0 +1,208 @@
+"""S3-compatible storage, against a real S3 API server on 127.0.0.1 (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+import containerarchive as ca
+from conftest import FAST_KDF, sql_dump
+
+s3server = pytest.importorskip("s3server")
+pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
+pytest.importorskip("boto3", reason="boto3 is a test dependency")
+
+BUCKET = "backups"
+PASS = "s3 passphrase"
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    with s3server.moto_server() as env:
+        s3server.make_bucket(env, BUCKET)
+        yield env
+
+
+@pytest.fixture
+def s3(s3_env, monkeypatch):
+    """A fresh repository location in the bucket, with this process pointed at the server."""
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+def _keys(env, prefix: str) -> dict[str, int]:
+    c = s3server.client(env)
+    out: dict[str, int] = {}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix) + 1 :]] = o["Size"]
+    return out
+
+
+def test_init_ingest_restore_and_verify_in_a_bucket(s3, s3_env, tmp_path):
+    dump = sql_dump(120_000, seed=7)
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF) as repo:
+        assert repo.location == s3
+        with pytest.raises(ca.InvalidArgumentError, match="object storage"):
+            _ = repo.path
+        first = repo.ingest(dump, name="db.sql", tags={"db": "shop"})
+        second = repo.ingest(dump + b"-- one more line\n", name="db.sql")
+        assert second.reused_chunks > 0
+    prefix = s3.split("/", 3)[3]
+    objects = _keys(s3_env, prefix)
+    assert "config.json" in objects and any(k.startswith("keys/") for k in objects)
+    packs = [k for k in objects if k.endswith(".pack")]
+    assert len(packs) >= 2, "a 1 MiB pack size spreads the dump over several packs"
+    assert any(k.startswith("packs/parity/") for k in objects)
+    with ca.Repository.open(s3, PASS) as repo:
+        with repo.restore(first.id) as f:
+            assert f.read() == dump
+        repo.restore_to(second.id, tmp_path / "second.sql")
+        assert (tmp_path / "second.sql").read_bytes() == dump + b"-- one more line\n"
+        result = repo.verify("full")
+        assert result.ok, result.errors
+        assert result.stats.packs_checked == len(packs)
+        assert repo.stats().snapshots == 2
+    # Encrypted at rest: no plaintext in any object.
+    c = s3server.client(s3_env)
+    for key in objects:
+        body = c.get_object(Bucket=BUCKET, Key=f"{prefix}/{key}")["Body"].read()
+        assert b"INSERT INTO" not in body and b"shop" not in body and b"db.sql" not in body
+
+
+def test_two_processes_ingest_into_one_bucket_at_once(s3, s3_env):
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF):
+        pass
+    env = {**os.environ, **s3_env, "CONTAINERARCHIVE_PASSWORD": PASS}
+    streams = [os.urandom(6 << 20) + sql_dump(30_000, seed=i) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "containerarchive",
+                "--repo",
+                s3,
+                "ingest",
+                "-",
+                "--name",
+                f"stream{i}",
+                "--json",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(input=data, timeout=300) for p, data in zip(procs, streams)]
+    for p, (_out, err) in zip(procs, outs):
+        assert p.returncode == 0, err.decode()
+    ids = [json.loads(out)["id"] for out, _ in outs]
+    with ca.Repository.open(s3, PASS) as repo:
+        assert {s.id for s in repo.list_snapshots()} == set(ids)
+        for sid, data in zip(ids, streams):
+            with repo.restore(sid) as f:
+                assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest()
+        assert repo.verify("full").ok
+    prefix = s3.split("/", 3)[3]
+    assert not [k for k in _keys(s3_env, prefix) if k.startswith("locks/")]
+
+
+def test_prune_and_repair_of_a_deleted_pack_in_a_bucket(s3, s3_env):
+    versions = [os.urandom(3 << 20) for _ in range(3)]
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF) as repo:
+        snaps = [repo.ingest(v, name="vol.img") for v in versions]
+        result = repo.prune(keep_last=2)
+        assert result.removed == [snaps[0].id] and result.removed_packs >= 1
+        assert repo.verify("full").ok
+    prefix = s3.split("/", 3)[3]
+    pack = sorted(k for k in _keys(s3_env, prefix) if k.endswith(".pack"))[0]
+    s3server.client(s3_env).delete_object(Bucket=BUCKET, Key=f"{prefix}/{pack}")
+    with ca.Repository.open(s3, PASS) as repo:
+        broken = repo.verify("quick")
+        assert not broken.ok and any(e.pack and e.pack in pack for e in broken.errors)
+        report = repo.repair()
+        assert report.ok and len(report.packs_repaired) == 1
+        assert repo.verify("full").ok
+        for snap, data in zip(snaps[1:], versions[1:]):
+            with repo.restore(snap.id) as f:
+                assert f.read() == data
+    assert pack in _keys(s3_env, prefix), "the pack is back, byte for byte (verify full)"
+
+
+def test_concurrent_inits_never_overwrite_each_other(s3, s3_env):
+    # Every init reads config.json (absent), derives its key, then creates config.json with a
+    # conditional put: exactly one wins, the others see RepositoryExistsError, and the winner's
+    # repository opens with its passphrase only.
+    n = 6
+    barrier = threading.Barrier(n)
+    outcomes: list[object] = [None] * n
+
+    def init(i: int) -> None:
+        barrier.wait()
+        try:
+            ca.Repository.init(s3, f"pass {i}", **FAST_KDF).close()
+            outcomes[i] = "ok"
+        except ca.RepositoryExistsError as e:
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=init, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, o in enumerate(outcomes) if o == "ok"]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, ca.RepositoryExistsError) for o in outcomes if o != "ok")
+    with ca.Repository.open(s3, f"pass {winners[0]}") as repo:
+        assert len(repo.list_keys()) == 1, "losers withdrew their key files"
+    loser = next(i for i in range(n) if i != winners[0])
+    with pytest.raises(ca.WrongPassphraseError):
+        ca.Repository.open(s3, f"pass {loser}")
+    # And the server really enforces create-only puts (what the engine relies on).
+    c = s3server.client(s3_env)
+    prefix = s3.split("/", 3)[3]
+    with pytest.raises(c.exceptions.ClientError, match="PreconditionFailed"):
+        c.put_object(Bucket=BUCKET, Key=f"{prefix}/config.json", Body=b"{}", IfNoneMatch="*")
+
+
+def test_a_missing_bucket_or_bad_credentials_are_clear_errors(s3_env, monkeypatch):
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ca.ContainerArchiveError, match="no-such-bucket"):
+        ca.Repository.open("s3://no-such-bucket/repo", PASS)
+    with pytest.raises(ca.RepositoryNotFoundError):
+        ca.Repository.open(f"s3://{BUCKET}/never-created", PASS)
+    with pytest.raises(ca.InvalidArgumentError, match="gs://"):
+        ca.Repository.open("gs://bucket/repo", PASS)
+
+
+def test_the_cli_works_against_a_bucket(s3, s3_env, tmp_path):
+    env = {**os.environ, **s3_env, "CONTAINERARCHIVE_PASSWORD": PASS}
+
+    def cli(*args: str, data: bytes | None = None) -> bytes:
+        proc = subprocess.run(
+            [sys.executable, "-m", "containerarchive", "--repo", s3, *args],
+            input=data,
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout
+
+    cli("init")
+    cli("ingest", "-", "--name", "db.sql", data=sql_dump(5_000, 1))
+    assert cli("restore", "latest") == sql_dump(5_000, 1)
+    assert json.loads(cli("verify", "--level", "full", "--json"))["ok"]
+    assert json.loads(cli("stats", "--json"))["repository"] == s3
