@@ -190,6 +190,12 @@ def test_every_command_has_help_with_examples_and_exit_codes(command):
     assert "exit codes:" in text and "12 wrong passphrase" in text
 
 
+@pytest.mark.parametrize("command", ["list", "add", "passwd", "remove"])
+def test_key_subcommands_have_help_with_examples(command):
+    text = run(["key", command, "--help"]).stdout.decode()
+    assert "examples:" in text and f"containerarchive key {command}" in text
+
+
 def test_every_command_prints_one_json_document(cli_env, tmp_path: Path):
     def doc(args, **kw):
         proc = run([*args, "--json"], env=cli_env, **kw)

@@ -572,6 +572,16 @@ _EXAMPLES = {
 }
 
 
+_KEY_EXAMPLES = {
+    "list": "containerarchive key list\ncontainerarchive key list --json",
+    "add": "containerarchive key add                           # prompts for the new passphrase\n"
+    "containerarchive key add --new-password-file ops.pw",
+    "passwd": "containerarchive key passwd\n"
+    "CONTAINERARCHIVE_NEW_PASSWORD=… containerarchive key passwd",
+    "remove": "containerarchive key remove 1a2b3c      # an id prefix from `key list`",
+}
+
+
 def _add(sub: Any, name: str, common: argparse.ArgumentParser, help: str, **kw: Any) -> Any:
     examples = textwrap.indent(textwrap.dedent(_EXAMPLES[name]).strip("\n"), "  ")
     epilog = f"examples:\n{examples}\n\n{textwrap.fill(_EXIT_HELP, 88)}"
@@ -716,7 +726,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("passwd", "change the passphrase in use"),
         ("remove", "remove a key file"),
     ):
-        kp = keys.add_parser(name, parents=[common], help=text, description=text + ".")
+        kp = keys.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=f"examples:\n{textwrap.indent(_KEY_EXAMPLES[name], '  ')}\n\n"
+            + textwrap.fill(_EXIT_HELP, 88),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if name in ("add", "passwd"):
             kp.add_argument(
                 "--new-password-file",

@@ -6,6 +6,7 @@ import collections
 import io
 import json
 import os
+import shlex
 import socket
 import stat
 import subprocess
@@ -376,7 +377,7 @@ class Repository:
                     else f"exited with status {status}"
                 )
                 failure = CommandFailedError(
-                    f"command {' '.join(argv)!r} {how}: nothing was committed"
+                    f"command {shlex.join(argv)} {how}: nothing was committed"
                     + ("; its standard error ends with:\n" + "\n".join(tail) if tail else "")
                 )
                 failure.argv, failure.exit_status = argv, status
@@ -766,8 +767,6 @@ class Repository:
 
 
 def _argv(command: Sequence[str] | str) -> list[str]:
-    import shlex
-
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if not argv:
         raise InvalidArgumentError("the command is empty")
