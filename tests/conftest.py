@@ -36,6 +36,15 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for running the CLI against a repository in this test's directory."""
+    return {
+        "CONTAINERARCHIVE_REPOSITORY": str(tmp_path / "repo"),
+        "CONTAINERARCHIVE_PASSWORD": "pw for the cli",
+    }
+
+
+@pytest.fixture
 def repo_path(tmp_path: Path) -> Path:
     return tmp_path / "repo"
 

@@ -25,14 +25,6 @@ def run(args, *, env=None, input=None, check=True):
     return proc
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path):
-    return {
-        "CONTAINERARCHIVE_REPOSITORY": str(tmp_path / "repo"),
-        "CONTAINERARCHIVE_PASSWORD": "pw for the cli",
-    }
-
-
 def test_console_script_is_installed():
     bindir = Path(sys.executable).parent
     proc = subprocess.run([bindir / "containerarchive", "--help"], capture_output=True, text=True)

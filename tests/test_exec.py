@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from pathlib import Path
 
 import pytest
 from test_cli import run
@@ -92,11 +91,8 @@ def test_a_string_command_is_split_like_a_shell_without_running_one(repo):
         assert f.read() == b"a b\n"
 
 
-def test_cli_exec_items_go_into_one_snapshot(tmp_path: Path):
-    env = {
-        "CONTAINERARCHIVE_REPOSITORY": str(tmp_path / "repo"),
-        "CONTAINERARCHIVE_PASSWORD": "pw",
-    }
+def test_cli_exec_items_go_into_one_snapshot(cli_env):
+    env = cli_env
     run(["init"], env=env)
     cmd_a = f'{PY} -c "{_gen(200_000, 5)[2]}"'
     cmd_b = f'{PY} -c "{_gen(100_000, 6)[2]}"'
@@ -124,11 +120,8 @@ def test_cli_exec_items_go_into_one_snapshot(tmp_path: Path):
     assert hashlib.sha256(got).digest() == hashlib.sha256(_expected(100_000, 6)).digest()
 
 
-def test_cli_exec_failure_exits_4_with_the_stderr_tail(tmp_path: Path):
-    env = {
-        "CONTAINERARCHIVE_REPOSITORY": str(tmp_path / "repo"),
-        "CONTAINERARCHIVE_PASSWORD": "pw",
-    }
+def test_cli_exec_failure_exits_4_with_the_stderr_tail(cli_env):
+    env = cli_env
     run(["init"], env=env)
     fail = f"{PY} -c \"import sys; print('half'); sys.exit('dump aborted: disk full')\""
     proc = run(["ingest", "--exec", fail, "--name", "db.dump"], env=env, check=False)
