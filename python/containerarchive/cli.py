@@ -602,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-r",
         "--repo",
         default=argparse.SUPPRESS,
-        help="repository path (default: $CONTAINERARCHIVE_REPOSITORY)",
+        help="repository directory or s3://bucket/prefix (default: $CONTAINERARCHIVE_REPOSITORY)",
     )
     common.add_argument(
         "-p",
