@@ -550,9 +550,10 @@ impl<S: Storage> Repository<S> {
     /// the buffers read, and for each location its buffer and range (no per-blob copy).
     #[allow(clippy::type_complexity)]
     fn fetch(&self, locs: &[Location]) -> Result<(Vec<Vec<u8>>, Vec<(usize, Range<usize>)>)> {
-        let storage = &self.inner.storage;
-        let mut buffers = Vec::new();
-        let mut ranges = Vec::with_capacity(locs.len());
+        // Coalesce neighbouring blobs of one pack into one read, then issue all reads at once
+        // (object storage runs them concurrently).
+        let mut groups: Vec<(Range<usize>, u64)> = Vec::new();
+        let mut requests: Vec<(String, u64, u64)> = Vec::new();
         let mut i = 0;
         while i < locs.len() {
             let first = &locs[i];
@@ -567,28 +568,35 @@ impl<S: Storage> Repository<S> {
                 end = end.max(locs[j].entry.offset as u64 + locs[j].entry.stored_len as u64);
                 j += 1;
             }
-            let key = pack_key(&first.pack);
-            let data = storage
-                .get_range(&key, start, end - start)
-                .map_err(|e| match e {
-                    StorageError::NotFound(_) => Error::corruption(
-                        format!("pack {}", first.pack),
-                        format!("missing (it holds chunk {})", first.entry.id),
-                    ),
-                    e => e.into(),
-                })?;
-            if (data.len() as u64) < end - start {
+            requests.push((pack_key(&first.pack), start, end - start));
+            groups.push((i..j, start));
+            i = j;
+        }
+        let results = self.inner.storage.get_ranges(&requests);
+        let mut buffers = Vec::with_capacity(groups.len());
+        let mut ranges = Vec::with_capacity(locs.len());
+        for (((members, start), (_, _, len)), data) in
+            groups.into_iter().zip(&requests).zip(results)
+        {
+            let first = &locs[members.start];
+            let data = data.map_err(|e| match e {
+                StorageError::NotFound(_) => Error::corruption(
+                    format!("pack {}", first.pack),
+                    format!("missing (it holds chunk {})", first.entry.id),
+                ),
+                e => e.into(),
+            })?;
+            if (data.len() as u64) < *len {
                 return Err(Error::corruption(
                     format!("pack {}", first.pack),
                     format!("truncated (chunk {} lies past its end)", first.entry.id),
                 ));
             }
-            for l in &locs[i..j] {
+            for l in &locs[members] {
                 let o = (l.entry.offset as u64 - start) as usize;
                 ranges.push((buffers.len(), o..o + l.entry.stored_len as usize));
             }
             buffers.push(data);
-            i = j;
         }
         Ok((buffers, ranges))
     }

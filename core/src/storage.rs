@@ -35,6 +35,15 @@ pub trait Storage {
     /// Store a new object atomically and durably: it is either absent or complete, and a
     /// reader never sees a partial object. Fails with `AlreadyExists` if the key is taken.
     fn put(&self, key: &str, data: &[u8]) -> StorageResult<()>;
+    /// Several ranged reads (`(key, offset, length)`, as [`Storage::get_range`]), results in
+    /// the order asked. Object storage, where each request costs a round trip, overrides it to
+    /// issue them concurrently; the default reads one after the other.
+    fn get_ranges(&self, requests: &[(String, u64, u64)]) -> Vec<StorageResult<Vec<u8>>> {
+        requests
+            .iter()
+            .map(|(key, offset, length)| self.get_range(key, *offset, *length))
+            .collect()
+    }
     /// Every key (with its size in bytes) that starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>>;
     /// Remove an object; removing a missing object is `NotFound`.
@@ -61,6 +70,9 @@ impl<S: Storage + ?Sized> Storage for &S {
     }
     fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
         (**self).get_range(key, offset, length)
+    }
+    fn get_ranges(&self, requests: &[(String, u64, u64)]) -> Vec<StorageResult<Vec<u8>>> {
+        (**self).get_ranges(requests)
     }
     fn put(&self, key: &str, data: &[u8]) -> StorageResult<()> {
         (**self).put(key, data)

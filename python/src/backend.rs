@@ -50,6 +50,9 @@ impl Storage for AnyStorage {
     fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, StorageError> {
         self.inner().get_range(key, offset, length)
     }
+    fn get_ranges(&self, requests: &[(String, u64, u64)]) -> Vec<Result<Vec<u8>, StorageError>> {
+        self.inner().get_ranges(requests)
+    }
     fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         self.inner().put(key, data)
     }
