@@ -176,13 +176,24 @@ def test_concurrent_inits_never_overwrite_each_other(s3, s3_env):
         c.put_object(Bucket=BUCKET, Key=f"{prefix}/config.json", Body=b"{}", IfNoneMatch="*")
 
 
-def test_a_missing_bucket_or_bad_credentials_are_clear_errors(s3_env, monkeypatch):
+def test_a_missing_bucket_is_named_on_open_and_created_by_init(s3_env, monkeypatch):
     for k, v in s3_env.items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(ca.ContainerArchiveError, match="no-such-bucket"):
-        ca.Repository.open("s3://no-such-bucket/repo", PASS)
-    with pytest.raises(ca.RepositoryNotFoundError):
+    bucket = f"fresh-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(
+        ca.RepositoryNotFoundError, match=f"the bucket of s3://{bucket}/repo does not exist"
+    ):
+        ca.Repository.open(f"s3://{bucket}/repo", PASS)
+    with pytest.raises(ca.RepositoryNotFoundError, match="config.json is missing") as info:
         ca.Repository.open(f"s3://{BUCKET}/never-created", PASS)
+    assert "bucket" not in str(info.value), "the bucket exists: only the repository is missing"
+    # Like `restic init`, init creates a missing bucket.
+    with ca.Repository.init(f"s3://{bucket}/repo", PASS, **FAST_KDF) as repo:
+        repo.ingest(b"into a new bucket", name="x")
+    names = [b["Name"] for b in s3server.client(s3_env).list_buckets()["Buckets"]]
+    assert bucket in names
+    with ca.Repository.open(f"s3://{bucket}/repo", PASS) as repo:
+        assert repo.restore(repo.list_snapshots()[0].id).read() == b"into a new bucket"
     with pytest.raises(ca.InvalidArgumentError, match="gs://"):
         ca.Repository.open("gs://bucket/repo", PASS)
 

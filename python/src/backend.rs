@@ -32,6 +32,25 @@ impl AnyStorage {
         }
     }
 
+    /// Before creating a repository: object storage gets its bucket if it has none yet.
+    pub fn prepare_for_init(&self) -> Result<(), StorageError> {
+        match self {
+            AnyStorage::Fs(_) => Ok(()),
+            AnyStorage::S3(s) => s.create_bucket_if_missing().map(|_| ()),
+        }
+    }
+
+    /// Why a repository is not found here, when the storage can tell more than "no config".
+    pub fn missing_reason(&self) -> Option<String> {
+        match self {
+            AnyStorage::S3(s) => match s.bucket_exists() {
+                Ok(false) => Some(format!("the bucket of {} does not exist", s.location())),
+                _ => None,
+            },
+            AnyStorage::Fs(_) => None,
+        }
+    }
+
     fn inner(&self) -> &dyn Storage {
         match self {
             AnyStorage::Fs(s) => s,

@@ -262,8 +262,10 @@ impl NativeRepository {
         }
         let repo = py
             .detach(|| {
+                let storage = AnyStorage::at(&path)?;
+                storage.prepare_for_init()?;
                 Repository::init(
-                    AnyStorage::at(&path)?,
+                    storage,
                     passphrase.as_deref(),
                     &options,
                     &created_at,
@@ -284,7 +286,23 @@ impl NativeRepository {
         hostname: String,
     ) -> PyResult<Self> {
         let repo = py
-            .detach(|| Repository::open(AnyStorage::at(&path)?, passphrase.as_deref()))
+            .detach(|| {
+                Repository::open(AnyStorage::at(&path)?, passphrase.as_deref()).map_err(|e| {
+                    match e {
+                        // Say why, when object storage can tell more than "no config.json".
+                        Error::RepositoryNotFound { location } => Error::RepositoryNotFound {
+                            location: match AnyStorage::at(&path)
+                                .ok()
+                                .and_then(|s| s.missing_reason())
+                            {
+                                Some(reason) => format!("{location} ({reason})"),
+                                None => location,
+                            },
+                        },
+                        e => e,
+                    }
+                })
+            })
             .map_err(py_err)?;
         Ok(NativeRepository { repo, hostname })
     }

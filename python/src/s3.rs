@@ -21,6 +21,7 @@ use containerarchive_core::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
@@ -35,6 +36,8 @@ const READ_PART: u64 = 8 << 20;
 /// A repository in an S3 bucket, under a prefix.
 pub struct S3Storage {
     store: Arc<AmazonS3>,
+    bucket: String,
+    region: String,
     prefix: String,
     url: String,
     runtime: Runtime,
@@ -93,7 +96,7 @@ impl S3Storage {
         let region = std::env::var("AWS_REGION")
             .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|_| "us-east-1".into());
-        builder = builder.with_region(region);
+        builder = builder.with_region(region.clone());
         if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
             builder = builder
                 .with_allow_http(endpoint.starts_with("http://"))
@@ -110,10 +113,74 @@ impl S3Storage {
             .map_err(|e| config_error(url, format!("cannot start the S3 client: {e}")))?;
         Ok(S3Storage {
             store: Arc::new(store),
+            bucket: bucket.to_string(),
+            region,
             prefix,
             url: url.trim_end_matches('/').to_string(),
             runtime,
             uploads: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Whether the bucket exists (a listing of it succeeds; 404 means it does not).
+    pub fn bucket_exists(&self) -> Result<bool, StorageError> {
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        match self
+            .runtime
+            .block_on(self.store.list_with_delimiter(prefix.as_ref()))
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) if e.to_string().contains("NoSuchBucket") => Ok(false),
+            Err(e) => Err(map_error(&self.url, e)),
+        }
+    }
+
+    /// Create the bucket when it does not exist (as `restic init` does); whether it was created.
+    pub fn create_bucket_if_missing(&self) -> Result<bool, StorageError> {
+        if self.bucket_exists()? {
+            return Ok(false);
+        }
+        let fail = |m: String| {
+            config_error(
+                &self.url,
+                format!("cannot create bucket {}: {m}", self.bucket),
+            )
+        };
+        self.runtime.block_on(async {
+            // CreateBucket is `PUT /<bucket>/`: object_store signs the URL, reqwest sends it.
+            let url = self
+                .store
+                .signed_url(
+                    http::Method::PUT,
+                    &ObjectPath::from(""),
+                    std::time::Duration::from_secs(300),
+                )
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let body = if self.region == "us-east-1" {
+                String::new()
+            } else {
+                format!(
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                     <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                    self.region
+                )
+            };
+            let response = reqwest::Client::new()
+                .put(url)
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
+                Ok(true)
+            } else {
+                Err(fail(format!("HTTP {status}: {text}")))
+            }
         })
     }
 
