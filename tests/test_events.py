@@ -194,3 +194,24 @@ def test_restore_reports_progress_for_files_descriptors_and_streams(repo, tmp_pa
     with repo.restore(snap.id) as stream:
         assert stream.read() == data
     assert progress[-1].bytes_processed == len(data) and progress[-1].total_bytes == len(data)
+
+
+def test_payloads_read_as_attributes_or_as_keys(repo):
+    progress = _subscribe(repo, "ingest:progress")
+    complete = _subscribe(repo, "ingest:complete")
+    snap = repo.ingest(b"x" * 1000, name="k")
+    p = progress[-1]
+    assert p["bytes_processed"] == p.bytes_processed == 1000
+    assert dict(p) == p.to_dict() and set(p.keys()) == {
+        "operation",
+        "bytes_processed",
+        "total_bytes",
+        "percentage",
+        "message",
+    }
+    assert complete[0]["snapshot_id"] == snap.id and "new_chunks" in complete[0]
+    with pytest.raises(KeyError):
+        p["nope"]
+    stats = repo.stats()
+    assert stats["snapshots"] == 1 and stats["repository_bytes"] == stats.repository_bytes
+    assert snap["id"] == snap.id and snap.items[0]["name"] == "k"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._fields import Fields
 from .errors import InvalidArgumentError
 
 #: Every event name, with the type of its payload.
@@ -34,7 +35,7 @@ PROGRESS_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
-class Progress:
+class Progress(Fields):
     """How far an operation is.
 
     ``total_bytes`` and ``percentage`` are None when the total is unknown (a pipe being
@@ -66,7 +67,7 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class IngestComplete:
+class IngestComplete(Fields):
     """A snapshot was committed."""
 
     snapshot_id: str

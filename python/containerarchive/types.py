@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._fields import Fields
 from ._format import human_size, ratio, table, tags_text, titled
 
 
 @dataclass(frozen=True)
-class Item:
+class Item(Fields):
     """One named stream of a snapshot."""
 
     name: str
@@ -25,7 +26,7 @@ class Item:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Fields):
     """An immutable snapshot of one or more items."""
 
     id: str
@@ -142,7 +143,7 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class VerifyError:
+class VerifyError(Fields):
     """One problem verify found; ``pack``, ``chunk`` and ``snapshot`` name its objects."""
 
     kind: str
@@ -157,7 +158,7 @@ class VerifyError:
 
 
 @dataclass(frozen=True)
-class VerifyStats:
+class VerifyStats(Fields):
     """What verify looked at."""
 
     packs_checked: int
@@ -169,7 +170,7 @@ class VerifyStats:
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(Fields):
     """The outcome of :meth:`Repository.verify`."""
 
     ok: bool
@@ -225,7 +226,7 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
-class ReindexResult:
+class ReindexResult(Fields):
     """What :meth:`Repository.reindex` did."""
 
     packs_indexed: int
@@ -236,7 +237,7 @@ class ReindexResult:
 
 
 @dataclass(frozen=True)
-class UnrecoverablePack:
+class UnrecoverablePack(Fields):
     """A pack repair could not rebuild, and the snapshots that need it."""
 
     pack: str
@@ -245,7 +246,7 @@ class UnrecoverablePack:
 
 
 @dataclass(frozen=True)
-class RepairResult:
+class RepairResult(Fields):
     """What :meth:`Repository.repair` did."""
 
     index_rebuilt: bool
@@ -300,7 +301,7 @@ class RepairResult:
 
 
 @dataclass(frozen=True)
-class PruneResult:
+class PruneResult(Fields):
     """What :meth:`Repository.prune` did (or, with ``dry_run``, would do)."""
 
     kept: list[str]
@@ -344,7 +345,7 @@ class PruneResult:
 
 
 @dataclass(frozen=True)
-class PlanFile:
+class PlanFile(Fields):
     """A file a restore needs: its repository path, size and whether it is present."""
 
     path: str
@@ -353,7 +354,7 @@ class PlanFile:
 
 
 @dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(Fields):
     """What :meth:`Repository.restore_plan` found: the files a restore needs."""
 
     snapshot: str
@@ -382,7 +383,7 @@ class RestorePlan:
 
 
 @dataclass(frozen=True)
-class KeyInfo:
+class KeyInfo(Fields):
     """A key file of an encrypted repository."""
 
     id: str
@@ -405,7 +406,7 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
-class RepoStats:
+class RepoStats(Fields):
     """Repository totals (:meth:`Repository.stats`)."""
 
     snapshots: int
@@ -433,6 +434,9 @@ class RepoStats:
         d = dict(vars(self))
         d["repository_bytes"] = self.repository_bytes
         return d
+
+    def __getitem__(self, name: str) -> Any:
+        return self.repository_bytes if name == "repository_bytes" else super().__getitem__(name)
 
     def _rows(self) -> list[tuple[str, str]]:
         return [
