@@ -10,6 +10,7 @@ prune finish their work first (a repository is never left half-maintained) and r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -146,8 +147,6 @@ class Throttle:
     (the first and the final report always pass)."""
 
     def __init__(self, emitter: Emitter, event: str, operation: str):
-        import time
-
         self._clock = time.monotonic
         self._emitter = emitter
         self._event = event
