@@ -185,6 +185,20 @@ struct NativeRepository {
 }
 
 impl NativeRepository {
+    /// The reader of one item of a snapshot (id, prefix or "latest").
+    fn item_reader(
+        &self,
+        py: Python<'_>,
+        snapshot_id: &str,
+        item: &str,
+    ) -> PyResult<ItemReader<AnyStorage>> {
+        py.detach(|| {
+            let snap = self.repo.get_snapshot(snapshot_id)?;
+            self.repo.item_reader(&snap, item)
+        })
+        .map_err(py_err)
+    }
+
     /// Run a maintenance operation under this process's lock identity with the GIL released;
     /// its report as JSON.
     fn maintain<T: serde::Serialize + Send>(
@@ -410,25 +424,10 @@ impl NativeRepository {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
         let mut progress = ProgressCallback::new(progress);
-        let mut reader = self
-            .reader(py, snapshot_id, item)?
-            .inner
-            .into_inner()
-            .expect("fresh mutex");
+        let mut reader = self.item_reader(py, snapshot_id, item)?;
         let f = dup_fd(fd)?;
         let name = PathBuf::from(format!("file descriptor {fd}"));
-        py.detach(|| {
-            pipe::drain(
-                f,
-                |e| io_err(&name, e),
-                || {
-                    let batch = reader.next_batch().map_err(py_err)?;
-                    progress.advance(batch_len(&batch))?;
-                    Ok(batch)
-                },
-            )
-            .map(|(n, _)| n)
-        })
+        py.detach(|| drain_reader(&mut reader, f, &name, &mut progress).map(|(n, _)| n))
     }
 
     /// Verify at `level`; `on_error` (or None) is called with each finding as JSON, `progress`
@@ -618,14 +617,8 @@ impl NativeRepository {
 
     /// A reader over one item.
     fn reader(&self, py: Python<'_>, snapshot_id: &str, item: &str) -> PyResult<NativeReader> {
-        let reader = py
-            .detach(|| {
-                let snap = self.repo.get_snapshot(snapshot_id)?;
-                self.repo.item_reader(&snap, item)
-            })
-            .map_err(py_err)?;
         Ok(NativeReader {
-            inner: Mutex::new(reader),
+            inner: Mutex::new(self.item_reader(py, snapshot_id, item)?),
         })
     }
 
@@ -641,11 +634,7 @@ impl NativeRepository {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
         let mut progress = ProgressCallback::new(progress);
-        let mut reader = self
-            .reader(py, snapshot_id, item)?
-            .inner
-            .into_inner()
-            .expect("fresh mutex");
+        let mut reader = self.item_reader(py, snapshot_id, item)?;
         py.detach(|| {
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -663,15 +652,7 @@ impl NativeRepository {
                     .truncate(true)
                     .open(&tmp)
                     .map_err(|e| io_err(&tmp, e))?;
-                let (total, f) = pipe::drain(
-                    f,
-                    |e| io_err(&tmp, e),
-                    || {
-                        let batch = reader.next_batch().map_err(py_err)?;
-                        progress.advance(batch_len(&batch))?;
-                        Ok(batch)
-                    },
-                )?;
+                let (total, f) = drain_reader(&mut reader, f, &tmp, &mut progress)?;
                 f.sync_all().map_err(|e| io_err(&tmp, e))?;
                 std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
                 Ok(total)
@@ -709,6 +690,25 @@ fn batch_len(batch: &Option<Vec<Vec<u8>>>) -> u64 {
     batch
         .as_ref()
         .map_or(0, |b| b.iter().map(|c| c.len() as u64).sum())
+}
+
+/// Write every batch of `reader` to `dst` (a writer thread overlaps the writing with decoding
+/// the next batch), telling `progress` after each; the bytes written and `dst` back.
+fn drain_reader<W: std::io::Write + Send>(
+    reader: &mut ItemReader<AnyStorage>,
+    dst: W,
+    name: &std::path::Path,
+    progress: &mut ProgressCallback,
+) -> PyResult<(u64, W)> {
+    pipe::drain(
+        dst,
+        |e| io_err(name, e),
+        || {
+            let batch = reader.next_batch().map_err(py_err)?;
+            progress.advance(batch_len(&batch))?;
+            Ok(batch)
+        },
+    )
 }
 
 /// Keep the first exception a callback raised (later ones are consequences or repeats).
