@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -229,3 +232,109 @@ def test_large_reads_are_split_into_concurrent_parts_and_reassembled(s3):
         with repo.restore(snap.id) as f:
             assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest()
         assert repo.verify("full").ok
+
+
+# -- concurrency in a bucket (docs/RELIABILITY.md §4) ----------------------------------------
+
+
+def _cli(s3: str, env: dict[str, str], *args: str, data: bytes | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "containerarchive", "--repo", s3, *args],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_a_long_lived_repository_in_a_bucket_sees_another_process_prune(s3, s3_env):
+    env = {**os.environ, **s3_env, "CONTAINERARCHIVE_PASSWORD": PASS}
+    x, y = os.urandom(5 << 20), os.urandom(5 << 20)
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF) as service:
+        first = service.ingest(x, name="d")
+        service.ingest(y, name="d")
+        assert service.restore(first.id).read() == x
+        pruned = _cli(s3, env, "prune", "--keep-last", "1")
+        assert pruned.returncode == 0, pruned.stderr.decode()
+        again = service.ingest(x, name="d")
+        assert again.new_chunks > 0, "chunks of deleted packs are stored again"
+        assert service.restore(again.id).read() == x
+        assert service.verify("standard").ok
+
+
+def test_a_stopped_ingest_into_a_bucket_commits_nothing_once_prune_took_its_data(
+    s3, s3_env, tmp_path
+):
+    # S3's Last-Modified has whole seconds: a 4 s stale age, a 9 s pause.
+    env = {
+        **os.environ,
+        **s3_env,
+        "CONTAINERARCHIVE_PASSWORD": PASS,
+        "CONTAINERARCHIVE_LOCK_STALE_AFTER": "4s",
+    }
+    x, y = os.urandom(12 << 20), os.urandom(4 << 20)
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF) as repo:
+        repo.ingest(x, name="d", tags={"data": "x"})
+        repo.ingest(y, name="d", tags={"data": "y"})
+    (tmp_path / "x").write_bytes(x)
+    marker = tmp_path / "read-all"
+    a = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "containerarchive",
+            "--repo",
+            s3,
+            "ingest",
+            "--exec",
+            "sh -c " + shlex.quote(f"cat {tmp_path / 'x'}; touch {marker}; sleep 2"),
+            "--name",
+            "d",
+            "--tag",
+            "data=x",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)
+        os.kill(a.pid, signal.SIGSTOP)
+        time.sleep(9)
+        pruned = _cli(s3, env, "prune", "--keep-last", "1")
+        assert pruned.returncode == 0, pruned.stderr.decode()
+        os.kill(a.pid, signal.SIGCONT)
+        _, err = a.communicate(timeout=120)
+    finally:
+        a.kill()
+    assert a.returncode == 13, err.decode()
+    with ca.Repository.open(s3, PASS) as repo:
+        for snap in repo.list_snapshots():
+            assert repo.restore(snap.id).read() == {"x": x, "y": y}[snap.tags["data"]]
+        assert repo.verify("standard").ok
+
+
+def test_a_restore_from_a_bucket_completes_while_prune_rewrites_its_packs(s3, s3_env):
+    env = {**os.environ, **s3_env, "CONTAINERARCHIVE_PASSWORD": PASS}
+    x = os.urandom(16 << 20)
+    z = os.urandom(24 << 20) + b"".join(x[i : i + (1 << 19)] for i in range(0, len(x), 1 << 20))
+    with ca.Repository.init(s3, PASS, pack_size=1 << 20, **FAST_KDF) as repo:
+        repo.ingest(x, name="d")
+        repo.ingest(z, name="d")
+    restore = subprocess.Popen(
+        [sys.executable, "-m", "containerarchive", "--repo", s3, "restore", "latest"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert restore.stdout is not None
+    got = bytearray(restore.stdout.read(1 << 20))
+    pruned = _cli(s3, env, "prune", "--keep-last", "1")
+    assert pruned.returncode == 0, pruned.stderr.decode()
+    while block := restore.stdout.read(1 << 20):
+        got += block
+    assert restore.wait(timeout=120) == 0
+    assert bytes(got) == z

@@ -6,8 +6,17 @@ use crate::compress::Compression;
 
 /// The format name in every `config.json`.
 pub const FORMAT_NAME: &str = "containerarchive";
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes. Version 2 is version 1 plus the
+/// `features` lists; this build reads both.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads (and upgrades on its first write).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Feature: prune announces deletions in `deleting/` and ingests commit through
+/// `snapshots/pending/` with the commit check (docs/FORMAT.md). Required to write: a binary
+/// that does not know it would prune without notices and commit without the check.
+pub const FEATURE_DELETION_NOTICES: &str = "deletion-notices";
+/// Every feature this build knows, to read and to write.
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES];
 /// Storage key of the config.
 pub const CONFIG_KEY: &str = "config.json";
 
@@ -73,6 +82,36 @@ pub struct Config {
     pub pack_size: u64,
     /// Parity.
     pub parity: ParityConfig,
+    /// Features a binary must know to read, or to write to, this repository (version 2 on).
+    #[serde(default, skip_serializing_if = "Features::is_empty")]
+    pub features: Features,
+}
+
+/// Required features, by name. A binary refuses to open a repository with a `read` feature it
+/// does not know, and refuses to change one (lock, ingest, prune, repair…) with an unknown
+/// `write` feature; binaries older than version 2 refuse any version-2 repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    /// Needed to read anything correctly.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Needed to write (and so to lock) anything.
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+impl Features {
+    /// No feature required.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+}
+
+fn unknown(list: &[String]) -> Vec<&str> {
+    list.iter()
+        .map(String::as_str)
+        .filter(|f| !KNOWN_FEATURES.contains(f))
+        .collect()
 }
 
 /// Parity settings: Reed-Solomon over groups of data packs.
@@ -97,6 +136,45 @@ impl Default for ParityConfig {
 }
 
 impl Config {
+    /// Whether this build may change the repository: it knows every `write` feature.
+    pub fn check_writable(&self) -> Result<(), String> {
+        let missing = unknown(&self.features.write);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the repository needs feature(s) {} to be written to, which this build does not know: use a newer containerarchive (reading still works)",
+                missing.join(", ")
+            ))
+        }
+    }
+
+    /// Whether writers must follow the deletion-notice protocol already (else the first
+    /// write upgrades the config).
+    pub fn needs_upgrade(&self) -> bool {
+        self.version < FORMAT_VERSION
+            || !self
+                .features
+                .write
+                .iter()
+                .any(|f| f == FEATURE_DELETION_NOTICES)
+    }
+
+    /// This config at the current version with every feature this build writes.
+    pub fn upgraded(&self) -> Config {
+        let mut c = self.clone();
+        c.version = FORMAT_VERSION;
+        if !c
+            .features
+            .write
+            .iter()
+            .any(|f| f == FEATURE_DELETION_NOTICES)
+        {
+            c.features.write.push(FEATURE_DELETION_NOTICES.into());
+        }
+        c
+    }
+
     /// Whether chunks and metadata are encrypted.
     pub fn encrypted(&self) -> bool {
         self.encryption != "none"
@@ -110,10 +188,17 @@ impl Config {
                 self.format
             ));
         }
-        if self.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.version) {
             return Err(format!(
-                "repository format version {} (this build reads version {FORMAT_VERSION})",
+                "repository format version {} (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}): use a newer containerarchive",
                 self.version
+            ));
+        }
+        let missing = unknown(&self.features.read);
+        if !missing.is_empty() {
+            return Err(format!(
+                "the repository needs feature(s) {} to be read, which this build does not know: use a newer containerarchive",
+                missing.join(", ")
             ));
         }
         match (self.encryption.as_str(), self.chunk_id.as_str()) {

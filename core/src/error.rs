@@ -35,8 +35,13 @@ pub enum Error {
     #[error("corrupted {object}: {reason}")]
     Corruption { object: String, reason: String },
     /// Another process holds a lock that conflicts with the one asked for.
-    #[error("repository is locked: {lock} is held by {holder}")]
+    #[error("repository is locked: {lock} is held by {holder}. If that process has ended, `containerarchive unlock` removes stale locks; `unlock --force` removes every lock (first check on that host that it is not running); `--retry-lock 10m` waits for it")]
     Locked { lock: String, holder: String },
+    /// Another process changed the repository under an operation in a way that would make its
+    /// result wrong (a prune deleted data an ingest reuses, a snapshot appeared during a prune):
+    /// nothing was committed; running the operation again is safe.
+    #[error("{object} changed concurrently: {reason}")]
+    ConcurrentModification { object: String, reason: String },
     /// A caller-supplied value is out of range (item name, tag, option).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

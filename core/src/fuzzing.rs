@@ -216,7 +216,7 @@ pub fn lock(data: &[u8]) -> bool {
     let storage = MemoryStorage::new();
     storage.put("locks/fuzz", &file).expect("memory put");
     let locks = read_locks(&storage, &Keys::plain()).expect("memory storage reads");
-    locks.len() == 1 && locks[0].1.is_some()
+    locks.len() == 1 && locks[0].info.is_some()
 }
 
 /// One stored blob: `compression code ‖ u24le(raw length) ‖ stored bytes`. A blob never
@@ -336,6 +336,7 @@ fn seed_lock() -> LockInfo {
         refreshed_at: "2026-01-01T00:00:00Z".into(),
         exclusive: false,
         operation: "ingest".into(),
+        process: String::new(),
     }
 }
 
@@ -366,7 +367,11 @@ fn small_repository(compression: Compression, pass: Option<&[u8]>) -> BTreeMap<S
     let mut random = vec![0u8; 6000];
     noise.fill(&mut random);
     let mut ingest = repo
-        .ingest(&seed_lock(), Box::new(CounterRng(13)), &|_| false)
+        .ingest(
+            &seed_lock(),
+            Box::new(CounterRng(13)),
+            &crate::lock::LockPolicy::NEVER,
+        )
         .expect("ingest in memory");
     for (name, bytes) in [("db/dump.sql", &text), ("blob.bin", &random)] {
         ingest.start_item(name, "raw").expect("valid name");

@@ -17,6 +17,7 @@ pub mod index;
 pub mod keyring;
 pub mod lock;
 pub mod maintenance;
+pub mod notice;
 pub mod pack;
 pub mod parallel;
 pub mod parity;

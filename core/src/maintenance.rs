@@ -14,7 +14,8 @@ use crate::id::{Id, ID_LEN};
 use crate::index::{
     encode_index_file, index_file_size, index_key, IndexedPack, Location, INDEX_PREFIX,
 };
-use crate::lock::{remove_locks, LockInfo, StaleCheck};
+use crate::lock::{remove_locks, HeldLock, LockInfo, StaleCheck, LOCK_PREFIX};
+use crate::notice::{write_notice, NOTICE_PREFIX};
 use crate::pack::{
     decode_idx, encode_idx, idx_file_size, idx_key, pack_file_size, pack_key,
     read_header_from_storage, PackBuilder, PackEntry,
@@ -25,7 +26,10 @@ use crate::parity::{
 };
 use crate::repo::{decode_blob, Repository};
 use crate::retention::{apply, Policy};
-use crate::snapshot::{snapshot_key, Snapshot};
+use crate::snapshot::{
+    decode_snapshot, pending_id_of_key, snapshot_id_of_key, snapshot_key, Snapshot, PENDING_PREFIX,
+    SNAPSHOT_PREFIX,
+};
 use crate::storage::{put_exact, Storage, StorageError};
 use crate::verify::{list_packs, read_index_view, IndexView};
 
@@ -124,31 +128,58 @@ impl<S: Storage> Repository<S> {
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-        f: impl FnOnce(&mut dyn RandomSource) -> Result<T>,
+        f: impl FnOnce(&mut dyn RandomSource, &Exclusive) -> Result<T>,
     ) -> Result<T> {
         let mut info = info.clone();
         info.exclusive = true;
-        let key = self.lock(&info, rng, is_stale)?;
-        // No writer can be mid-write now: what interrupted ones left is garbage, and so are the
-        // locks of processes that died.
-        let result = self.remove_leftovers(&key, is_stale).and_then(|_| f(rng));
+        let held = self.lock(&info, rng, is_stale)?;
+        // No live writer is left now (as far as locks tell): what interrupted ones left is
+        // garbage, and so are the locks of processes that died.
+        let result = self
+            .remove_leftovers(&held, is_stale)
+            .and_then(|locks_removed| {
+                f(
+                    rng,
+                    &Exclusive {
+                        lock: held.clone(),
+                        locks_removed,
+                    },
+                )
+            });
         self.forget_index();
-        let released = self.unlock(&key);
+        let released = self.unlock(&held);
         let value = result?;
         released?;
         Ok(value)
     }
 
-    /// Under the exclusive lock `own`: remove dead writers' temporary files and stale locks.
-    fn remove_leftovers(&self, own: &str, is_stale: StaleCheck<'_>) -> Result<()> {
-        self.storage().remove_partial_writes()?;
-        remove_locks(self.storage(), self.keys(), false, is_stale, Some(own))?;
-        Ok(())
-    }
-
-    /// Remove stale locks (and unreadable ones); with `force`, every lock.
-    pub fn remove_locks(&self, force: bool, is_stale: StaleCheck<'_>) -> Result<Vec<String>> {
-        remove_locks(self.storage(), self.keys(), force, is_stale, None)
+    /// Under the exclusive lock `own`: remove dead writers' temporary files, stale locks, the
+    /// deletion notices of prunes that died, and pending manifests whose snapshot is committed
+    /// (or that were abandoned longer ago than the stale age). Returns the locks removed.
+    fn remove_leftovers(&self, own: &HeldLock, is_stale: StaleCheck<'_>) -> Result<Vec<String>> {
+        let storage = self.storage();
+        storage.remove_partial_writes()?;
+        let own_key = own.key().unwrap_or_default();
+        let report = remove_locks(storage, self.keys(), false, is_stale, &own_key)?;
+        for (key, _) in storage.list(NOTICE_PREFIX)? {
+            delete_if_present(storage, &key)?;
+        }
+        let now = storage
+            .list_with_times(LOCK_PREFIX)?
+            .into_iter()
+            .find(|(k, _, _)| *k == own_key)
+            .and_then(|(_, _, t)| t);
+        let committed: HashSet<Id> = self.snapshot_ids()?.into_iter().collect();
+        for (key, _, written) in storage.list_with_times(PENDING_PREFIX)? {
+            let Some(id) = pending_id_of_key(&key) else {
+                continue;
+            };
+            let abandoned = matches!((now, written), (Some(n), Some(w)) if n.saturating_sub(w) > is_stale.stale_after_ms);
+            if committed.contains(&id) || abandoned {
+                delete_if_present(storage, &key)?;
+            }
+        }
+        Ok(report.removed.into_iter().map(|(k, _)| k).collect())
     }
 
     fn write_index_files(
@@ -179,7 +210,7 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
     ) -> Result<ReindexReport> {
-        self.with_exclusive(info, rng, is_stale, |rng| self.reindex_locked(rng))
+        self.with_exclusive(info, rng, is_stale, |rng, _| self.reindex_locked(rng))
     }
 
     fn reindex_locked(&self, rng: &mut dyn RandomSource) -> Result<ReindexReport> {
@@ -250,10 +281,11 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
     ) -> Result<RepairReport> {
-        let locks_removed = self.remove_locks(false, is_stale)?;
-        let mut report = self.with_exclusive(info, rng, is_stale, |rng| self.repair_locked(rng))?;
-        report.locks_removed = locks_removed;
-        Ok(report)
+        self.with_exclusive(info, rng, is_stale, |rng, held| {
+            let mut report = self.repair_locked(rng)?;
+            report.locks_removed = held.locks_removed.clone();
+            Ok(report)
+        })
     }
 
     fn repair_locked(&self, rng: &mut dyn RandomSource) -> Result<RepairReport> {
@@ -495,16 +527,16 @@ impl<S: Storage> Repository<S> {
             // A shared lock: a dry run changes nothing, but must see a repository no prune is changing.
             let mut shared = info.clone();
             shared.exclusive = false;
-            let key = self.lock(&shared, rng, is_stale)?;
+            let held = self.lock(&shared, rng, is_stale)?;
             on_progress(0, 0, "reading snapshots and index");
             let plan = self.plan_prune(policy, tags);
-            self.unlock(&key)?;
+            self.unlock(&held)?;
             return Ok(plan?.report(true));
         }
-        self.with_exclusive(info, rng, is_stale, |rng| {
+        self.with_exclusive(info, rng, is_stale, |rng, held| {
             on_progress(0, 0, "reading snapshots and index");
             let plan = self.plan_prune(policy, tags)?;
-            let freed = self.execute_prune(&plan, rng, on_progress)?;
+            let freed = self.execute_prune(&plan, &held.lock, rng, on_progress)?;
             let mut report = plan.report(false);
             report.freed_bytes = freed;
             Ok(report)
@@ -526,6 +558,10 @@ impl<S: Storage> Repository<S> {
         for id in snapshot_sizes.keys() {
             all.push(self.load_snapshot(*id)?);
         }
+        // Manifests an ingest is committing: not subject to the policy, but their data stays.
+        let pending = self.pending_snapshots(&snapshot_sizes.keys().copied().collect())?;
+        let mut seen: HashSet<Id> = snapshot_sizes.keys().copied().collect();
+        seen.extend(pending.iter().map(|s| s.id));
         let considered: Vec<Snapshot> = all
             .iter()
             .filter(|s| tags.iter().all(|(k, v)| s.manifest.tags.get(k) == Some(v)))
@@ -553,7 +589,11 @@ impl<S: Storage> Repository<S> {
 
         // Mark every blob a remaining snapshot needs.
         let mut used: HashSet<Id> = HashSet::new();
-        for snap in all.iter().filter(|s| !removed_ids.contains(&s.id)) {
+        for snap in all
+            .iter()
+            .filter(|s| !removed_ids.contains(&s.id))
+            .chain(&pending)
+        {
             for item in &snap.manifest.items {
                 for list in &item.chunk_lists {
                     used.insert(*list);
@@ -749,6 +789,7 @@ impl<S: Storage> Repository<S> {
         }
 
         Ok(PrunePlan {
+            seen,
             kept: kept.iter().map(|s| s.id).collect(),
             removed: removed.iter().map(|s| s.id).collect(),
             keep,
@@ -774,9 +815,87 @@ impl<S: Storage> Repository<S> {
             .collect())
     }
 
+    /// Manifests under `snapshots/pending/` whose id is not in `committed` (a pending manifest
+    /// gone between listing and reading has been committed or withdrawn).
+    fn pending_snapshots(&self, committed: &HashSet<Id>) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for (key, _) in self.storage().list(PENDING_PREFIX)? {
+            let Some(id) = pending_id_of_key(&key) else {
+                continue;
+            };
+            if committed.contains(&id) {
+                continue;
+            }
+            match self.storage().get(&key) {
+                Ok(data) => out.push(decode_snapshot(self.keys(), id, &data).map_err(|e| {
+                    Error::corruption(key.clone(), format!("{e}; run repair before prune"))
+                })?),
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// After announcing its deletions, prune looks once more for snapshots (committed or
+    /// pending) written since it planned: if one needs a blob that lives only in a pack about
+    /// to be deleted, nothing is deleted.
+    fn check_new_snapshots(&self, plan: &PrunePlan, copied: &HashSet<Id>) -> Result<()> {
+        let storage = self.storage();
+        let mut fresh: Vec<Snapshot> = Vec::new();
+        let mut finals = HashSet::new();
+        for (key, _) in storage.list(SNAPSHOT_PREFIX)? {
+            if let Some(id) = snapshot_id_of_key(&key) {
+                finals.insert(id);
+                if !plan.seen.contains(&id) {
+                    match self.load_snapshot(id) {
+                        Ok(s) => fresh.push(s),
+                        Err(Error::SnapshotNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        for s in self.pending_snapshots(&finals)? {
+            if !plan.seen.contains(&s.id) {
+                fresh.push(s);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let (view, _) = read_index_view(storage, self.keys(), |_, _| {})?;
+        for snap in &fresh {
+            for item in &snap.manifest.items {
+                for list in &item.chunk_lists {
+                    let mut needed = vec![*list];
+                    if let Ok(ids) = self.read_list_blob(&view, list) {
+                        needed.extend(ids);
+                    }
+                    for id in needed {
+                        let Some(loc) = view.blobs.get(&id) else {
+                            continue;
+                        };
+                        if plan.doomed.contains(&loc.pack) && !copied.contains(&id) {
+                            return Err(Error::ConcurrentModification {
+                                object: format!("snapshot {}", snap.id),
+                                reason: format!(
+                                    "it was written while this prune ran and needs pack {}, which the prune was about to delete; nothing was deleted (run prune again)",
+                                    loc.pack
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn execute_prune(
         &self,
         plan: &PrunePlan,
+        own: &HeldLock,
         rng: &mut dyn RandomSource,
         on_progress: &mut dyn FnMut(u64, u64, &str),
     ) -> Result<i64> {
@@ -845,9 +964,50 @@ impl<S: Storage> Repository<S> {
         )?;
         // 3. The new index.
         on_progress(done, total, "writing the index");
+        let copied: HashSet<Id> = new_indexed
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.id))
+            .collect();
         let mut all = plan.keep.clone();
         all.extend(new_indexed);
         let (written, _) = self.write_index_files(&all, rng)?;
+        // Announce the deletions, then look for snapshots written since the plan (an ingest
+        // whose lock this prune judged stale, or that started without seeing our lock).
+        let notice = match plan.doomed.is_empty() {
+            true => None,
+            false => Some(write_notice(
+                storage,
+                keys,
+                &own.key().unwrap_or_default(),
+                &plan.doomed,
+                rng,
+            )?),
+        };
+        let withdraw = |e: Error| {
+            if let Some(n) = &notice {
+                let _ = storage.delete(n);
+            }
+            e
+        };
+        self.check_new_snapshots(plan, &copied).map_err(withdraw)?;
+        // Our lock may be renewed (a new key) while we list: list again until the key is
+        // the same before and after.
+        let mut still_locked = false;
+        let mut own_key = String::new();
+        for _ in 0..3 {
+            own_key = own.key().unwrap_or_default();
+            let listed = storage.list(LOCK_PREFIX).map_err(|e| withdraw(e.into()))?;
+            still_locked = listed.iter().any(|(k, _)| *k == own_key);
+            if own.key().unwrap_or_default() == own_key {
+                break;
+            }
+        }
+        if own.lost() || !still_locked {
+            return Err(withdraw(Error::ConcurrentModification {
+                object: format!("lock {own_key}"),
+                reason: "another process removed this prune's lock (unlock --force, or it judged the lock stale); nothing was deleted".into(),
+            }));
+        }
         // 4. Snapshots.
         for id in &plan.removed {
             delete_if_present(storage, &snapshot_key(id))?;
@@ -876,7 +1036,59 @@ impl<S: Storage> Repository<S> {
         for p in &plan.orphan_idx {
             delete_if_present(storage, &idx_key(p))?;
         }
+        if let Some(n) = &notice {
+            delete_if_present(storage, n)?;
+        }
+        // 8. A group written meanwhile by an ingest that extended a replaced group (it read the
+        // group before this prune removed it) may name deleted packs: protect its survivors anew.
+        self.regroup_broken_groups(None, rng)?;
         Ok(before as i64 - total_size(storage)? as i64)
+    }
+
+    /// Replace every parity group (of `only`, if given) that names a missing pack by new groups
+    /// over its surviving members that no intact group protects. Prune runs it after deleting,
+    /// and an ingest on the groups it wrote: one of the two sees a group broken by the other.
+    pub(crate) fn regroup_broken_groups(
+        &self,
+        only: Option<&HashSet<String>>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<()> {
+        let storage = self.storage();
+        let (groups, _) = load_groups(storage, self.keys())?;
+        if only.is_some_and(|keys| !groups.iter().any(|g| keys.contains(&g.key))) {
+            return Ok(());
+        }
+        let (present, _) = list_packs(storage)?;
+        let (broken, intact): (Vec<Group>, Vec<Group>) = groups.into_iter().partition(|g| {
+            only.is_none_or(|keys| keys.contains(&g.key))
+                && g.desc
+                    .members
+                    .iter()
+                    .any(|m| !present.contains_key(&m.pack))
+        });
+        if broken.is_empty() {
+            return Ok(());
+        }
+        let protected: HashSet<Id> = intact
+            .iter()
+            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
+            .collect();
+        let mut orphans: Vec<(Id, u64)> = Vec::new();
+        for g in &broken {
+            for m in &g.desc.members {
+                if present.contains_key(&m.pack)
+                    && !protected.contains(&m.pack)
+                    && !orphans.iter().any(|(p, _)| *p == m.pack)
+                {
+                    orphans.push((m.pack, m.size));
+                }
+            }
+        }
+        protect_packs(storage, self.keys(), &orphans, rng)?;
+        for g in &broken {
+            crate::parity::remove_group(storage, g)?;
+        }
+        Ok(())
     }
 }
 
@@ -926,7 +1138,15 @@ fn protect_packs(
     Ok(written)
 }
 
+/// What an operation under the exclusive lock gets: the lock, and the stale locks removed.
+struct Exclusive {
+    lock: std::sync::Arc<HeldLock>,
+    locks_removed: Vec<String>,
+}
+
 struct PrunePlan {
+    /// Every snapshot and pending manifest the plan took into account.
+    seen: HashSet<Id>,
     kept: Vec<Id>,
     removed: Vec<Id>,
     keep: Vec<IndexedPack>,

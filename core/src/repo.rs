@@ -1,16 +1,18 @@
 //! Repository operations: init, open, ingest, restore, list and get snapshots.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 
 use chrono::{DateTime, FixedOffset};
 
 use crate::chunk::Chunker;
 use crate::compress::{compress, decompress, Compression};
 use crate::config::{
-    ChunkerConfig, CompressionConfig, Config, ParityConfig, CONFIG_KEY, FORMAT_NAME, FORMAT_VERSION,
+    ChunkerConfig, CompressionConfig, Config, Features, ParityConfig, CONFIG_KEY, FORMAT_NAME,
+    FORMAT_VERSION, KNOWN_FEATURES, OLDEST_FORMAT_VERSION,
 };
 use crate::crypto::{
     random_bytes, KdfParams, KeyFile, Keys, RandomSource, MAX_KEY_FILE_LEN, NONCE_LEN,
@@ -21,13 +23,15 @@ use crate::index::{
     decode_index_file, encode_index_file, index_key, Index, IndexBuilder, IndexedPack, Location,
     INDEX_PREFIX,
 };
-use crate::lock::{self, LockInfo, StaleCheck};
+use crate::lock::{self, HeldLock, LockInfo, StaleCheck, UnlockReport};
+use crate::notice::{check_packs_present, read_notices};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
 use crate::parallel::par_map;
 use crate::parity::{load_groups, parity_key, ParityBuilder, GROUP_SIZE};
 use crate::snapshot::{
-    decode_snapshot, encode_snapshot, format_time, snapshot_id_of_key, snapshot_key, Item,
-    ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION, SNAPSHOT_PREFIX,
+    decode_snapshot, encode_snapshot, format_time, pending_snapshot_key, snapshot_id_of_key,
+    snapshot_key, Item, ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
+    SNAPSHOT_PREFIX,
 };
 use crate::storage::{put_exact, Storage, StorageError};
 use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
@@ -40,6 +44,9 @@ const PACKS_PER_INDEX_FILE: usize = 64;
 const RESTORE_BATCH_BYTES: u64 = 8 << 20;
 /// Gap between two blobs of one pack below which restore reads them in one request.
 const COALESCE_GAP: u64 = 256 << 10;
+/// Times a read reloads the index after finding a pack gone (a prune moved its blobs) before
+/// reporting the pack missing.
+const RELOCATE_ATTEMPTS: usize = 3;
 
 /// Settings chosen at `init`.
 #[derive(Debug, Clone)]
@@ -95,6 +102,12 @@ struct Inner<S> {
     config: Config,
     keys: Keys,
     index: RwLock<Option<Index>>,
+    /// The index files the loaded index was built from (to notice other processes' changes).
+    index_files: Mutex<BTreeSet<String>>,
+    /// Locks taken through this handle and not yet released, for [`Repository::refresh_locks`].
+    held: Mutex<Vec<Weak<HeldLock>>>,
+    /// Whether `config.json` is known to carry every feature this build writes.
+    writable: AtomicBool,
     /// The master key and the key file it was unlocked with (encrypted repositories).
     master: Option<[u8; 32]>,
     current_key: std::sync::Mutex<Option<String>>,
@@ -226,6 +239,10 @@ impl<S: Storage> Repository<S> {
             .into(),
             pack_size: options.pack_size,
             parity: ParityConfig::default(),
+            features: Features {
+                read: Vec::new(),
+                write: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
+            },
         };
         config.validate().map_err(Error::InvalidArgument)?;
         let mut unlocked = None;
@@ -291,6 +308,9 @@ impl<S: Storage> Repository<S> {
                 config,
                 keys,
                 index: RwLock::new(index),
+                index_files: Mutex::new(BTreeSet::new()),
+                held: Mutex::new(Vec::new()),
+                writable: AtomicBool::new(false),
                 master,
                 current_key: std::sync::Mutex::new(current),
             }),
@@ -335,7 +355,10 @@ impl<S: Storage> Repository<S> {
         let config: Config = serde_json::from_slice(&raw)
             .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
         config.validate().map_err(|reason| {
-            if config.format == FORMAT_NAME && config.version != FORMAT_VERSION {
+            if config.format == FORMAT_NAME
+                && !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version)
+                || reason.contains("feature")
+            {
                 Error::Unsupported(reason)
             } else {
                 Error::corruption(CONFIG_KEY, reason)
@@ -394,21 +417,102 @@ impl<S: Storage> Repository<S> {
     }
 
     fn load_index(&self) -> Result<Index> {
+        // A file listed but gone when read was replaced by a prune (which writes the new index
+        // before deleting the old): list again and start over.
+        for _ in 0..RELOCATE_ATTEMPTS {
+            match self.load_index_once() {
+                Err(Error::Storage(StorageError::NotFound(_))) => continue,
+                other => return other,
+            }
+        }
+        self.load_index_once()
+    }
+
+    /// Read every index file, leaving out packs that are not in storage (one listing): an
+    /// index file may name a pack deleted since (an ingest that a prune overtook), and a blob
+    /// also stored elsewhere must then be found there, never in the missing pack.
+    fn load_index_once(&self) -> Result<Index> {
         let storage = &self.inner.storage;
         let mut index = IndexBuilder::new();
-        let mut keys: Vec<String> = storage
+        let keys: BTreeSet<String> = storage
             .list(INDEX_PREFIX)?
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        keys.sort();
-        for key in keys {
-            let data = storage.get(&key)?;
-            for p in decode_index_file(&self.inner.keys, &key, &data)? {
-                index.add_pack(p.id, p.size, &p.entries);
+        let present: HashSet<String> = storage
+            .list("packs/data/")?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for key in &keys {
+            let data = storage.get(key)?;
+            for p in decode_index_file(&self.inner.keys, key, &data)? {
+                if present.contains(&pack_key(&p.id)) {
+                    index.add_pack(p.id, p.size, &p.entries);
+                }
             }
         }
+        *self
+            .inner
+            .index_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(index.finish())
+    }
+
+    /// Catch up with what other processes did to `index/` since the index was loaded: new
+    /// files are added; if any file was removed (a prune or reindex replaced the index), the
+    /// whole index is read again. Costs one listing when nothing changed.
+    pub fn refresh_index(&self) -> Result<()> {
+        if self
+            .inner
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return Ok(()); // loaded fresh on first use
+        }
+        let listed: BTreeSet<String> = self
+            .inner
+            .storage
+            .list(INDEX_PREFIX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let known = self
+            .inner
+            .index_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if listed == known {
+            return Ok(());
+        }
+        if !known.is_subset(&listed) {
+            self.forget_index();
+            drop(self.index()?);
+            return Ok(());
+        }
+        for key in listed.difference(&known) {
+            let data = match self.inner.storage.get(key) {
+                Ok(d) => d,
+                Err(StorageError::NotFound(_)) => {
+                    self.forget_index();
+                    drop(self.index()?);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let packs = decode_index_file(&self.inner.keys, key, &data)?;
+            self.index_add(&packs)?;
+            self.inner
+                .index_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone());
+        }
+        Ok(())
     }
 
     fn index_add(&self, packs: &[IndexedPack]) -> Result<()> {
@@ -424,6 +528,16 @@ impl<S: Storage> Repository<S> {
     /// Drop the loaded index; it is read again on next use (after maintenance changed it).
     pub(crate) fn forget_index(&self) {
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Record that this process wrote index file `key` (its packs are added with
+    /// [`Repository::index_add`]), so that a refresh does not read it again.
+    fn index_file_written(&self, key: &str) {
+        self.inner
+            .index_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
     }
 
     /// Where blob `id` is stored.
@@ -502,38 +616,116 @@ impl<S: Storage> Repository<S> {
         }
     }
 
-    /// Take a lock for an operation; release it with [`Repository::unlock`].
+    /// Make sure this build may write here, upgrading `config.json` on the first write to a
+    /// repository of an older format (docs/FORMAT.md, "Format versions and features").
+    pub fn prepare_write(&self) -> Result<()> {
+        if self.inner.writable.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let stored: Config = match self.inner.storage.get(CONFIG_KEY) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?,
+            Err(e) => return Err(e.into()),
+        };
+        stored.validate().map_err(Error::Unsupported)?;
+        stored.check_writable().map_err(Error::Unsupported)?;
+        if stored.needs_upgrade() {
+            let json = serde_json::to_vec_pretty(&stored.upgraded()).expect("config serializes");
+            self.inner.storage.replace(CONFIG_KEY, &json)?;
+        }
+        self.inner.writable.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Take a lock for an operation (after [`Repository::prepare_write`]); it is renewed by
+    /// [`Repository::refresh_locks`] until released with [`Repository::unlock`].
     pub fn lock(
         &self,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-    ) -> Result<String> {
-        lock::acquire(&self.inner.storage, &self.inner.keys, info, rng, is_stale)
+    ) -> Result<Arc<HeldLock>> {
+        self.prepare_write()?;
+        let key = lock::acquire(&self.inner.storage, &self.inner.keys, info, rng, is_stale)?;
+        let held = Arc::new(HeldLock::new(key, info.clone()));
+        let mut all = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&held));
+        Ok(held)
     }
 
-    /// Release a lock taken with [`Repository::lock`].
-    pub fn unlock(&self, lock_key: &str) -> Result<()> {
-        lock::release(&self.inner.storage, lock_key)
+    /// Release a lock taken with [`Repository::lock`] (retrying the removal).
+    pub fn unlock(&self, held: &HeldLock) -> Result<()> {
+        held.release(&self.inner.storage)
+    }
+
+    /// Renew every lock held through this handle (call from a timer, every few minutes, so
+    /// that a long or silent operation never looks stale to other hosts). Returns how many.
+    pub fn refresh_locks(&self, now: &str, rng: &mut dyn RandomSource) -> Result<usize> {
+        let live: Vec<Arc<HeldLock>> = {
+            let mut all = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|w| w.strong_count() > 0);
+            all.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut renewed = 0;
+        for held in live.iter().filter(|h| h.key().is_some()) {
+            held.refresh(&self.inner.storage, &self.inner.keys, now, rng)?;
+            renewed += 1;
+        }
+        Ok(renewed)
+    }
+
+    /// Remove stale locks (with `force`, every lock); says what it removed and what it left
+    /// and why. Ages are measured on the storage's clock against a short-lived lock of ours
+    /// (`info`, shared), which is removed again.
+    pub fn remove_locks(
+        &self,
+        force: bool,
+        is_stale: StaleCheck<'_>,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+    ) -> Result<UnlockReport> {
+        self.prepare_write()?;
+        let mut probe = info.clone();
+        probe.exclusive = false;
+        let own = lock::write_lock(&self.inner.storage, &self.inner.keys, &probe, rng)?;
+        let report =
+            lock::remove_locks(&self.inner.storage, &self.inner.keys, force, is_stale, &own);
+        let released = lock::release(&self.inner.storage, &own);
+        let report = report?;
+        released?;
+        Ok(report)
     }
 
     /// Start an ingest under a shared lock. Nothing becomes visible until [`Ingest::commit`].
+    /// The index is first brought up to date with what other processes changed, and chunks in
+    /// packs a running prune is deleting are not reused (they are stored again).
     pub fn ingest(
         &self,
         lock_info: &LockInfo,
         mut rng: Box<dyn RandomSource + Send>,
         is_stale: StaleCheck<'_>,
     ) -> Result<Ingest<S>> {
-        let lock_key = self.lock(lock_info, rng.as_mut(), is_stale)?;
-        let lock_info = lock_info.clone();
+        let lock = self.lock(lock_info, rng.as_mut(), is_stale)?;
+        let prepared = self
+            .refresh_index()
+            .and_then(|_| read_notices(&self.inner.storage, &self.inner.keys));
+        let doomed = match prepared {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.unlock(&lock);
+                return Err(e);
+            }
+        };
         let chunker = Chunker::new(self.inner.config.chunker);
         Ok(Ingest {
             chunker,
             writer: Writer {
                 repo: self.clone(),
                 rng,
-                lock_key: Some(lock_key),
-                lock_info,
+                lock: Some(lock),
+                avoid: doomed.packs,
+                packs_used: HashSet::new(),
                 pack: PackBuilder::new(),
                 unindexed: Vec::new(),
                 session: HashSet::new(),
@@ -541,6 +733,7 @@ impl<S: Storage> Repository<S> {
                 items: Vec::new(),
                 stats: Stats::default(),
                 parity: None,
+                groups_written: HashSet::new(),
             },
         })
     }
@@ -580,10 +773,9 @@ impl<S: Storage> Repository<S> {
         {
             let first = &locs[members.start];
             let data = data.map_err(|e| match e {
-                StorageError::NotFound(_) => Error::corruption(
-                    format!("pack {}", first.pack),
-                    format!("missing (it holds chunk {})", first.entry.id),
-                ),
+                StorageError::NotFound(_) => {
+                    Error::Storage(StorageError::NotFound(format!("pack {}", first.pack)))
+                }
                 e => e.into(),
             })?;
             if (data.len() as u64) < *len {
@@ -601,18 +793,44 @@ impl<S: Storage> Repository<S> {
         Ok((buffers, ranges))
     }
 
-    /// Locate, fetch and decode blobs, in parallel where enabled.
+    /// Locate, fetch and decode blobs, in parallel where enabled. A pack found gone makes the
+    /// index be read again (a prune in another process moved its blobs to new packs and wrote
+    /// the new index before deleting the old packs) and the read retried.
     fn read_blobs(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
+        let mut attempt = 0;
+        loop {
+            match self.read_blobs_once(ids, what) {
+                Err(Error::Storage(StorageError::NotFound(key))) if attempt < RELOCATE_ATTEMPTS => {
+                    attempt += 1;
+                    let _ = key;
+                    self.forget_index();
+                }
+                Err(Error::Storage(StorageError::NotFound(key))) => {
+                    return Err(Error::corruption(
+                        key.clone(),
+                        format!(
+                            "missing (needed for {}), also after reading the index again",
+                            ids.first().map(what).unwrap_or_default()
+                        ),
+                    ))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn read_blobs_once(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
         let locs = {
             let guard = self.index()?;
             let index = guard.as_ref().expect("index loaded");
-            ids.iter()
-                .map(|id| {
-                    index.get(id).ok_or_else(|| {
-                        Error::corruption(what(id), format!("chunk {id} is not in the index"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            let mut locs = Vec::with_capacity(ids.len());
+            for id in ids {
+                match index.get(id) {
+                    Some(loc) => locs.push(loc),
+                    None => return Err(self.not_found_error(id, &what(id))),
+                }
+            }
+            locs
         };
         let (buffers, ranges) = self.fetch(&locs)?;
         let keys = &self.inner.keys;
@@ -626,8 +844,31 @@ impl<S: Storage> Repository<S> {
             .collect()
     }
 
-    /// A reader over one item of a snapshot.
+    /// Why blob `id` cannot be read: the pack an index file names for it is missing, or no
+    /// index file names it at all. Reads the index files again (an error path only).
+    fn not_found_error(&self, id: &Id, what: &str) -> Error {
+        let storage = &self.inner.storage;
+        let listed = storage.list(INDEX_PREFIX).unwrap_or_default();
+        for (key, _) in listed {
+            let Ok(data) = storage.get(&key) else {
+                continue;
+            };
+            let Ok(packs) = decode_index_file(&self.inner.keys, &key, &data) else {
+                continue;
+            };
+            if let Some(p) = packs.iter().find(|p| p.entries.iter().any(|e| e.id == *id)) {
+                return Error::corruption(
+                    format!("pack {}", p.id),
+                    format!("missing (it holds chunk {id} of {what})"),
+                );
+            }
+        }
+        Error::corruption(what, format!("chunk {id} is not in the index"))
+    }
+
+    /// A reader over one item of a snapshot (the index is first brought up to date).
     pub fn item_reader(&self, snapshot: &Snapshot, item: &str) -> Result<ItemReader<S>> {
+        self.refresh_index()?;
         Ok(ItemReader {
             repo: self.clone(),
             snapshot: snapshot.id,
@@ -711,8 +952,11 @@ struct ItemState {
 struct Writer<S: Storage> {
     repo: Repository<S>,
     rng: Box<dyn RandomSource + Send>,
-    lock_key: Option<String>,
-    lock_info: LockInfo,
+    lock: Option<Arc<HeldLock>>,
+    /// Packs a running prune announced it deletes: chunks there are stored again.
+    avoid: HashSet<Id>,
+    /// Every pack holding a blob this snapshot references (checked at commit).
+    packs_used: HashSet<Id>,
     pack: PackBuilder,
     /// Packs stored whose entries are in no index file yet.
     unindexed: Vec<IndexedPack>,
@@ -723,6 +967,8 @@ struct Writer<S: Storage> {
     stats: Stats,
     /// The parity group new packs join (started or extended at the first pack).
     parity: Option<ParityBuilder>,
+    /// Parity groups this ingest stored (checked at commit for members a prune deleted).
+    groups_written: HashSet<String>,
 }
 
 /// An ingest in progress: items are written one after another, then committed as one snapshot.
@@ -736,8 +982,19 @@ impl<S: Storage> Writer<S> {
         random_bytes(self.rng.as_mut())
     }
 
-    fn is_known(&self, id: &Id, index: &Index) -> bool {
-        self.session.contains(id) || index.contains(id)
+    /// Whether blob `id` is stored already (by this ingest, or in a pack not being deleted);
+    /// the pack it is in joins those the commit checks.
+    fn is_known(&mut self, id: &Id, index: &Index) -> bool {
+        if self.session.contains(id) {
+            return true;
+        }
+        match index.get(id) {
+            Some(loc) if !self.avoid.contains(&loc.pack) => {
+                self.packs_used.insert(loc.pack);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Hash, deduplicate, compress, encrypt and pack a batch of chunks of the current item.
@@ -789,7 +1046,8 @@ impl<S: Storage> Writer<S> {
         self.item.as_mut().expect("open").lists.push(id);
         let known = {
             let guard = repo.index()?;
-            self.is_known(&id, guard.as_ref().expect("index loaded"))
+            let index = guard.as_ref().expect("index loaded");
+            self.is_known(&id, index)
         };
         if !known {
             self.session.insert(id);
@@ -839,6 +1097,7 @@ impl<S: Storage> Writer<S> {
         let storage = self.repo.storage();
         storage.put_exact_owned(&pack_key(&id), data)?;
         storage.put_exact_owned(&idx_key(&id), idx)?;
+        self.packs_used.insert(id);
         let blobs: u64 = entries.iter().map(|e| e.stored_len as u64).sum();
         self.stats.stored_size += size - blobs;
         // A full group is stored once its last pack is (the storage orders them).
@@ -856,7 +1115,9 @@ impl<S: Storage> Writer<S> {
     fn store_parity(&mut self) -> Result<()> {
         if let Some(builder) = self.parity.take() {
             let nonce = self.nonce();
-            builder.store(self.repo.storage(), self.repo.keys(), nonce)?;
+            if let Some(g) = builder.store(self.repo.storage(), self.repo.keys(), nonce)? {
+                self.groups_written.insert(g.key);
+            }
         }
         Ok(())
     }
@@ -868,8 +1129,10 @@ impl<S: Storage> Writer<S> {
         }
         let nonce = self.nonce();
         let data = encode_index_file(self.repo.keys(), &self.unindexed, nonce);
-        put_exact(self.repo.storage(), &index_key(&Id::sha256(&data)), &data)?;
+        let key = index_key(&Id::sha256(&data));
+        put_exact(self.repo.storage(), &key, &data)?;
         self.repo.index_add(&self.unindexed)?;
+        self.repo.index_file_written(&key);
         self.unindexed.clear();
         // The global index knows these blobs now; only those of the open pack stay here, so
         // memory does not grow with the length of the stream.
@@ -898,9 +1161,40 @@ impl<S: Storage> Writer<S> {
     }
 
     fn release_lock(&mut self) -> Result<()> {
-        match self.lock_key.take() {
-            Some(k) => self.repo.unlock(&k),
+        match self.lock.take() {
+            Some(l) => self.repo.unlock(&l),
             None => Ok(()),
+        }
+    }
+
+    /// Make the manifest `data` (of snapshot `id`) visible, keeping every committed snapshot
+    /// complete whatever other processes do (docs/FORMAT.md, "Commit protocol"):
+    /// 1. write it under `snapshots/pending/` (a prune that looks from now on keeps its data);
+    /// 2. check that every pack it needs is still listed and named by no deletion notice (a
+    ///    prune that looked before step 1 wrote its notice before looking, so the check sees
+    ///    the notice, or the packs gone); on failure remove the pending manifest: nothing is
+    ///    committed;
+    /// 3. write it under its final name, then remove the pending one. If the pending manifest
+    ///    vanished meanwhile (a repair judged it abandoned), check again and withdraw on failure.
+    fn publish(&mut self, id: &Id, data: &[u8]) -> Result<()> {
+        let storage = self.repo.storage();
+        let keys = self.repo.keys();
+        let pending = pending_snapshot_key(id);
+        put_exact(storage, &pending, data)?;
+        if let Err(e) = check_packs_present(storage, keys, &self.packs_used) {
+            let _ = storage.delete(&pending);
+            return Err(e);
+        }
+        let final_key = snapshot_key(id);
+        put_exact(storage, &final_key, data)?;
+        match storage.delete(&pending) {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound(_)) => check_packs_present(storage, keys, &self.packs_used)
+                .inspect_err(|_| {
+                    let _ = storage.delete(&final_key);
+                }),
+            // A pending manifest left behind only keeps data alive; repair removes it.
+            Err(_) => Ok(()),
         }
     }
 }
@@ -1004,22 +1298,19 @@ impl<S: Storage> Ingest<S> {
         writer.finish_item()
     }
 
-    /// Renew this ingest's lock (call every few minutes during a long ingest, so that other
-    /// processes do not judge it stale).
+    /// Renew this ingest's lock (also done by [`Repository::refresh_locks`] from a timer).
     pub fn refresh_lock(&mut self, now: &str) -> Result<()> {
         let w = &mut self.writer;
-        if let Some(old) = w.lock_key.take() {
-            let repo = w.repo.clone();
-            w.lock_key = Some(lock::refresh(
-                repo.storage(),
-                repo.keys(),
-                &old,
-                &mut w.lock_info,
-                now,
-                w.rng.as_mut(),
-            )?);
+        if let Some(lock) = &w.lock {
+            lock.refresh(w.repo.storage(), w.repo.keys(), now, w.rng.as_mut())?;
         }
         Ok(())
+    }
+
+    /// Whether another process removed this ingest's lock meanwhile (`unlock --force`, or a
+    /// host that judged it stale). The commit check still decides whether it can commit.
+    pub fn lock_lost(&self) -> bool {
+        self.writer.lock.as_ref().is_some_and(|l| l.lost())
     }
 
     /// Bytes of content written so far (all items).
@@ -1046,6 +1337,9 @@ impl<S: Storage> Ingest<S> {
         w.flush_pack()?;
         w.store_parity()?;
         w.write_index()?;
+        // A group extended from one a concurrent prune replaced names the packs it deleted.
+        let repo = w.repo.clone();
+        repo.regroup_broken_groups(Some(&w.groups_written), w.rng.as_mut())?;
         let s = w.stats;
         let manifest = Manifest {
             version: MANIFEST_VERSION,
@@ -1060,7 +1354,7 @@ impl<S: Storage> Ingest<S> {
         };
         let nonce = w.nonce();
         let (id, data) = encode_snapshot(w.repo.keys(), &manifest, nonce);
-        put_exact(w.repo.storage(), &snapshot_key(&id), &data)?;
+        w.publish(&id, &data)?;
         w.release_lock()?;
         Ok(Snapshot {
             id,

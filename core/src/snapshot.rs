@@ -42,6 +42,23 @@ pub fn snapshot_id_of_key(key: &str) -> Option<Id> {
     )
 }
 
+/// Prefix of manifests an ingest has written but not yet committed (docs/FORMAT.md, commit
+/// protocol): not snapshots, but prune keeps everything they reference.
+pub const PENDING_PREFIX: &str = "snapshots/pending/";
+
+/// The storage key of a manifest pending commit.
+pub fn pending_snapshot_key(id: &Id) -> String {
+    format!("{PENDING_PREFIX}{}{SNAPSHOT_SUFFIX}", id.to_hex())
+}
+
+/// The snapshot id of a pending manifest's key, if it is one.
+pub fn pending_id_of_key(key: &str) -> Option<Id> {
+    Id::from_hex(
+        key.strip_prefix(PENDING_PREFIX)?
+            .strip_suffix(SNAPSHOT_SUFFIX)?,
+    )
+}
+
 /// One named stream inside a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {

@@ -46,6 +46,25 @@ pub trait Storage {
     }
     /// Every key (with its size in bytes) that starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>>;
+    /// [`Storage::list`], with the time each object was written *by the storage's own clock*
+    /// (milliseconds since the Unix epoch: a file's mtime, S3's `Last-Modified`), `None` where
+    /// the storage cannot tell. Lock ages are measured on this clock, so that no host's clock
+    /// matters (docs/RELIABILITY.md).
+    fn list_with_times(&self, prefix: &str) -> StorageResult<Vec<(String, u64, Option<i64>)>> {
+        Ok(self
+            .list(prefix)?
+            .into_iter()
+            .map(|(k, s)| (k, s, None))
+            .collect())
+    }
+    /// Replace an object atomically (readers see the old or the new bytes, never a mix). Used
+    /// for one object only: `config.json`, when a format upgrade adds a feature to it.
+    fn replace(&self, key: &str, _data: &[u8]) -> StorageResult<()> {
+        Err(StorageError::Backend {
+            key: key.to_string(),
+            message: "this storage cannot replace objects".into(),
+        })
+    }
     /// Remove an object; removing a missing object is `NotFound`.
     fn delete(&self, key: &str) -> StorageResult<()>;
     /// [`put_exact`], handing over the bytes: a storage that writes in the background keeps
@@ -80,6 +99,12 @@ impl<S: Storage + ?Sized> Storage for &S {
     fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
         (**self).list(prefix)
     }
+    fn list_with_times(&self, prefix: &str) -> StorageResult<Vec<(String, u64, Option<i64>)>> {
+        (**self).list_with_times(prefix)
+    }
+    fn replace(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        (**self).replace(key, data)
+    }
     fn delete(&self, key: &str) -> StorageResult<()> {
         (**self).delete(key)
     }
@@ -92,9 +117,14 @@ impl<S: Storage + ?Sized> Storage for &S {
 }
 
 /// A storage held in memory: for tests, and for the browser build once files are loaded.
+///
+/// It has a clock of its own (milliseconds, 0 until set) that stamps every object written, as a
+/// filesystem or object store does: tests move it to age locks deterministically.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    written: Mutex<BTreeMap<String, i64>>,
+    clock_ms: std::sync::atomic::AtomicI64,
 }
 
 impl MemoryStorage {
@@ -107,12 +137,33 @@ impl MemoryStorage {
     /// to damage a repository on purpose.
     pub fn overwrite(&self, key: &str, data: Vec<u8>) {
         self.lock().insert(key.to_string(), data);
+        self.stamp(key);
+    }
+
+    /// Set the storage's clock (milliseconds since the Unix epoch); later writes carry it.
+    pub fn set_clock(&self, ms: i64) {
+        self.clock_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Move the storage's clock forward by `ms` milliseconds.
+    pub fn advance_clock(&self, ms: i64) {
+        self.clock_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn stamp(&self, key: &str) {
+        let now = self.clock_ms.load(std::sync::atomic::Ordering::SeqCst);
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), now);
     }
 
     /// A store holding exactly these objects (a copy of another store, say).
     pub fn from_objects(objects: BTreeMap<String, Vec<u8>>) -> Self {
         MemoryStorage {
             objects: Mutex::new(objects),
+            ..Default::default()
         }
     }
 
@@ -159,6 +210,7 @@ impl Storage for MemoryStorage {
             return Err(StorageError::AlreadyExists(key.to_string()));
         }
         objects.insert(key.to_string(), data.to_vec());
+        self.stamp(key);
         Ok(())
     }
 
@@ -169,6 +221,23 @@ impl Storage for MemoryStorage {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.len() as u64))
             .collect())
+    }
+
+    fn list_with_times(&self, prefix: &str) -> StorageResult<Vec<(String, u64, Option<i64>)>> {
+        let listed = self.list(prefix)?;
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(listed
+            .into_iter()
+            .map(|(k, s)| {
+                let t = written.get(&k).copied().unwrap_or(0);
+                (k, s, Some(t))
+            })
+            .collect())
+    }
+
+    fn replace(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        self.overwrite(key, data.to_vec());
+        Ok(())
     }
 
     fn delete(&self, key: &str) -> StorageResult<()> {
@@ -252,6 +321,14 @@ impl<S: Storage> Storage for CrashingStorage<S> {
     fn list(&self, prefix: &str) -> StorageResult<Vec<(String, u64)>> {
         self.dead(prefix)?;
         self.inner.list(prefix)
+    }
+    fn list_with_times(&self, prefix: &str) -> StorageResult<Vec<(String, u64, Option<i64>)>> {
+        self.dead(prefix)?;
+        self.inner.list_with_times(prefix)
+    }
+    fn replace(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        self.change(key)?;
+        self.inner.replace(key, data)
     }
     fn delete(&self, key: &str) -> StorageResult<()> {
         self.change(key)?;

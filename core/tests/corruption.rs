@@ -7,6 +7,7 @@
 
 mod common;
 
+use containerarchive_core::lock::LockPolicy;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -240,7 +241,7 @@ fn run_case(f: &Fixture, kind: &str, how: Damage, seed: u64) -> Outcome {
     };
     let before = restores_exactly(&repo);
     let lock = lock_info();
-    let repaired = repo.repair(&lock, &mut TestRng(seed), &never_stale);
+    let repaired = repo.repair(&lock, &mut TestRng(seed), &LockPolicy::NEVER);
     if let Err(e) = &repaired {
         assert!(typed(e), "{case}: untyped repair error {e:?}");
     }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use containerarchive_core::lock::LockPolicy;
 use std::collections::BTreeMap;
 
 use common::*;
@@ -24,9 +25,15 @@ fn small_packs() -> InitOptions {
 }
 
 /// The process that crashed is gone: its lock is stale.
-fn dead(_: &LockInfo) -> bool {
+fn gone(_: &LockInfo) -> bool {
     true
 }
+
+/// Every other holder is dead (the crashed process of the previous step).
+const DEAD: LockPolicy<'static> = LockPolicy {
+    stale_after_ms: i64::MAX,
+    holder_gone: &gone,
+};
 
 fn maintenance() -> LockInfo {
     let mut l = lock_info();
@@ -78,7 +85,7 @@ fn check_after_crash(
     // The next ingest takes over from the dead process (its lock is stale).
     let next = noise(1 << 20, 999);
     let mut ing = repo
-        .ingest(&lock_info(), Box::new(TestRng(4242)), &dead)
+        .ingest(&lock_info(), Box::new(TestRng(4242)), &DEAD)
         .unwrap_or_else(|e| panic!("{what}: next ingest refused: {e}"));
     ing.start_item("next", "raw").unwrap();
     ing.write(&next).unwrap();
@@ -87,11 +94,16 @@ fn check_after_crash(
         .commit(&time("2026-04-01T00:00:00Z"), BTreeMap::new())
         .unwrap_or_else(|e| panic!("{what}: next ingest failed: {e}"));
     assert_eq!(restore(&repo, &snap, "next").unwrap(), next, "{what}");
-    // A prune cleans up what the crash left (orphan packs, half-built groups) and the
-    // repository still verifies.
+    // A prune, hours later, cleans up what the crash left (orphan packs, half-built groups, a
+    // deletion notice, a pending manifest) and the repository still verifies.
+    repo.storage().advance_clock(2 * 3600 * 1000);
     let policy = Policy {
         keep_last: Some(100),
         ..Policy::default()
+    };
+    let dead_and_old = LockPolicy {
+        stale_after_ms: 30 * 60 * 1000,
+        holder_gone: &gone,
     };
     repo.prune(
         &policy,
@@ -99,7 +111,7 @@ fn check_after_crash(
         false,
         &maintenance(),
         &mut TestRng(7),
-        &dead,
+        &dead_and_old,
     )
     .unwrap_or_else(|e| panic!("{what}: prune after the crash failed: {e}"));
     let report = repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
@@ -108,14 +120,18 @@ fn check_after_crash(
         "{what}: verify after prune found {:?}",
         report.errors
     );
-    let left: Vec<String> = repo
-        .storage()
-        .list("locks/")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert!(left.is_empty(), "{what}: locks left {left:?}");
+    // Nor is anything of the commit protocol left: a crashed prune's deletion notice, a
+    // crashed ingest's pending manifest (its snapshot was committed or never was).
+    for prefix in ["locks/", "deleting/", "snapshots/pending/"] {
+        let left: Vec<String> = repo
+            .storage()
+            .list(prefix)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert!(left.is_empty(), "{what}: left under {prefix}: {left:?}");
+    }
 }
 
 /// Run `op` on a copy of `w` that crashes after `budget` changes; `None` when it completed.
@@ -169,7 +185,7 @@ fn an_ingest_killed_after_any_change_leaves_a_consistent_repository() {
     let a = noise(5 << 20, 21);
     let b = sql_dump(20_000, 22);
     let tried = sweep(&w, &w.complete, "ingest", |repo| {
-        let mut ing = repo.ingest(&lock_info(), Box::new(TestRng(31)), &never_stale)?;
+        let mut ing = repo.ingest(&lock_info(), Box::new(TestRng(31)), &LockPolicy::NEVER)?;
         for (name, data) in [("a", &a), ("b", &b)] {
             ing.start_item(name, "raw")?;
             for piece in data.chunks(1 << 20) {
@@ -198,7 +214,7 @@ fn a_prune_killed_after_any_change_loses_no_kept_snapshot() {
             false,
             &maintenance(),
             &mut TestRng(41),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
     });
     eprintln!("prune: {tried} crash points");
@@ -217,7 +233,7 @@ fn a_repair_killed_after_any_change_can_be_run_again() {
     w.objects.remove(&lost);
     let tried = {
         let op = |repo: &Repository<CrashingStorage<MemoryStorage>>| {
-            repo.repair(&maintenance(), &mut TestRng(51), &never_stale)
+            repo.repair(&maintenance(), &mut TestRng(51), &LockPolicy::NEVER)
         };
         let (done, total) = crash_at(&w, u64::MAX, op);
         assert!(done.is_none());
@@ -227,7 +243,7 @@ fn a_repair_killed_after_any_change_can_be_run_again() {
             // A crashed repair is finished by running repair again; then everything holds.
             let repo = Repository::open(MemoryStorage::from_objects(left), Some(PASS)).unwrap();
             let report = repo
-                .repair(&maintenance(), &mut TestRng(52), &dead)
+                .repair(&maintenance(), &mut TestRng(52), &DEAD)
                 .unwrap_or_else(|e| panic!("repair after a crash at {budget} failed: {e}"));
             assert!(
                 report.unrecoverable.is_empty(),

@@ -2,6 +2,7 @@
 
 mod common;
 
+use containerarchive_core::lock::LockPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
@@ -126,7 +127,7 @@ fn a_deleted_pack_in_either_group_is_reported_and_rebuilt_byte_identical() {
         );
         assert!(r.errors.iter().any(|f| f.kind == "pack_missing"));
         let rep = repo
-            .repair(&maintenance_lock(), &mut TestRng(77), &never_stale)
+            .repair(&maintenance_lock(), &mut TestRng(77), &LockPolicy::NEVER)
             .unwrap();
         assert_eq!(
             rep.packs_repaired
@@ -181,7 +182,7 @@ fn a_flipped_byte_is_named_by_standard_and_full_and_repaired() {
         r.errors
     );
     let rep = repo
-        .repair(&maintenance_lock(), &mut TestRng(78), &never_stale)
+        .repair(&maintenance_lock(), &mut TestRng(78), &LockPolicy::NEVER)
         .unwrap();
     assert_eq!(rep.packs_repaired.len(), 1);
     let r = verify(&repo, VerifyLevel::Full);
@@ -201,7 +202,7 @@ fn two_losses_in_one_group_are_unrecoverable_and_name_the_affected_snapshots() {
         repo.storage().delete(&key).unwrap();
     }
     let rep = repo
-        .repair(&maintenance_lock(), &mut TestRng(79), &never_stale)
+        .repair(&maintenance_lock(), &mut TestRng(79), &LockPolicy::NEVER)
         .unwrap();
     assert!(rep.packs_repaired.is_empty());
     let lost: BTreeSet<String> = rep.unrecoverable.iter().map(|u| u.pack.to_hex()).collect();
@@ -213,7 +214,7 @@ fn two_losses_in_one_group_are_unrecoverable_and_name_the_affected_snapshots() {
     assert!(restore(&repo, &a, "big").is_err());
     // Re-running repair is safe and reports the same.
     let again = repo
-        .repair(&maintenance_lock(), &mut TestRng(80), &never_stale)
+        .repair(&maintenance_lock(), &mut TestRng(80), &LockPolicy::NEVER)
         .unwrap();
     assert_eq!(again.unrecoverable.len(), 2);
 }
@@ -238,7 +239,7 @@ fn a_damaged_parity_shard_is_named_by_full_verify_and_rewritten_by_repair() {
             .trim_end_matches(".parity")
     ));
     let rep = repo
-        .repair(&maintenance_lock(), &mut TestRng(90), &never_stale)
+        .repair(&maintenance_lock(), &mut TestRng(90), &LockPolicy::NEVER)
         .unwrap();
     assert_eq!(rep.groups_written, 1);
     let r = verify(&repo, VerifyLevel::Full);
@@ -256,7 +257,7 @@ fn reindex_restores_function_after_every_index_file_and_idx_is_gone() {
     let fresh = Repository::open(repo.storage(), Some(PASS)).unwrap();
     assert!(restore(&fresh, &a, "big").is_err());
     let r = fresh
-        .reindex(&maintenance_lock(), &mut TestRng(81), &never_stale)
+        .reindex(&maintenance_lock(), &mut TestRng(81), &LockPolicy::NEVER)
         .unwrap();
     assert_eq!(r.idx_rebuilt.len(), pack_keys(&repo).len());
     assert!(r.unreadable_packs.is_empty());
@@ -309,7 +310,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
             true,
             &maintenance_lock(),
             &mut TestRng(10),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .unwrap();
     assert_eq!(on_disk(&repo), before, "a dry run changes nothing");
@@ -320,7 +321,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
             false,
             &maintenance_lock(),
             &mut TestRng(11),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .unwrap();
     assert_eq!(real.kept, vec![snaps[5].0.id, snaps[4].0.id]);
@@ -351,7 +352,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
             false,
             &maintenance_lock(),
             &mut TestRng(12),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .unwrap();
     assert!(again.removed.is_empty());
@@ -384,7 +385,7 @@ fn prune_without_a_rule_is_refused() {
             false,
             &maintenance_lock(),
             &mut TestRng(2),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .err()
         .unwrap();
@@ -433,7 +434,7 @@ fn prune_with_tags_only_considers_those_snapshots() {
             false,
             &maintenance_lock(),
             &mut TestRng(2),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .unwrap();
     assert_eq!((r.kept, r.removed), (vec![a2.id], vec![a1.id]));
@@ -453,7 +454,7 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
     let repo = memory_repo(None, &fast_kdf(), 1);
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
     let mut ing = repo
-        .ingest(&lock_info(), Box::new(TestRng(5)), &never_stale)
+        .ingest(&lock_info(), Box::new(TestRng(5)), &LockPolicy::NEVER)
         .unwrap();
     ing.start_item("d", "raw").unwrap();
     ing.refresh_lock("2026-01-01T00:05:00Z").unwrap();
@@ -468,7 +469,7 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
             false,
             &maintenance_lock(),
             &mut TestRng(6),
-            &never_stale,
+            &LockPolicy::NEVER,
         )
         .err()
         .unwrap();
@@ -479,24 +480,40 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
         "the refreshed lock replaced the old one"
     );
     // The ingest's process "died": its lock is stale and unlock removes it; force removes all.
-    assert_eq!(repo.remove_locks(false, &never_stale).unwrap().len(), 0);
-    assert_eq!(
-        repo.remove_locks(false, &|l| l.refreshed_at == "2026-01-01T00:05:00Z")
-            .unwrap()
-            .len(),
-        1
+    let unlocker = maintenance_lock();
+    let report = repo
+        .remove_locks(false, &LockPolicy::NEVER, &unlocker, &mut TestRng(70))
+        .unwrap();
+    assert_eq!((report.removed.len(), report.kept.len()), (0, 1));
+    assert!(report.kept[0].1.contains("ingest"), "{:?}", report.kept);
+    let gone = LockPolicy {
+        stale_after_ms: i64::MAX,
+        holder_gone: &|l| l.refreshed_at == "2026-01-01T00:05:00Z",
+    };
+    let report = repo
+        .remove_locks(false, &gone, &unlocker, &mut TestRng(71))
+        .unwrap();
+    assert_eq!(report.removed.len(), 1);
+    assert!(
+        report.removed[0].1.contains("is gone"),
+        "{:?}",
+        report.removed
     );
     std::mem::forget(ing);
-    repo.lock(&lock_info(), &mut TestRng(7), &never_stale)
+    let _held = repo
+        .lock(&lock_info(), &mut TestRng(7), &LockPolicy::NEVER)
         .unwrap();
-    assert_eq!(repo.remove_locks(true, &never_stale).unwrap().len(), 1);
+    let report = repo
+        .remove_locks(true, &LockPolicy::NEVER, &unlocker, &mut TestRng(72))
+        .unwrap();
+    assert_eq!(report.removed.len(), 1);
     repo.prune(
         &policy,
         &BTreeMap::new(),
         false,
         &maintenance_lock(),
         &mut TestRng(8),
-        &never_stale,
+        &LockPolicy::NEVER,
     )
     .unwrap();
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use containerarchive_core::lock::LockPolicy;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
@@ -397,9 +398,10 @@ fn an_exclusive_lock_blocks_ingest_until_released_or_stale() {
     let mut exclusive = lock_info();
     exclusive.exclusive = true;
     exclusive.operation = "prune".into();
-    let key = repo
-        .lock(&exclusive, &mut TestRng(50), &never_stale)
+    let held = repo
+        .lock(&exclusive, &mut TestRng(50), &LockPolicy::NEVER)
         .unwrap();
+    let key = held.key().unwrap();
     let err = ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[])
         .err()
         .unwrap();
@@ -415,11 +417,18 @@ fn an_exclusive_lock_blocks_ingest_until_released_or_stale() {
     }
     // A lock judged stale (its process is gone) does not block.
     let mut ing = repo
-        .ingest(&lock_info(), Box::new(TestRng(60)), &|_| true)
+        .ingest(
+            &lock_info(),
+            Box::new(TestRng(60)),
+            &LockPolicy {
+                stale_after_ms: i64::MAX,
+                holder_gone: &|_| true,
+            },
+        )
         .unwrap();
     ing.start_item("d", "raw").unwrap();
     ing.abort().unwrap();
-    repo.unlock(&key).unwrap();
+    repo.unlock(&held).unwrap();
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
     assert!(
         repo.storage().list("locks/").unwrap().is_empty(),

@@ -9,8 +9,10 @@ from ._native import __version__
 from .errors import (
     AmbiguousSnapshotIdError,
     CommandFailedError,
+    ConcurrentModificationError,
     ContainerArchiveError,
     CorruptionError,
+    Interrupted,
     InvalidArgumentError,
     ItemNotFoundError,
     LockedError,
@@ -23,7 +25,7 @@ from .errors import (
 )
 from .events import IngestComplete, Progress, Subscription
 from .frames import to_dataframe
-from .repository import Repository
+from .repository import Repository, parse_duration
 from .types import (
     Item,
     KeyInfo,
@@ -34,6 +36,7 @@ from .types import (
     RepoStats,
     RestorePlan,
     Snapshot,
+    UnlockResult,
     UnrecoverablePack,
     VerifyError,
     VerifyResult,
@@ -43,6 +46,10 @@ from .types import (
 __all__ = [
     "AmbiguousSnapshotIdError",
     "CommandFailedError",
+    "ConcurrentModificationError",
+    "Interrupted",
+    "UnlockResult",
+    "parse_duration",
     "IngestComplete",
     "Progress",
     "RepoStats",

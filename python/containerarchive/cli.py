@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 not ok (verify or repair found damage) or any other error; 2 usage
 error; 3 snapshot or item not found; 4 a command given with ``--exec`` failed (nothing was
-committed); 10 no repository; 11 locked; 12 wrong or missing passphrase; 130 interrupted.
+committed); 10 no repository; 11 locked; 12 wrong or missing passphrase; 13 another process
+changed the repository under the operation (nothing was committed or deleted: run it again);
+130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (nothing was committed).
 With ``--json`` every command prints exactly one JSON document on standard output, errors
 included (``{"error": {"type", "message", "exit_code"}}``).
 """
@@ -13,6 +15,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -22,7 +25,7 @@ from typing import Any
 from . import errors
 from ._format import human_size
 from .events import Progress, ProgressEvent, Subscription
-from .repository import Repository
+from .repository import Repository, parse_duration
 from .types import Snapshot
 
 EXIT_ERROR = 1
@@ -32,11 +35,13 @@ EXIT_COMMAND_FAILED = 4
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
+EXIT_CONCURRENT = 13
 
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.CommandFailedError, EXIT_COMMAND_FAILED),
     (errors.RepositoryNotFoundError, EXIT_NO_REPOSITORY),
     (errors.LockedError, EXIT_LOCKED),
+    (errors.ConcurrentModificationError, EXIT_CONCURRENT),
     (errors.WrongPassphraseError, EXIT_PASSPHRASE),
     (errors.SnapshotNotFoundError, EXIT_NOT_FOUND),
     (errors.AmbiguousSnapshotIdError, EXIT_NOT_FOUND),
@@ -95,19 +100,39 @@ def _repo_path(args: argparse.Namespace) -> str:
     return str(path)
 
 
+def _retry_lock(args: argparse.Namespace) -> float | None:
+    text = getattr(args, "retry_lock", None)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text).total_seconds()
+    except errors.InvalidArgumentError as e:
+        raise UsageError(f"--retry-lock: {e}") from e
+
+
 def _open(args: argparse.Namespace) -> Repository:
     path = _repo_path(args)
+    wait = _retry_lock(args)
     try:
-        return Repository.open(path, None)
+        repo = Repository.open(path, None, retry_lock=wait)
     except errors.WrongPassphraseError:
-        pass
-    passphrase = _passphrase(args, creating=False)
-    if passphrase is None:
-        raise errors.WrongPassphraseError(
-            f"the repository at {path} is encrypted: give --password-file or "
-            "CONTAINERARCHIVE_PASSWORD"
+        passphrase = _passphrase(args, creating=False)
+        if passphrase is None:
+            raise errors.WrongPassphraseError(
+                f"the repository at {path} is encrypted: give --password-file or "
+                "CONTAINERARCHIVE_PASSWORD"
+            ) from None
+        repo = Repository.open(path, passphrase, retry_lock=wait)
+
+    def waiting(e: errors.LockedError) -> None:
+        print(
+            f"containerarchive {args.command}: waiting up to {args.retry_lock} for the lock "
+            f"{e.lock} held by {e.holder.split('. If')[0]}",
+            file=sys.stderr,
         )
-    return Repository.open(path, passphrase)
+
+    repo.on_lock_wait = waiting
+    return repo
 
 
 def _terminal_size() -> tuple[int, int]:
@@ -463,12 +488,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        removed = repo.unlock(force=args.force)
-    _emit(
-        args,
-        {"removed": removed},
-        f"removed {len(removed)} locks" + "".join(f"\n  {k}" for k in removed),
-    )
+        result = repo.unlock(force=args.force)
+    lines = [f"removed {len(result)} lock(s)"]
+    lines += [f"  {k}: {result.reasons.get(k, '')}" for k in result]
+    if result.kept:
+        lines.append(f"left {len(result.kept)} lock(s) in place (live: renewed recently)")
+        lines += [f"  {k}: {why}" for k, why in result.kept]
+        lines.append(
+            "  a live lock goes stale by itself once its holder stops renewing it; if you are "
+            "sure its process is not running, `containerarchive unlock --force` removes it"
+        )
+    _emit(args, result.to_dict(), "\n".join(lines))
     return 0
 
 
@@ -521,7 +551,9 @@ def cmd_key(args: argparse.Namespace) -> int:
 _EXIT_HELP = (
     "exit codes: 0 ok; 1 not ok (verify/repair found damage) or other error; 2 usage error; "
     "3 snapshot or item not found; 4 an --exec command failed (nothing committed); "
-    "10 no repository; 11 locked; 12 wrong passphrase; 130 interrupted"
+    "10 no repository; 11 locked; 12 wrong passphrase; 13 changed concurrently by another "
+    "process (nothing committed or deleted: run it again); 130/143/129 interrupted by "
+    "SIGINT/SIGTERM/SIGHUP"
 )
 
 _EXAMPLES = {
@@ -616,6 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="print one JSON document on standard output (errors too)",
+    )
+    common.add_argument(
+        "--retry-lock",
+        metavar="DURATION",
+        default=argparse.SUPPRESS,
+        help="if the repository is locked, wait up to DURATION (30s, 5m, 1h) for the lock to "
+        "go away instead of failing at once",
     )
     common.add_argument(
         "--no-progress",
@@ -755,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(args: argparse.Namespace, error: BaseException, message: str, code: int) -> int:
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        message = "; ".join([message, *notes])
     if getattr(args, "json", False):
         doc = {"error": {"type": type(error).__name__, "message": message, "exit_code": code}}
         for attr in ("snapshot", "item", "object", "lock", "argv", "exit_status", "stderr_tail"):
@@ -767,9 +809,26 @@ def _fail(args: argparse.Namespace, error: BaseException, message: str, code: in
     return code
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise errors.Interrupted(signum)
+
+
+def _handle_signals() -> None:
+    """SIGTERM (``docker stop``, a pod shutdown) and SIGHUP stop an operation like SIGINT:
+    whatever it was doing is abandoned cleanly (its lock released, an ``--exec`` producer
+    killed, nothing committed) within a second, and the exit code is 128 + the signal. The
+    handlers also make the signals work when this process is PID 1 of a container, where the
+    kernel drops signals that have no handler."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _handle_signals()
     try:
         return int(args.func(args))
     except UsageError as e:
@@ -784,6 +843,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"containerarchive {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        what = {
+            "ingest": "nothing was committed",
+            "restore": "the output is incomplete",
+            "prune": "nothing more is deleted; the repository stays consistent",
+        }.get(args.command, "stopped")
+        message = f"interrupted by {signal.Signals(signum).name}: {what}"
+        return _fail(args, e, message, 128 + int(signum))

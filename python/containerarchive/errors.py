@@ -61,6 +61,25 @@ class LockedError(ContainerArchiveError):
     holder: str
 
 
+class ConcurrentModificationError(ContainerArchiveError):
+    """Another process changed the repository under this operation so that its result would be
+    wrong (a prune on another host deleted packs an ingest reuses; a snapshot appeared while a
+    prune was about to delete data it needs). Nothing was committed or deleted; running the
+    operation again is safe. ``object`` names the pack, snapshot or lock concerned."""
+
+    object: str
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process received SIGTERM or SIGHUP (``signum``) during an operation, which stopped
+    without committing anything. Raised only where the CLI installed its handlers (the Python
+    API raises :class:`KeyboardInterrupt` for SIGINT as usual)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class InvalidArgumentError(ContainerArchiveError, ValueError):
     """An argument is out of range: an unsafe item name, a bad tag, an unknown option."""
 
@@ -89,8 +108,10 @@ class StorageError(ContainerArchiveError, OSError):
 __all__ = [
     "AmbiguousSnapshotIdError",
     "CommandFailedError",
+    "ConcurrentModificationError",
     "ContainerArchiveError",
     "CorruptionError",
+    "Interrupted",
     "InvalidArgumentError",
     "ItemNotFoundError",
     "LockedError",

@@ -6,7 +6,9 @@ import collections
 import io
 import json
 import os
+import re
 import shlex
+import signal
 import socket
 import stat
 import subprocess
@@ -14,13 +16,14 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any, Literal, Union, overload
+from time import monotonic, sleep
+from typing import IO, Any, Literal, TypeVar, Union, overload
 
 from . import _native
 from ._format import human_size, ratio, table, titled
-from .errors import CommandFailedError, InvalidArgumentError
+from .errors import CommandFailedError, ContainerArchiveError, InvalidArgumentError, LockedError
 from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
     KeyInfo,
@@ -30,6 +33,7 @@ from .types import (
     RepoStats,
     RestorePlan,
     Snapshot,
+    UnlockResult,
     VerifyError,
     VerifyResult,
 )
@@ -38,6 +42,7 @@ StrPath = Union[str, "os.PathLike[str]"]
 Source = Union[StrPath, bytes, bytearray, memoryview, IO[bytes]]
 TimeLike = Union[datetime, date, str]
 SnapshotRef = Union[str, Snapshot]
+_T = TypeVar("_T")
 
 _READ_SIZE = 4 << 20
 #: Lines of a failed command's standard error shown in :class:`CommandFailedError`.
@@ -57,6 +62,62 @@ def _iso(value: TimeLike, what: str) -> str:
     if value.tzinfo is None:
         value = value.astimezone()  # a naive time means local time
     return value.isoformat(timespec="microseconds")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go-style duration (restic's ``--retry-lock``): ``"30s"``, ``"5m"`` (minutes),
+    ``"1h30m"``, ``"250ms"``, ``"0"``. Raises :class:`InvalidArgumentError` otherwise."""
+    t = text.strip()
+    if t == "0":
+        return timedelta(0)
+    pos, seconds = 0, 0.0
+    for m in _DURATION_PART.finditer(t):
+        if m.start() != pos:
+            break
+        seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(t) or not t:
+        raise InvalidArgumentError(
+            f"{text!r} is not a duration: use a number with a unit, e.g. 30s, 5m, 1h, 1h30m"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _seconds(value: timedelta | float | int | str | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_duration(value)
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidArgumentError(f"{what} must be a non-negative timedelta, got {value!r}")
+    return float(value)
+
+
+def _stale_after_ms(value: timedelta | float | int | str | None) -> int | None:
+    """The lock stale age: the argument, else ``CONTAINERARCHIVE_LOCK_STALE_AFTER``, else the
+    engine's default (30 minutes)."""
+    if value is None:
+        value = os.environ.get("CONTAINERARCHIVE_LOCK_STALE_AFTER") or None
+    seconds = _seconds(value, "lock_stale_after")
+    if seconds is None:
+        return None
+    if seconds <= 0:
+        raise InvalidArgumentError("lock_stale_after must be longer than 0")
+    return max(1, int(seconds * 1000))
 
 
 def _now() -> str:
@@ -140,10 +201,19 @@ class Repository:
     call :meth:`close` when done.
     """
 
-    def __init__(self, native: _native.NativeRepository, path: Path | str):
+    def __init__(
+        self,
+        native: _native.NativeRepository,
+        path: Path | str,
+        retry_lock: float | None = None,
+    ):
         self._native: _native.NativeRepository | None = native
         self._path = path
         self._events = Emitter()
+        self._retry_lock = retry_lock
+        #: Called once with the :class:`LockedError` when an operation starts waiting for a
+        #: lock (``retry_lock``); the CLI prints it.
+        self.on_lock_wait: Callable[[LockedError], object] | None = None
 
     # -- events ----------------------------------------------------------------------------
 
@@ -185,14 +255,18 @@ class Repository:
         kdf_memory_kib: int | None = None,
         kdf_iterations: int | None = None,
         pack_size: int | None = None,
+        retry_lock: timedelta | float | str | None = None,
+        lock_stale_after: timedelta | float | str | None = None,
     ) -> Repository:
         """Create a repository at ``path``; with a passphrase it is encrypted.
 
         ``compression`` is ``"zstd"`` (default, level 3), ``"gzip"`` (DEFLATE, level 1) or
         ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
         ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
+        ``retry_lock`` and ``lock_stale_after`` are as for :meth:`open`.
         """
         p = _where(path)
+        wait = _seconds(retry_lock, "retry_lock")
         native = _native.NativeRepository.init(
             p,
             _passphrase(passphrase),
@@ -204,15 +278,52 @@ class Repository:
             _who(),
             socket.gethostname(),
             pack_size,
+            _stale_after_ms(lock_stale_after),
         )
-        return cls(native, p)
+        return cls(native, p, wait)
 
     @classmethod
-    def open(cls, path: StrPath, passphrase: str | bytes | None = None) -> Repository:
-        """Open the repository at ``path``."""
+    def open(
+        cls,
+        path: StrPath,
+        passphrase: str | bytes | None = None,
+        *,
+        retry_lock: timedelta | float | str | None = None,
+        lock_stale_after: timedelta | float | str | None = None,
+    ) -> Repository:
+        """Open the repository at ``path`` (a directory or ``s3://bucket/prefix``).
+
+        ``retry_lock`` (a :class:`~datetime.timedelta`, seconds, or a Go-style duration such as
+        ``"5m"``): an operation that finds a conflicting lock waits up to that long for it to go
+        away instead of raising :class:`LockedError` at once (restic's ``--retry-lock``).
+        ``lock_stale_after`` (default ``CONTAINERARCHIVE_LOCK_STALE_AFTER`` or 30 minutes): how
+        long, on the storage's own clock, another process's lock may go without renewal before
+        it counts as stale. Every host sharing a repository must use the same value; this
+        process renews its own locks six times per that period, in the background.
+        """
         p = _where(path)
-        native = _native.NativeRepository.open(p, _passphrase(passphrase), socket.gethostname())
-        return cls(native, p)
+        wait = _seconds(retry_lock, "retry_lock")
+        native = _native.NativeRepository.open(
+            p, _passphrase(passphrase), socket.gethostname(), _stale_after_ms(lock_stale_after)
+        )
+        return cls(native, p, wait)
+
+    def _locking(self, take: Callable[[], _T]) -> _T:
+        """``take()`` (an operation that takes a lock), retried while the repository is
+        locked by someone else for up to ``retry_lock`` seconds, with growing pauses."""
+        deadline = None if self._retry_lock is None else monotonic() + self._retry_lock
+        pause, told = 0.5, False
+        while True:
+            try:
+                return take()
+            except LockedError as e:
+                if deadline is None or monotonic() >= deadline:
+                    raise
+                if not told and self.on_lock_wait is not None:
+                    self.on_lock_wait(e)
+                    told = True
+                sleep(max(0.0, min(pause, deadline - monotonic())))
+                pause = min(pause * 2, 10.0)
 
     def close(self) -> None:
         """Release the repository; further calls raise :class:`InvalidArgumentError`."""
@@ -301,7 +412,7 @@ class Repository:
         sizes = [_known_size(spec.get("source")) for spec in specs]
         total = None if any(n is None for n in sizes) else sum(n or 0 for n in sizes)
         progress = _IngestProgress(Throttle(self._events, "ingest:progress", "ingest"), total)
-        ingest = self._n.begin_ingest(os.getpid(), _now())
+        ingest = self._locking(lambda: self._n.begin_ingest(os.getpid(), _now()))
         try:
             for spec in specs:
                 name = str(spec["name"])
@@ -315,8 +426,15 @@ class Repository:
                 ingest.finish_item()
             progress.report(final=True)
             snap = Snapshot._from_json(ingest.commit(created or _now(), tag_map))
-        except BaseException:
-            ingest.abort()
+        except BaseException as failure:
+            try:
+                ingest.abort()
+            except ContainerArchiveError as e:
+                note = (
+                    f"the ingest's lock could not be removed ({e}); it blocks prune until it is "
+                    "stale, or remove it with `containerarchive unlock`"
+                )
+                failure.__notes__ = [*getattr(failure, "__notes__", []), note]
             raise
         self._events.emit(
             "ingest:complete",
@@ -351,8 +469,14 @@ class Repository:
     ) -> None:
         with tempfile.TemporaryFile() as err:
             try:
+                # Its own process group: on failure or a signal the whole producer (a shell
+                # and its pipeline) is stopped, and a terminal's Ctrl-C reaches only us.
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    start_new_session=True,
                 )
             except OSError as e:
                 raise CommandFailedError(f"cannot run {argv[0]!r}: {e.strerror or e}") from e
@@ -360,8 +484,7 @@ class Repository:
             try:
                 self._feed(ingest, proc.stdout, progress)
             except BaseException:
-                proc.kill()
-                proc.wait()
+                _stop_group(proc)
                 raise
             finally:
                 proc.stdout.close()
@@ -599,12 +722,11 @@ class Repository:
         An exclusive lock keeps every ingest (and other exclusive holders) out; raises
         :class:`LockedError` if another process holds a conflicting lock.
         """
-        key = self._n.lock(exclusive, operation, os.getpid(), _now())
+        held = self._locking(lambda: self._n.lock(exclusive, operation, os.getpid()))
         try:
             yield
         finally:
-            if self._native is not None:
-                self._native.unlock(key)
+            held.release()
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -642,12 +764,12 @@ class Repository:
     def repair(self) -> RepairResult:
         """Remove stale locks, rebuild lost or damaged packs from parity, rebuild the index,
         and report what could not be saved (with the snapshots that need it)."""
-        return RepairResult._from_json(self._n.repair(os.getpid()))
+        return RepairResult._from_json(self._locking(lambda: self._n.repair(os.getpid())))
 
     def reindex(self) -> ReindexResult:
         """Rebuild the global index from the ``.idx`` files and, where one is missing or
         damaged, from the packs themselves."""
-        return ReindexResult(**json.loads(self._n.reindex(os.getpid())))
+        return ReindexResult(**json.loads(self._locking(lambda: self._n.reindex(os.getpid()))))
 
     def prune(
         self,
@@ -684,19 +806,32 @@ class Repository:
         def progress(done: int, total: int, message: str) -> None:
             throttle.report(done, total or None, message, final=message == "done")
 
-        text = self._n.prune(
-            os.getpid(),
-            _tags(tags),
-            bool(dry_run),
-            progress=progress if throttle.active else None,
-            **rules,
+        text = self._locking(
+            lambda: self._n.prune(
+                os.getpid(),
+                _tags(tags),
+                bool(dry_run),
+                progress=progress if throttle.active else None,
+                **rules,
+            )
         )
         return PruneResult._from_json(text)
 
-    def unlock(self, force: bool = False) -> list[str]:
-        """Remove stale locks (whose process is gone, or not refreshed for 30 minutes);
-        with ``force``, every lock. Returns the lock files removed."""
-        return list(self._n.remove_locks(bool(force)))
+    def unlock(self, force: bool = False) -> UnlockResult:
+        """Remove stale locks: those whose process on this machine is gone, and those the
+        storage has not seen renewed for the stale age (``lock_stale_after``, 30 minutes by
+        default; measured on the storage's clock, so no host's clock matters). With ``force``,
+        every lock — check first that their processes are not running.
+
+        Returns the lock files removed (a list of keys) whose ``reasons`` say why each could
+        go, and ``kept``: ``(key, description)`` of each lock left in place, with its holder
+        and when it becomes stale."""
+        report = json.loads(self._n.remove_locks(bool(force), os.getpid()))
+        return UnlockResult(
+            [key for key, _ in report["removed"]],
+            reasons={key: why for key, why in report["removed"]},
+            kept=[(key, why) for key, why in report["kept"]],
+        )
 
     # -- totals and notebooks --------------------------------------------------------------
 
@@ -764,6 +899,20 @@ class Repository:
             ],
         )
         return titled(f"Repository {self._path}", about, totals, recent)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a producer's process group: SIGTERM, then, after at most half a second,
+    SIGKILL to whatever of the group is left."""
+    for sig, grace in ((signal.SIGTERM, 0.5), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _argv(command: Sequence[str] | str) -> list[str]:

@@ -456,3 +456,28 @@ class RepoStats(Fields):
     @classmethod
     def _from_json(cls, text: str) -> RepoStats:
         return cls(**json.loads(text))
+
+
+class UnlockResult(list[str]):
+    """What :meth:`Repository.unlock` did: the lock files removed (it is a list of their keys),
+    ``reasons`` (key → why it could go: its process is gone, not renewed for the stale age by
+    the storage's clock, or ``--force``) and ``kept`` (``(key, description)`` of each lock left
+    in place: who holds it, since when, and when it becomes stale)."""
+
+    def __init__(
+        self,
+        removed: list[str],
+        *,
+        reasons: dict[str, str] | None = None,
+        kept: list[tuple[str, str]] | None = None,
+    ):
+        super().__init__(removed)
+        self.reasons: dict[str, str] = dict(reasons or {})
+        self.kept: list[tuple[str, str]] = list(kept or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``unlock --json`` document."""
+        return {
+            "removed": [{"lock": k, "reason": self.reasons.get(k, "")} for k in self],
+            "kept": [{"lock": k, "holder": why} for k, why in self.kept],
+        }

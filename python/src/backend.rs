@@ -78,6 +78,15 @@ impl Storage for AnyStorage {
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
         self.inner().list(prefix)
     }
+    fn list_with_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64, Option<i64>)>, StorageError> {
+        self.inner().list_with_times(prefix)
+    }
+    fn replace(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.inner().replace(key, data)
+    }
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.inner().delete(key)
     }

@@ -156,7 +156,12 @@ impl FsStorage {
         Ok(self.root.join(key))
     }
 
-    fn walk(&self, dir: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
+    fn walk(
+        &self,
+        dir: &Path,
+        rel: &str,
+        out: &mut Vec<(String, u64, Option<i64>)>,
+    ) -> std::io::Result<()> {
         for entry in read_dir_if_present(dir)?.into_iter().flatten() {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -172,7 +177,14 @@ impl FsStorage {
             if meta.is_dir() {
                 self.walk(&entry.path(), &key, out)?;
             } else {
-                out.push((key, meta.len()));
+                // The file's mtime is set by the kernel of the machine holding the file (the
+                // NFS server for a mount): the storage's clock, not a backup host's.
+                let written = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64);
+                out.push((key, meta.len(), written));
             }
         }
         Ok(())
@@ -295,14 +307,46 @@ impl Storage for FsStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        Ok(self
+            .list_with_times(prefix)?
+            .into_iter()
+            .map(|(k, s, _)| (k, s))
+            .collect())
+    }
+
+    fn list_with_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64, Option<i64>)>, StorageError> {
         self.settle()?;
         // Prefixes the engine uses end at a directory boundary ("snapshots/", "packs/data/").
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let mut out = Vec::new();
         self.walk(&self.root.join(dir_part), dir_part, &mut out)
             .map_err(|e| backend(prefix, e))?;
-        out.retain(|(k, _)| k.starts_with(prefix));
+        out.retain(|(k, _, _)| k.starts_with(prefix));
         Ok(out)
+    }
+
+    fn replace(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.settle()?;
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a parent").to_path_buf();
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}",
+            hex::encode(random_bytes::<12>(&mut OsRng as &mut dyn RandomSource))
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            // rename(2) replaces the old file atomically: readers see old or new bytes.
+            fs::rename(&tmp, &path)?;
+            sync_dir(&dir)
+        })();
+        let _ = fs::remove_file(&tmp);
+        result.map_err(|e| backend(key, e))
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {

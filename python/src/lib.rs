@@ -5,16 +5,17 @@
 
 mod backend;
 mod fs;
+mod locking;
 mod pipe;
 mod s3;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use containerarchive_core::crypto::KdfParams;
+use containerarchive_core::lock::{HeldLock, LockPolicy, DEFAULT_STALE_AFTER_MS};
 use containerarchive_core::retention::Policy;
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::verify::VerifyLevel;
@@ -78,6 +79,10 @@ fn py_err(e: Error) -> PyErr {
             Error::Locked { lock, holder } => (
                 "LockedError",
                 vec![("lock", text(lock)), ("holder", text(holder))],
+            ),
+            Error::ConcurrentModification { object, .. } => (
+                "ConcurrentModificationError",
+                vec![("object", text(object))],
             ),
             Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
             Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
@@ -150,31 +155,15 @@ fn kdf_params(memory_kib: Option<u32>, iterations: Option<u32>) -> KdfParams {
     }
 }
 
-/// A lock not refreshed for this long is stale, wherever its holder runs.
-const STALE_AFTER_SECONDS: i64 = 30 * 60;
-/// How often a long ingest refreshes its lock.
-const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
-
-fn now_rfc3339() -> String {
+/// This host's clock, for people (lock files show it; no decision depends on it).
+pub(crate) fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
 
-/// Whether a lock's holder is gone: its process no longer exists (same host), or it has not
-/// refreshed the lock for [`STALE_AFTER_SECONDS`].
-fn lock_is_stale(info: &LockInfo, hostname: &str) -> bool {
-    let dead_here = info.hostname == hostname
-        && cfg!(target_os = "linux")
-        && info.pid != 0
-        && !Path::new(&format!("/proc/{}", info.pid)).exists();
-    let last = if info.refreshed_at.is_empty() {
-        &info.created_at
-    } else {
-        &info.refreshed_at
-    };
-    let expired = parse_time(last)
-        .map(|t| chrono::Utc::now().signed_duration_since(t).num_seconds() > STALE_AFTER_SECONDS)
-        .unwrap_or(false);
-    dead_here || expired
+/// Check for a pending Python signal (SIGINT, SIGTERM…) from native code that released the
+/// GIL: runs the Python handlers, whose exception is returned.
+fn check_signals() -> PyResult<()> {
+    Python::attach(|py| py.check_signals())
 }
 
 /// An open repository on the filesystem.
@@ -182,6 +171,12 @@ fn lock_is_stale(info: &LockInfo, hostname: &str) -> bool {
 struct NativeRepository {
     repo: Repo,
     hostname: String,
+    /// This process's identity in lock files (boot, pid namespace, start time).
+    process: String,
+    /// Storage-clock age after which another holder's lock is stale (milliseconds).
+    stale_after_ms: i64,
+    /// Renews this handle's locks while it lives.
+    _refresher: locking::Refresher,
 }
 
 impl NativeRepository {
@@ -199,6 +194,29 @@ impl NativeRepository {
         .map_err(py_err)
     }
 
+    fn new(repo: Repo, hostname: String, stale_after_ms: Option<i64>) -> Self {
+        let stale_after_ms = stale_after_ms.unwrap_or(DEFAULT_STALE_AFTER_MS).max(1);
+        let refresher =
+            locking::Refresher::start(repo.clone(), locking::refresh_interval(stale_after_ms));
+        NativeRepository {
+            repo,
+            hostname,
+            process: locking::process_identity(),
+            stale_after_ms,
+            _refresher: refresher,
+        }
+    }
+
+    /// Run `f` with this process's staleness policy: another holder's lock is stale when the
+    /// storage has not seen it renewed for the stale age, or its process here is gone.
+    fn with_policy<T>(&self, f: impl FnOnce(&LockPolicy<'_>) -> T) -> T {
+        let gone = |l: &LockInfo| locking::holder_gone(&self.hostname, &self.process, l);
+        f(&LockPolicy {
+            stale_after_ms: self.stale_after_ms,
+            holder_gone: &gone,
+        })
+    }
+
     /// Run a maintenance operation under this process's lock identity with the GIL released;
     /// its report as JSON.
     fn maintain<T: serde::Serialize + Send>(
@@ -206,12 +224,11 @@ impl NativeRepository {
         py: Python<'_>,
         pid: u32,
         operation: &str,
-        run: impl FnOnce(&Repo, &LockInfo, &dyn Fn(&LockInfo) -> bool) -> Result<T, Error> + Send,
+        run: impl FnOnce(&Repo, &LockInfo, &LockPolicy<'_>) -> Result<T, Error> + Send,
     ) -> PyResult<String> {
         let info = self.lock_info(pid, operation);
-        let host = self.hostname.clone();
         let report = py
-            .detach(|| run(&self.repo, &info, &|l| lock_is_stale(l, &host)))
+            .detach(|| self.with_policy(|policy| run(&self.repo, &info, policy)))
             .map_err(py_err)?;
         Ok(serde_json::to_string(&report).expect("report serializes"))
     }
@@ -234,6 +251,7 @@ impl NativeRepository {
             refreshed_at: now,
             exclusive: true,
             operation: operation.into(),
+            process: self.process.clone(),
         }
     }
 }
@@ -242,7 +260,7 @@ impl NativeRepository {
 impl NativeRepository {
     /// Create a repository at `path`.
     #[staticmethod]
-    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None))]
+    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None, stale_after_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn init(
         py: Python<'_>,
@@ -256,6 +274,7 @@ impl NativeRepository {
         comment: String,
         hostname: String,
         pack_size: Option<u64>,
+        stale_after_ms: Option<i64>,
     ) -> PyResult<Self> {
         let algorithm = Compression::parse(compression).ok_or_else(|| {
             py_err(Error::InvalidArgument(format!(
@@ -288,16 +307,19 @@ impl NativeRepository {
                 )
             })
             .map_err(py_err)?;
-        Ok(NativeRepository { repo, hostname })
+        Ok(NativeRepository::new(repo, hostname, stale_after_ms))
     }
 
-    /// Open the repository at `path`.
+    /// Open the repository at `path`. `stale_after_ms`: the storage-clock age after which
+    /// another holder's lock is stale (default 30 minutes; every host should use the same).
     #[staticmethod]
+    #[pyo3(signature = (path, passphrase, hostname, stale_after_ms=None))]
     fn open(
         py: Python<'_>,
         path: PathBuf,
         passphrase: Option<Vec<u8>>,
         hostname: String,
+        stale_after_ms: Option<i64>,
     ) -> PyResult<Self> {
         let repo = py
             .detach(|| {
@@ -318,7 +340,7 @@ impl NativeRepository {
                 })
             })
             .map_err(py_err)?;
-        Ok(NativeRepository { repo, hostname })
+        Ok(NativeRepository::new(repo, hostname, stale_after_ms))
     }
 
     /// `config.json` as a JSON string.
@@ -359,57 +381,36 @@ impl NativeRepository {
         Ok(snapshot_json(&s))
     }
 
-    /// Start an ingest (takes a shared lock).
+    /// Start an ingest (takes a shared lock, renewed in the background until it ends).
     fn begin_ingest(&self, py: Python<'_>, pid: u32, created_at: String) -> PyResult<NativeIngest> {
-        let info = LockInfo {
-            hostname: self.hostname.clone(),
-            pid,
-            refreshed_at: created_at.clone(),
-            created_at,
-            exclusive: false,
-            operation: "ingest".into(),
-        };
-        let host = self.hostname.clone();
+        let mut info = self.lock_info(pid, "ingest");
+        info.exclusive = false;
+        info.created_at = created_at;
         let ingest = py
-            .detach(|| {
-                self.repo
-                    .ingest(&info, Box::new(OsRng), &|l| lock_is_stale(l, &host))
-            })
+            .detach(|| self.with_policy(|policy| self.repo.ingest(&info, Box::new(OsRng), policy)))
             .map_err(py_err)?;
         Ok(NativeIngest {
             inner: Mutex::new(Some(ingest)),
-            refreshed: Mutex::new(Instant::now()),
         })
     }
 
-    /// Take a lock; returns its key.
+    /// Take a lock (renewed in the background until released).
     fn lock(
         &self,
         py: Python<'_>,
         exclusive: bool,
         operation: String,
         pid: u32,
-        created_at: String,
-    ) -> PyResult<String> {
-        let info = LockInfo {
-            hostname: self.hostname.clone(),
-            pid,
-            refreshed_at: created_at.clone(),
-            created_at,
-            exclusive,
-            operation,
-        };
-        let host = self.hostname.clone();
-        py.detach(|| {
-            self.repo
-                .lock(&info, &mut OsRng, &|l| lock_is_stale(l, &host))
+    ) -> PyResult<NativeLock> {
+        let mut info = self.lock_info(pid, &operation);
+        info.exclusive = exclusive;
+        let held = py
+            .detach(|| self.with_policy(|policy| self.repo.lock(&info, &mut OsRng, policy)))
+            .map_err(py_err)?;
+        Ok(NativeLock {
+            repo: self.repo.clone(),
+            held,
         })
-        .map_err(py_err)
-    }
-
-    /// Release a lock.
-    fn unlock(&self, py: Python<'_>, key: String) -> PyResult<()> {
-        py.detach(|| self.repo.unlock(&key)).map_err(py_err)
     }
 
     /// Restore one item to file descriptor `fd` (stdout, a pipe); returns the bytes written.
@@ -608,11 +609,22 @@ impl NativeRepository {
         py.detach(|| self.repo.remove_key(&id)).map_err(py_err)
     }
 
-    /// Remove stale locks (all with `force`); returns the removed lock keys.
-    fn remove_locks(&self, py: Python<'_>, force: bool) -> PyResult<Vec<String>> {
-        let host = self.hostname.clone();
-        py.detach(|| self.repo.remove_locks(force, &|l| lock_is_stale(l, &host)))
-            .map_err(py_err)
+    /// Remove stale locks (all with `force`); returns `{"removed": [[key, why]…], "kept":
+    /// [[key, who and when stale]…]}` as JSON.
+    fn remove_locks(&self, py: Python<'_>, force: bool, pid: u32) -> PyResult<String> {
+        let info = self.lock_info(pid, "unlock");
+        let report = py
+            .detach(|| {
+                self.with_policy(|policy| self.repo.remove_locks(force, policy, &info, &mut OsRng))
+            })
+            .map_err(py_err)?;
+        Ok(serde_json::to_string(&report).expect("report serializes"))
+    }
+
+    /// The storage-clock age after which a lock is stale, in milliseconds.
+    #[getter]
+    fn stale_after_ms(&self) -> i64 {
+        self.stale_after_ms
     }
 
     /// A reader over one item.
@@ -694,7 +706,7 @@ fn batch_len(batch: &Option<Vec<Vec<u8>>>) -> u64 {
 
 /// Write every batch of `reader` to `dst` (a writer thread overlaps the writing with decoding
 /// the next batch), telling `progress` after each; the bytes written and `dst` back.
-fn drain_reader<W: std::io::Write + Send>(
+fn drain_reader<W: std::io::Write + Send + 'static>(
     reader: &mut ItemReader<AnyStorage>,
     dst: W,
     name: &std::path::Path,
@@ -703,6 +715,7 @@ fn drain_reader<W: std::io::Write + Send>(
     pipe::drain(
         dst,
         |e| io_err(name, e),
+        check_signals,
         || {
             let batch = reader.next_batch().map_err(py_err)?;
             progress.advance(batch_len(&batch))?;
@@ -720,11 +733,31 @@ fn keep_first(slot: &Mutex<Option<PyErr>>, result: PyResult<Py<PyAny>>) {
     }
 }
 
+/// A lock held through [`NativeRepository::lock`].
+#[pyclass(module = "containerarchive._native", frozen)]
+struct NativeLock {
+    repo: Repo,
+    held: Arc<HeldLock>,
+}
+
+#[pymethods]
+impl NativeLock {
+    /// The lock file's current key (it changes at each renewal), or None once released.
+    #[getter]
+    fn key(&self) -> Option<String> {
+        self.held.key()
+    }
+
+    /// Remove the lock (retried; an error names the lock file left behind).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.repo.unlock(&self.held)).map_err(py_err)
+    }
+}
+
 /// An ingest in progress.
 #[pyclass(module = "containerarchive._native", frozen)]
 struct NativeIngest {
     inner: Mutex<Option<Ingest<AnyStorage>>>,
-    refreshed: Mutex<Instant>,
 }
 
 impl NativeIngest {
@@ -743,19 +776,12 @@ impl NativeIngest {
                     "this ingest is already committed or aborted".into(),
                 ))
             })?;
-            {
-                let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-                if last.elapsed() >= REFRESH_EVERY {
-                    ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
-                    *last = Instant::now();
-                }
-            }
             f(ingest)
         })
     }
 
-    /// One block of a long stream: written, the lock renewed when due (a stream may run for
-    /// hours; a lock not renewed for 30 minutes would look stale to a prune), progress told.
+    /// One block of a long stream: written, progress told (the lock is renewed by the
+    /// repository's timer, also while the stream is silent).
     fn write_block(
         &self,
         ingest: &mut Ingest<AnyStorage>,
@@ -763,12 +789,6 @@ impl NativeIngest {
         progress: &mut ProgressCallback,
     ) -> PyResult<()> {
         ingest.write(block).map_err(py_err)?;
-        let mut last = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed() >= REFRESH_EVERY {
-            ingest.refresh_lock(&now_rfc3339()).map_err(py_err)?;
-            *last = Instant::now();
-        }
-        drop(last);
         progress.advance(block.len() as u64)
     }
 
@@ -812,6 +832,7 @@ impl NativeIngest {
             pipe::feed(
                 f,
                 |e| io_err(&path, e),
+                check_signals,
                 |block| self.write_block(i, block, &mut progress),
             )
         })
@@ -829,6 +850,7 @@ impl NativeIngest {
             pipe::feed(
                 f,
                 |e| io_err(&name, e),
+                check_signals,
                 |block| self.write_block(i, block, &mut progress),
             )
         })
@@ -935,6 +957,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     containerarchive_core::parallel::name_workers("ca-worker");
     m.add_class::<NativeRepository>()?;
     m.add_class::<NativeIngest>()?;
+    m.add_class::<NativeLock>()?;
     m.add_class::<NativeReader>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

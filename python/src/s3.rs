@@ -443,6 +443,30 @@ impl Storage for S3Storage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        Ok(self
+            .list_with_times(prefix)?
+            .into_iter()
+            .map(|(k, s, _)| (k, s))
+            .collect())
+    }
+
+    fn replace(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.settle()?;
+        let path = self.path(key)?;
+        // A plain PUT replaces the object atomically (readers see the old or the new one).
+        self.runtime.block_on(async {
+            self.store
+                .put(&path, PutPayload::from(data.to_vec()))
+                .await
+                .map(|_| ())
+                .map_err(|e| map_error(key, e))
+        })
+    }
+
+    fn list_with_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64, Option<i64>)>, StorageError> {
         self.settle()?;
         // List the directory the prefix is in, then keep what starts with the prefix.
         let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
@@ -458,10 +482,17 @@ impl Storage for S3Storage {
                 .await
                 .map_err(|e| map_error(prefix, e))
         })?;
+        // Last-Modified is the store's clock (the time it received the upload).
         Ok(metas
             .into_iter()
-            .filter_map(|m| Some((self.key_of(&m.location)?, m.size)))
-            .filter(|(k, _)| k.starts_with(prefix))
+            .filter_map(|m| {
+                Some((
+                    self.key_of(&m.location)?,
+                    m.size,
+                    Some(m.last_modified.timestamp_millis()),
+                ))
+            })
+            .filter(|(k, _, _)| k.starts_with(prefix))
             .collect())
     }
 

@@ -63,6 +63,7 @@ pub fn error_name(e: &Error) -> &'static str {
         Error::ItemNotFound { .. } => "ItemNotFoundError",
         Error::Corruption { .. } => "CorruptionError",
         Error::Locked { .. } => "LockedError",
+        Error::ConcurrentModification { .. } => "ConcurrentModificationError",
         Error::InvalidArgument(_) => "InvalidArgumentError",
         Error::Unsupported(_) => "UnsupportedFormatError",
         Error::Storage(_) => "StorageError",

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, FixedOffset};
 use containerarchive_core::crypto::KdfParams;
+use containerarchive_core::lock::LockPolicy;
 use containerarchive_core::storage::StorageResult;
 use containerarchive_core::*;
 
@@ -44,11 +45,8 @@ pub fn lock_info() -> LockInfo {
         refreshed_at: "2026-01-01T00:00:00Z".into(),
         exclusive: false,
         operation: "ingest".into(),
+        process: String::new(),
     }
-}
-
-pub fn never_stale(_: &LockInfo) -> bool {
-    false
 }
 
 /// Pseudo-random bytes (xorshift), incompressible.
@@ -88,7 +86,7 @@ pub fn ingest_items<S: Storage>(
     at: &str,
     tags: &[(&str, &str)],
 ) -> Result<Snapshot> {
-    let mut ing = repo.ingest(&lock_info(), Box::new(TestRng(999)), &never_stale)?;
+    let mut ing = repo.ingest(&lock_info(), Box::new(TestRng(999)), &LockPolicy::NEVER)?;
     for (name, data) in items {
         ing.start_item(name, "raw")?;
         for piece in data.chunks(3 << 20) {

@@ -1,0 +1,136 @@
+//! What only this process can know about locks: who it is (host, boot, pid namespace, process
+//! start), whether a lock's holder on this very machine is gone, and a timer that renews every
+//! lock it holds. Staleness by age is the core's rule (the storage's clock, `lock::LockPolicy`).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use containerarchive_core::{LockInfo, Repository, Storage};
+
+use crate::OsRng;
+
+/// This process as a lock holder: `boot=<boot id>;pidns=<namespace>;start=<start ticks>`.
+pub fn process_identity() -> String {
+    let pid = std::process::id();
+    format!(
+        "boot={};pidns={};start={}",
+        boot_id().unwrap_or_default(),
+        pid_namespace().unwrap_or_default(),
+        start_ticks(pid).unwrap_or_default()
+    )
+}
+
+fn boot_id() -> Option<String> {
+    Some(
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()?
+            .trim()
+            .to_string(),
+    )
+}
+
+fn pid_namespace() -> Option<String> {
+    Some(
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()?
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
+fn start_ticks(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19).map(str::to_string)
+}
+
+fn field<'a>(identity: &'a str, name: &str) -> Option<&'a str> {
+    identity
+        .split(';')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether `info`'s holder is certainly gone: it ran on this host, in this boot and this pid
+/// namespace (so its pid means the same here), and that pid no longer runs the process that
+/// took the lock. Anything else (another host, another container with the same host name,
+/// a lock from an older version without the identity) is left to the age rule.
+pub fn holder_gone(me_host: &str, me_process: &str, info: &LockInfo) -> bool {
+    if info.hostname != me_host || info.pid == 0 || !cfg!(target_os = "linux") {
+        return false;
+    }
+    let same = |name: &str| {
+        let theirs = field(&info.process, name);
+        theirs.is_some() && theirs == field(me_process, name)
+    };
+    if !same("boot") || !same("pidns") {
+        return false;
+    }
+    match start_ticks(info.pid) {
+        None => true,
+        Some(now) => field(&info.process, "start").is_some_and(|then| then != now),
+    }
+}
+
+/// Renews every lock a repository handle holds, every `every`, until dropped.
+pub struct Refresher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Refresher {
+    /// Start renewing `repo`'s locks.
+    pub fn start<S: Storage + Send + Sync + 'static>(repo: Repository<S>, every: Duration) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ca-lock-refresh".into())
+            .spawn(move || {
+                let (lock, cvar) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    // A stop asked before this thread first waited must not be missed.
+                    if *stopped {
+                        return;
+                    }
+                    let (guard, timeout) = cvar
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        return;
+                    }
+                    if !timeout.timed_out() {
+                        continue; // a spurious wake-up
+                    }
+                    drop(stopped);
+                    // A failed renewal is retried at the next tick; the lock is stale only
+                    // after the stale age, several ticks later.
+                    let _ = repo.refresh_locks(&crate::now_rfc3339(), &mut OsRng);
+                    stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            })
+            .ok();
+        Refresher { stop, thread }
+    }
+}
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often locks are renewed for a stale age of `stale_after_ms`: six times per stale age,
+/// between one second and five minutes.
+pub fn refresh_interval(stale_after_ms: i64) -> Duration {
+    Duration::from_millis((stale_after_ms / 6).clamp(1_000, 300_000) as u64)
+}
