@@ -399,7 +399,7 @@ def test_a_locked_error_says_who_holds_the_lock_when_it_goes_stale_and_what_to_d
     # Killed: its process is gone on this host, so unlock removes it and says why.
     u = run(CLI + ["unlock", "--json"], env)
     doc = json.loads(u.stdout)
-    assert len(doc["removed"]) == 1 and "gone" in doc["removed"][0]["reason"], doc
+    assert len(doc["removed"]) == 1 and "gone" in doc["reasons"][doc["removed"][0]], doc
     assert doc["kept"] == []
 
 
@@ -480,3 +480,33 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     assert sorted(p.name for p in repo_path.rglob("*")) == before
     r = run(CLI + ["restore", "latest"], env)
     assert r.returncode == 0 and r.stdout == "night two"
+
+
+def test_a_signal_stops_a_long_verify_without_waiting_for_its_end(tmp_path: Path):
+    repo_path = tmp_path / "repo"
+    with ca.Repository.init(
+        repo_path, PASSWORD, pack_size=8 * MiB, kdf_memory_kib=1024, kdf_iterations=1
+    ) as repo:
+        for seed in range(4):
+            repo.ingest(random_bytes(96 * MiB, seed), name="d")
+    code = (
+        "import containerarchive as ca, sys\n"
+        f"r = ca.Repository.open(sys.argv[1], {PASSWORD!r})\n"
+        "told = []\n"
+        "def started(p):\n"
+        "    if not told and p.bytes_processed > 0:\n"
+        "        told.append(1); print('started', flush=True)\n"
+        "r.on('verify:progress', started)\n"
+        "try:\n"
+        "    r.verify('full')\n"
+        "    print('finished', flush=True)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(7)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(repo_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 7, proc.stdout.read()

@@ -279,7 +279,7 @@ def test_cli_verify_repair_prune_unlock(tmp_path: Path, big_repo):
     dry = json.loads(cli("prune", "--keep-last", "1", "--dry-run", "--json").stdout)
     assert dry["dry_run"] and len(dry["removed"]) == 1
     assert "removed 1" in cli("prune", "--keep-last", "1").stdout
-    assert json.loads(cli("unlock", "--json").stdout) == {"removed": [], "kept": []}
+    assert json.loads(cli("unlock", "--json").stdout) == {"removed": [], "reasons": {}, "kept": []}
     assert cli("reindex").returncode == 0
 
 

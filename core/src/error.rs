@@ -42,6 +42,10 @@ pub enum Error {
     /// nothing was committed; running the operation again is safe.
     #[error("{object} changed concurrently: {reason}")]
     ConcurrentModification { object: String, reason: String },
+    /// The caller asked the operation to stop (its progress callback returned this): what
+    /// was done so far is consistent, as after a crash at that point.
+    #[error("stopped: {0}")]
+    Cancelled(String),
     /// A caller-supplied value is out of range (item name, tag, option).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

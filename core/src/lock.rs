@@ -349,6 +349,8 @@ struct Held {
     info: LockInfo,
     /// Set when a renewal found the previous file gone: someone removed our lock.
     lost: bool,
+    /// Earlier files of this lock that a renewal could not remove (removed at release).
+    stale_files: Vec<String>,
 }
 
 impl HeldLock {
@@ -359,6 +361,7 @@ impl HeldLock {
                 key: Some(key),
                 info,
                 lost: false,
+                stale_files: Vec::new(),
             }),
         }
     }
@@ -399,17 +402,26 @@ impl HeldLock {
                 held.lost = true;
                 Ok(())
             }
-            // The old file stays until it is stale; the new one keeps us locked meanwhile.
-            Err(e) => Err(e.into()),
+            // The new file keeps us locked; the old one is removed again at release.
+            Err(e) => {
+                held.stale_files.push(old);
+                Err(e.into())
+            }
         }
     }
 
     /// Remove the lock (retrying); an error names the lock file left behind.
     pub fn release(&self, storage: &dyn Storage) -> Result<()> {
-        let key = self.state().key.take();
-        match key {
-            Some(k) => release(storage, &k),
-            None => Ok(()),
+        let (key, stale) = {
+            let mut held = self.state();
+            (held.key.take(), std::mem::take(&mut held.stale_files))
+        };
+        let mut result = Ok(());
+        for k in key.iter().chain(&stale) {
+            if let Err(e) = release(storage, k) {
+                result = result.and(Err(e));
+            }
         }
+        result
     }
 }

@@ -15,7 +15,7 @@ use crate::index::{
     encode_index_file, index_file_size, index_key, IndexedPack, Location, INDEX_PREFIX,
 };
 use crate::lock::{remove_locks, HeldLock, LockInfo, StaleCheck, LOCK_PREFIX};
-use crate::notice::{write_notice, NOTICE_PREFIX};
+use crate::notice::{read_notices, write_notice, NOTICE_PREFIX};
 use crate::pack::{
     decode_idx, encode_idx, idx_file_size, idx_key, pack_file_size, pack_key,
     read_header_from_storage, PackBuilder, PackEntry,
@@ -161,9 +161,7 @@ impl<S: Storage> Repository<S> {
         storage.remove_partial_writes()?;
         let own_key = own.key().unwrap_or_default();
         let report = remove_locks(storage, self.keys(), false, is_stale, &own_key)?;
-        for (key, _) in storage.list(NOTICE_PREFIX)? {
-            delete_if_present(storage, &key)?;
-        }
+        self.remove_finished_notices()?;
         let now = storage
             .list_with_times(LOCK_PREFIX)?
             .into_iter()
@@ -501,12 +499,14 @@ impl<S: Storage> Repository<S> {
             info,
             rng,
             is_stale,
-            &mut |_, _, _| {},
+            &mut |_, _, _| Ok(()),
         )
     }
 
     /// [`Repository::prune`], reporting progress as `(bytes done, bytes in all, what is being
     /// done)`: the bytes are those of the packs read for rewriting and of the packs deleted.
+    /// An error the callback returns (`Cancelled`: a signal arrived) stops prune there, as a
+    /// crash would (every step is safe to interrupt), and is returned.
     #[allow(clippy::too_many_arguments)]
     pub fn prune_with_progress(
         &self,
@@ -516,7 +516,7 @@ impl<S: Storage> Repository<S> {
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-        on_progress: &mut dyn FnMut(u64, u64, &str),
+        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<PruneReport> {
         if policy.is_empty() {
             return Err(Error::InvalidArgument(
@@ -528,13 +528,13 @@ impl<S: Storage> Repository<S> {
             let mut shared = info.clone();
             shared.exclusive = false;
             let held = self.lock(&shared, rng, is_stale)?;
-            on_progress(0, 0, "reading snapshots and index");
+            on_progress(0, 0, "reading snapshots and index")?;
             let plan = self.plan_prune(policy, tags);
             self.unlock(&held)?;
             return Ok(plan?.report(true));
         }
         self.with_exclusive(info, rng, is_stale, |rng, held| {
-            on_progress(0, 0, "reading snapshots and index");
+            on_progress(0, 0, "reading snapshots and index")?;
             let plan = self.plan_prune(policy, tags)?;
             let freed = self.execute_prune(&plan, &held.lock, rng, on_progress)?;
             let mut report = plan.report(false);
@@ -556,7 +556,12 @@ impl<S: Storage> Repository<S> {
             .collect();
         let mut all = Vec::new();
         for id in snapshot_sizes.keys() {
-            all.push(self.load_snapshot(*id)?);
+            match self.load_snapshot(*id) {
+                Ok(s) => all.push(s),
+                // Withdrawn since listed (an ingest whose commit check failed).
+                Err(Error::SnapshotNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         // Manifests an ingest is committing: not subject to the policy, but their data stays.
         let pending = self.pending_snapshots(&snapshot_sizes.keys().copied().collect())?;
@@ -575,7 +580,7 @@ impl<S: Storage> Repository<S> {
 
         // Index: every file must be readable too.
         let mut bad = None;
-        let (view, _) = read_index_view(storage, keys, |key, e| {
+        let (mut view, _) = read_index_view(storage, keys, |key, e| {
             bad.get_or_insert_with(|| (key.to_string(), e.to_string()));
         })?;
         if let Some((key, e)) = bad {
@@ -586,37 +591,53 @@ impl<S: Storage> Repository<S> {
         }
         let old_index: Vec<(String, u64)> = storage.list(INDEX_PREFIX)?;
         ledger.deleted += old_index.iter().map(|(_, s)| s).sum::<u64>();
+        let (present, idx_present) = list_packs(storage)?;
+        // Packs another prune announced it deletes (it died, or is paused) are never used as a
+        // blob's location: their live blobs are copied out and they are deleted with ours.
+        let noticed = read_notices(storage, keys)?;
+        if let Some(n) = noticed.unreadable.first() {
+            return Err(Error::corruption(
+                n.clone(),
+                "deletion notice cannot be read; run repair before prune",
+            ));
+        }
+        let unusable = |p: &Id| noticed.packs.contains(p) || !present.contains_key(p);
+        relocate_blobs(&mut view, &unusable);
 
-        // Mark every blob a remaining snapshot needs.
+        // Mark every blob a remaining snapshot needs (a pending manifest's too, where indexed:
+        // one whose ingest failed may name blobs that are gone).
         let mut used: HashSet<Id> = HashSet::new();
-        for snap in all
-            .iter()
-            .filter(|s| !removed_ids.contains(&s.id))
-            .chain(&pending)
+        let remaining = all.iter().filter(|s| !removed_ids.contains(&s.id));
+        for (snap, required) in remaining
+            .map(|s| (s, true))
+            .chain(pending.iter().map(|s| (s, false)))
         {
             for item in &snap.manifest.items {
                 for list in &item.chunk_lists {
+                    if !required && !view.blobs.contains_key(list) {
+                        continue;
+                    }
                     used.insert(*list);
-                    used.extend(self.read_list_blob(&view, list).map_err(|e| {
+                    let ids = self.read_list_blob(&view, list).map_err(|e| {
                         Error::corruption(
                             format!("snapshot {}", snap.id),
                             format!("{e}; run repair before prune"),
                         )
-                    })?);
+                    })?;
+                    for id in ids {
+                        if required && !view.blobs.contains_key(&id) {
+                            return Err(Error::corruption(
+                                format!("chunk {id}"),
+                                "needed by a remaining snapshot but not indexed; run repair before prune",
+                            ));
+                        }
+                        used.insert(id);
+                    }
                 }
-            }
-        }
-        for id in &used {
-            if !view.blobs.contains_key(id) {
-                return Err(Error::corruption(
-                    format!("chunk {id}"),
-                    "needed by a remaining snapshot but not indexed; run repair before prune",
-                ));
             }
         }
 
         // Sort packs into keep / rewrite / delete.
-        let (present, idx_present) = list_packs(storage)?;
         let idx_sizes: HashMap<Id, u64> = storage
             .list("packs/data/")?
             .into_iter()
@@ -651,7 +672,9 @@ impl<S: Storage> Repository<S> {
             }
             if live == 0 {
                 doomed.insert(*pack);
-            } else if garbage * 100 >= REWRITE_THRESHOLD_PERCENT * size {
+            } else if garbage * 100 >= REWRITE_THRESHOLD_PERCENT * size
+                || noticed.packs.contains(pack)
+            {
                 doomed.insert(*pack);
                 rewritten += 1;
                 let mut live_entries: Vec<&PackEntry> =
@@ -815,6 +838,54 @@ impl<S: Storage> Repository<S> {
             .collect())
     }
 
+    /// Remove deletion notices none of whose packs exists any more (their prune finished its
+    /// deletions, or a later prune did them). A notice naming a pack still there stays: that
+    /// pack must not be reused, whoever wrote the notice and whether or not it still runs.
+    fn remove_finished_notices(&self) -> Result<()> {
+        let storage = self.storage();
+        let listed = storage.list(NOTICE_PREFIX)?;
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let (present, _) = list_packs(storage)?;
+        for (key, _) in listed {
+            let data = match storage.get(&key) {
+                Ok(d) => d,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            // A damaged notice can name nothing: it goes too.
+            let finished = crate::notice::parse_notice(self.keys(), &data).is_none_or(|n| {
+                n.packs
+                    .iter()
+                    .filter_map(|h| Id::from_hex(h))
+                    .all(|p| !present.contains_key(&p))
+            });
+            if finished {
+                delete_if_present(storage, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a group among `keys` (still stored) names a pack that is not in storage.
+    fn some_member_missing(&self, keys: &HashSet<String>) -> Result<bool> {
+        let storage = self.storage();
+        let (present, _) = list_packs(storage)?;
+        for key in keys {
+            let data = match storage.get(key) {
+                Ok(d) => d,
+                Err(StorageError::NotFound(_)) => continue, // replaced since: not ours to check
+                Err(e) => return Err(e.into()),
+            };
+            let desc = crate::parity::decode_group(self.keys(), key, &data)?;
+            if desc.members.iter().any(|m| !present.contains_key(&m.pack)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Manifests under `snapshots/pending/` whose id is not in `committed` (a pending manifest
     /// gone between listing and reading has been committed or withdrawn).
     fn pending_snapshots(&self, committed: &HashSet<Id>) -> Result<Vec<Snapshot>> {
@@ -842,48 +913,62 @@ impl<S: Storage> Repository<S> {
     /// to be deleted, nothing is deleted.
     fn check_new_snapshots(&self, plan: &PrunePlan, copied: &HashSet<Id>) -> Result<()> {
         let storage = self.storage();
-        let mut fresh: Vec<Snapshot> = Vec::new();
-        let mut finals = HashSet::new();
+        // Pending manifests first, then committed ones: an ingest deletes its pending manifest
+        // only after writing the final one, so a manifest that moved between the two listings
+        // is in the second.
+        let mut fresh: Vec<Snapshot> = self
+            .pending_snapshots(&HashSet::new())?
+            .into_iter()
+            .filter(|s| !plan.seen.contains(&s.id))
+            .collect();
         for (key, _) in storage.list(SNAPSHOT_PREFIX)? {
-            if let Some(id) = snapshot_id_of_key(&key) {
-                finals.insert(id);
-                if !plan.seen.contains(&id) {
-                    match self.load_snapshot(id) {
-                        Ok(s) => fresh.push(s),
-                        Err(Error::SnapshotNotFound(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+            let Some(id) = snapshot_id_of_key(&key) else {
+                continue;
+            };
+            if plan.seen.contains(&id) || fresh.iter().any(|s| s.id == id) {
+                continue;
             }
-        }
-        for s in self.pending_snapshots(&finals)? {
-            if !plan.seen.contains(&s.id) {
-                fresh.push(s);
+            match self.load_snapshot(id) {
+                Ok(s) => fresh.push(s),
+                Err(Error::SnapshotNotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         if fresh.is_empty() {
             return Ok(());
         }
         let (view, _) = read_index_view(storage, self.keys(), |_, _| {})?;
+        let conflict = |snap: &Snapshot, why: String| {
+            Error::ConcurrentModification {
+            object: format!("snapshot {}", snap.id),
+            reason: format!(
+                "it was written while this prune ran and {why}; nothing was deleted (run prune again)"
+            ),
+        }
+        };
         for snap in &fresh {
             for item in &snap.manifest.items {
                 for list in &item.chunk_lists {
                     let mut needed = vec![*list];
-                    if let Ok(ids) = self.read_list_blob(&view, list) {
-                        needed.extend(ids);
-                    }
+                    let ids = self.read_list_blob(&view, list).map_err(|e| {
+                        conflict(
+                            snap,
+                            format!("its chunk list {list} cannot be checked ({e})"),
+                        )
+                    })?;
+                    needed.extend(ids);
                     for id in needed {
                         let Some(loc) = view.blobs.get(&id) else {
-                            continue;
+                            return Err(conflict(snap, format!("chunk {id} is in no index file")));
                         };
                         if plan.doomed.contains(&loc.pack) && !copied.contains(&id) {
-                            return Err(Error::ConcurrentModification {
-                                object: format!("snapshot {}", snap.id),
-                                reason: format!(
-                                    "it was written while this prune ran and needs pack {}, which the prune was about to delete; nothing was deleted (run prune again)",
+                            return Err(conflict(
+                                snap,
+                                format!(
+                                    "needs pack {}, which the prune was about to delete",
                                     loc.pack
                                 ),
-                            });
+                            ));
                         }
                     }
                 }
@@ -897,7 +982,7 @@ impl<S: Storage> Repository<S> {
         plan: &PrunePlan,
         own: &HeldLock,
         rng: &mut dyn RandomSource,
-        on_progress: &mut dyn FnMut(u64, u64, &str),
+        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<i64> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
@@ -921,7 +1006,7 @@ impl<S: Storage> Repository<S> {
                         done,
                         total,
                         &format!("rewriting packs ({rewrite_total} partly used)"),
-                    );
+                    )?;
                     source = Some((loc.pack, bytes));
                 }
                 let (_, bytes) = source.as_ref().expect("just loaded");
@@ -963,7 +1048,7 @@ impl<S: Storage> Repository<S> {
             rng,
         )?;
         // 3. The new index.
-        on_progress(done, total, "writing the index");
+        on_progress(done, total, "writing the index")?;
         let copied: HashSet<Id> = new_indexed
             .iter()
             .flat_map(|p| p.entries.iter().map(|e| e.id))
@@ -994,7 +1079,7 @@ impl<S: Storage> Repository<S> {
         // the same before and after.
         let mut still_locked = false;
         let mut own_key = String::new();
-        for _ in 0..3 {
+        for _ in 0..10 {
             own_key = own.key().unwrap_or_default();
             let listed = storage.list(LOCK_PREFIX).map_err(|e| withdraw(e.into()))?;
             still_locked = listed.iter().any(|(k, _)| *k == own_key);
@@ -1026,19 +1111,24 @@ impl<S: Storage> Repository<S> {
             delete_if_present(storage, &pack_key(p))?;
             delete_if_present(storage, &idx_key(p))?;
             done += size_of(p);
+            // Asked to stop: the packs left are unindexed garbage, and stay announced (an
+            // ingest that loaded the old index must not reuse them); the next prune deletes
+            // them and then the notice.
             on_progress(
                 done,
                 total,
                 &format!("deleted {} of {} unused packs", i + 1, plan.doomed.len()),
-            );
+            )?;
         }
-        on_progress(total, total, "done");
+        on_progress(total, total, "done")?;
         for p in &plan.orphan_idx {
             delete_if_present(storage, &idx_key(p))?;
         }
         if let Some(n) = &notice {
             delete_if_present(storage, n)?;
         }
+        // Notices of prunes that died: ours deleted what they named.
+        self.remove_finished_notices()?;
         // 8. A group written meanwhile by an ingest that extended a replaced group (it read the
         // group before this prune removed it) may name deleted packs: protect its survivors anew.
         self.regroup_broken_groups(None, rng)?;
@@ -1054,10 +1144,13 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
     ) -> Result<()> {
         let storage = self.storage();
-        let (groups, _) = load_groups(storage, self.keys())?;
-        if only.is_some_and(|keys| !groups.iter().any(|g| keys.contains(&g.key))) {
-            return Ok(());
+        if let Some(keys) = only {
+            // The common case costs reading the few groups an ingest wrote and one listing.
+            if keys.is_empty() || !self.some_member_missing(keys)? {
+                return Ok(());
+            }
         }
+        let (groups, _) = load_groups(storage, self.keys())?;
         let (present, _) = list_packs(storage)?;
         let (broken, intact): (Vec<Group>, Vec<Group>) = groups.into_iter().partition(|g| {
             only.is_none_or(|keys| keys.contains(&g.key))
@@ -1089,6 +1182,29 @@ impl<S: Storage> Repository<S> {
             crate::parity::remove_group(storage, g)?;
         }
         Ok(())
+    }
+}
+
+/// Point every blob whose indexed location is in an unusable pack (missing, or announced for
+/// deletion) at another copy in a usable pack, where there is one.
+fn relocate_blobs(view: &mut IndexView, unusable: &dyn Fn(&Id) -> bool) {
+    if !view.blobs.values().any(|l| unusable(&l.pack)) {
+        return;
+    }
+    for (pack, (_, entries)) in &view.packs {
+        if unusable(pack) {
+            continue;
+        }
+        for e in entries {
+            if let Some(loc) = view.blobs.get_mut(&e.id) {
+                if unusable(&loc.pack) {
+                    *loc = Location {
+                        pack: *pack,
+                        entry: *e,
+                    };
+                }
+            }
+        }
     }
 }
 

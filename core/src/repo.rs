@@ -439,11 +439,7 @@ impl<S: Storage> Repository<S> {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        let present: HashSet<String> = storage
-            .list("packs/data/")?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let present = self.listed_packs()?;
         for key in &keys {
             let data = storage.get(key)?;
             for p in decode_index_file(&self.inner.keys, key, &data)? {
@@ -458,6 +454,18 @@ impl<S: Storage> Repository<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(index.finish())
+    }
+
+    /// Keys of every pack in storage (one listing).
+    fn listed_packs(&self) -> Result<HashSet<String>> {
+        Ok(self
+            .inner
+            .storage
+            .list("packs/data/")?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.ends_with(".pack"))
+            .collect())
     }
 
     /// Catch up with what other processes did to `index/` since the index was loaded: new
@@ -494,6 +502,7 @@ impl<S: Storage> Repository<S> {
             drop(self.index()?);
             return Ok(());
         }
+        let present = self.listed_packs()?;
         for key in listed.difference(&known) {
             let data = match self.inner.storage.get(key) {
                 Ok(d) => d,
@@ -504,7 +513,8 @@ impl<S: Storage> Repository<S> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let packs = decode_index_file(&self.inner.keys, key, &data)?;
+            let mut packs = decode_index_file(&self.inner.keys, key, &data)?;
+            packs.retain(|p| present.contains(&pack_key(&p.id)));
             self.index_add(&packs)?;
             self.inner
                 .index_files
@@ -668,11 +678,19 @@ impl<S: Storage> Repository<S> {
             all.iter().filter_map(Weak::upgrade).collect()
         };
         let mut renewed = 0;
+        let mut first_error = None;
         for held in live.iter().filter(|h| h.key().is_some()) {
-            held.refresh(&self.inner.storage, &self.inner.keys, now, rng)?;
-            renewed += 1;
+            match held.refresh(&self.inner.storage, &self.inner.keys, now, rng) {
+                Ok(()) => renewed += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(renewed)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(renewed),
+        }
     }
 
     /// Remove stale locks (with `force`, every lock); says what it removed and what it left
@@ -772,12 +790,7 @@ impl<S: Storage> Repository<S> {
             groups.into_iter().zip(&requests).zip(results)
         {
             let first = &locs[members.start];
-            let data = data.map_err(|e| match e {
-                StorageError::NotFound(_) => {
-                    Error::Storage(StorageError::NotFound(format!("pack {}", first.pack)))
-                }
-                e => e.into(),
-            })?;
+            let data = data?;
             if (data.len() as u64) < *len {
                 return Err(Error::corruption(
                     format!("pack {}", first.pack),
@@ -799,27 +812,27 @@ impl<S: Storage> Repository<S> {
     fn read_blobs(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
         let mut attempt = 0;
         loop {
-            match self.read_blobs_once(ids, what) {
-                Err(Error::Storage(StorageError::NotFound(key))) if attempt < RELOCATE_ATTEMPTS => {
+            match self.read_blobs_once(ids)? {
+                Ok(blobs) => return Ok(blobs),
+                Err(_) if attempt < RELOCATE_ATTEMPTS => {
                     attempt += 1;
-                    let _ = key;
                     self.forget_index();
                 }
-                Err(Error::Storage(StorageError::NotFound(key))) => {
-                    return Err(Error::corruption(
-                        key.clone(),
-                        format!(
-                            "missing (needed for {}), also after reading the index again",
-                            ids.first().map(what).unwrap_or_default()
-                        ),
-                    ))
-                }
-                other => return other,
+                Err(Missing::Chunk(id)) => return Err(self.not_found_error(&id, &what(&id))),
+                Err(Missing::Pack(pack, id)) => return Err(Error::corruption(
+                    format!("pack {pack}"),
+                    format!(
+                        "missing (it holds chunk {id} of {}), also after reading the index again",
+                        what(&id)
+                    ),
+                )),
             }
         }
     }
 
-    fn read_blobs_once(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
+    /// One attempt of [`Repository::read_blobs`]: the blobs, or what was missing (a chunk the
+    /// index does not know, a pack that is gone) so that the caller may reload and retry.
+    fn read_blobs_once(&self, ids: &[Id]) -> Result<std::result::Result<Vec<Vec<u8>>, Missing>> {
         let locs = {
             let guard = self.index()?;
             let index = guard.as_ref().expect("index loaded");
@@ -827,12 +840,22 @@ impl<S: Storage> Repository<S> {
             for id in ids {
                 match index.get(id) {
                     Some(loc) => locs.push(loc),
-                    None => return Err(self.not_found_error(id, &what(id))),
+                    None => return Ok(Err(Missing::Chunk(*id))),
                 }
             }
             locs
         };
-        let (buffers, ranges) = self.fetch(&locs)?;
+        let (buffers, ranges) = match self.fetch(&locs) {
+            Ok(fetched) => fetched,
+            Err(Error::Storage(StorageError::NotFound(key))) => {
+                let loc = locs
+                    .iter()
+                    .find(|l| key == pack_key(&l.pack))
+                    .unwrap_or(&locs[0]);
+                return Ok(Err(Missing::Pack(loc.pack, loc.entry.id)));
+            }
+            Err(e) => return Err(e),
+        };
         let keys = &self.inner.keys;
         let jobs: Vec<(Location, &[u8])> = locs
             .into_iter()
@@ -841,7 +864,8 @@ impl<S: Storage> Repository<S> {
             .collect();
         par_map(jobs, |(loc, stored)| read_blob(keys, &loc, stored))
             .into_iter()
-            .collect()
+            .collect::<Result<Vec<_>>>()
+            .map(Ok)
     }
 
     /// Why blob `id` cannot be read: the pack an index file names for it is missing, or no
@@ -927,6 +951,14 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
             format!("; unreadable: {}", malformed.join("; "))
         }
     )))
+}
+
+/// What a read found missing.
+enum Missing {
+    /// A chunk no loaded index file names.
+    Chunk(Id),
+    /// A pack that is gone (with a chunk it held).
+    Pack(Id, Id),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -1354,7 +1386,12 @@ impl<S: Storage> Ingest<S> {
         };
         let nonce = w.nonce();
         let (id, data) = encode_snapshot(w.repo.keys(), &manifest, nonce);
-        w.publish(&id, &data)?;
+        if let Err(e) = w.publish(&id, &data) {
+            // What this handle believed about the repository is out of date: read it afresh
+            // before the next ingest or restore.
+            w.repo.forget_index();
+            return Err(e);
+        }
         w.release_lock()?;
         Ok(Snapshot {
             id,

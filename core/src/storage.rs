@@ -336,6 +336,22 @@ impl<S: Storage> Storage for CrashingStorage<S> {
     }
 }
 
+/// Whether a backend may write `key` in the background, after `put` returned: pack and `.idx`
+/// files, which only objects written later (index files, manifests) refer to. A backend that
+/// does must make every write or delete for which [`waits_for_background`] holds wait until
+/// those writes are durable, and report their first error there.
+pub fn may_write_in_background(key: &str) -> bool {
+    key.starts_with("packs/data/") && (key.ends_with(".pack") || key.ends_with(".idx"))
+}
+
+/// Whether a write or delete of `key` must first wait for background writes (see
+/// [`may_write_in_background`]): all but lock files, which refer to nothing and are renewed
+/// from a timer thread — that thread must neither wait for an operation's writes nor take
+/// their errors away from it.
+pub fn waits_for_background(key: &str) -> bool {
+    !key.starts_with(crate::lock::LOCK_PREFIX)
+}
+
 /// Store an object that must have exactly these bytes: if the key is taken by other (damaged)
 /// bytes, replace them; identical bytes already there are left alone.
 pub fn put_exact(storage: &dyn Storage, key: &str, data: &[u8]) -> StorageResult<()> {

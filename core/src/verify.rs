@@ -94,13 +94,13 @@ pub struct VerifyReport {
 struct Checker<'a> {
     report: VerifyReport,
     on_error: &'a mut dyn FnMut(&Finding),
-    on_progress: &'a mut dyn FnMut(f64, u64),
+    on_progress: &'a mut dyn FnMut(f64, u64) -> Result<()>,
     metadata_share: f64,
 }
 
 impl Checker<'_> {
-    fn progress(&mut self, fraction: f64) {
-        (self.on_progress)(fraction, self.report.stats.bytes_read);
+    fn progress(&mut self, fraction: f64) -> Result<()> {
+        (self.on_progress)(fraction, self.report.stats.bytes_read)
     }
 
     fn find(
@@ -202,16 +202,17 @@ impl<S: Storage> Repository<S> {
         level: VerifyLevel,
         on_error: &mut dyn FnMut(&Finding),
     ) -> Result<VerifyReport> {
-        self.verify_with_progress(level, on_error, &mut |_, _| {})
+        self.verify_with_progress(level, on_error, &mut |_, _| Ok(()))
     }
 
     /// [`Repository::verify`], also reporting progress: the fraction done (0 to 1) and the
-    /// bytes read so far.
+    /// bytes read so far. An error the callback returns (`Cancelled`: a signal arrived) stops
+    /// verify at once and is returned.
     pub fn verify_with_progress(
         &self,
         level: VerifyLevel,
         on_error: &mut dyn FnMut(&Finding),
-        on_progress: &mut dyn FnMut(f64, u64),
+        on_progress: &mut dyn FnMut(f64, u64) -> Result<()>,
     ) -> Result<VerifyReport> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
@@ -275,7 +276,9 @@ impl<S: Storage> Repository<S> {
         let snapshot_total = ids.len().max(1) as f64;
         for sid in ids {
             c.report.stats.snapshots_checked += 1;
-            c.progress(c.metadata_share * c.report.stats.snapshots_checked as f64 / snapshot_total);
+            c.progress(
+                c.metadata_share * c.report.stats.snapshots_checked as f64 / snapshot_total,
+            )?;
             let data = match storage.get(&crate::snapshot::snapshot_key(&sid)) {
                 Ok(d) => d,
                 Err(StorageError::NotFound(_)) => continue,
@@ -461,7 +464,7 @@ impl<S: Storage> Repository<S> {
             c.report.stats.packs_checked = view.packs.len() as u64;
         }
         c.report.ok = c.report.errors.is_empty();
-        c.progress(1.0);
+        c.progress(1.0)?;
         Ok(c.report)
     }
 
@@ -514,7 +517,7 @@ impl<S: Storage> Repository<S> {
                     c.report.stats.packs_checked += 1;
                     self.check_pack(level, c, view, idx_present, pack, &data, &mut chunks);
                     let share = c.metadata_share;
-                    c.progress(share + (1.0 - share) * checked.len() as f64 / pack_total);
+                    c.progress(share + (1.0 - share) * checked.len() as f64 / pack_total)?;
                 }
             }
             // A damaged member already explains a parity mismatch: only an intact group's

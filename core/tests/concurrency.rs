@@ -687,3 +687,140 @@ fn a_version_1_repository_is_upgraded_at_its_first_write_and_read_before() {
     assert_eq!(stored["id"], config["id"], "settings are kept");
     assert_every_snapshot_restores(&mem, &data, "upgraded");
 }
+
+/// A prune that died (or is paused) after announcing its deletions, before its last look: the
+/// packs it named may hold the only copy of blobs a snapshot needs. Nobody may remove its
+/// notice while those packs exist; the next prune copies their live blobs out and deletes them.
+#[test]
+fn a_dead_prunes_notice_stays_until_a_later_prune_has_moved_and_deleted_its_packs() {
+    let mem = MemoryStorage::new();
+    let data = two_nights(&mem);
+    let repo = Repository::open(&mem, Some(PASS)).unwrap();
+    let packs: std::collections::BTreeSet<Id> = mem
+        .list("packs/data/")
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, _)| Id::from_hex(k.rsplit('/').next()?.strip_suffix(".pack")?))
+        .collect();
+    let notice = containerarchive_core::notice::write_notice(
+        &mem,
+        repo.keys(),
+        "locks/dead.lock",
+        &packs,
+        &mut TestRng(90),
+    )
+    .unwrap();
+    // Repair and reindex leave it: its packs are still there.
+    let mut info = host("B", "t");
+    info.operation = "repair".into();
+    repo.repair(&info, &mut TestRng(91), &STORAGE_CLOCK)
+        .unwrap();
+    repo.reindex(&info, &mut TestRng(92), &STORAGE_CLOCK)
+        .unwrap();
+    assert!(
+        mem.get(&notice).is_ok(),
+        "the notice outlives repair and reindex"
+    );
+    // An ingest does not reuse announced packs: it stores the chunks again.
+    let again = ingest_as(
+        &repo,
+        &host("A", "t"),
+        &STORAGE_CLOCK,
+        "x",
+        &data["x"],
+        "2026-03-03T02:00:00Z",
+        20,
+    )
+    .unwrap();
+    assert_eq!(again.manifest.reused_chunks, 0, "{:?}", again.manifest);
+    // The next prune keeps every snapshot, but moves every live blob out of the announced
+    // packs, deletes them, and only then the notice.
+    repo.prune(
+        &keep_last(100),
+        &BTreeMap::new(),
+        false,
+        &info,
+        &mut TestRng(93),
+        &STORAGE_CLOCK,
+    )
+    .unwrap();
+    assert!(
+        mem.get(&notice).is_err(),
+        "the notice is gone with its packs"
+    );
+    for p in &packs {
+        assert!(mem
+            .get(&format!(
+                "packs/data/{}/{}.pack",
+                &p.to_hex()[..2],
+                p.to_hex()
+            ))
+            .is_err());
+    }
+    assert_every_snapshot_restores(&mem, &data, "dead prune's notice");
+}
+
+/// A prune stopped (a signal) in the middle of its deletions keeps its notice: an ingest on a
+/// handle that loaded the index before the prune must not commit a snapshot that reuses a pack
+/// left half-deleted; the next prune finishes the job.
+#[test]
+fn a_prune_stopped_while_deleting_keeps_its_notice_until_the_next_prune_finishes() {
+    let mem = MemoryStorage::new();
+    let data = two_nights(&mem);
+    let service = Repository::open(&mem, Some(PASS)).unwrap();
+    let first = service.list_snapshots(&SnapshotFilter::default()).unwrap()[0].clone();
+    assert_eq!(restore(&service, &first, "d").unwrap(), data["x"]);
+    let cron = Repository::open(&mem, Some(PASS)).unwrap();
+    let mut info = host("B", "t");
+    info.operation = "prune".into();
+    let mut deleted = 0;
+    let err = cron
+        .prune_with_progress(
+            &keep_last(1),
+            &BTreeMap::new(),
+            false,
+            &info,
+            &mut TestRng(30),
+            &STORAGE_CLOCK,
+            &mut |_, _, what| {
+                if what.starts_with("deleted") {
+                    deleted += 1;
+                    if deleted == 2 {
+                        return Err(Error::Cancelled("SIGTERM".into()));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled(_)), "{err}");
+    assert_eq!(mem.list("deleting/").unwrap().len(), 1, "the notice stays");
+    assert!(
+        mem.list("locks/").unwrap().is_empty(),
+        "the lock is released"
+    );
+    // The service's index still names night x's packs, some of them gone.
+    match ingest_as(
+        &service,
+        &host("A", "t"),
+        &STORAGE_CLOCK,
+        "x",
+        &data["x"],
+        "2026-03-03T02:00:00Z",
+        21,
+    ) {
+        Ok(snap) => assert_eq!(restore(&service, &snap, "d").unwrap(), data["x"]),
+        Err(e) => assert!(is_concurrent(&e), "{e}"),
+    }
+    cron.prune(
+        &keep_last(100),
+        &BTreeMap::new(),
+        false,
+        &info,
+        &mut TestRng(3100),
+        &STORAGE_CLOCK,
+    )
+    .unwrap();
+    assert!(mem.list("deleting/").unwrap().is_empty());
+    assert_every_snapshot_restores(&mem, &data, "stopped prune");
+}

@@ -25,7 +25,7 @@ from typing import Any
 from . import errors
 from ._format import human_size
 from .events import Progress, ProgressEvent, Subscription
-from .repository import Repository, parse_duration
+from .repository import Repository, defer_signal, parse_duration
 from .types import Snapshot
 
 EXIT_ERROR = 1
@@ -810,7 +810,8 @@ def _fail(args: argparse.Namespace, error: BaseException, message: str, code: in
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise errors.Interrupted(signum)
+    if not defer_signal(signum):
+        raise errors.Interrupted(signum)
 
 
 def _handle_signals() -> None:
@@ -819,10 +820,8 @@ def _handle_signals() -> None:
     killed, nothing committed) within a second, and the exit code is 128 + the signal. The
     handlers also make the signals work when this process is PID 1 of a container, where the
     kernel drops signals that have no handler."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -850,5 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "restore": "the output is incomplete",
             "prune": "nothing more is deleted; the repository stays consistent",
         }.get(args.command, "stopped")
+        saved = getattr(e, "snapshot", None)
+        if saved:
+            what = f"it came after snapshot {saved} was saved"
         message = f"interrupted by {signal.Signals(signum).name}: {what}"
         return _fail(args, e, message, 128 + int(signum))

@@ -413,6 +413,7 @@ class Repository:
         total = None if any(n is None for n in sizes) else sum(n or 0 for n in sizes)
         progress = _IngestProgress(Throttle(self._events, "ingest:progress", "ingest"), total)
         ingest = self._locking(lambda: self._n.begin_ingest(os.getpid(), _now()))
+        snap: Snapshot | None = None
         try:
             for spec in specs:
                 name = str(spec["name"])
@@ -425,8 +426,13 @@ class Repository:
                 progress.finish_item()
                 ingest.finish_item()
             progress.report(final=True)
-            snap = Snapshot._from_json(ingest.commit(created or _now(), tag_map))
+            with _signals_deferred():
+                snap = Snapshot._from_json(ingest.commit(created or _now(), tag_map))
         except BaseException as failure:
+            if snap is not None:
+                # A signal that arrived during the commit: the snapshot is saved.
+                failure.snapshot = snap.id  # type: ignore[attr-defined]
+                raise
             try:
                 ingest.abort()
             except ContainerArchiveError as e:
@@ -483,12 +489,14 @@ class Repository:
             assert proc.stdout is not None
             try:
                 self._feed(ingest, proc.stdout, progress)
+                proc.stdout.close()
+                status = proc.wait()
             except BaseException:
+                # Also when a signal arrives while waiting for the producer to exit.
                 _stop_group(proc)
                 raise
             finally:
                 proc.stdout.close()
-            status = proc.wait()
             if status != 0:
                 err.seek(0)
                 tail = collections.deque(
@@ -899,6 +907,35 @@ class Repository:
             ],
         )
         return titled(f"Repository {self._path}", about, totals, recent)
+
+
+#: Set while an ingest commits: a signal handler that honours it (the CLI's) records the
+#: signal instead of raising, and it is raised once the commit is done — so that a signal
+#: never makes the CLI report "nothing was committed" about a snapshot that was.
+_deferred: list[int] | None = None
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    global _deferred
+    _deferred = []
+    try:
+        yield
+    finally:
+        pending, _deferred = _deferred, None
+    if pending:
+        from .errors import Interrupted
+
+        raise Interrupted(pending[0])
+
+
+def defer_signal(signum: int) -> bool:
+    """For signal handlers: whether `signum` was recorded to be raised after the commit under
+    way (True), or must be acted on now (False)."""
+    if _deferred is None:
+        return False
+    _deferred.append(signum)
+    return True
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

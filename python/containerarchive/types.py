@@ -478,6 +478,7 @@ class UnlockResult(list[str]):
     def to_dict(self) -> dict[str, Any]:
         """The CLI's ``unlock --json`` document."""
         return {
-            "removed": [{"lock": k, "reason": self.reasons.get(k, "")} for k in self],
+            "removed": list(self),
+            "reasons": {k: self.reasons.get(k, "") for k in self},
             "kept": [{"lock": k, "holder": why} for k, why in self.kept],
         }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use containerarchive_core::crypto::{random_bytes, RandomSource};
+use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
 
 use crate::OsRng;
@@ -43,12 +44,6 @@ struct Pending {
 struct Background {
     jobs: SyncSender<(String, PathBuf, Vec<u8>)>,
     thread: JoinHandle<()>,
-}
-
-/// Whether `key` is written in the background (large, content-addressed, referenced only by
-/// objects written later).
-fn deferred(key: &str) -> bool {
-    key.starts_with("packs/data/") && (key.ends_with(".pack") || key.ends_with(".idx"))
 }
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -289,8 +284,11 @@ impl Storage for FsStorage {
 
     fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        if deferred(key) {
+        if may_write_in_background(key) {
             return self.put_in_background(key, path, data.to_vec());
+        }
+        if !waits_for_background(key) {
+            return write_once(key, &path, data);
         }
         self.settle()?;
         write_once(key, &path, data)
@@ -298,7 +296,7 @@ impl Storage for FsStorage {
 
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        if deferred(key) {
+        if may_write_in_background(key) {
             // Background writes already keep identical bytes and replace damaged ones.
             return self.put_in_background(key, path, data);
         }
@@ -350,7 +348,9 @@ impl Storage for FsStorage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.settle()?;
+        if waits_for_background(key) {
+            self.settle()?;
+        }
         let path = self.path(key)?;
         fs::remove_file(&path).map_err(|e| backend(key, e))?;
         if let Some(dir) = path.parent() {

@@ -84,6 +84,7 @@ fn py_err(e: Error) -> PyErr {
                 "ConcurrentModificationError",
                 vec![("object", text(object))],
             ),
+            Error::Cancelled(_) => ("ContainerArchiveError", vec![]),
             Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
             Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
             Error::Storage(
@@ -164,6 +165,41 @@ pub(crate) fn now_rfc3339() -> String {
 /// GIL: runs the Python handlers, whose exception is returned.
 fn check_signals() -> PyResult<()> {
     Python::attach(|py| py.check_signals())
+}
+
+/// Signal checks from a core operation's progress callback, at most every 100 ms: the first
+/// exception a handler raised is kept, and the core is told to stop (`Error::Cancelled`).
+struct SignalCheck {
+    last: std::time::Instant,
+    raised: Option<PyErr>,
+}
+
+impl SignalCheck {
+    fn new() -> Self {
+        SignalCheck {
+            last: std::time::Instant::now(),
+            raised: None,
+        }
+    }
+
+    fn poll(&mut self) -> Result<(), Error> {
+        if self.raised.is_none() && self.last.elapsed() >= std::time::Duration::from_millis(100) {
+            self.last = std::time::Instant::now();
+            self.raised = check_signals().err();
+        }
+        match self.raised {
+            Some(_) => Err(Error::Cancelled("interrupted by a signal".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// The operation's outcome, the signal's exception first.
+    fn outcome<T>(self, result: PyResult<T>) -> PyResult<T> {
+        match self.raised {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
 }
 
 /// An open repository on the filesystem.
@@ -448,6 +484,7 @@ impl NativeRepository {
             )))
         })?;
         let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
+        let mut signals = SignalCheck::new();
         let report = py.detach(|| {
             self.repo.verify_with_progress(
                 level,
@@ -463,10 +500,11 @@ impl NativeRepository {
                             keep_first(&callback_error, cb.call1(py, (fraction, bytes)))
                         });
                     }
+                    signals.poll()
                 },
             )
         });
-        let report = report.map_err(py_err)?;
+        let report = signals.outcome(report.map_err(py_err))?;
         if let Some(e) = callback_error
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -510,6 +548,7 @@ impl NativeRepository {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
         let mut callback_error: Option<PyErr> = None;
+        let mut signals = SignalCheck::new();
         let policy = Policy {
             keep_last,
             keep_hourly,
@@ -534,9 +573,11 @@ impl NativeRepository {
                             }
                         });
                     }
+                    signals.poll()
                 },
             )
-        })?;
+        });
+        let report = signals.outcome(report)?;
         match callback_error {
             Some(e) => Err(e),
             None => Ok(report),
@@ -792,16 +833,15 @@ impl NativeIngest {
         progress.advance(block.len() as u64)
     }
 
-    fn take(&self) -> PyResult<Ingest<AnyStorage>> {
-        self.inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))?
-            .take()
-            .ok_or_else(|| {
-                py_err(Error::InvalidArgument(
-                    "this ingest is already committed or aborted".into(),
-                ))
-            })
+    /// The ingest, taken out for commit or abort. The mutex is waited for with the GIL
+    /// released: a write holding it checks for signals, which needs the GIL.
+    fn take(&self, py: Python<'_>) -> PyResult<Option<Ingest<AnyStorage>>> {
+        py.detach(|| {
+            self.inner
+                .lock()
+                .map(|mut g| g.take())
+                .map_err(|_| PyRuntimeError::new_err("ingest poisoned by an earlier panic"))
+        })
     }
 }
 
@@ -882,14 +922,18 @@ impl NativeIngest {
         tags: BTreeMap<String, String>,
     ) -> PyResult<String> {
         let time = time_arg("time", Some(created_at))?.expect("given");
-        let ingest = self.take()?;
+        let ingest = self.take(py)?.ok_or_else(|| {
+            py_err(Error::InvalidArgument(
+                "this ingest is already committed or aborted".into(),
+            ))
+        })?;
         let snap = py.detach(|| ingest.commit(&time, tags)).map_err(py_err)?;
         Ok(snapshot_json(&snap))
     }
 
     /// Give up; nothing is committed.
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        match self.inner.lock().ok().and_then(|mut g| g.take()) {
+        match self.take(py).ok().flatten() {
             Some(ingest) => py.detach(|| ingest.abort()).map_err(py_err),
             None => Ok(()),
         }

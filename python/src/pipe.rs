@@ -71,7 +71,13 @@ where
                 interrupted()?;
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            // The reader ended without sending the end of the stream (it panicked): an item
+            // must never be committed truncated.
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(read_error(std::io::Error::other(
+                    "the reading thread stopped before the end of the stream",
+                )))
+            }
         };
         let block = block.map_err(&read_error)?;
         if block.is_empty() {
@@ -122,6 +128,7 @@ where
             let _ = done_tx.send(result);
         })
         .map_err(&write_error)?;
+    let mut checked = std::time::Instant::now();
     let produced = 'produce: loop {
         match next() {
             Ok(Some(mut batch)) => loop {
@@ -129,8 +136,11 @@ where
                     Ok(()) => break,
                     Err(TrySendError::Full(back)) => {
                         batch = back;
-                        if let Err(e) = interrupted() {
-                            break 'produce Err(e);
+                        if checked.elapsed() >= POLL {
+                            checked = std::time::Instant::now();
+                            if let Err(e) = interrupted() {
+                                break 'produce Err(e);
+                            }
                         }
                         std::thread::sleep(Duration::from_millis(5));
                     }

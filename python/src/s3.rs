@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
@@ -68,11 +69,6 @@ fn map_error(key: &str, e: object_store::Error) -> StorageError {
             message: other.to_string(),
         },
     }
-}
-
-/// Whether `key` is uploaded in the background (see the module documentation).
-fn deferred(key: &str) -> bool {
-    key.starts_with("packs/data/") && (key.ends_with(".pack") || key.ends_with(".idx"))
 }
 
 impl S3Storage {
@@ -425,15 +421,17 @@ impl Storage for S3Storage {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
-        if deferred(key) {
+        if may_write_in_background(key) {
             return self.upload_in_background(key, data.to_vec());
         }
-        self.settle()?;
+        if waits_for_background(key) {
+            self.settle()?;
+        }
         self.create(key, data.to_vec())
     }
 
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
-        if deferred(key) {
+        if may_write_in_background(key) {
             return self.upload_in_background(key, data);
         }
         self.settle()?;
@@ -497,7 +495,9 @@ impl Storage for S3Storage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.settle()?;
+        if waits_for_background(key) {
+            self.settle()?;
+        }
         let path = self.path(key)?;
         self.runtime.block_on(async {
             // S3 deletes are idempotent; the trait reports a missing object, so look first.

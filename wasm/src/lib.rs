@@ -64,6 +64,7 @@ pub fn error_name(e: &Error) -> &'static str {
         Error::Corruption { .. } => "CorruptionError",
         Error::Locked { .. } => "LockedError",
         Error::ConcurrentModification { .. } => "ConcurrentModificationError",
+        Error::Cancelled(_) => "ContainerArchiveError",
         Error::InvalidArgument(_) => "InvalidArgumentError",
         Error::Unsupported(_) => "UnsupportedFormatError",
         Error::Storage(_) => "StorageError",
@@ -308,6 +309,7 @@ impl Engine {
                         let _ = cb.call1(&JsValue::NULL, &JsValue::from_f64(fraction));
                     }
                 }
+                Ok(())
             })
             .map_err(js_error)?;
         let st = &report.stats;
