@@ -819,13 +819,15 @@ impl<S: Storage> Repository<S> {
                     self.forget_index();
                 }
                 Err(Missing::Chunk(id)) => return Err(self.not_found_error(&id, &what(&id))),
-                Err(Missing::Pack(pack, id)) => return Err(Error::corruption(
-                    format!("pack {pack}"),
-                    format!(
+                Err(Missing::Pack(pack, id)) => {
+                    return Err(Error::corruption(
+                        format!("pack {pack}"),
+                        format!(
                         "missing (it holds chunk {id} of {}), also after reading the index again",
                         what(&id)
                     ),
-                )),
+                    ))
+                }
             }
         }
     }

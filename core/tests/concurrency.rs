@@ -289,12 +289,12 @@ fn a_live_ingest_lock_blocks_prune_whatever_the_hosts_clocks_say() {
     }
 }
 
-#[test]
-fn a_paused_ingest_whose_lock_went_stale_commits_nothing_once_prune_took_its_data() {
-    let mem = MemoryStorage::new();
-    let data = two_nights(&mem);
-    let a = Repository::open(&mem, Some(PASS)).unwrap();
-    let b = Repository::open(&mem, Some(PASS)).unwrap();
+/// Host A starts backing night x up again: its first 5 MiB are chunked and deduplicated
+/// against night x's packs; the ingest is left open (A is "paused" until `finish_x`).
+fn start_backing_up_x_again<'a>(
+    a: &Repository<&'a MemoryStorage>,
+    data: &HashMap<&str, Vec<u8>>,
+) -> Ingest<&'a MemoryStorage> {
     let mut ing = a
         .ingest(
             &host("A", "2026-03-03T02:00:00Z"),
@@ -304,13 +304,27 @@ fn a_paused_ingest_whose_lock_went_stale_commits_nothing_once_prune_took_its_dat
         .unwrap();
     ing.start_item("d", "raw").unwrap();
     ing.write(&data["x"]).unwrap();
+    ing
+}
+
+fn finish_x(mut ing: Ingest<&MemoryStorage>) -> Result<Snapshot> {
+    ing.finish_item()?;
+    let tags = BTreeMap::from([("data".to_string(), "x".to_string())]);
+    ing.commit(&time("2026-03-03T02:00:00Z"), tags)
+}
+
+#[test]
+fn a_paused_ingest_whose_lock_went_stale_commits_nothing_once_prune_took_its_data() {
+    let mem = MemoryStorage::new();
+    let data = two_nights(&mem);
+    let a = Repository::open(&mem, Some(PASS)).unwrap();
+    let b = Repository::open(&mem, Some(PASS)).unwrap();
+    let ing = start_backing_up_x_again(&a, &data);
     // A is paused (SIGSTOP, a suspended VM) for three hours: its lock is stale by then.
     mem.advance_clock(180 * MINUTE);
     prune_as(&b, &STORAGE_CLOCK, 30).unwrap();
     // A resumes: it reused packs of night x, which prune deleted with that snapshot.
-    ing.finish_item().unwrap();
-    let tags = BTreeMap::from([("data".to_string(), "x".to_string())]);
-    let err = ing.commit(&time("2026-03-03T02:00:00Z"), tags).unwrap_err();
+    let err = finish_x(ing).unwrap_err();
     assert!(is_concurrent(&err), "{err}");
     assert!(err.to_string().contains("nothing was committed"), "{err}");
     assert_every_snapshot_restores(&mem, &data, "paused");
@@ -327,15 +341,7 @@ fn an_ingest_whose_lock_was_removed_by_force_commits_nothing_once_prune_took_its
     let data = two_nights(&mem);
     let a = Repository::open(&mem, Some(PASS)).unwrap();
     let b = Repository::open(&mem, Some(PASS)).unwrap();
-    let mut ing = a
-        .ingest(
-            &host("A", "2026-03-03T02:00:00Z"),
-            Box::new(TestRng(20)),
-            &STORAGE_CLOCK,
-        )
-        .unwrap();
-    ing.start_item("d", "raw").unwrap();
-    ing.write(&data["x"]).unwrap();
+    let mut ing = start_backing_up_x_again(&a, &data);
     let report = b
         .remove_locks(true, &STORAGE_CLOCK, &host("B", "now"), &mut TestRng(40))
         .unwrap();
@@ -343,9 +349,7 @@ fn an_ingest_whose_lock_was_removed_by_force_commits_nothing_once_prune_took_its
     prune_as(&b, &STORAGE_CLOCK, 30).unwrap();
     ing.refresh_lock("later").unwrap();
     assert!(ing.lock_lost(), "a renewal notices the lock was removed");
-    ing.finish_item().unwrap();
-    let tags = BTreeMap::from([("data".to_string(), "x".to_string())]);
-    let err = ing.commit(&time("2026-03-03T02:00:00Z"), tags).unwrap_err();
+    let err = finish_x(ing).unwrap_err();
     assert!(is_concurrent(&err), "{err}");
     assert_every_snapshot_restores(&mem, &data, "forced");
 }

@@ -207,8 +207,14 @@ fn create_dirs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write a new object: temp file, fsync, link into place, fsync the directory.
-fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
+/// Write `data` to a temporary file next to `path`, fsync it, `place` it under `path` (link or
+/// rename), fsync the directory; the temporary name is removed either way.
+fn write_via_temp(
+    key: &str,
+    path: &Path,
+    data: &[u8],
+    place: fn(&Path, &Path) -> std::io::Result<()>,
+) -> Result<(), StorageError> {
     let dir = path.parent().expect("keys have a parent").to_path_buf();
     create_dirs(&dir).map_err(|e| backend(key, e))?;
     let tmp = dir.join(format!(
@@ -220,8 +226,7 @@ fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
-        // link(2) refuses to replace an existing name: write-once even under races.
-        fs::hard_link(&tmp, path)?;
+        place(&tmp, path)?;
         sync_dir(&dir)
     })();
     let _ = fs::remove_file(&tmp);
@@ -229,6 +234,12 @@ fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
         ErrorKind::AlreadyExists => StorageError::AlreadyExists(key.to_string()),
         _ => backend(key, e),
     })
+}
+
+/// Write a new object: temp file, fsync, link into place (link(2) refuses to replace an
+/// existing name: write-once even under races), fsync the directory.
+fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
+    write_via_temp(key, path, data, |tmp, path| fs::hard_link(tmp, path))
 }
 
 /// [`write_once`], but an object already there with other (damaged) bytes is replaced, and
@@ -329,22 +340,8 @@ impl Storage for FsStorage {
     fn replace(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         self.settle()?;
         let path = self.path(key)?;
-        let dir = path.parent().expect("keys have a parent").to_path_buf();
-        let tmp = dir.join(format!(
-            "{TMP_PREFIX}{}",
-            hex::encode(random_bytes::<12>(&mut OsRng as &mut dyn RandomSource))
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            // rename(2) replaces the old file atomically: readers see old or new bytes.
-            fs::rename(&tmp, &path)?;
-            sync_dir(&dir)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result.map_err(|e| backend(key, e))
+        // rename(2) replaces the old file atomically: readers see the old or the new bytes.
+        write_via_temp(key, &path, data, |tmp, path| fs::rename(tmp, path))
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
