@@ -53,7 +53,9 @@ def as_host(name: str, argv: list[str], skew: str | None = None) -> list[str]:
     """`argv` run on "host" `name` (own UTS namespace), its clock skewed by `skew`."""
     inner = shlex.join(argv)
     if skew is not None:
-        inner = f"faketime -f {shlex.quote(skew)} {inner}"
+        # Only the wall clock: a host's skew does not move its monotonic clock (faketime
+        # would, and then stretch the lock renewal timer by decades).
+        inner = f"env FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f {shlex.quote(skew)} {inner}"
     return ["unshare", "--uts", "sh", "-c", f"hostname {shlex.quote(name)} && exec {inner}"]
 
 
@@ -93,6 +95,9 @@ def ingest_cli(env: dict[str, str], tmp_path: Path, name: str, data: bytes) -> s
 def test_a_host_with_a_skewed_clock_cannot_prune_under_a_live_ingest(
     env: dict[str, str], tmp_path: Path, skew: str
 ):
+    # Locks go stale after 3 s without renewal: host A must keep renewing its lock, whatever
+    # its clock says, for host B's prune to be refused 5 s into A's backup.
+    env["CONTAINERARCHIVE_LOCK_STALE_AFTER"] = "3s"
     repo_path = init(env, tmp_path)
     expected = {"x": random_bytes(6 * MiB, 1), "y": random_bytes(6 * MiB, 2)}
     ingest_cli(env, tmp_path, "x", expected["x"])
@@ -100,7 +105,7 @@ def test_a_host_with_a_skewed_clock_cannot_prune_under_a_live_ingest(
     (tmp_path / "x.again").write_bytes(expected["x"])
     # Host A (clock skewed) backs x up again, mostly reusing night x's packs, slowly. (The
     # producer runs without faketime, whose preload cuts `sleep` short.)
-    producer = f"env -u LD_PRELOAD sh -c 'cat {tmp_path / 'x.again'}; sleep 3'"
+    producer = f"env -u LD_PRELOAD sh -c 'cat {tmp_path / 'x.again'}; sleep 8'"
     a = subprocess.Popen(
         as_host(
             "host-a",
@@ -113,7 +118,7 @@ def test_a_host_with_a_skewed_clock_cannot_prune_under_a_live_ingest(
         text=True,
     )
     try:
-        time.sleep(1.5)
+        time.sleep(5)
         b = run(as_host("host-b", CLI + ["prune", "--keep-last", "1"]), env)
         assert b.returncode == 11, (b.returncode, b.stderr)
         assert "host-a" in b.stderr and "ingest" in b.stderr, b.stderr

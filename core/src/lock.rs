@@ -284,6 +284,10 @@ pub struct UnlockReport {
     pub removed: Vec<(String, String)>,
     /// Locks left in place, each with who holds it and when it becomes stale.
     pub kept: Vec<(String, String)>,
+    /// Whether a lock was removed without its holder being known gone (too old, or
+    /// `--force`): that holder may be paused rather than dead, and may still write.
+    #[serde(skip)]
+    pub aged_out: bool,
 }
 
 /// Remove locks: every lock with `force`, otherwise stale ones; never `own` (the caller's
@@ -302,17 +306,19 @@ pub fn remove_locks(
         if lock.key == own {
             continue;
         }
-        let why = if force {
-            Some("--force".to_string())
-        } else {
-            policy.stale_reason(lock, now)
+        let gone = lock.info.as_ref().is_some_and(|i| (policy.holder_gone)(i));
+        let why = match policy.stale_reason(lock, now) {
+            Some(why) => Some(why),
+            None if force => Some("removed by --force while not stale".to_string()),
+            None => None,
         };
         match why {
             Some(why) => {
                 release(storage, &lock.key)?;
+                report.aged_out |= !gone;
                 report.removed.push((
                     lock.key.clone(),
-                    format!("{}: {why}", policy.describe(lock, now)),
+                    format!("{why}; it was {}", policy.describe(lock, now)),
                 ));
             }
             None => report

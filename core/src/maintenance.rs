@@ -153,31 +153,104 @@ impl<S: Storage> Repository<S> {
         Ok(value)
     }
 
-    /// Under the exclusive lock `own`: remove dead writers' temporary files, stale locks, the
-    /// deletion notices of prunes that died, and pending manifests whose snapshot is committed
-    /// (or that were abandoned longer ago than the stale age). Returns the locks removed.
+    /// Under the exclusive lock `own`: remove stale locks, dead writers' temporary files,
+    /// finished deletion notices, and settle pending manifests (see
+    /// [`Repository::settle_pending_manifests`]). Returns the locks removed.
     fn remove_leftovers(&self, own: &HeldLock, is_stale: StaleCheck<'_>) -> Result<Vec<String>> {
         let storage = self.storage();
-        storage.remove_partial_writes()?;
         let own_key = own.key().unwrap_or_default();
-        let report = remove_locks(storage, self.keys(), false, is_stale, &own_key)?;
-        self.remove_finished_notices()?;
         let now = storage
             .list_with_times(LOCK_PREFIX)?
             .into_iter()
             .find(|(k, _, _)| *k == own_key)
             .and_then(|(_, _, t)| t);
+        let report = remove_locks(storage, self.keys(), false, is_stale, &own_key)?;
+        // Temporary files: all of them when every other holder is known gone; when a lock was
+        // only too old (its holder may be paused, and write again), just those older than the
+        // stale age.
+        let margin = match (report.aged_out, now) {
+            (false, _) => None,
+            (true, Some(n)) => Some(n.saturating_sub(is_stale.stale_after_ms)),
+            (true, None) => Some(i64::MIN),
+        };
+        storage.remove_partial_writes(margin)?;
+        self.remove_finished_notices()?;
+        self.settle_pending_manifests(now, is_stale)?;
+        Ok(report.removed.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Pending manifests: one whose snapshot is committed is removed; one older than the stale
+    /// age (its ingest died between writing it and committing, or is paused there) is
+    /// committed if every pack it needs is present and announced by no notice — its data was
+    /// complete, and its ingest, should it resume, writes the same bytes — and removed if not
+    /// (its ingest, resuming, fails its own check). A pending manifest is never removed while
+    /// the data it needs might be deleted: prune keeps it.
+    fn settle_pending_manifests(&self, now: Option<i64>, is_stale: StaleCheck<'_>) -> Result<()> {
+        let storage = self.storage();
+        let listed = storage.list_with_times(PENDING_PREFIX)?;
+        if listed.is_empty() {
+            return Ok(());
+        }
         let committed: HashSet<Id> = self.snapshot_ids()?.into_iter().collect();
-        for (key, _, written) in storage.list_with_times(PENDING_PREFIX)? {
+        let mut view = None;
+        for (key, _, written) in listed {
             let Some(id) = pending_id_of_key(&key) else {
                 continue;
             };
-            let abandoned = matches!((now, written), (Some(n), Some(w)) if n.saturating_sub(w) > is_stale.stale_after_ms);
-            if committed.contains(&id) || abandoned {
+            if committed.contains(&id) {
                 delete_if_present(storage, &key)?;
+                continue;
+            }
+            let old = matches!((now, written), (Some(n), Some(w)) if n.saturating_sub(w) > is_stale.stale_after_ms);
+            if !old {
+                continue;
+            }
+            let data = match storage.get(&key) {
+                Ok(d) => d,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Ok(snap) = decode_snapshot(self.keys(), id, &data) else {
+                delete_if_present(storage, &key)?;
+                continue;
+            };
+            if view.is_none() {
+                view = Some(read_index_view(storage, self.keys(), |_, _| {})?.0);
+            }
+            let view = view.as_ref().expect("just read");
+            let complete = self
+                .packs_of(view, &snap)
+                .and_then(|packs| crate::notice::check_packs_present(storage, self.keys(), &packs));
+            match complete {
+                Ok(()) => {
+                    put_exact(storage, &snapshot_key(&id), &data)?;
+                    delete_if_present(storage, &key)?;
+                }
+                Err(Error::Storage(e)) => return Err(e.into()),
+                Err(_) => {
+                    delete_if_present(storage, &key)?;
+                }
             }
         }
-        Ok(report.removed.into_iter().map(|(k, _)| k).collect())
+        Ok(())
+    }
+
+    /// Every pack holding a blob `snap` references (chunk lists included).
+    fn packs_of(&self, view: &IndexView, snap: &Snapshot) -> Result<HashSet<Id>> {
+        let mut packs = HashSet::new();
+        for item in &snap.manifest.items {
+            for list in &item.chunk_lists {
+                let mut ids = self.read_list_blob(view, list)?;
+                ids.push(*list);
+                for id in ids {
+                    let loc = view.blobs.get(&id).ok_or_else(|| {
+                        Error::corruption(format!("chunk {id}"), "in no index file")
+                    })?;
+                    packs.insert(loc.pack);
+                }
+            }
+        }
+        Ok(packs)
     }
 
     fn write_index_files(

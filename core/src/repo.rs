@@ -1209,7 +1209,8 @@ impl<S: Storage> Writer<S> {
     ///    the notice, or the packs gone); on failure remove the pending manifest: nothing is
     ///    committed;
     /// 3. write it under its final name, then remove the pending one. If the pending manifest
-    ///    vanished meanwhile (a repair judged it abandoned), check again and withdraw on failure.
+    ///    vanished meanwhile (an exclusive operation settled it), check again and withdraw on
+    ///    failure.
     fn publish(&mut self, id: &Id, data: &[u8]) -> Result<()> {
         let storage = self.repo.storage();
         let keys = self.repo.keys();
@@ -1303,7 +1304,11 @@ impl<S: Storage> Ingest<S> {
     }
 
     /// Add bytes to the current item.
-    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.write_inner(data).map_err(overtaken)
+    }
+
+    fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         let item = self.writer.item.as_mut().ok_or_else(|| {
             Error::InvalidArgument("no item is open: call start_item first".into())
         })?;
@@ -1324,6 +1329,10 @@ impl<S: Storage> Ingest<S> {
 
     /// End the current item.
     pub fn finish_item(&mut self) -> Result<()> {
+        self.finish_item_inner().map_err(overtaken)
+    }
+
+    fn finish_item_inner(&mut self) -> Result<()> {
         if self.writer.item.is_none() {
             return Err(Error::InvalidArgument("no item is open".into()));
         }
@@ -1358,9 +1367,17 @@ impl<S: Storage> Ingest<S> {
         created_at: &DateTime<FixedOffset>,
         tags: BTreeMap<String, String>,
     ) -> Result<Snapshot> {
+        self.commit_inner(created_at, tags).map_err(overtaken)
+    }
+
+    fn commit_inner(
+        &mut self,
+        created_at: &DateTime<FixedOffset>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Snapshot> {
         validate_tags(&tags)?;
         if self.writer.item.is_some() {
-            self.finish_item()?;
+            self.finish_item_inner()?;
         }
         let w = &mut self.writer;
         if w.items.is_empty() {
@@ -1394,7 +1411,9 @@ impl<S: Storage> Ingest<S> {
             w.repo.forget_index();
             return Err(e);
         }
-        w.release_lock()?;
+        // Committed: a lock that could not be removed now goes stale by itself; failing here
+        // would make the caller back the same data up again.
+        let _ = w.release_lock();
         Ok(Snapshot {
             id,
             time: *created_at,
@@ -1405,6 +1424,19 @@ impl<S: Storage> Ingest<S> {
     /// Give up: no snapshot is written; stored packs stay until garbage collection.
     pub fn abort(mut self) -> Result<()> {
         self.writer.release_lock()
+    }
+}
+
+/// An ingest's own file vanished while it wrote (a prune that judged its lock stale removed
+/// its temporary files, or the pack it had just stored): say so as a concurrent change, not as
+/// damage — nothing was committed, and running the backup again is right.
+fn overtaken(e: Error) -> Error {
+    match e {
+        Error::Storage(StorageError::NotFound(key)) => Error::ConcurrentModification {
+            object: key,
+            reason: "a file this backup was writing was removed by another process (a prune that judged its lock stale); nothing was committed (run the backup again)".into(),
+        },
+        e => e,
     }
 }
 

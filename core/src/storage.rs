@@ -72,10 +72,12 @@ pub trait Storage {
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
         exact_put(self, key, &data)
     }
-    /// Remove what interrupted writes left behind (a killed writer's temporary files), returning
-    /// how many were removed. The engine calls it only under an exclusive lock, when no writer
-    /// can be mid-write; a storage whose puts leave nothing behind keeps the default.
-    fn remove_partial_writes(&self) -> StorageResult<u64> {
+    /// Remove what interrupted writes left behind (a killed writer's temporary files) that the
+    /// storage's clock says were written before `written_before_ms` (`None`: all), returning how
+    /// many were removed. The engine calls it under an exclusive lock with the stale age as the
+    /// margin, so that a live writer whose lock was judged stale keeps its file; a storage whose
+    /// puts leave nothing behind keeps the default.
+    fn remove_partial_writes(&self, _written_before_ms: Option<i64>) -> StorageResult<u64> {
         Ok(0)
     }
 }
@@ -111,8 +113,8 @@ impl<S: Storage + ?Sized> Storage for &S {
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> StorageResult<()> {
         (**self).put_exact_owned(key, data)
     }
-    fn remove_partial_writes(&self) -> StorageResult<u64> {
-        (**self).remove_partial_writes()
+    fn remove_partial_writes(&self, written_before_ms: Option<i64>) -> StorageResult<u64> {
+        (**self).remove_partial_writes(written_before_ms)
     }
 }
 

@@ -365,6 +365,17 @@ fn with_x2(mut data: HashMap<&'static str, Vec<u8>>) -> HashMap<&'static str, Ve
 /// A prune (that wrongly judges A's lock stale) runs whole before each change of A's ingest.
 #[test]
 fn a_prune_at_any_point_of_an_ingest_never_leaves_a_broken_snapshot() {
+    prune_at_every_change_of_an_ingest(false);
+}
+
+/// The same, but the ingest is paused for hours at each change (its lock, temporary files and
+/// pending manifest age past the stale limit on the storage's clock) before the prune runs.
+#[test]
+fn a_prune_after_a_pause_at_any_point_of_an_ingest_never_leaves_a_broken_snapshot() {
+    prune_at_every_change_of_an_ingest(true);
+}
+
+fn prune_at_every_change_of_an_ingest(paused: bool) {
     let total = {
         let mem = MemoryStorage::new();
         let data = with_x2(two_nights(&mem));
@@ -393,7 +404,15 @@ fn a_prune_at_any_point_of_an_ingest_never_leaves_a_broken_snapshot() {
         let a = Repository::open(&hooked, Some(PASS)).unwrap();
         hooked.arm(
             at,
-            Box::new(|| *pruned.lock().unwrap() = Some(prune_as(&b, &B_MISJUDGES_A, 30))),
+            Box::new(|| {
+                let outcome = if paused {
+                    mem.advance_clock(180 * MINUTE);
+                    prune_as(&b, &STORAGE_CLOCK, 30)
+                } else {
+                    prune_as(&b, &B_MISJUDGES_A, 30)
+                };
+                *pruned.lock().unwrap() = Some(outcome);
+            }),
         );
         let result = ingest_as(
             &a,

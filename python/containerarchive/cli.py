@@ -492,7 +492,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     lines = [f"removed {len(result)} lock(s)"]
     lines += [f"  {k}: {result.reasons.get(k, '')}" for k in result]
     if result.kept:
-        lines.append(f"left {len(result.kept)} lock(s) in place (live: renewed recently)")
+        lines.append(f"left {len(result.kept)} lock(s) in place (not stale yet)")
         lines += [f"  {k}: {why}" for k, why in result.kept]
         lines.append(
             "  a live lock goes stale by itself once its holder stops renewing it; if you are "

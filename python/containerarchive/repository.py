@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -110,9 +111,14 @@ def _seconds(value: timedelta | float | int | str | None, what: str) -> float | 
 def _stale_after_ms(value: timedelta | float | int | str | None) -> int | None:
     """The lock stale age: the argument, else ``CONTAINERARCHIVE_LOCK_STALE_AFTER``, else the
     engine's default (30 minutes)."""
+    what = "lock_stale_after"
     if value is None:
         value = os.environ.get("CONTAINERARCHIVE_LOCK_STALE_AFTER") or None
-    seconds = _seconds(value, "lock_stale_after")
+        what = "CONTAINERARCHIVE_LOCK_STALE_AFTER"
+    try:
+        seconds = _seconds(value, what)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"{what}: {e}") from None
     if seconds is None:
         return None
     if seconds <= 0:
@@ -483,6 +489,7 @@ class Repository:
                     stdout=subprocess.PIPE,
                     stderr=err,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except OSError as e:
                 raise CommandFailedError(f"cannot run {argv[0]!r}: {e.strerror or e}") from e
@@ -936,6 +943,16 @@ def defer_signal(signum: int) -> bool:
         return False
     _deferred.append(signum)
     return True
+
+
+def _die_with_parent() -> None:
+    """In the producer, before exec: be killed if this process dies (even by SIGKILL), so that
+    a backup killed outright never leaves its producer running (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -93,7 +93,7 @@ impl Storage for AnyStorage {
     fn put_exact_owned(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         self.inner().put_exact_owned(key, data)
     }
-    fn remove_partial_writes(&self) -> Result<u64, StorageError> {
-        self.inner().remove_partial_writes()
+    fn remove_partial_writes(&self, written_before_ms: Option<i64>) -> Result<u64, StorageError> {
+        self.inner().remove_partial_writes(written_before_ms)
     }
 }

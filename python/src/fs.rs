@@ -172,14 +172,7 @@ impl FsStorage {
             if meta.is_dir() {
                 self.walk(&entry.path(), &key, out)?;
             } else {
-                // The file's mtime is set by the kernel of the machine holding the file (the
-                // NFS server for a mount): the storage's clock, not a backup host's.
-                let written = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as i64);
-                out.push((key, meta.len(), written));
+                out.push((key, meta.len(), modified_ms(&meta)));
             }
         }
         Ok(())
@@ -356,10 +349,11 @@ impl Storage for FsStorage {
         Ok(())
     }
 
-    fn remove_partial_writes(&self) -> Result<u64, StorageError> {
+    fn remove_partial_writes(&self, written_before_ms: Option<i64>) -> Result<u64, StorageError> {
         self.settle()?;
         let mut removed = 0;
-        remove_temp_files(&self.root, &mut removed).map_err(|e| backend("(temporary files)", e))?;
+        remove_temp_files(&self.root, written_before_ms, &mut removed)
+            .map_err(|e| backend("(temporary files)", e))?;
         Ok(removed)
     }
 }
@@ -374,14 +368,35 @@ fn read_dir_if_present(dir: &Path) -> std::io::Result<Option<fs::ReadDir>> {
     }
 }
 
+/// A file's mtime in milliseconds since the epoch. It is set by the kernel of the machine
+/// holding the file (the NFS server for a mount): the storage's clock, not a backup host's.
+fn modified_ms(meta: &fs::Metadata) -> Option<i64> {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+}
+
 /// Delete the temporary files under `dir` (what a killed writer left), counting them.
-fn remove_temp_files(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+fn remove_temp_files(
+    dir: &Path,
+    written_before_ms: Option<i64>,
+    removed: &mut u64,
+) -> std::io::Result<()> {
     for entry in read_dir_if_present(dir)?.into_iter().flatten() {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            remove_temp_files(&entry.path(), removed)?;
-        } else if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            remove_temp_files(&entry.path(), written_before_ms, removed)?;
+        } else if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && written_before_ms.is_none_or(|limit| {
+                entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| modified_ms(&m))
+                    .is_some_and(|t| t < limit)
+            })
+        {
             match fs::remove_file(entry.path()) {
                 Ok(()) => *removed += 1,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
