@@ -299,6 +299,7 @@ impl<S: Storage> Repository<S> {
         let mut ids: Vec<(&Id, &u64)> = present.iter().collect();
         ids.sort();
         for (id, size) in ids {
+            self.check_interrupt()?;
             let key = idx_key(id);
             let from_idx = if idx_present.contains(id) {
                 storage
@@ -385,6 +386,7 @@ impl<S: Storage> Repository<S> {
         let mut lost: BTreeMap<Id, String> = BTreeMap::new();
         let mut repaired = BTreeSet::new();
         for g in &groups {
+            self.check_interrupt()?;
             let mut bad = Vec::new();
             for (i, m) in g.desc.members.iter().enumerate() {
                 if !repaired.contains(&m.pack) && !check(&m.pack, m.size)? {
@@ -455,6 +457,7 @@ impl<S: Storage> Repository<S> {
         let mut sorted: Vec<(&Id, &u64)> = present.iter().collect();
         sorted.sort();
         for (id, size) in sorted {
+            self.check_interrupt()?;
             if grouped.contains(id) || report.reindex.unreadable_packs.contains(id) {
                 continue;
             }
@@ -629,6 +632,7 @@ impl<S: Storage> Repository<S> {
             .collect();
         let mut all = Vec::new();
         for id in snapshot_sizes.keys() {
+            self.check_interrupt()?;
             match self.load_snapshot(*id) {
                 Ok(s) => all.push(s),
                 // Withdrawn since listed (an ingest whose commit check failed).
@@ -685,6 +689,7 @@ impl<S: Storage> Repository<S> {
             .map(|s| (s, true))
             .chain(pending.iter().map(|s| (s, false)))
         {
+            self.check_interrupt()?;
             for item in &snap.manifest.items {
                 for list in &item.chunk_lists {
                     if !required && !view.blobs.contains_key(list) {
@@ -1059,7 +1064,6 @@ impl<S: Storage> Repository<S> {
     ) -> Result<i64> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
-        let before = total_size(storage)?;
         let sizes: HashMap<String, u64> = storage.list("packs/data/")?.into_iter().collect();
         let size_of = |id: &Id| sizes.get(&pack_key(id)).copied().unwrap_or(0);
         let sources: HashSet<Id> = plan.new_packs.iter().flatten().map(|l| l.pack).collect();
@@ -1205,7 +1209,9 @@ impl<S: Storage> Repository<S> {
         // 8. A group written meanwhile by an ingest that extended a replaced group (it read the
         // group before this prune removed it) may name deleted packs: protect its survivors anew.
         self.regroup_broken_groups(None, rng)?;
-        Ok(before as i64 - total_size(storage)? as i64)
+        // What this prune deleted less what it wrote (the plan's exact sizes): the repository's
+        // size before and after would count what other processes wrote meanwhile.
+        Ok(plan.freed)
     }
 
     /// Replace every parity group (of `only`, if given) that names a missing pack by new groups
@@ -1279,14 +1285,6 @@ fn relocate_blobs(view: &mut IndexView, unusable: &dyn Fn(&Id) -> bool) {
             }
         }
     }
-}
-
-fn total_size(storage: &dyn Storage) -> Result<u64> {
-    let mut total = 0;
-    for prefix in ["packs/", "index/", "snapshots/"] {
-        total += storage.list(prefix)?.iter().map(|(_, s)| s).sum::<u64>();
-    }
-    Ok(total)
 }
 
 fn group_description_size<S: Storage>(repo: &Repository<S>, batch: &[(Option<Id>, u64)]) -> u64 {

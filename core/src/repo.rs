@@ -108,10 +108,15 @@ struct Inner<S> {
     held: Mutex<Vec<Weak<HeldLock>>>,
     /// Whether `config.json` is known to carry every feature this build writes.
     writable: AtomicBool,
+    /// Asked between steps of long operations whether to stop (see [`Repository::set_interrupt`]).
+    interrupt: RwLock<Option<InterruptCheck>>,
     /// The master key and the key file it was unlocked with (encrypted repositories).
     master: Option<[u8; 32]>,
     current_key: std::sync::Mutex<Option<String>>,
 }
+
+/// A caller's "should the operation stop now?" (see [`Repository::set_interrupt`]).
+pub type InterruptCheck = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// An open repository. Cloning is cheap and shares the loaded index.
 pub struct Repository<S: Storage> {
@@ -311,9 +316,35 @@ impl<S: Storage> Repository<S> {
                 index_files: Mutex::new(BTreeSet::new()),
                 held: Mutex::new(Vec::new()),
                 writable: AtomicBool::new(false),
+                interrupt: RwLock::new(None),
                 master,
                 current_key: std::sync::Mutex::new(current),
             }),
+        }
+    }
+
+    /// Install `check`, asked between steps of long operations (repair, reindex, the planning
+    /// of prune) whether to stop: an error it returns (`Error::Cancelled`, say, when a signal
+    /// arrived) ends the operation there, as a crash at that point would, safely.
+    pub fn set_interrupt(&self, check: Option<InterruptCheck>) {
+        *self
+            .inner
+            .interrupt
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = check;
+    }
+
+    /// Ask the installed interrupt check (if any) whether to stop.
+    pub(crate) fn check_interrupt(&self) -> Result<()> {
+        let check = self
+            .inner
+            .interrupt
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match check {
+            Some(c) => c(),
+            None => Ok(()),
         }
     }
 

@@ -167,35 +167,34 @@ fn check_signals() -> PyResult<()> {
     Python::attach(|py| py.check_signals())
 }
 
-/// Signal checks from a core operation's progress callback, at most every 100 ms: the first
-/// exception a handler raised is kept, and the core is told to stop (`Error::Cancelled`).
-struct SignalCheck {
-    last: std::time::Instant,
-    raised: Option<PyErr>,
+/// Signal checks from inside core operations (their progress callbacks and interrupt hook),
+/// at most every 100 ms: the first exception a Python signal handler raises is kept, and the
+/// core is told to stop (`Error::Cancelled`); the operation then raises that exception.
+#[derive(Default)]
+struct Interrupts {
+    raised: Mutex<Option<PyErr>>,
+    last: Mutex<Option<std::time::Instant>>,
 }
 
-impl SignalCheck {
-    fn new() -> Self {
-        SignalCheck {
-            last: std::time::Instant::now(),
-            raised: None,
+impl Interrupts {
+    fn poll(&self) -> Result<(), Error> {
+        let mut raised = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+        if raised.is_none() {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100)) {
+                *last = Some(std::time::Instant::now());
+                *raised = check_signals().err();
+            }
         }
-    }
-
-    fn poll(&mut self) -> Result<(), Error> {
-        if self.raised.is_none() && self.last.elapsed() >= std::time::Duration::from_millis(100) {
-            self.last = std::time::Instant::now();
-            self.raised = check_signals().err();
-        }
-        match self.raised {
+        match *raised {
             Some(_) => Err(Error::Cancelled("interrupted by a signal".into())),
             None => Ok(()),
         }
     }
 
-    /// The operation's outcome, the signal's exception first.
-    fn outcome<T>(self, result: PyResult<T>) -> PyResult<T> {
-        match self.raised {
+    /// An operation's outcome, the signal's exception first.
+    fn outcome<T>(&self, result: PyResult<T>) -> PyResult<T> {
+        match self.raised.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(e) => Err(e),
             None => result,
         }
@@ -213,6 +212,8 @@ struct NativeRepository {
     stale_after_ms: i64,
     /// Renews this handle's locks while it lives.
     _refresher: locking::Refresher,
+    /// Signals that arrived during this handle's native work.
+    interrupts: Arc<Interrupts>,
 }
 
 impl NativeRepository {
@@ -234,12 +235,16 @@ impl NativeRepository {
         let stale_after_ms = stale_after_ms.unwrap_or(DEFAULT_STALE_AFTER_MS).max(1);
         let refresher =
             locking::Refresher::start(repo.clone(), locking::refresh_interval(stale_after_ms));
+        let interrupts = Arc::new(Interrupts::default());
+        let polled = interrupts.clone();
+        repo.set_interrupt(Some(Arc::new(move || polled.poll())));
         NativeRepository {
             repo,
             hostname,
             process: locking::process_identity(),
             stale_after_ms,
             _refresher: refresher,
+            interrupts,
         }
     }
 
@@ -265,7 +270,8 @@ impl NativeRepository {
         let info = self.lock_info(pid, operation);
         let report = py
             .detach(|| self.with_policy(|policy| run(&self.repo, &info, policy)))
-            .map_err(py_err)?;
+            .map_err(py_err);
+        let report = self.interrupts.outcome(report)?;
         Ok(serde_json::to_string(&report).expect("report serializes"))
     }
 
@@ -484,7 +490,6 @@ impl NativeRepository {
             )))
         })?;
         let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
-        let mut signals = SignalCheck::new();
         let report = py.detach(|| {
             self.repo.verify_with_progress(
                 level,
@@ -500,11 +505,11 @@ impl NativeRepository {
                             keep_first(&callback_error, cb.call1(py, (fraction, bytes)))
                         });
                     }
-                    signals.poll()
+                    self.interrupts.poll()
                 },
             )
         });
-        let report = signals.outcome(report.map_err(py_err))?;
+        let report = self.interrupts.outcome(report.map_err(py_err))?;
         if let Some(e) = callback_error
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -548,7 +553,6 @@ impl NativeRepository {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
         let mut callback_error: Option<PyErr> = None;
-        let mut signals = SignalCheck::new();
         let policy = Policy {
             keep_last,
             keep_hourly,
@@ -573,11 +577,10 @@ impl NativeRepository {
                             }
                         });
                     }
-                    signals.poll()
+                    self.interrupts.poll()
                 },
             )
-        });
-        let report = signals.outcome(report)?;
+        })?;
         match callback_error {
             Some(e) => Err(e),
             None => Ok(report),
