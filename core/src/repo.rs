@@ -1247,11 +1247,17 @@ impl<S: Storage> Writer<S> {
         let keys = self.repo.keys();
         let pending = pending_snapshot_key(id);
         put_exact(storage, &pending, data)?;
+        let final_key = snapshot_key(id);
         if let Err(e) = check_packs_present(storage, keys, &self.packs_used) {
+            // While this ingest was paused, an exclusive operation may have committed its
+            // pending manifest (after checking it): then the snapshot is saved.
+            if storage.get(&final_key).as_deref() == Ok(data) {
+                let _ = storage.delete(&pending);
+                return Ok(());
+            }
             let _ = storage.delete(&pending);
             return Err(e);
         }
-        let final_key = snapshot_key(id);
         put_exact(storage, &final_key, data)?;
         match storage.delete(&pending) {
             Ok(()) => Ok(()),

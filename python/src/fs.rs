@@ -168,7 +168,12 @@ impl FsStorage {
             } else {
                 format!("{rel}/{name}")
             };
-            let meta = entry.metadata()?;
+            // A file deleted between the directory read and this look is simply not listed.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if meta.is_dir() {
                 self.walk(&entry.path(), &key, out)?;
             } else {
