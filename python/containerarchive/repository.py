@@ -100,7 +100,10 @@ def _seconds(value: timedelta | float | int | str | None, what: str) -> float | 
     if value is None:
         return None
     if isinstance(value, str):
-        value = parse_duration(value)
+        try:
+            value = parse_duration(value)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{what}: {e}") from None
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -115,10 +118,7 @@ def _stale_after_ms(value: timedelta | float | int | str | None) -> int | None:
     if value is None:
         value = os.environ.get("CONTAINERARCHIVE_LOCK_STALE_AFTER") or None
         what = "CONTAINERARCHIVE_LOCK_STALE_AFTER"
-    try:
-        seconds = _seconds(value, what)
-    except InvalidArgumentError as e:
-        raise InvalidArgumentError(f"{what}: {e}") from None
+    seconds = _seconds(value, what)
     if seconds is None:
         return None
     if seconds <= 0:
@@ -496,7 +496,6 @@ class Repository:
             assert proc.stdout is not None
             try:
                 self._feed(ingest, proc.stdout, progress)
-                proc.stdout.close()
                 status = proc.wait()
             except BaseException:
                 # Also when a signal arrives while waiting for the producer to exit.
