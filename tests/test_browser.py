@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -192,6 +193,8 @@ def test_a_missing_pack_fails_verify_naming_it_and_blocks_the_restore_that_needs
 def test_the_js_module_api(page, repos):
     open_repo(page, repos["enc"], PASSPHRASE)
     expect(page.locator("#snapshots tbody tr")).to_have_count(2)
+    expect(page.locator("#snapshots thead")).to_contain_text("Host")
+    expect(page.locator("#snapshots tbody td.host").first).to_have_text(socket.gethostname())
     out = page.evaluate(
         """async ([pass]) => {
             const { default: init, Archive } = await import("./pkg/containerarchive_wasm.js");
@@ -231,6 +234,7 @@ def test_the_js_module_api(page, repos):
             "version",
             "createdAt",
             "tags",
+            "host",
             "originalSize",
             "storedSize",
             "chunkCount",

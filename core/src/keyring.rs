@@ -67,9 +67,7 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
     ) -> Result<String> {
         let master = self.master_key()?;
-        if passphrase.is_empty() {
-            return Err(Error::InvalidArgument("the passphrase is empty".into()));
-        }
+        check_new_passphrase(passphrase)?;
         let repo_id = Id::from_hex(&self.config().id).expect("validated at open");
         let kf = KeyFile::create(
             &master,
@@ -135,6 +133,22 @@ impl<S: Storage> Repository<S> {
         }
         Ok(id)
     }
+}
+
+/// Refuse a passphrase being chosen (init, key add, key passwd) that is empty or only blanks:
+/// anyone could open the repository with it. Opening with the passphrase a repository already
+/// has is not checked, so one made with such a passphrase can be opened to change it.
+/// Errors: [`Error::InvalidArgument`].
+pub fn check_new_passphrase(passphrase: &[u8]) -> Result<()> {
+    if passphrase.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::InvalidArgument(
+            "the new passphrase is empty (or only blanks): anyone could open the repository \
+             with it; choose a passphrase (an unencrypted repository is made with \
+             --no-encryption / passphrase=None)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn id_of(key: &str) -> String {

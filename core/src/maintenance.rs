@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 use crate::crypto::{random_bytes, RandomSource};
@@ -24,8 +25,8 @@ use crate::parity::{
     encode_group, load_groups, parity_key, rebuild_member, Group, GroupDescription, Member,
     ParityBuilder, GROUP_SIZE, PARITY_PREFIX, PARITY_SHARDS,
 };
-use crate::repo::{decode_blob, Repository};
-use crate::retention::{apply, Policy};
+use crate::repo::{decode_blob, Repository, SnapshotFilter};
+use crate::retention::{apply_grouped, GroupBy, GroupDecision, Policy};
 use crate::snapshot::{
     decode_snapshot, pending_id_of_key, snapshot_id_of_key, snapshot_key, Snapshot, PENDING_PREFIX,
     SNAPSHOT_PREFIX,
@@ -82,13 +83,69 @@ pub struct RepairReport {
     pub reindex: ReindexReport,
 }
 
+/// What prune removes: `policy` applied to each group (`group_by`) of the snapshots `filter`
+/// selects. `now` is the caller's clock (a snapshot dated after it is not the reference of the
+/// `within` rules); `None` takes every snapshot as past.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    /// The rules.
+    pub policy: Policy,
+    /// How snapshots are grouped (default host and items).
+    pub group_by: GroupBy,
+    /// Which snapshots the policy applies to at all (others are kept).
+    pub filter: SnapshotFilter,
+    /// The caller's current time.
+    pub now: Option<DateTime<FixedOffset>>,
+}
+
+impl Retention {
+    /// `policy` over every snapshot, grouped by host and items.
+    pub fn new(policy: Policy) -> Self {
+        Retention {
+            policy,
+            ..Retention::default()
+        }
+    }
+}
+
+/// Which snapshots go: a retention policy's choice, or the ones named (forget).
+enum Selection<'a> {
+    Policy(&'a Retention),
+    Snapshots(&'a [String]),
+}
+
+/// The snapshot among `all` that `r` (a full id or unique prefix) names.
+fn resolve_in(all: &[Snapshot], r: &str) -> Result<Id> {
+    let wanted = r.trim().to_ascii_lowercase();
+    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(format!("{r:?} (not a hex id)")));
+    }
+    let mut matches: Vec<Id> = all
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| id.to_hex().starts_with(&wanted))
+        .collect();
+    matches.sort();
+    match matches.len() {
+        0 => Err(Error::SnapshotNotFound(r.to_string())),
+        1 => Ok(matches[0]),
+        _ => Err(Error::AmbiguousSnapshotId {
+            prefix: r.to_string(),
+            matches: matches.iter().map(Id::to_hex).collect(),
+        }),
+    }
+}
+
 /// What prune did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PruneReport {
-    /// Snapshots the policy keeps (among those it applies to), newest first.
+    /// Snapshots the policy keeps (among those it applies to), newest first within each
+    /// group, groups in order; empty for forget.
     pub kept: Vec<Id>,
     /// Snapshots removed, newest first.
     pub removed: Vec<Id>,
+    /// Per group: what the policy keeps (and why) and removes; empty for forget.
+    pub groups: Vec<GroupDecision>,
     /// Packs deleted (all garbage, rewritten, or left over by interrupted writers).
     pub removed_packs: u64,
     /// Packs whose live blobs were copied into new packs.
@@ -557,61 +614,110 @@ impl<S: Storage> Repository<S> {
             .collect())
     }
 
-    /// Apply a retention policy and collect garbage. `tags` limits the policy to snapshots
-    /// carrying them. With `dry_run` nothing changes and the report is what a real run would do.
+    /// Apply a retention policy and collect garbage: the snapshots `retention.filter` selects
+    /// are grouped and the policy applied to each group. With `dry_run` nothing changes and the
+    /// report is what a real run would do. Errors: [`Error::InvalidArgument`] for an empty or
+    /// invalid policy; see [`Repository::prune_with_progress`].
     pub fn prune(
         &self,
-        policy: &Policy,
-        tags: &BTreeMap<String, String>,
+        retention: &Retention,
         dry_run: bool,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
     ) -> Result<PruneReport> {
-        self.prune_with_progress(
-            policy,
-            tags,
-            dry_run,
-            info,
-            rng,
-            is_stale,
-            &mut |_, _, _| Ok(()),
-        )
+        self.prune_with_progress(retention, dry_run, info, rng, is_stale, &mut |_, _, _| {
+            Ok(())
+        })
     }
 
     /// [`Repository::prune`], reporting progress as `(bytes done, bytes in all, what is being
     /// done)`: the bytes are those of the packs read for rewriting and of the packs deleted.
     /// An error the callback returns (`Cancelled`: a signal arrived) stops prune there, as a
     /// crash would (every step is safe to interrupt), and is returned.
-    #[allow(clippy::too_many_arguments)]
     pub fn prune_with_progress(
         &self,
-        policy: &Policy,
-        tags: &BTreeMap<String, String>,
+        retention: &Retention,
         dry_run: bool,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
         on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<PruneReport> {
-        if policy.is_empty() {
+        retention.policy.validate()?;
+        if retention.policy.is_empty() {
             return Err(Error::InvalidArgument(
-                "no retention rule given (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly or keep_yearly): prune would remove every snapshot".into(),
+                "no retention rule given (keep-last, keep-hourly/daily/weekly/monthly/yearly, keep-within*, keep-tag): prune would remove every snapshot".into(),
             ));
         }
+        self.collect(
+            Selection::Policy(retention),
+            dry_run,
+            info,
+            rng,
+            is_stale,
+            on_progress,
+        )
+    }
+
+    /// Remove exactly the snapshots `refs` names (full ids or unique prefixes; `latest` is
+    /// refused: name the snapshot) and collect the garbage only they made, in prune's
+    /// crash-safe order. Errors: [`Error::InvalidArgument`] for `latest` or no snapshot,
+    /// [`Error::SnapshotNotFound`] / [`Error::AmbiguousSnapshotId`] for a bad reference.
+    pub fn forget(
+        &self,
+        refs: &[String],
+        dry_run: bool,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
+    ) -> Result<PruneReport> {
+        if refs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "forget needs the ids of the snapshots to remove".into(),
+            ));
+        }
+        if let Some(r) = refs
+            .iter()
+            .find(|r| r.trim().eq_ignore_ascii_case("latest"))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "forget does not take {r:?}: give the snapshot's id (see `snapshots`)"
+            )));
+        }
+        self.collect(
+            Selection::Snapshots(refs),
+            dry_run,
+            info,
+            rng,
+            is_stale,
+            on_progress,
+        )
+    }
+
+    fn collect(
+        &self,
+        selection: Selection<'_>,
+        dry_run: bool,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
+    ) -> Result<PruneReport> {
         if dry_run {
             // A shared lock: a dry run changes nothing, but must see a repository no prune is changing.
             let mut shared = info.clone();
             shared.exclusive = false;
             let held = self.lock(&shared, rng, is_stale)?;
-            on_progress(0, 0, "reading snapshots and index")?;
-            let plan = self.plan_prune(policy, tags);
+            let plan = on_progress(0, 0, "reading snapshots and index")
+                .and_then(|()| self.plan_prune(&selection));
             self.unlock(&held)?;
             return Ok(plan?.report(true));
         }
         self.with_exclusive(info, rng, is_stale, |rng, held| {
             on_progress(0, 0, "reading snapshots and index")?;
-            let plan = self.plan_prune(policy, tags)?;
+            let plan = self.plan_prune(&selection)?;
             let freed = self.execute_prune(&plan, &held.lock, rng, on_progress)?;
             let mut report = plan.report(false);
             report.freed_bytes = freed;
@@ -619,7 +725,45 @@ impl<S: Storage> Repository<S> {
         })
     }
 
-    fn plan_prune(&self, policy: &Policy, tags: &BTreeMap<String, String>) -> Result<PrunePlan> {
+    /// The snapshots `selection` removes from `all`, and the policy's groups.
+    fn select(
+        &self,
+        selection: &Selection<'_>,
+        all: &[Snapshot],
+    ) -> Result<(HashSet<Id>, Vec<GroupDecision>)> {
+        match selection {
+            Selection::Policy(r) => {
+                let considered: Vec<Snapshot> = all
+                    .iter()
+                    .filter(|s| r.filter.matches(s))
+                    .cloned()
+                    .collect();
+                let groups = apply_grouped(&r.policy, r.group_by, &considered, r.now.as_ref());
+                // A policy that keeps nothing of a series (only keep-tag rules none of its
+                // snapshots match) would wipe it out: refuse, as restic does.
+                if let Some(g) = groups.iter().find(|g| g.kept.is_empty()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "refusing to remove every snapshot of the group {}: the policy ({}) keeps none of its {} snapshots (use forget to remove snapshots by id)",
+                        g.key, r.policy, g.removed.len()
+                    )));
+                }
+                let removed = groups
+                    .iter()
+                    .flat_map(|g| g.removed.iter().copied())
+                    .collect();
+                Ok((removed, groups))
+            }
+            Selection::Snapshots(refs) => {
+                let mut removed = HashSet::new();
+                for r in refs.iter() {
+                    removed.insert(resolve_in(all, r)?);
+                }
+                Ok((removed, Vec::new()))
+            }
+        }
+    }
+
+    fn plan_prune(&self, selection: &Selection<'_>) -> Result<PrunePlan> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         let mut ledger = Ledger::default();
@@ -644,13 +788,7 @@ impl<S: Storage> Repository<S> {
         let pending = self.pending_snapshots(&snapshot_sizes.keys().copied().collect())?;
         let mut seen: HashSet<Id> = snapshot_sizes.keys().copied().collect();
         seen.extend(pending.iter().map(|s| s.id));
-        let considered: Vec<Snapshot> = all
-            .iter()
-            .filter(|s| tags.iter().all(|(k, v)| s.manifest.tags.get(k) == Some(v)))
-            .cloned()
-            .collect();
-        let (kept, removed) = apply(policy, &considered);
-        let removed_ids: HashSet<Id> = removed.iter().map(|s| s.id).collect();
+        let (removed_ids, decisions) = self.select(selection, &all)?;
         for id in &removed_ids {
             ledger.deleted += snapshot_sizes[id];
         }
@@ -889,10 +1027,20 @@ impl<S: Storage> Repository<S> {
             ledger.written += index_file_size(keys, batch);
         }
 
+        let mut newest_first = all.clone();
+        newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
         Ok(PrunePlan {
             seen,
-            kept: kept.iter().map(|s| s.id).collect(),
-            removed: removed.iter().map(|s| s.id).collect(),
+            kept: decisions
+                .iter()
+                .flat_map(|g| g.kept.iter().map(|k| k.id))
+                .collect(),
+            removed: newest_first
+                .iter()
+                .filter(|s| removed_ids.contains(&s.id))
+                .map(|s| s.id)
+                .collect(),
+            groups: decisions,
             keep,
             doomed,
             rewritten,
@@ -1336,6 +1484,7 @@ struct PrunePlan {
     seen: HashSet<Id>,
     kept: Vec<Id>,
     removed: Vec<Id>,
+    groups: Vec<GroupDecision>,
     keep: Vec<IndexedPack>,
     doomed: BTreeSet<Id>,
     rewritten: u64,
@@ -1353,6 +1502,7 @@ impl PrunePlan {
         PruneReport {
             kept: self.kept.clone(),
             removed: self.removed.clone(),
+            groups: self.groups.clone(),
             removed_packs: self.doomed.len() as u64,
             rewritten_packs: self.rewritten,
             new_packs: self.new_packs.len() as u64,

@@ -75,7 +75,8 @@ impl Default for InitOptions {
     }
 }
 
-/// Which snapshots to list: all tags must match; `after ≤ created_at ≤ before`.
+/// Which snapshots to list: all tags must match; `after ≤ created_at ≤ before`; the host, if
+/// given, must be the one recorded.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotFilter {
     /// Tags that must all be present with these values.
@@ -84,6 +85,8 @@ pub struct SnapshotFilter {
     pub after: Option<DateTime<FixedOffset>>,
     /// Latest creation time (inclusive).
     pub before: Option<DateTime<FixedOffset>>,
+    /// The host that made the snapshot (snapshots of unknown host never match).
+    pub host: Option<String>,
 }
 
 impl SnapshotFilter {
@@ -94,6 +97,10 @@ impl SnapshotFilter {
             .all(|(k, v)| s.manifest.tags.get(k) == Some(v))
             && self.after.is_none_or(|a| s.time >= a)
             && self.before.is_none_or(|b| s.time <= b)
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|h| s.manifest.host.as_ref() == Some(h))
     }
 }
 
@@ -199,7 +206,9 @@ fn decode_blob_with(keys: &Keys, loc: &Location, stored: &[u8], check_id: bool) 
 }
 
 impl<S: Storage> Repository<S> {
-    /// Create a repository in empty storage. With a passphrase it is encrypted.
+    /// Create a repository in empty storage. With a passphrase it is encrypted. Errors:
+    /// [`Error::RepositoryExists`]; [`Error::InvalidArgument`] for an empty passphrase (see
+    /// [`crate::keyring::check_new_passphrase`]).
     pub fn init(
         storage: S,
         passphrase: Option<&[u8]>,
@@ -208,6 +217,9 @@ impl<S: Storage> Repository<S> {
         key_comment: &str,
         rng: &mut dyn RandomSource,
     ) -> Result<Self> {
+        if let Some(p) = passphrase {
+            crate::keyring::check_new_passphrase(p)?;
+        }
         match storage.get(CONFIG_KEY) {
             Ok(_) => {
                 return Err(Error::RepositoryExists {
@@ -783,6 +795,7 @@ impl<S: Storage> Repository<S> {
                 stats: Stats::default(),
                 parity: None,
                 groups_written: HashSet::new(),
+                host: None,
             },
         })
     }
@@ -1034,6 +1047,8 @@ struct Writer<S: Storage> {
     parity: Option<ParityBuilder>,
     /// Parity groups this ingest stored (checked at commit for members a prune deleted).
     groups_written: HashSet<String>,
+    /// The host the snapshot records.
+    host: Option<String>,
 }
 
 /// An ingest in progress: items are written one after another, then committed as one snapshot.
@@ -1322,6 +1337,15 @@ impl<S: Storage> Ingest<S> {
         Ok(())
     }
 
+    /// Record `host` as the machine that makes this snapshot (its hostname, or a name the
+    /// user chose, as restic's `--host`). Errors: [`Error::InvalidArgument`] for an empty name,
+    /// one over 255 bytes or one with control characters or surrounding blanks.
+    pub fn set_host(&mut self, host: &str) -> Result<()> {
+        crate::validate::validate_host(host)?;
+        self.writer.host = Some(host.to_string());
+        Ok(())
+    }
+
     /// Record that the open item is the standard output of `argv`, which exited with
     /// `exit_status`. Only a zero status is accepted: a failed command must not become a
     /// snapshot (abort the ingest instead).
@@ -1433,6 +1457,7 @@ impl<S: Storage> Ingest<S> {
             version: MANIFEST_VERSION,
             created_at: format_time(created_at),
             tags,
+            host: w.host.clone(),
             original_size: s.original_size,
             stored_size: s.stored_size,
             chunk_count: s.chunk_count,

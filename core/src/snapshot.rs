@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
+use crate::validate::{
+    validate_command, validate_host, validate_item_name, validate_item_type, validate_tags,
+};
 
 /// Magic at the start of every snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CA-SNAP1";
@@ -97,6 +99,10 @@ pub struct Manifest {
     pub created_at: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// The host that made the snapshot (its hostname, or the name given with `--host`).
+    /// Absent in snapshots written before hosts were recorded: they read as host unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Bytes of content over all items.
     pub original_size: u64,
     /// Bytes this snapshot added to the repository (new blobs as stored).
@@ -194,5 +200,8 @@ pub fn decode_snapshot(keys: &Keys, id: Id, data: &[u8]) -> Result<Snapshot> {
         }
     }
     validate_tags(&manifest.tags).map_err(|e| bad(format!("tags: {e}")))?;
+    if let Some(h) = &manifest.host {
+        validate_host(h).map_err(|e| bad(format!("host: {e}")))?;
+    }
     Ok(Snapshot { id, time, manifest })
 }

@@ -67,6 +67,21 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// A host name as snapshots record it: 1 to 255 bytes, no control characters, no leading or
+/// trailing blanks.
+pub fn validate_host(host: &str) -> Result<()> {
+    if host.is_empty()
+        || host.len() > 255
+        || host.chars().any(|c| c.is_control())
+        || host.trim() != host
+    {
+        return Err(invalid(format!(
+            "host {host:?} must be 1 to 255 printable bytes without surrounding blanks"
+        )));
+    }
+    Ok(())
+}
+
 /// A recorded command line: 1–4096 arguments, 64 KiB in all, no NUL (which no real argument
 /// can hold), the program not empty.
 pub fn validate_command(argv: &[String]) -> Result<()> {

@@ -146,9 +146,9 @@ const A_MISJUDGES_B: LockPolicy<'static> = LockPolicy {
     holder_gone: &b_is_gone,
 };
 
-fn keep_last(n: u32) -> Policy {
+fn keep_last(n: i64) -> Policy {
     Policy {
-        keep_last: Some(n),
+        keep_last: n,
         ..Policy::default()
     }
 }
@@ -157,8 +157,7 @@ fn prune_as<S: Storage>(repo: &Repository<S>, policy: StaleCheck<'_>, seed: u64)
     let mut info = host("B", "2026-03-01T00:00:00Z");
     info.operation = "prune".into();
     repo.prune(
-        &keep_last(1),
-        &BTreeMap::new(),
+        &retention(&keep_last(1), &BTreeMap::new()),
         false,
         &info,
         &mut TestRng(seed),
@@ -197,8 +196,7 @@ fn assert_every_snapshot_restores(mem: &MemoryStorage, data: &HashMap<&str, Vec<
     let mut info = host("C", "t");
     info.operation = "prune".into();
     repo.prune(
-        &keep_last(100),
-        &BTreeMap::new(),
+        &retention(&keep_last(100), &BTreeMap::new()),
         false,
         &info,
         &mut TestRng(77),
@@ -759,8 +757,7 @@ fn a_dead_prunes_notice_stays_until_a_later_prune_has_moved_and_deleted_its_pack
     // The next prune keeps every snapshot, but moves every live blob out of the announced
     // packs, deletes them, and only then the notice.
     repo.prune(
-        &keep_last(100),
-        &BTreeMap::new(),
+        &retention(&keep_last(100), &BTreeMap::new()),
         false,
         &info,
         &mut TestRng(93),
@@ -799,8 +796,7 @@ fn a_prune_stopped_while_deleting_keeps_its_notice_until_the_next_prune_finishes
     let mut deleted = 0;
     let err = cron
         .prune_with_progress(
-            &keep_last(1),
-            &BTreeMap::new(),
+            &retention(&keep_last(1), &BTreeMap::new()),
             false,
             &info,
             &mut TestRng(30),
@@ -836,8 +832,7 @@ fn a_prune_stopped_while_deleting_keeps_its_notice_until_the_next_prune_finishes
         Err(e) => assert!(is_concurrent(&e), "{e}"),
     }
     cron.prune(
-        &keep_last(100),
-        &BTreeMap::new(),
+        &retention(&keep_last(100), &BTreeMap::new()),
         false,
         &info,
         &mut TestRng(3100),

@@ -98,7 +98,7 @@ fn check_after_crash(
     // deletion notice, a pending manifest) and the repository still verifies.
     repo.storage().advance_clock(2 * 3600 * 1000);
     let policy = Policy {
-        keep_last: Some(100),
+        keep_last: 100,
         ..Policy::default()
     };
     let dead_and_old = LockPolicy {
@@ -106,8 +106,7 @@ fn check_after_crash(
         holder_gone: &gone,
     };
     repo.prune(
-        &policy,
-        &BTreeMap::new(),
+        &retention(&policy, &BTreeMap::new()),
         false,
         &maintenance(),
         &mut TestRng(7),
@@ -203,14 +202,13 @@ fn a_prune_killed_after_any_change_loses_no_kept_snapshot() {
     let w = world(4);
     // Keep the newest two: the older two are removed and packs they shared are rewritten.
     let policy = Policy {
-        keep_last: Some(2),
+        keep_last: 2,
         ..Policy::default()
     };
     // Snapshots the prune was removing may or may not survive a crash; the kept ones must.
     let tried = sweep(&w, &w.complete[2..], "prune", |repo| {
         repo.prune(
-            &policy,
-            &BTreeMap::new(),
+            &retention(&policy, &BTreeMap::new()),
             false,
             &maintenance(),
             &mut TestRng(41),

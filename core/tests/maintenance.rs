@@ -298,15 +298,14 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
         snaps.push((s, data));
     }
     let policy = Policy {
-        keep_last: Some(2),
+        keep_last: 2,
         ..Policy::default()
     };
     let none = BTreeMap::new();
     let before = on_disk(&repo);
     let dry = repo
         .prune(
-            &policy,
-            &none,
+            &retention(&policy, &none),
             true,
             &maintenance_lock(),
             &mut TestRng(10),
@@ -316,8 +315,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     assert_eq!(on_disk(&repo), before, "a dry run changes nothing");
     let real = repo
         .prune(
-            &policy,
-            &none,
+            &retention(&policy, &none),
             false,
             &maintenance_lock(),
             &mut TestRng(11),
@@ -347,8 +345,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     // Pruning again with the same policy removes nothing more and keeps everything restorable.
     let again = repo
         .prune(
-            &policy,
-            &none,
+            &retention(&policy, &none),
             false,
             &maintenance_lock(),
             &mut TestRng(12),
@@ -380,8 +377,7 @@ fn prune_without_a_rule_is_refused() {
     ingest_items(&repo, &[("d", b"x")], "2026-01-01T00:00:00Z", &[]).unwrap();
     let err = repo
         .prune(
-            &Policy::default(),
-            &BTreeMap::new(),
+            &retention(&Policy::default(), &BTreeMap::new()),
             false,
             &maintenance_lock(),
             &mut TestRng(2),
@@ -424,13 +420,12 @@ fn prune_with_tags_only_considers_those_snapshots() {
     .unwrap();
     let tags = BTreeMap::from([("db".to_string(), "a".to_string())]);
     let policy = Policy {
-        keep_last: Some(1),
+        keep_last: 1,
         ..Policy::default()
     };
     let r = repo
         .prune(
-            &policy,
-            &tags,
+            &retention(&policy, &tags),
             false,
             &maintenance_lock(),
             &mut TestRng(2),
@@ -459,13 +454,12 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
     ing.start_item("d", "raw").unwrap();
     ing.refresh_lock("2026-01-01T00:05:00Z").unwrap();
     let policy = Policy {
-        keep_last: Some(1),
+        keep_last: 1,
         ..Policy::default()
     };
     let err = repo
         .prune(
-            &policy,
-            &BTreeMap::new(),
+            &retention(&policy, &BTreeMap::new()),
             false,
             &maintenance_lock(),
             &mut TestRng(6),
@@ -508,12 +502,176 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
         .unwrap();
     assert_eq!(report.removed.len(), 1);
     repo.prune(
-        &policy,
-        &BTreeMap::new(),
+        &retention(&policy, &BTreeMap::new()),
         false,
         &maintenance_lock(),
         &mut TestRng(8),
         &LockPolicy::NEVER,
     )
     .unwrap();
+}
+
+#[test]
+fn forget_removes_exactly_the_named_snapshots_and_frees_only_their_data() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = memory_repo(Some(PASS), &opts, 21);
+    let shared = noise(1 << 20, 200);
+    let mut snaps = Vec::new();
+    for day in 1..=4u64 {
+        let mut data = shared.clone();
+        data.extend_from_slice(&noise(2 << 20, 200 + day));
+        let s = ingest_items(
+            &repo,
+            &[("db", &data)],
+            &format!("2026-03-0{day}T12:00:00Z"),
+            &[],
+        )
+        .unwrap();
+        snaps.push((s, data));
+    }
+    let forget = |refs: &[String], dry: bool, seed: u64| {
+        repo.forget(
+            refs,
+            dry,
+            &maintenance_lock(),
+            &mut TestRng(seed),
+            &LockPolicy::NEVER,
+            &mut |_, _, _| Ok(()),
+        )
+    };
+    // `latest`, nothing, unknown and ambiguous references change nothing.
+    let before = on_disk(&repo);
+    assert!(matches!(
+        forget(&["latest".into()], false, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        forget(&[], false, 2),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        forget(&["ffffffffffff".into()], false, 3),
+        Err(Error::SnapshotNotFound(_))
+    ));
+    assert!(matches!(
+        forget(&["".into()], false, 4),
+        Err(Error::SnapshotNotFound(_))
+    ));
+    assert_eq!(on_disk(&repo), before);
+    // A dry run reports and changes nothing; a prefix names a snapshot.
+    let second = snaps[1].0.id.to_hex();
+    let dry = forget(&[second[..10].to_string()], true, 5).unwrap();
+    assert_eq!(dry.removed, vec![snaps[1].0.id]);
+    assert!(dry.dry_run && dry.groups.is_empty());
+    assert_eq!(on_disk(&repo), before);
+    let real = forget(
+        &[second[..10].to_string(), snaps[3].0.id.to_hex()],
+        false,
+        6,
+    )
+    .unwrap();
+    assert_eq!(real.removed, vec![snaps[3].0.id, snaps[1].0.id]);
+    assert!(real.freed_bytes > 0);
+    assert_eq!(on_disk(&repo), before - real.freed_bytes);
+    let left: Vec<Id> = repo
+        .list_snapshots(&SnapshotFilter::default())
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![snaps[0].0.id, snaps[2].0.id]);
+    for (s, data) in [&snaps[0], &snaps[2]] {
+        assert_eq!(&restore(&repo, s, "db").unwrap(), data);
+    }
+    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+}
+
+#[test]
+fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = memory_repo(Some(PASS), &opts, 22);
+    for day in 1..=10u64 {
+        for (name, minute, seed) in [("shop.sql", "00", 300), ("crm.sql", "05", 400)] {
+            let mut ing = repo
+                .ingest(
+                    &lock_info(),
+                    Box::new(TestRng(seed + day)),
+                    &LockPolicy::NEVER,
+                )
+                .unwrap();
+            ing.set_host("db1").unwrap();
+            ing.start_item(name, "raw").unwrap();
+            ing.write(&noise(64 << 10, seed + day)).unwrap();
+            let tags =
+                BTreeMap::from([("db".to_string(), name.trim_end_matches(".sql").to_string())]);
+            ing.commit(&time(&format!("2026-03-{day:02}T02:{minute}:00Z")), tags)
+                .unwrap();
+        }
+    }
+    let policy = Policy {
+        keep_daily: 7,
+        keep_weekly: 4,
+        ..Policy::default()
+    };
+    let r = repo
+        .prune(
+            &retention(&policy, &BTreeMap::new()),
+            true,
+            &maintenance_lock(),
+            &mut TestRng(1),
+            &LockPolicy::NEVER,
+        )
+        .unwrap();
+    assert_eq!(r.groups.len(), 2);
+    assert!(r
+        .groups
+        .iter()
+        .all(|g| g.kept.len() == 8 && g.removed.len() == 2));
+    assert_eq!(r.groups[1].key.host, Some(Some("db1".to_string())));
+    // The host filter: only db1's snapshots, none of another host's.
+    let mut other = retention(&policy, &BTreeMap::new());
+    other.filter.host = Some("db2".into());
+    let r = repo
+        .prune(
+            &other,
+            true,
+            &maintenance_lock(),
+            &mut TestRng(2),
+            &LockPolicy::NEVER,
+        )
+        .unwrap();
+    assert!(r.removed.is_empty() && r.groups.is_empty());
+    // A keep-tag policy that keeps nothing of one series is refused, naming the series.
+    let tag_only = Policy {
+        keep_tags: vec![retention::parse_tag_set("db=shop").unwrap()],
+        ..Policy::default()
+    };
+    let before = on_disk(&repo);
+    let e = repo
+        .prune(
+            &retention(&tag_only, &BTreeMap::new()),
+            false,
+            &maintenance_lock(),
+            &mut TestRng(3),
+            &LockPolicy::NEVER,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    assert!(e.to_string().contains("crm.sql"), "{e}");
+    assert_eq!(on_disk(&repo), before);
+    // Old snapshots read as host unknown; the manifest of a new one names its host.
+    assert_eq!(
+        repo.get_snapshot("latest")
+            .unwrap()
+            .manifest
+            .host
+            .as_deref(),
+        Some("db1")
+    );
 }

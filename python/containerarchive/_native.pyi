@@ -31,10 +31,14 @@ class NativeRepository:
     @property
     def location(self) -> str: ...
     def list_snapshots(
-        self, tags: dict[str, str], after: str | None = None, before: str | None = None
+        self,
+        tags: dict[str, str],
+        after: str | None = None,
+        before: str | None = None,
+        host: str | None = None,
     ) -> list[str]: ...
     def get_snapshot(self, id: str) -> str: ...
-    def begin_ingest(self, pid: int, created_at: str) -> NativeIngest: ...
+    def begin_ingest(self, pid: int, created_at: str, host: str | None = None) -> NativeIngest: ...
     def lock(self, exclusive: bool, operation: str, pid: int) -> NativeLock: ...
     def reader(self, snapshot_id: str, item: str) -> NativeReader: ...
     def verify(
@@ -50,12 +54,19 @@ class NativeRepository:
         pid: int,
         tags: dict[str, str],
         dry_run: bool,
-        keep_last: int | None = None,
-        keep_hourly: int | None = None,
-        keep_daily: int | None = None,
-        keep_weekly: int | None = None,
-        keep_monthly: int | None = None,
-        keep_yearly: int | None = None,
+        counts: list[int],
+        spans: list[str],
+        keep_tags: list[str],
+        group_by: list[str],
+        now: str,
+        host: str | None = None,
+        progress: Callable[[int, int, str], object] | None = None,
+    ) -> str: ...
+    def forget(
+        self,
+        pid: int,
+        ids: list[str],
+        dry_run: bool,
         progress: Callable[[int, int, str], object] | None = None,
     ) -> str: ...
     def stats(self) -> str: ...

@@ -26,12 +26,13 @@ from . import errors
 from ._format import human_size
 from .events import Progress, ProgressEvent, Subscription
 from .repository import Repository, defer_signal, parse_duration
-from .types import Snapshot
+from .types import PruneResult, Snapshot
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_COMMAND_FAILED = 4
+EXIT_EMPTY_INPUT = 5
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
@@ -39,6 +40,7 @@ EXIT_CONCURRENT = 13
 
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.CommandFailedError, EXIT_COMMAND_FAILED),
+    (errors.EmptyInputError, EXIT_EMPTY_INPUT),
     (errors.RepositoryNotFoundError, EXIT_NO_REPOSITORY),
     (errors.LockedError, EXIT_LOCKED),
     (errors.ConcurrentModificationError, EXIT_CONCURRENT),
@@ -214,6 +216,7 @@ def _snapshot_text(s: Snapshot) -> str:
     lines = [
         f"snapshot {s.id}",
         f"  created   {s.created_at.isoformat()}",
+        f"  host      {s.host or '(unknown: made before hosts were recorded)'}",
         f"  tags      {', '.join(f'{k}={v}' for k, v in sorted(s.tags.items())) or '-'}",
         f"  size      {human_size(s.original_size)} in {s.chunk_count} chunks",
         f"  stored    {human_size(s.stored_size)} new ({s.new_chunks} new chunks, "
@@ -285,25 +288,34 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     items = _ingest_items(args)
     with _open(args) as repo, _Bars(args, repo, "ingest:progress"):
-        snap = repo.ingest_multi(items, tags=_parse_tags(args.tag), time=args.time)
-    _emit(
-        args,
-        snap.to_dict(),
-        f"snapshot {snap.id} saved\n"
-        f"  {human_size(snap.original_size)} in {snap.chunk_count} chunks: {snap.new_chunks} new, "
-        f"{snap.reused_chunks} reused ({snap.dedup_percent:.1f}% deduplicated), "
-        f"{human_size(snap.stored_size)} added to the repository",
-    )
+        snap = repo.ingest_multi(
+            items,
+            tags=_parse_tags(args.tag),
+            time=args.time,
+            host=args.host,
+            allow_empty=args.allow_empty,
+        )
+    if snap.original_size == 0:
+        summary = (
+            f"  empty: {len(snap.items)} item(s) of 0 bytes, "
+            f"{human_size(snap.stored_size)} added to the repository"
+        )
+    else:
+        summary = (
+            f"  {human_size(snap.original_size)} in {snap.chunk_count} chunks: "
+            f"{snap.new_chunks} new, {snap.reused_chunks} reused "
+            f"({snap.dedup_percent:.1f}% deduplicated), "
+            f"{human_size(snap.stored_size)} added to the repository"
+        )
+    _emit(args, snap.to_dict(), f"snapshot {snap.id} saved\n{summary}")
     return 0
 
 
-def _resolve(repo: Repository, ref: str, tags: dict[str, str]) -> Snapshot:
-    if ref == "latest" and tags:
-        found = repo.list_snapshots(tags=tags)
-        if not found:
-            raise errors.SnapshotNotFoundError(f"no snapshot has the tags {tags}")
-        return found[-1]
-    return repo.get_snapshot(ref)
+def _resolve(repo: Repository, ref: str, args: argparse.Namespace) -> Snapshot:
+    """The snapshot ``ref`` names; with ``latest``, the newest with ``--tag``/``--host``."""
+    return repo.get_snapshot(
+        ref, tags=_parse_tags(getattr(args, "tag", None)), host=getattr(args, "host", None)
+    )
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -311,7 +323,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if to_stdout and getattr(args, "json", False):
         raise UsageError("--json needs -o FILE: standard output carries the restored data")
     with _open(args) as repo, _Bars(args, repo, "restore:progress"):
-        snap = _resolve(repo, args.snapshot, _parse_tags(args.tag))
+        snap = _resolve(repo, args.snapshot, args)
         if to_stdout:
             if args.item is not None or len(snap.items) == 1:
                 sys.stdout.flush()
@@ -342,7 +354,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_restore_plan(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        snap = _resolve(repo, args.snapshot, _parse_tags(args.tag))
+        snap = _resolve(repo, args.snapshot, args)
         plan = repo.restore_plan(snap.id, args.item)
     doc = {
         "snapshot": plan.snapshot,
@@ -361,23 +373,25 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
 def cmd_snapshots(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         snaps = repo.list_snapshots(
-            tags=_parse_tags(args.tag), after=args.after, before=args.before
+            tags=_parse_tags(args.tag), after=args.after, before=args.before, host=args.host
         )
+    width = max([4, *(len(s.host or "-") for s in snaps)])
     rows = [
         f"{s.short_id}  {s.created_at.isoformat(timespec='seconds')}  "
+        f"{s.host or '-':{width}}  "
         f"{human_size(s.original_size):>10}  {human_size(s.stored_size):>10}  "
         f"{','.join(i.name for i in s.items)}  "
         f"{' '.join(f'{k}={v}' for k, v in sorted(s.tags.items()))}"
         for s in snaps
     ]
-    header = f"{'ID':8}  {'TIME':25}  {'SIZE':>10}  {'ADDED':>10}  ITEMS  TAGS"
+    header = f"{'ID':8}  {'TIME':25}  {'HOST':{width}}  {'SIZE':>10}  {'ADDED':>10}  ITEMS  TAGS"
     _emit(args, [s.to_dict() for s in snaps], "\n".join([header, *rows, f"{len(snaps)} snapshots"]))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        snap = _resolve(repo, args.snapshot, {})
+        snap = _resolve(repo, args.snapshot, args)
     _emit(args, snap.to_dict(), _snapshot_text(snap))
     return 0
 
@@ -452,8 +466,58 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_text(r: PruneResult, times: dict[str, Any]) -> str:
+    """restic-like: per group, the snapshots kept (with why) and removed; then the packs."""
+
+    def row(sid: str, why: str = "") -> str:
+        t = times.get(sid)
+        return f"    {sid[:8]}  {t.isoformat(timespec='seconds') if t else '':25}  {why}".rstrip()
+
+    verb = "would remove" if r.dry_run else "remove"
+    lines: list[str] = []
+    for g in r.groups:
+        lines.append(f"snapshots of {g.description}:")
+        if g.kept:
+            lines.append(f"  keep {len(g.kept)} snapshots:")
+            lines += [row(k.id, ", ".join(k.reasons)) for k in g.kept]
+        if g.removed:
+            lines.append(f"  {verb} {len(g.removed)} snapshots:")
+            lines += [row(sid) for sid in g.removed]
+    if not r.groups:
+        lines.append(f"{verb} {len(r.removed)} snapshots:")
+        lines += [row(sid) for sid in r.removed]
+    packs = f"{r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs})"
+    freed = human_size(max(r.freed_bytes, 0))
+    kept = f"keep {len(r.kept)} snapshots, " if r.groups else ""
+    if r.dry_run:
+        lines.append(
+            f"dry run: would {kept}remove {r.removed_snapshots} snapshots and {packs}, "
+            f"freeing {freed}"
+        )
+    else:
+        lines.append(
+            f"{'kept ' + str(len(r.kept)) + ' snapshots, ' if r.groups else ''}removed "
+            f"{r.removed_snapshots} snapshots and {packs}, freed {freed}"
+        )
+    return "\n".join(lines)
+
+
+def _count_arg(text: str) -> int:
+    """A --keep-* count: N, or -1 / unlimited for every bucket."""
+    if text.strip().lower() == "unlimited":
+        return -1
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (N, or unlimited)") from None
+    if n < -1:
+        raise argparse.ArgumentTypeError(f"{n}: give a count, or -1 / unlimited for all")
+    return n
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     with _open(args) as repo, _Bars(args, repo, "prune:progress"):
+        times = {} if getattr(args, "json", False) else _times(repo)
         r = repo.prune(
             keep_last=args.keep_last,
             keep_hourly=args.keep_hourly,
@@ -461,17 +525,32 @@ def cmd_prune(args: argparse.Namespace) -> int:
             keep_weekly=args.keep_weekly,
             keep_monthly=args.keep_monthly,
             keep_yearly=args.keep_yearly,
+            keep_within=args.keep_within,
+            keep_within_hourly=args.keep_within_hourly,
+            keep_within_daily=args.keep_within_daily,
+            keep_within_weekly=args.keep_within_weekly,
+            keep_within_monthly=args.keep_within_monthly,
+            keep_within_yearly=args.keep_within_yearly,
+            keep_tag=args.keep_tag,
+            group_by=args.group_by,
+            host=args.host,
             tags=_parse_tags(args.tag),
             dry_run=args.dry_run,
         )
-    verb = "would remove" if r.dry_run else "removed"
-    text = (
-        f"keep {len(r.kept)} snapshots, {verb} {r.removed_snapshots}"
-        + "".join(f"\n  {verb} {s}" for s in r.removed)
-        + f"\n{verb} {r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs}),"
-        f" {'would free' if r.dry_run else 'freed'} {human_size(max(r.freed_bytes, 0))}"
-    )
-    _emit(args, vars(r), text)
+    _emit(args, r.to_dict(), _collect_text(r, times))
+    return 0
+
+
+def _times(repo: Repository) -> dict[str, Any]:
+    """Creation time by snapshot id, for the text report (read before snapshots go)."""
+    return {s.id: s.created_at for s in repo.list_snapshots()}
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    with _open(args) as repo, _Bars(args, repo, "prune:progress"):
+        times = {} if getattr(args, "json", False) else _times(repo)
+        r = repo.forget(args.ids, dry_run=args.dry_run)
+    _emit(args, r.to_dict(), _collect_text(r, times))
     return 0
 
 
@@ -509,7 +588,7 @@ def _new_passphrase(args: argparse.Namespace) -> str:
         except OSError as e:
             raise UsageError(f"cannot read {args.new_password_file}: {e}") from e
     env = os.environ.get("CONTAINERARCHIVE_NEW_PASSWORD")
-    if env:
+    if env is not None:
         return env
     if sys.stdin.isatty() and sys.stderr.isatty():
         first = getpass.getpass("new passphrase: ")
@@ -551,6 +630,8 @@ def cmd_key(args: argparse.Namespace) -> int:
 _EXIT_HELP = (
     "exit codes: 0 ok; 1 not ok (verify/repair found damage) or other error; 2 usage error; "
     "3 snapshot or item not found; 4 an --exec command failed (nothing committed); "
+    "5 a stream (stdin, pipe, FIFO, --exec output) delivered no data (nothing committed; "
+    "--allow-empty stores it); "
     "10 no repository; 11 locked; 12 wrong passphrase; 13 changed concurrently by another "
     "process (nothing committed or deleted: run it again); 130/143/129 interrupted by "
     "SIGINT/SIGTERM/SIGHUP"
@@ -589,7 +670,12 @@ _EXAMPLES = {
         containerarchive reindex""",
     "prune": """
         containerarchive prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
-        containerarchive prune --keep-last 3 --tag db=mydb""",
+        containerarchive prune --keep-within 30d --keep-monthly unlimited
+        containerarchive prune --keep-last 3 --keep-tag release=v1,db=mydb --host db1
+        containerarchive prune --keep-daily 7 --group-by host,tags --json""",
+    "forget": """
+        containerarchive forget 3f9a2c1b 77aa01de --dry-run
+        containerarchive forget 3f9a2c1b""",
     "key": """
         containerarchive key list
         containerarchive key add --new-password-file second.pw
@@ -702,6 +788,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", default="raw", help="item type, e.g. database-dump (default: raw)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="tag the snapshot")
     p.add_argument("--time", help="creation time, ISO 8601 (default: now)")
+    p.add_argument(
+        "--host",
+        metavar="NAME",
+        help="host name the snapshot records (default: this machine's hostname); prune "
+        "applies its policy per host",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="store an item even if its stream (stdin, pipe, FIFO, --exec output) delivers no "
+        "data (by default that fails with exit code 5: the producer most likely failed)",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = _add(sub, "restore", common, "restore a snapshot or one item")
@@ -709,22 +807,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="file (or directory for several items); default stdout")
     p.add_argument("--item", help="restore only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
+    p.add_argument("--host", metavar="NAME", help="with latest: only snapshots made by this host")
     p.set_defaults(func=cmd_restore)
 
     p = _add(sub, "restore-plan", common, "list exactly the files restoring a snapshot needs")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
     p.add_argument("--item", help="only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
+    p.add_argument("--host", metavar="NAME", help="with latest: only snapshots made by this host")
     p.set_defaults(func=cmd_restore_plan)
 
     p = _add(sub, "snapshots", common, "list snapshots")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="only with this tag")
     p.add_argument("--after", help="only created at or after this ISO 8601 time")
     p.add_argument("--before", help="only created at or before this ISO 8601 time")
+    p.add_argument("--host", metavar="NAME", help="only snapshots made by this host")
     p.set_defaults(func=cmd_snapshots)
 
     p = _add(sub, "show", common, "show one snapshot")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
+    p.add_argument("--host", metavar="NAME", help="with latest: only snapshots made by this host")
     p.set_defaults(func=cmd_show)
 
     p = _add(
@@ -745,9 +848,61 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "reindex", common, "rebuild the index from the packs")
     p.set_defaults(func=cmd_reindex)
 
-    p = _add(sub, "prune", common, "forget snapshots by retention policy, free space")
-    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{rule}", type=int, metavar="N", dest=f"keep_{rule}")
+    p = _add(
+        sub,
+        "prune",
+        common,
+        "forget snapshots by retention policy, free space",
+        description="Apply a retention policy (restic's forget rules) to each group of "
+        "snapshots on its own (default: same host and same item names), remove the snapshots "
+        "it does not keep and free the space only they used. Counts take N, or -1 / unlimited "
+        "for all; durations are restic's: 30d, 1y6m, 2d12h (y years, m months, d days, h "
+        "hours), measured back from the group's newest snapshot. A snapshot kept by any rule "
+        "is kept; a policy that would keep none of a group's snapshots is refused.",
+    )
+    for rule, what in (
+        ("last", "the N newest snapshots"),
+        ("hourly", "the newest snapshot of each of the last N hours with snapshots"),
+        ("daily", "… of each of the last N days"),
+        ("weekly", "… of each of the last N ISO weeks"),
+        ("monthly", "… of each of the last N months"),
+        ("yearly", "… of each of the last N years"),
+    ):
+        p.add_argument(
+            f"--keep-{rule}", type=_count_arg, metavar="N", dest=f"keep_{rule}", help=f"keep {what}"
+        )
+    p.add_argument(
+        "--keep-within",
+        metavar="DURATION",
+        help="keep every snapshot newer than DURATION before the group's newest",
+    )
+    for rule, unit in (
+        ("hourly", "hour"),
+        ("daily", "day"),
+        ("weekly", "ISO week"),
+        ("monthly", "month"),
+        ("yearly", "year"),
+    ):
+        p.add_argument(
+            f"--keep-within-{rule}",
+            metavar="DURATION",
+            dest=f"keep_within_{rule}",
+            help=f"keep the newest snapshot of each {unit} within DURATION of the newest",
+        )
+    p.add_argument(
+        "--keep-tag",
+        action="append",
+        metavar="K=V[,K=V…]",
+        help="keep every snapshot with all these tags; repeat for alternatives",
+    )
+    p.add_argument(
+        "--group-by",
+        default="host,items",
+        metavar="FIELDS",
+        help="group snapshots by any of host, items, tags (comma-separated; '' for one pool; "
+        "default host,items)",
+    )
+    p.add_argument("--host", metavar="NAME", help="apply the policy only to this host's snapshots")
     p.add_argument(
         "--tag",
         action="append",
@@ -756,6 +911,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
     p.set_defaults(func=cmd_prune)
+
+    p = _add(
+        sub,
+        "forget",
+        common,
+        "remove chosen snapshots, free the space only they used",
+        description="Remove exactly the snapshots named (ids or unique prefixes; latest is "
+        "refused) and free the space only they used, in prune's crash-safe order.",
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="snapshot id or unique prefix")
+    p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
+    p.set_defaults(func=cmd_forget)
 
     p = _add(sub, "key", common, "manage the passphrases (key files)")
     keys = p.add_subparsers(dest="key_command", metavar="KEY_COMMAND", required=True)
@@ -799,7 +966,16 @@ def _fail(args: argparse.Namespace, error: BaseException, message: str, code: in
         message = "; ".join([message, *notes])
     if getattr(args, "json", False):
         doc = {"error": {"type": type(error).__name__, "message": message, "exit_code": code}}
-        for attr in ("snapshot", "item", "object", "lock", "argv", "exit_status", "stderr_tail"):
+        for attr in (
+            "snapshot",
+            "item",
+            "source",
+            "object",
+            "lock",
+            "argv",
+            "exit_status",
+            "stderr_tail",
+        ):
             if hasattr(error, attr):
                 doc["error"][attr] = getattr(error, attr)
         json.dump(doc, sys.stdout, indent=2)

@@ -99,6 +99,18 @@ class CommandFailedError(ContainerArchiveError):
     stderr_tail: str
 
 
+class EmptyInputError(ContainerArchiveError):
+    """An item read from a stream whose producer can fail (standard input, a pipe, a FIFO, a
+    Python file object, a command's output) delivered no data: most likely the producer failed
+    before writing anything, so nothing was committed (for a multi-item snapshot, the whole
+    snapshot). ``item`` names the item and ``source`` describes the stream. Pass
+    ``allow_empty=True`` (CLI: ``--allow-empty``, otherwise exit code 5) when an empty item is
+    expected; an empty regular file or ``b""`` given explicitly is always stored."""
+
+    item: str
+    source: str
+
+
 class StorageError(ContainerArchiveError, OSError):
     """The storage failed (I/O error, disk full, permission denied); ``key`` names the file."""
 

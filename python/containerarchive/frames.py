@@ -11,6 +11,7 @@ from .types import Snapshot
 COLUMNS = [
     "id",
     "created_at",
+    "host",
     "items",
     "original_size",
     "stored_size",
@@ -37,6 +38,7 @@ def to_dataframe(snapshots: Iterable[Snapshot]) -> Any:
         {
             "id": s.id,
             "created_at": s.created_at,
+            "host": s.host,
             "items": ", ".join(i.name for i in s.items),
             "original_size": s.original_size,
             "stored_size": s.stored_size,

@@ -24,7 +24,14 @@ from typing import IO, Any, Literal, TypeVar, Union, overload
 
 from . import _native
 from ._format import human_size, ratio, table, titled
-from .errors import CommandFailedError, ContainerArchiveError, InvalidArgumentError, LockedError
+from .errors import (
+    CommandFailedError,
+    ContainerArchiveError,
+    EmptyInputError,
+    InvalidArgumentError,
+    LockedError,
+    SnapshotNotFoundError,
+)
 from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
     KeyInfo,
@@ -142,6 +149,96 @@ def _passphrase(p: str | bytes | None) -> bytes | None:
     if p is None:
         return None
     return p.encode("utf-8") if isinstance(p, str) else bytes(p)
+
+
+def _host(host: str | None) -> str | None:
+    if host is not None and not isinstance(host, str):
+        raise InvalidArgumentError(f"host must be a string, got {host!r}")
+    return host
+
+
+def _filter_text(tags: Mapping[str, str], host: str | None) -> str:
+    parts = [f"with the tags {', '.join(f'{k}={v}' for k, v in tags.items())}"] if tags else []
+    if host is not None:
+        parts.append(f"made by host {host!r}")
+    return " and ".join(parts)
+
+
+_COUNT_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _count(name: str, value: int | str | None) -> int:
+    """A retention count: None/0 off, -1 (or "unlimited") every bucket."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().lower() == "unlimited":
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise InvalidArgumentError(
+            f"{name} must be a count (0 or more), or -1 / 'unlimited' for all; got {value!r}"
+        )
+    return value
+
+
+def _span(name: str, value: str | timedelta | None) -> str:
+    """A retention duration in restic's syntax (``30d``, ``1y6m``, ``2d12h``)."""
+    if value is None:
+        return ""
+    if isinstance(value, timedelta):
+        if value < timedelta(0) or value % timedelta(hours=1):
+            raise InvalidArgumentError(f"{name} must be whole hours, not negative; got {value}")
+        return f"{value.days}d{value.seconds // 3600}h"
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{name} must be a duration such as '30d' or '1y6m', got {value!r}"
+        )
+    return value
+
+
+def _keep_tags(
+    value: str | Mapping[str, str] | Iterable[str | Mapping[str, str]] | None,
+) -> list[str]:
+    """keep_tag entries as restic writes them: ``k=v`` or ``k=v,k2=v2`` (all must match)."""
+    if value is None:
+        return []
+    entries = [value] if isinstance(value, (str, Mapping)) else list(value)
+    out = []
+    for e in entries:
+        if isinstance(e, Mapping):
+            e = ",".join(f"{k}={v}" for k, v in e.items())
+        if not isinstance(e, str):
+            raise InvalidArgumentError(f"keep_tag entries are 'k=v[,k=v…]' strings, got {e!r}")
+        out.append(e)
+    return out
+
+
+def _group_by(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    fields = value.split(",") if isinstance(value, str) else list(value)
+    for f in fields:
+        if not isinstance(f, str):
+            raise InvalidArgumentError(f"group_by takes host, items and tags; got {f!r}")
+    return [f.strip() for f in fields if f.strip()]
+
+
+def _stream_name(source: object) -> str | None:
+    """How to name ``source`` if it is a stream whose producer can fail (standard input, a
+    pipe, a FIFO, a file object); None for a path to a regular file or bytes given outright."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(os.fspath(source))
+        return None if path.is_file() else f"{path} (not a regular file)"
+    try:
+        if source is sys.stdin.buffer or source is sys.stdin:
+            return "standard input"
+    except AttributeError:  # pragma: no cover - no stdin at all
+        pass
+    name = getattr(source, "name", None)
+    return (
+        f"the stream {name!r}" if isinstance(name, str) else f"the {type(source).__name__} stream"
+    )
 
 
 def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
@@ -384,15 +481,26 @@ class Repository:
         type: str = "raw",
         tags: Mapping[str, str] | None = None,
         time: TimeLike | None = None,
+        host: str | None = None,
+        allow_empty: bool = False,
     ) -> Snapshot:
         """Store one stream as a new snapshot with one item.
 
         ``source`` is a path, a bytes-like object or a binary file-like object (a pipe, or
         ``sys.stdin.buffer``); it is streamed, never read whole. ``time`` sets the snapshot's
-        creation time (default: now).
+        creation time (default: now); ``host`` the host it records (default: this machine's
+        hostname; retention groups snapshots by it).
+
+        A stream (standard input, a pipe, a FIFO, any file object) that delivers no data
+        raises :class:`EmptyInputError` and commits nothing — its producer most likely failed
+        — unless ``allow_empty``; an empty regular file (a path) or ``b""`` is stored.
         """
         return self.ingest_multi(
-            [{"source": source, "name": name, "type": type}], tags=tags, time=time
+            [{"source": source, "name": name, "type": type}],
+            tags=tags,
+            time=time,
+            host=host,
+            allow_empty=allow_empty,
         )
 
     def ingest_multi(
@@ -400,12 +508,15 @@ class Repository:
         items: Iterable[Mapping[str, Any]],
         tags: Mapping[str, str] | None = None,
         time: TimeLike | None = None,
+        host: str | None = None,
+        allow_empty: bool = False,
     ) -> Snapshot:
         """Store several named streams as one snapshot.
 
         Each item is a mapping with ``name``, optionally ``type``, and either ``source`` (see
         :meth:`ingest`) or ``command`` (an argument list whose standard output is the item;
-        see :meth:`ingest_command`).
+        see :meth:`ingest_command`). ``host`` and ``allow_empty``: see :meth:`ingest`; one
+        empty stream fails the whole snapshot.
         """
         tag_map = _tags(tags)
         created = _iso(time, "time") if time is not None else None
@@ -418,17 +529,31 @@ class Repository:
         sizes = [_known_size(spec.get("source")) for spec in specs]
         total = None if any(n is None for n in sizes) else sum(n or 0 for n in sizes)
         progress = _IngestProgress(Throttle(self._events, "ingest:progress", "ingest"), total)
-        ingest = self._locking(lambda: self._n.begin_ingest(os.getpid(), _now()))
+        if host is not None and not isinstance(host, str):
+            raise InvalidArgumentError(f"host must be a string, got {host!r}")
+        ingest = self._locking(lambda: self._n.begin_ingest(os.getpid(), _now(), host))
         snap: Snapshot | None = None
         try:
             for spec in specs:
                 name = str(spec["name"])
                 ingest.start_item(name, str(spec.get("type", "raw")))
                 progress.item = name
+                stream: str | None
                 if "command" in spec:
-                    self._feed_command(ingest, _argv(spec["command"]), progress)
+                    argv = _argv(spec["command"])
+                    fed = self._feed_command(ingest, argv, progress)
+                    stream = f"the output of {shlex.join(argv)}"
                 else:
-                    self._feed(ingest, spec["source"], progress)
+                    fed = self._feed(ingest, spec["source"], progress)
+                    stream = _stream_name(spec["source"])
+                if fed == 0 and stream is not None and not allow_empty:
+                    failure = EmptyInputError(
+                        f"item {name!r}: {stream} delivered no data (0 bytes) — its producer "
+                        "most likely failed — so nothing was committed; if an empty item is "
+                        "expected, store it with --allow-empty (Python: allow_empty=True)"
+                    )
+                    failure.item, failure.source = name, stream
+                    raise failure
                 progress.finish_item()
                 ingest.finish_item()
             progress.report(final=True)
@@ -463,6 +588,8 @@ class Repository:
         type: str = "raw",
         tags: Mapping[str, str] | None = None,
         time: TimeLike | None = None,
+        host: str | None = None,
+        allow_empty: bool = False,
     ) -> Snapshot:
         """Run ``command`` (an argument list, or a string split like a shell would, without
         running a shell) and store its standard output as a snapshot with one item.
@@ -471,14 +598,21 @@ class Repository:
         status or is killed, nothing is committed and :class:`CommandFailedError` is raised
         with the tail of its standard error: a truncated dump never becomes a backup.
         For a pipeline use ``["bash", "-o", "pipefail", "-c", "pg_dump db | gzip"]``.
+        A command that succeeds without output raises :class:`EmptyInputError` unless
+        ``allow_empty``.
         """
         return self.ingest_multi(
-            [{"command": command, "name": name, "type": type}], tags=tags, time=time
+            [{"command": command, "name": name, "type": type}],
+            tags=tags,
+            time=time,
+            host=host,
+            allow_empty=allow_empty,
         )
 
     def _feed_command(
         self, ingest: _native.NativeIngest, argv: list[str], progress: _IngestProgress
-    ) -> None:
+    ) -> int:
+        """Run ``argv`` and add its standard output to the current item; the bytes added."""
         with tempfile.TemporaryFile() as err:
             try:
                 # Its own process group: on failure or a signal the whole producer (a shell
@@ -495,7 +629,7 @@ class Repository:
                 raise CommandFailedError(f"cannot run {argv[0]!r}: {e.strerror or e}") from e
             assert proc.stdout is not None
             try:
-                self._feed(ingest, proc.stdout, progress)
+                fed = self._feed(ingest, proc.stdout, progress)
                 status = proc.wait()
             except BaseException:
                 # Also when a signal arrives while waiting for the producer to exit.
@@ -521,51 +655,52 @@ class Repository:
                 failure.stderr_tail = "\n".join(tail)
                 raise failure
         ingest.set_item_command(argv, 0)
+        return fed
 
-    def _feed(
-        self, ingest: _native.NativeIngest, source: Source, progress: _IngestProgress
-    ) -> None:
+    def _feed(self, ingest: _native.NativeIngest, source: Source, progress: _IngestProgress) -> int:
+        """Add ``source`` to the current item; the bytes added."""
         if isinstance(source, (str, os.PathLike)):
             path = Path(os.fspath(source))
             if not path.is_file() and not path.exists():
                 raise FileNotFoundError(2, "no such file to ingest", str(path))
             if path.is_file():
-                ingest.write_file(path, progress.callback())
-                return
+                return int(ingest.write_file(path, progress.callback()))
             with open(path, "rb") as f:  # a FIFO or device: stream it
-                self._feed(ingest, f, progress)
-            return
+                return self._feed(ingest, f, progress)
         if isinstance(source, (bytes, bytearray, memoryview)):
             view = memoryview(source).cast("B")
             for i in range(0, len(view), _READ_SIZE):
                 block = bytes(view[i : i + _READ_SIZE])
                 ingest.write(block)
                 progress.advance(len(block))
-            return
+            return len(view)
         fd = self._real_fd(source)
         if fd is not None:
             # Bytes the Python buffer already holds first, then the rest straight from the
             # descriptor, read in a native thread while the engine works on the previous block.
+            fed = 0
             if isinstance(source, io.BufferedReader):
                 head = source.read(len(source.peek(1)))
                 if head:
                     ingest.write(bytes(head))
                     progress.advance(len(head))
-            ingest.write_fd(fd, progress.callback())
-            return
+                    fed = len(head)
+            return fed + int(ingest.write_fd(fd, progress.callback()))
         read = getattr(source, "read", None)
         if read is None:
             raise TypeError(
                 f"cannot ingest {type(source).__name__}: give a path, bytes or a binary file"
             )
+        fed = 0
         while True:
             block = read(_READ_SIZE)
             if not block:
-                return
+                return fed
             if isinstance(block, str):
                 raise TypeError("the source is a text stream: open it in binary mode")
             ingest.write(bytes(block))
             progress.advance(len(block))
+            fed += len(block)
 
     @staticmethod
     def _real_fd(source: Any) -> int | None:
@@ -585,18 +720,46 @@ class Repository:
         tags: Mapping[str, str] | None = None,
         after: TimeLike | None = None,
         before: TimeLike | None = None,
+        host: str | None = None,
     ) -> list[Snapshot]:
-        """Snapshots, oldest first, with all ``tags`` and ``after <= created_at <= before``."""
+        """Snapshots, oldest first, with all ``tags``, ``after <= created_at <= before`` and,
+        if given, made by ``host`` (snapshots of unknown host never match one)."""
         rows = self._n.list_snapshots(
             _tags(tags),
             _iso(after, "after") if after is not None else None,
             _iso(before, "before") if before is not None else None,
+            _host(host),
         )
         return [Snapshot._from_json(r) for r in rows]
 
-    def get_snapshot(self, id_or_prefix: SnapshotRef) -> Snapshot:
-        """A snapshot by id, unique id prefix, or ``"latest"`` (a :class:`Snapshot` works too)."""
-        return Snapshot._from_json(self._n.get_snapshot(_ref(id_or_prefix)))
+    def get_snapshot(
+        self,
+        id_or_prefix: SnapshotRef,
+        tags: Mapping[str, str] | None = None,
+        host: str | None = None,
+    ) -> Snapshot:
+        """A snapshot by id, unique id prefix, or ``"latest"`` (a :class:`Snapshot` works too).
+
+        With ``"latest"``, ``tags`` and ``host`` choose the newest snapshot having them; with an
+        id they must match the snapshot. Raises :class:`SnapshotNotFoundError` when none does.
+        """
+        ref = _ref(id_or_prefix)
+        if not tags and host is None:
+            return Snapshot._from_json(self._n.get_snapshot(ref))
+        wanted = _tags(tags)
+        if ref.strip().lower() == "latest":
+            found = self.list_snapshots(tags=wanted, host=host)
+            if not found:
+                raise SnapshotNotFoundError(f"no snapshot {_filter_text(wanted, host)}")
+            return found[-1]
+        snap = Snapshot._from_json(self._n.get_snapshot(ref))
+        if any(snap.tags.get(k) != v for k, v in wanted.items()) or (
+            host is not None and snap.host != host
+        ):
+            raise SnapshotNotFoundError(
+                f"snapshot {snap.id} is not one {_filter_text(wanted, host)}"
+            )
+        return snap
 
     # -- restore ---------------------------------------------------------------------------
 
@@ -796,25 +959,55 @@ class Repository:
         tags: Mapping[str, str] | None = None,
         dry_run: bool = False,
         *,
+        keep_within: str | timedelta | None = None,
+        keep_within_hourly: str | timedelta | None = None,
+        keep_within_daily: str | timedelta | None = None,
+        keep_within_weekly: str | timedelta | None = None,
+        keep_within_monthly: str | timedelta | None = None,
+        keep_within_yearly: str | timedelta | None = None,
+        keep_tag: str | Mapping[str, str] | Iterable[str | Mapping[str, str]] | None = None,
+        group_by: str | Iterable[str] | None = ("host", "items"),
+        host: str | None = None,
         keep_days: int | None = None,
         keep_weeks: int | None = None,
         keep_months: int | None = None,
     ) -> PruneResult:
-        """Forget snapshots the retention policy does not keep (restic's ``--keep-*``
-        semantics), then collect garbage. ``tags`` limits the policy to snapshots with those
-        tags. ``keep_days``/``keep_weeks``/``keep_months`` are aliases of the daily, weekly and
-        monthly rules. With ``dry_run`` nothing changes and the result is what would happen."""
-        rules = {
-            "keep_last": keep_last,
-            "keep_hourly": keep_hourly,
-            "keep_daily": keep_daily if keep_daily is not None else keep_days,
-            "keep_weekly": keep_weekly if keep_weekly is not None else keep_weeks,
-            "keep_monthly": keep_monthly if keep_monthly is not None else keep_months,
-            "keep_yearly": keep_yearly,
-        }
-        for name, value in rules.items():
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
+        """Forget the snapshots a retention policy does not keep, then collect garbage.
+
+        The policy is restic's ``forget`` policy, applied to each group of snapshots on its
+        own: ``group_by`` is any of ``"host"``, ``"items"`` (the set of item names), ``"tags"``
+        (default host and items; ``None`` or ``()`` = one pool). Only snapshots with all
+        ``tags`` (and made by ``host``, if given) are considered; the others are kept.
+
+        Counts (``keep_last`` … ``keep_yearly``): how many of the newest snapshots / buckets
+        to keep, ``-1`` (or ``"unlimited"``) for all. Durations (``keep_within``,
+        ``keep_within_hourly`` … ``_yearly``) as restic writes them — ``"30d"``, ``"1y6m"``,
+        ``"2d12h"`` (``m`` is months) — measured back from the group's newest snapshot.
+        ``keep_tag``: entries ``"k=v"`` or ``"k=v,k2=v2"`` (all must match; any entry keeps).
+        ``keep_days``/``keep_weeks``/``keep_months`` are aliases of the daily, weekly and
+        monthly counts. With ``dry_run`` nothing changes and the result is what would happen.
+
+        Raises :class:`InvalidArgumentError` for no rule, a bad value, or a policy that would
+        keep none of a group's snapshots (nothing is changed then)."""
+        counts = [
+            _count("keep_last", keep_last),
+            _count("keep_hourly", keep_hourly),
+            _count("keep_daily", keep_daily if keep_daily is not None else keep_days),
+            _count("keep_weekly", keep_weekly if keep_weekly is not None else keep_weeks),
+            _count("keep_monthly", keep_monthly if keep_monthly is not None else keep_months),
+            _count("keep_yearly", keep_yearly),
+        ]
+        spans = [
+            _span("keep_within", keep_within),
+            _span("keep_within_hourly", keep_within_hourly),
+            _span("keep_within_daily", keep_within_daily),
+            _span("keep_within_weekly", keep_within_weekly),
+            _span("keep_within_monthly", keep_within_monthly),
+            _span("keep_within_yearly", keep_within_yearly),
+        ]
+        keep_tags = _keep_tags(keep_tag)
+        groups = _group_by(group_by)
+        filter_tags = _tags(tags)
         throttle = Throttle(self._events, "prune:progress", "prune")
 
         def progress(done: int, total: int, message: str) -> None:
@@ -823,10 +1016,41 @@ class Repository:
         text = self._locking(
             lambda: self._n.prune(
                 os.getpid(),
-                _tags(tags),
+                filter_tags,
+                bool(dry_run),
+                counts,
+                spans,
+                keep_tags,
+                groups,
+                _now(),
+                host=_host(host),
+                progress=progress if throttle.active else None,
+            )
+        )
+        return PruneResult._from_json(text)
+
+    def forget(
+        self, ids: SnapshotRef | Iterable[SnapshotRef], dry_run: bool = False
+    ) -> PruneResult:
+        """Remove exactly the snapshots ``ids`` names (full ids or unique prefixes, or
+        :class:`Snapshot` objects; ``"latest"`` is refused: name the snapshot) and free the data
+        only they used, in prune's crash-safe order. With ``dry_run`` nothing changes.
+
+        Raises :class:`SnapshotNotFoundError` / :class:`AmbiguousSnapshotIdError` for a bad
+        reference and :class:`InvalidArgumentError` for ``"latest"`` or no id; nothing is
+        removed then."""
+        refs = [ids] if isinstance(ids, (str, Snapshot)) else list(ids)
+        throttle = Throttle(self._events, "prune:progress", "forget")
+
+        def progress(done: int, total: int, message: str) -> None:
+            throttle.report(done, total or None, message, final=message == "done")
+
+        text = self._locking(
+            lambda: self._n.forget(
+                os.getpid(),
+                [_ref(r) for r in refs],
                 bool(dry_run),
                 progress=progress if throttle.active else None,
-                **rules,
             )
         )
         return PruneResult._from_json(text)
@@ -860,12 +1084,13 @@ class Repository:
         tags: Mapping[str, str] | None = None,
         after: TimeLike | None = None,
         before: TimeLike | None = None,
+        host: str | None = None,
     ) -> Any:
         """The snapshots (as :meth:`list_snapshots` selects them) as a pandas DataFrame, one
         row per snapshot. Needs pandas (imported only here)."""
         from .frames import to_dataframe
 
-        return to_dataframe(self.list_snapshots(tags=tags, after=after, before=before))
+        return to_dataframe(self.list_snapshots(tags=tags, after=after, before=before, host=host))
 
     def _repr_html_(self) -> str:
         if self._native is None:
@@ -899,11 +1124,12 @@ class Repository:
         )
         latest = self.list_snapshots()[-10:]
         recent = table(
-            ["latest snapshots", "created", "size", "added", "items", "tags"],
+            ["latest snapshots", "created", "host", "size", "added", "items", "tags"],
             [
                 (
                     s.short_id,
                     s.created_at.isoformat(timespec="seconds"),
+                    s.host or "(unknown)",
                     human_size(s.original_size),
                     human_size(s.stored_size),
                     ", ".join(i.name for i in s.items),

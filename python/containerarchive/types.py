@@ -39,6 +39,9 @@ class Snapshot(Fields):
     new_chunks: int
     reused_chunks: int
     items: list[Item] = field(hash=False)
+    #: The host that made the snapshot (its hostname, or ``host=`` / ``--host``); None for
+    #: snapshots written before hosts were recorded.
+    host: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -65,6 +68,7 @@ class Snapshot(Fields):
             "id": self.id,
             "version": self.version,
             "created_at": self.created_at.isoformat(),
+            "host": self.host,
             "tags": dict(self.tags),
             "original_size": self.original_size,
             "stored_size": self.stored_size,
@@ -78,6 +82,7 @@ class Snapshot(Fields):
         items = ", ".join(i.name for i in self.items)
         return (
             f"Snapshot(id={self.short_id}…, created_at={self.created_at.isoformat()}, "
+            f"host={self.host!r}, "
             f"items=[{items}], original_size={self.original_size}, "
             f"stored_size={self.stored_size}, new_chunks={self.new_chunks}, "
             f"reused_chunks={self.reused_chunks}, tags={self.tags})"
@@ -90,6 +95,7 @@ class Snapshot(Fields):
             id=d["id"],
             version=d["version"],
             created_at=datetime.fromisoformat(d["created_at"]),
+            host=d.get("host"),
             tags=dict(d["tags"]),
             original_size=d["original_size"],
             stored_size=d["stored_size"],
@@ -111,8 +117,9 @@ class Snapshot(Fields):
 
     @property
     def dedup_percent(self) -> float:
-        """Share of this snapshot's chunks that were already stored, in percent."""
-        return 100.0 * self.reused_chunks / self.chunk_count if self.chunk_count else 100.0
+        """Share of this snapshot's chunks that were already stored, in percent (0 for an
+        empty snapshot: nothing was deduplicated)."""
+        return 100.0 * self.reused_chunks / self.chunk_count if self.chunk_count else 0.0
 
     def _repr_html_(self) -> str:
         rows = [
@@ -126,10 +133,11 @@ class Snapshot(Fields):
             for i in self.items
         ]
         summary = table(
-            ["created", "tags", "size", "added to repository", "deduplicated"],
+            ["created", "host", "tags", "size", "added to repository", "deduplicated"],
             [
                 (
                     self.created_at.isoformat(timespec="seconds"),
+                    self.host or "(unknown)",
                     tags_text(self.tags),
                     human_size(self.original_size),
                     f"{human_size(self.stored_size)} ({self.new_chunks} new chunks)",
@@ -301,8 +309,47 @@ class RepairResult(Fields):
 
 
 @dataclass(frozen=True)
+class KeptSnapshot(Fields):
+    """A snapshot a retention policy keeps, and every rule that keeps it (restic's wording:
+    ``"daily snapshot"``, ``"within 30d"``, ``"has tags db=shop"``, ``"oldest yearly
+    snapshot"``…)."""
+
+    id: str
+    reasons: list[str] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class PruneGroup(Fields):
+    """One group of snapshots the policy was applied to on its own.
+
+    ``key`` holds what the group's snapshots share, only for what they are grouped by:
+    ``host`` (a name, or None for snapshots from before hosts were recorded), ``items`` (the
+    sorted item names), ``tags`` (a dict); an empty dict when not grouped."""
+
+    key: dict[str, Any] = field(hash=False)
+    #: Kept snapshots, newest first, with their reasons.
+    kept: list[KeptSnapshot] = field(hash=False)
+    #: Removed snapshot ids, newest first.
+    removed: list[str] = field(hash=False)
+
+    @property
+    def description(self) -> str:
+        """E.g. ``host db1, items [shop.sql]``; ``all snapshots`` when not grouped."""
+        parts = []
+        if "host" in self.key:
+            parts.append(f"host {self.key['host'] or '(unknown)'}")
+        if "items" in self.key:
+            parts.append(f"items [{', '.join(self.key['items'])}]")
+        if "tags" in self.key:
+            parts.append(f"tags [{tags_text(self.key['tags']) or '-'}]")
+        return ", ".join(parts) or "all snapshots"
+
+
+@dataclass(frozen=True)
 class PruneResult(Fields):
-    """What :meth:`Repository.prune` did (or, with ``dry_run``, would do)."""
+    """What :meth:`Repository.prune` or :meth:`Repository.forget` did (or, with ``dry_run``,
+    would do). Snapshot ids are full hex ids; ``freed_bytes`` is what the repository shrank by
+    (negative if it grew)."""
 
     kept: list[str]
     removed: list[str]
@@ -312,6 +359,8 @@ class PruneResult(Fields):
     new_packs: int
     freed_bytes: int
     dry_run: bool
+    #: Per group, what the policy kept (and why) and removed; empty for forget.
+    groups: list[PruneGroup] = field(default_factory=list, hash=False)
 
     def _repr_html_(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -327,7 +376,19 @@ class PruneResult(Fields):
                 )
             ],
         )
-        return titled("Prune (dry run)" if self.dry_run else "Prune", body)
+        groups = table(
+            ["group", "kept", "why", f"{verb}"],
+            [
+                (
+                    g.description,
+                    len(g.kept),
+                    "; ".join(f"{k.id[:8]}: {', '.join(k.reasons)}" for k in g.kept),
+                    len(g.removed),
+                )
+                for g in self.groups
+            ],
+        )
+        return titled("Prune (dry run)" if self.dry_run else "Prune", body, groups)
 
     @classmethod
     def _from_json(cls, text: str) -> PruneResult:
@@ -341,6 +402,14 @@ class PruneResult(Fields):
             new_packs=d["new_packs"],
             freed_bytes=d["freed_bytes"],
             dry_run=d["dry_run"],
+            groups=[
+                PruneGroup(
+                    key=g["key"],
+                    kept=[KeptSnapshot(k["id"], list(k["reasons"])) for k in g["kept"]],
+                    removed=list(g["removed"]),
+                )
+                for g in d.get("groups", [])
+            ],
         )
 
 

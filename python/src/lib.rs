@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use containerarchive_core::crypto::KdfParams;
 use containerarchive_core::lock::{HeldLock, LockPolicy, DEFAULT_STALE_AFTER_MS};
-use containerarchive_core::retention::Policy;
+use containerarchive_core::maintenance::{PruneReport, Retention};
+use containerarchive_core::retention::{parse_tag_set, GroupBy, Policy, Span};
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::verify::VerifyLevel;
 use containerarchive_core::{
@@ -250,6 +251,41 @@ impl NativeRepository {
 
     /// Run `f` with this process's staleness policy: another holder's lock is stale when the
     /// storage has not seen it renewed for the stale age, or its process here is gone.
+    /// Run prune or forget under `maintain`, forwarding progress to `progress` (an exception
+    /// it raises is re-raised once the operation finished) and polling for signals.
+    fn collecting(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        operation: &str,
+        progress: Option<Py<PyAny>>,
+        run: impl FnOnce(
+                &Repo,
+                &LockInfo,
+                &LockPolicy<'_>,
+                &mut dyn FnMut(u64, u64, &str) -> Result<(), Error>,
+            ) -> Result<PruneReport, Error>
+            + Send,
+    ) -> PyResult<String> {
+        let mut callback_error: Option<PyErr> = None;
+        let report = self.maintain(py, pid, operation, |repo, info, stale| {
+            run(repo, info, stale, &mut |done, total, message| {
+                if let Some(cb) = &progress {
+                    Python::attach(|py| {
+                        if let Err(e) = cb.call1(py, (done, total, message)) {
+                            callback_error.get_or_insert(e);
+                        }
+                    });
+                }
+                self.interrupts.poll()
+            })
+        })?;
+        match callback_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
     fn with_policy<T>(&self, f: impl FnOnce(&LockPolicy<'_>) -> T) -> T {
         let gone = |l: &LockInfo| locking::holder_gone(&self.hostname, &self.process, l);
         f(&LockPolicy {
@@ -398,18 +434,20 @@ impl NativeRepository {
     }
 
     /// Snapshots (JSON objects) matching the filter, oldest first.
-    #[pyo3(signature = (tags, after=None, before=None))]
+    #[pyo3(signature = (tags, after=None, before=None, host=None))]
     fn list_snapshots(
         &self,
         py: Python<'_>,
         tags: BTreeMap<String, String>,
         after: Option<String>,
         before: Option<String>,
+        host: Option<String>,
     ) -> PyResult<Vec<String>> {
         let filter = SnapshotFilter {
             tags,
             after: time_arg("after", after)?,
             before: time_arg("before", before)?,
+            host,
         };
         let snaps = py
             .detach(|| self.repo.list_snapshots(&filter))
@@ -423,14 +461,25 @@ impl NativeRepository {
         Ok(snapshot_json(&s))
     }
 
-    /// Start an ingest (takes a shared lock, renewed in the background until it ends).
-    fn begin_ingest(&self, py: Python<'_>, pid: u32, created_at: String) -> PyResult<NativeIngest> {
+    /// Start an ingest (takes a shared lock, renewed in the background until it ends) of a
+    /// snapshot recording `host` (this machine's hostname when not given).
+    #[pyo3(signature = (pid, created_at, host=None))]
+    fn begin_ingest(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        created_at: String,
+        host: Option<String>,
+    ) -> PyResult<NativeIngest> {
+        let host = host.unwrap_or_else(|| self.hostname.clone());
+        containerarchive_core::validate::validate_host(&host).map_err(py_err)?;
         let mut info = self.lock_info(pid, "ingest");
         info.exclusive = false;
         info.created_at = created_at;
-        let ingest = py
+        let mut ingest = py
             .detach(|| self.with_policy(|policy| self.repo.ingest(&info, Box::new(OsRng), policy)))
             .map_err(py_err)?;
+        ingest.set_host(&host).map_err(py_err)?;
         Ok(NativeIngest {
             inner: Mutex::new(Some(ingest)),
         })
@@ -533,10 +582,13 @@ impl NativeRepository {
         })
     }
 
-    /// Apply a retention policy and collect garbage; returns the report as JSON. `progress` is
-    /// called with `(bytes done, bytes in all, message)`; an exception it raises is re-raised
-    /// once prune finished.
-    #[pyo3(signature = (pid, tags, dry_run, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None, progress=None))]
+    /// Apply a retention policy (restic's rules: counts with 0 = off and -1 = unlimited,
+    /// restic durations, keep-tag entries `k=v[,k=v…]`) to each group (`group_by`: any of
+    /// host, items, tags) of the snapshots with `tags` (and `host`), then collect garbage;
+    /// returns the report as JSON. `now` is this host's clock (RFC 3339). `progress` is called
+    /// with `(bytes done, bytes in all, message)`; an exception it raises is re-raised once
+    /// prune finished.
+    #[pyo3(signature = (pid, tags, dry_run, counts, spans, keep_tags, group_by, now, host=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn prune(
         &self,
@@ -544,47 +596,75 @@ impl NativeRepository {
         pid: u32,
         tags: BTreeMap<String, String>,
         dry_run: bool,
-        keep_last: Option<u32>,
-        keep_hourly: Option<u32>,
-        keep_daily: Option<u32>,
-        keep_weekly: Option<u32>,
-        keep_monthly: Option<u32>,
-        keep_yearly: Option<u32>,
+        counts: [i64; 6],
+        spans: [String; 6],
+        keep_tags: Vec<String>,
+        group_by: Vec<String>,
+        now: String,
+        host: Option<String>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        let mut callback_error: Option<PyErr> = None;
+        let span = |s: &str| Span::parse(s).map_err(py_err);
         let policy = Policy {
-            keep_last,
-            keep_hourly,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
-            keep_yearly,
+            keep_last: counts[0],
+            keep_hourly: counts[1],
+            keep_daily: counts[2],
+            keep_weekly: counts[3],
+            keep_monthly: counts[4],
+            keep_yearly: counts[5],
+            keep_within: span(&spans[0])?,
+            keep_within_hourly: span(&spans[1])?,
+            keep_within_daily: span(&spans[2])?,
+            keep_within_weekly: span(&spans[3])?,
+            keep_within_monthly: span(&spans[4])?,
+            keep_within_yearly: span(&spans[5])?,
+            keep_tags: keep_tags
+                .iter()
+                .map(|t| parse_tag_set(t))
+                .collect::<Result<_, _>>()
+                .map_err(py_err)?,
         };
-        let report = self.maintain(py, pid, "prune", |repo, info, stale| {
-            repo.prune_with_progress(
-                &policy,
-                &tags,
-                dry_run,
-                info,
-                &mut OsRng,
-                stale,
-                &mut |done, total, message| {
-                    if let Some(cb) = &progress {
-                        Python::attach(|py| {
-                            if let Err(e) = cb.call1(py, (done, total, message)) {
-                                callback_error.get_or_insert(e);
-                            }
-                        });
-                    }
-                    self.interrupts.poll()
-                },
-            )
-        })?;
-        match callback_error {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        let retention = Retention {
+            policy,
+            group_by: GroupBy::parse(&group_by).map_err(py_err)?,
+            filter: SnapshotFilter {
+                tags,
+                host,
+                ..SnapshotFilter::default()
+            },
+            now: time_arg("now", Some(now))?,
+        };
+        self.collecting(
+            py,
+            pid,
+            "prune",
+            progress,
+            |repo, info, stale, on_progress| {
+                repo.prune_with_progress(&retention, dry_run, info, &mut OsRng, stale, on_progress)
+            },
+        )
+    }
+
+    /// Remove exactly the snapshots `ids` names (ids or unique prefixes) and collect the
+    /// garbage only they made; returns the report as JSON (as prune's).
+    #[pyo3(signature = (pid, ids, dry_run, progress=None))]
+    fn forget(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        ids: Vec<String>,
+        dry_run: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<String> {
+        self.collecting(
+            py,
+            pid,
+            "forget",
+            progress,
+            |repo, info, stale, on_progress| {
+                repo.forget(&ids, dry_run, info, &mut OsRng, stale, on_progress)
+            },
+        )
     }
 
     /// Repository totals as JSON.

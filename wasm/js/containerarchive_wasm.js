@@ -3,7 +3,7 @@
 //   import init, { Archive } from "./pkg/containerarchive_wasm.js";
 //   await init();
 //   const archive = await Archive.open(files, passphrase);
-//   archive.snapshots({ tags, after, before });          // array, oldest first
+//   archive.snapshots({ tags, after, before, host });    // array, oldest first
 //   await archive.verify("quick" | "standard" | "full", onProgress);
 //   archive.restore(snapshotId, item);                    // ReadableStream<Uint8Array>
 //   await archive.requiredFiles(snapshotId, item);        // { files, totalBytes, missing, complete }
@@ -90,12 +90,14 @@ export class Archive {
     return [...this.#keys];
   }
 
-  /** Snapshots with all `tags`, created in [after, before] (inclusive), oldest first. */
-  snapshots({ tags = {}, after, before } = {}) {
+  /** Snapshots with all `tags` (and made by `host`, if given), created in [after, before]
+   * (inclusive), oldest first. `host` is `null` for snapshots from before hosts were recorded. */
+  snapshots({ tags = {}, after, before, host } = {}) {
     const from = toTime(after);
     const to = toTime(before);
     return this.#snapshots
       .filter((s) => Object.entries(tags).every(([k, v]) => s.tags[k] === v))
+      .filter((s) => host === undefined || host === null || s.host === host)
       .filter((s) => {
         const t = Date.parse(s.createdAt);
         return (from === null || t >= from) && (to === null || t <= to);

@@ -150,6 +150,8 @@ struct JsSnapshot {
     version: u32,
     created_at: String,
     tags: BTreeMap<String, String>,
+    /// The host that made it; `null` for snapshots from before hosts were recorded.
+    host: Option<String>,
     original_size: u64,
     stored_size: u64,
     chunk_count: u64,
@@ -176,6 +178,7 @@ impl From<&Snapshot> for JsSnapshot {
             version: m.version,
             created_at: m.created_at.clone(),
             tags: m.tags.clone(),
+            host: m.host.clone(),
             original_size: m.original_size,
             stored_size: m.stored_size,
             chunk_count: m.chunk_count,
@@ -231,6 +234,7 @@ struct JsFilter {
     tags: BTreeMap<String, String>,
     after: Option<String>,
     before: Option<String>,
+    host: Option<String>,
 }
 
 /// An opened repository.
@@ -273,7 +277,7 @@ impl Engine {
         repository_key(path)
     }
 
-    /// Snapshots matching a JSON filter `{tags, after, before}`, oldest first, as JSON.
+    /// Snapshots matching a JSON filter `{tags, after, before, host}`, oldest first, as JSON.
     pub fn snapshots(&self, filter_json: &str) -> Result<String, JsValue> {
         let f: JsFilter = serde_json::from_str(filter_json).unwrap_or_default();
         let time = |s: Option<String>| {
@@ -284,6 +288,7 @@ impl Engine {
             tags: f.tags,
             after: time(f.after)?,
             before: time(f.before)?,
+            host: f.host,
         };
         let snaps = self.repo.list_snapshots(&filter).map_err(js_error)?;
         Ok(to_json(

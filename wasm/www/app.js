@@ -43,6 +43,7 @@ function renderSnapshots() {
     tr.append(
       element("td", { textContent: s.createdAt }),
       element("td", {}, [element("code", { textContent: s.id.slice(0, 12) })]),
+      element("td", { className: "host", textContent: s.host ?? "(unknown)" }),
       element("td", { textContent: Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(" ") }),
       items,
       element("td", { className: "num", textContent: humanSize(s.originalSize) }),

@@ -171,3 +171,18 @@ pub fn memory_repo(
 ) -> Repository<MemoryStorage> {
     init_on(MemoryStorage::new(), pass, opts, seed)
 }
+
+/// A retention of `policy` over the snapshots carrying `tags`, grouped as by default.
+#[allow(dead_code)]
+pub fn retention(
+    policy: &containerarchive_core::retention::Policy,
+    tags: &BTreeMap<String, String>,
+) -> containerarchive_core::maintenance::Retention {
+    containerarchive_core::maintenance::Retention {
+        filter: SnapshotFilter {
+            tags: tags.clone(),
+            ..SnapshotFilter::default()
+        },
+        ..containerarchive_core::maintenance::Retention::new(policy.clone())
+    }
+}
