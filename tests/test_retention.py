@@ -300,3 +300,63 @@ def test_an_empty_passphrase_is_refused_wherever_one_is_chosen(tmp_path, how):
         assert len(repo.list_keys()) == 1
     with pytest.raises(ca.InvalidArgumentError, match="passphrase is empty"):
         ca.Repository.init(tmp_path / "other", "")
+
+
+def test_bad_values_are_one_line_errors_never_tracebacks(repo, repo_path, tmp_path):
+    repo.ingest(b"x", name="db.sql")
+    for kwargs in (
+        {"keep_daily": 10**30},
+        {"keep_last": 1, "keep_tag": 5},
+        {"keep_last": 1, "group_by": 5},
+    ):
+        with pytest.raises(ca.InvalidArgumentError):
+            repo.prune(**kwargs)
+    for ids in (None, [5], 5):
+        with pytest.raises(ca.InvalidArgumentError):
+            repo.forget(ids)
+    for args in (
+        ["prune", "--keep-daily", "9223372036854775808"],
+        ["prune", "--keep-last", "abc"],
+        ["forget"],
+        ["ingest", str(tmp_path)],
+    ):
+        p = run(repo_path, *args, "--json")
+        err = p.stderr.decode()
+        assert p.returncode == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+        assert json.loads(p.stdout)["error"]["exit_code"] == 2
+    p = subprocess.run(
+        ["bash", "-c", f"{' '.join(CLI)} ingest - -r {repo_path} <&-"],
+        capture_output=True,
+        env={**os.environ, "CONTAINERARCHIVE_PASSWORD": PASSPHRASE},
+        timeout=60,
+    )
+    assert p.returncode == 2 and b"standard input" in p.stderr and b"Traceback" not in p.stderr
+
+
+def test_no_encryption_is_the_explicit_choice(tmp_path):
+    env = {**os.environ, "CONTAINERARCHIVE_PASSWORD": "from-the-environment"}
+    p = subprocess.run(
+        [*CLI, "init", "-r", str(tmp_path / "a"), "--no-encryption"], capture_output=True, env=env
+    )
+    assert p.returncode == 0 and b"UNENCRYPTED" in p.stdout
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["encryption"] == "none"
+    (tmp_path / "pw").write_text("secret\n")
+    p = subprocess.run(
+        [*CLI, "init", "-r", str(tmp_path / "b"), "--no-encryption", "-p", str(tmp_path / "pw")],
+        capture_output=True,
+        env=env,
+    )
+    assert p.returncode == 2 and b"contradict" in p.stderr
+
+
+def test_prune_points_out_series_told_apart_only_by_tags(repo_path):
+    ca.Repository.init(repo_path, PASSPHRASE, **FAST_KDF).close()
+    with ca.Repository.open(repo_path, PASSPHRASE) as repo:
+        for d in range(1, 4):
+            for db in ("shop", "crm"):
+                repo.ingest(db.encode(), name="db.sql", tags={"db": db}, time=f"2026-03-0{d}")
+    p = run(repo_path, "prune", "--keep-last", "1", "--dry-run")
+    assert "--group-by host,items,tags" in p.stdout.decode()
+    p = run(repo_path, "prune", "--keep-last", "1", "--group-by", "host,items,tags", "--dry-run")
+    assert "note:" not in p.stdout.decode() and p.stdout.decode().count("last snapshot") == 2

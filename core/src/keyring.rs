@@ -109,7 +109,7 @@ impl<S: Storage> Repository<S> {
             return Err(Error::InvalidArgument(format!("key {} is the last key of the repository: removing it would make the data unreadable forever", id_of(&key))));
         }
         if self.current_key().as_deref() == Some(key.as_str()) {
-            return Err(Error::InvalidArgument(format!("key {} is the one this repository was opened with: open it with another key to remove this one, or use change_passphrase", id_of(&key))));
+            return Err(Error::InvalidArgument(format!("key {} is the one this repository was opened with: open the repository with another key's passphrase to remove this one, or give this key a new passphrase instead", id_of(&key))));
         }
         self.storage().delete(&key)?;
         Ok(())

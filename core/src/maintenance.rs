@@ -36,9 +36,13 @@ use crate::verify::{list_packs, read_index_view, IndexView};
 
 /// Packs listed per index file written by reindex and prune.
 const PACKS_PER_INDEX_FILE: usize = 256;
-/// Prune rewrites a pack when at least this percentage of its bytes is garbage (and deletes it
-/// when all of it is).
+/// Prune rewrites a pack when at least this percentage of its blob bytes is garbage (and
+/// deletes it when all of it is).
 pub const REWRITE_THRESHOLD_PERCENT: u64 = 20;
+/// A pack is small when its file is under `pack_size / SMALL_PACK_DIVISOR`.
+pub const SMALL_PACK_DIVISOR: u64 = 4;
+/// Prune merges small packs into full-size ones once there are at least this many.
+pub const MERGE_MIN_SMALL_PACKS: usize = 10;
 
 /// What reindex did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -148,8 +152,10 @@ pub struct PruneReport {
     pub groups: Vec<GroupDecision>,
     /// Packs deleted (all garbage, rewritten, or left over by interrupted writers).
     pub removed_packs: u64,
-    /// Packs whose live blobs were copied into new packs.
+    /// Packs whose live blobs were copied into new packs (those merged included).
     pub rewritten_packs: u64,
+    /// Of those, small packs merged into full-size ones (see [`MERGE_MIN_SMALL_PACKS`]).
+    pub merged_packs: u64,
     /// Packs written.
     pub new_packs: u64,
     /// Bytes the repository shrank by (negative if it grew).
@@ -805,7 +811,6 @@ impl<S: Storage> Repository<S> {
             ));
         }
         let old_index: Vec<(String, u64)> = storage.list(INDEX_PREFIX)?;
-        ledger.deleted += old_index.iter().map(|(_, s)| s).sum::<u64>();
         let (present, idx_present) = list_packs(storage)?;
         // Packs another prune announced it deletes (it died, or is paused) are never used as a
         // blob's location: their live blobs are copied out and they are deleted with ours.
@@ -870,13 +875,30 @@ impl<S: Storage> Repository<S> {
         let mut doomed: BTreeSet<Id> = BTreeSet::new();
         let mut rewrite: Vec<Location> = Vec::new();
         let mut rewritten = 0;
-        for (pack, (size, entries)) in &view.packs {
-            let live: u64 = entries
+        let live_entries_of = |pack: &Id, entries: &[PackEntry]| {
+            let mut live: Vec<Location> = entries
                 .iter()
                 .filter(|e| is_live(pack, e))
-                .map(|e| e.stored_len as u64)
-                .sum();
-            let garbage = *size - live;
+                .map(|e| Location {
+                    pack: *pack,
+                    entry: *e,
+                })
+                .collect();
+            live.sort_by_key(|l| l.entry.offset);
+            live
+        };
+        // Packs kept as they are that are small (under a quarter of the target size).
+        let mut small: Vec<usize> = Vec::new();
+        for (pack, (size, entries)) in &view.packs {
+            // Decided on blob bytes only: a pack's header and sealing overhead is not garbage
+            // (counting it made every prune rewrite packs of small items, forever).
+            let (live, dead) = entries.iter().fold((0u64, 0u64), |(l, d), e| {
+                if is_live(pack, e) {
+                    (l + e.stored_len as u64, d)
+                } else {
+                    (l, d + e.stored_len as u64)
+                }
+            });
             if !present.contains_key(pack) {
                 if live > 0 {
                     return Err(Error::corruption(
@@ -888,25 +910,40 @@ impl<S: Storage> Repository<S> {
             }
             if live == 0 {
                 doomed.insert(*pack);
-            } else if garbage * 100 >= REWRITE_THRESHOLD_PERCENT * size
+            } else if dead * 100 >= REWRITE_THRESHOLD_PERCENT * (live + dead)
                 || noticed.packs.contains(pack)
             {
                 doomed.insert(*pack);
                 rewritten += 1;
-                let mut live_entries: Vec<&PackEntry> =
-                    entries.iter().filter(|e| is_live(pack, e)).collect();
-                live_entries.sort_by_key(|e| e.offset);
-                rewrite.extend(live_entries.into_iter().map(|e| Location {
-                    pack: *pack,
-                    entry: *e,
-                }));
+                rewrite.extend(live_entries_of(pack, entries));
             } else {
+                if *size * SMALL_PACK_DIVISOR < self.config().pack_size {
+                    small.push(keep.len());
+                }
                 keep.push(IndexedPack {
                     id: *pack,
                     size: *size,
                     entries: entries.clone(),
                 });
             }
+        }
+        // Many small packs (many small ingests each store one): merge them into full-size
+        // packs, which cuts the pack count at least fourfold.
+        let mut merged = 0;
+        if small.len() >= MERGE_MIN_SMALL_PACKS {
+            let small: HashSet<usize> = small.into_iter().collect();
+            let mut stay = Vec::new();
+            for (i, p) in keep.into_iter().enumerate() {
+                if small.contains(&i) {
+                    doomed.insert(p.id);
+                    rewrite.extend(live_entries_of(&p.id, &p.entries));
+                    merged += 1;
+                } else {
+                    stay.push(p);
+                }
+            }
+            keep = stay;
+            rewritten += merged;
         }
         // Packs no index lists are left by interrupted writers: garbage.
         for pack in present.keys().filter(|p| !view.packs.contains_key(p)) {
@@ -1020,11 +1057,23 @@ impl<S: Storage> Repository<S> {
             ledger.written += shard_len + group_description_size(self, batch);
         }
 
-        // The new index: every kept pack and every new pack.
+        // The new index: every kept pack and every new pack. Written only when the packs it
+        // lists change or the old one is spread over more files than needed: a prune with
+        // nothing to do writes nothing.
         let mut counts: Vec<usize> = keep.iter().map(|p| p.entries.len()).collect();
         counts.extend(new_packs.iter().map(Vec::len));
-        for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
-            ledger.written += index_file_size(keys, batch);
+        let rewrite_index = keep.len() != view.packs.len()
+            || !new_packs.is_empty()
+            || old_index.len() != counts.chunks(PACKS_PER_INDEX_FILE).count();
+        let old_index = match rewrite_index {
+            true => old_index,
+            false => Vec::new(),
+        };
+        if rewrite_index {
+            ledger.deleted += old_index.iter().map(|(_, s)| s).sum::<u64>();
+            for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
+                ledger.written += index_file_size(keys, batch);
+            }
         }
 
         let mut newest_first = all.clone();
@@ -1049,6 +1098,8 @@ impl<S: Storage> Repository<S> {
             affected,
             orphan_idx,
             orphan_parity,
+            rewrite_index,
+            merged,
             old_index: old_index.into_iter().map(|(k, _)| k).collect(),
             freed: ledger.freed(),
         })
@@ -1280,7 +1331,10 @@ impl<S: Storage> Repository<S> {
             .collect();
         let mut all = plan.keep.clone();
         all.extend(new_indexed);
-        let (written, _) = self.write_index_files(&all, rng)?;
+        let written = match plan.rewrite_index {
+            true => self.write_index_files(&all, rng)?.0,
+            false => Default::default(),
+        };
         // Announce the deletions, then look for snapshots written since the plan (an ingest
         // whose lock this prune judged stale, or that started without seeing our lock).
         let notice = match plan.doomed.is_empty() {
@@ -1493,6 +1547,10 @@ struct PrunePlan {
     affected: Vec<Group>,
     orphan_idx: Vec<Id>,
     orphan_parity: Vec<Id>,
+    /// Whether the index is written anew (and `old_index` removed).
+    rewrite_index: bool,
+    /// Small packs merged into full-size ones.
+    merged: u64,
     old_index: Vec<String>,
     freed: i64,
 }
@@ -1505,6 +1563,7 @@ impl PrunePlan {
             groups: self.groups.clone(),
             removed_packs: self.doomed.len() as u64,
             rewritten_packs: self.rewritten,
+            merged_packs: self.merged,
             new_packs: self.new_packs.len() as u64,
             freed_bytes: self.freed,
             dry_run,

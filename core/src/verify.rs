@@ -11,7 +11,7 @@
 //! Problems are collected as [`Finding`]s (never a panic or an early return); only a storage
 //! that cannot even be listed makes verify fail as a whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -240,19 +240,13 @@ impl<S: Storage> Repository<S> {
             .filter(|p| !view.packs.contains_key(p))
             .count() as u64;
 
-        // Every indexed pack present with its size.
-        let mut missing = HashSet::new();
+        // Every indexed pack present with its size. A missing pack is reported once the
+        // snapshots are read, naming those that need it.
+        let mut missing: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
         for (id, (size, _)) in &view.packs {
             match present.get(id) {
                 None => {
-                    missing.insert(*id);
-                    c.find(
-                        "pack_missing",
-                        Some(id),
-                        None,
-                        None,
-                        format!("pack {id} is indexed but missing"),
-                    );
+                    missing.insert(*id, BTreeSet::new());
                 }
                 Some(s) if s != size => c.find(
                     "pack_size",
@@ -310,8 +304,9 @@ impl<S: Storage> Repository<S> {
                         lists_read = false;
                         continue;
                     };
-                    if missing.contains(&loc.pack) {
-                        // Already reported as pack_missing: one finding per damaged object.
+                    if let Some(users) = missing.get_mut(&loc.pack) {
+                        // Reported as pack_missing: one finding per damaged object.
+                        users.insert(sid);
                         lists_read = false;
                         continue;
                     }
@@ -354,6 +349,11 @@ impl<S: Storage> Repository<S> {
                     for chunk in raw.chunks_exact(ID_LEN) {
                         let id = Id::from_slice(chunk).expect("32 bytes");
                         count += 1;
+                        if let Some(users) =
+                            view.blobs.get(&id).and_then(|l| missing.get_mut(&l.pack))
+                        {
+                            users.insert(sid);
+                        }
                         if referenced.insert(id) && !view.blobs.contains_key(&id) {
                             c.find(
                                 "chunk_missing",
@@ -380,6 +380,29 @@ impl<S: Storage> Repository<S> {
             }
         }
         c.report.stats.chunks_checked = referenced.len() as u64;
+        for (id, users) in &missing {
+            let first = users.iter().next();
+            let needed = match users.len() {
+                0 => "no snapshot needs it".to_string(),
+                n => format!(
+                    "needed by {n} snapshot(s): {}",
+                    users
+                        .iter()
+                        .take(5)
+                        .map(Id::to_hex)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        + if n > 5 { ", …" } else { "" }
+                ),
+            };
+            c.find(
+                "pack_missing",
+                Some(id),
+                None,
+                first,
+                format!("pack {id} is indexed but missing; {needed}"),
+            );
+        }
 
         // Parity groups.
         let (groups, bad_groups) = load_groups(storage, keys)?;

@@ -675,3 +675,110 @@ fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
         Some("db1")
     );
 }
+
+fn objects_but_locks(repo: &Repository<MemoryStorage>) -> BTreeMap<String, Vec<u8>> {
+    repo.storage()
+        .snapshot_objects()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("locks/"))
+        .collect()
+}
+
+fn data_packs(repo: &Repository<MemoryStorage>) -> usize {
+    objects_but_locks(repo)
+        .keys()
+        .filter(|k| k.ends_with(".pack"))
+        .count()
+}
+
+#[test]
+fn prune_merges_many_small_packs_and_then_reaches_a_fixed_point() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = memory_repo(Some(PASS), &opts, 23);
+    // Tiny items (under 1 KB), one pack each; a few snapshots share data.
+    let mut snaps = Vec::new();
+    for i in 0..24u64 {
+        let data = format!("row {}\n", i % 20).repeat(30).into_bytes();
+        let s = ingest_items(
+            &repo,
+            &[("db.sql", &data)],
+            &format!("2026-03-01T{i:02}:00:00Z"),
+            &[],
+        )
+        .unwrap();
+        snaps.push((s, data));
+    }
+    let small_packs = data_packs(&repo);
+    assert!(small_packs >= 20, "{small_packs}");
+    let policy = Policy {
+        keep_last: 20,
+        ..Policy::default()
+    };
+    let prune = |seed: u64| {
+        repo.prune(
+            &retention(&policy, &BTreeMap::new()),
+            false,
+            &maintenance_lock(),
+            &mut TestRng(seed),
+            &LockPolicy::NEVER,
+        )
+        .unwrap()
+    };
+    let first = prune(1);
+    assert_eq!(first.removed.len(), 4);
+    assert!(first.merged_packs >= 10, "{first:?}");
+    assert_eq!(data_packs(&repo), 1, "the live tiny blobs fit one pack");
+    for (s, data) in &snaps[4..] {
+        assert_eq!(&restore(&repo, s, "db.sql").unwrap(), data);
+    }
+    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+    // Nothing new: the second prune writes, rewrites and deletes nothing; nor does a third.
+    for seed in [2, 3] {
+        let before = objects_but_locks(&repo);
+        let again = prune(seed);
+        assert_eq!(
+            (
+                again.removed.len(),
+                again.removed_packs,
+                again.rewritten_packs,
+                again.new_packs,
+                again.freed_bytes
+            ),
+            (0, 0, 0, 0, 0)
+        );
+        assert_eq!(
+            objects_but_locks(&repo),
+            before,
+            "prune {seed} changed the repository"
+        );
+    }
+}
+
+#[test]
+fn a_pack_of_small_live_blobs_is_not_rewritten_for_its_overhead() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let repo = memory_repo(Some(PASS), &opts, 24);
+    ingest_items(&repo, &[("a", b"tiny")], "2026-03-01T00:00:00Z", &[]).unwrap();
+    let policy = Policy {
+        keep_last: 1,
+        ..Policy::default()
+    };
+    let before = objects_but_locks(&repo);
+    let r = repo
+        .prune(
+            &retention(&policy, &BTreeMap::new()),
+            false,
+            &maintenance_lock(),
+            &mut TestRng(5),
+            &LockPolicy::NEVER,
+        )
+        .unwrap();
+    assert_eq!((r.removed_packs, r.rewritten_packs, r.new_packs), (0, 0, 0));
+    assert_eq!(objects_but_locks(&repo), before);
+}

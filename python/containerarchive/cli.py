@@ -12,6 +12,7 @@ included (``{"error": {"type", "message", "exit_code"}}``).
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import os
@@ -20,7 +21,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import errors
 from ._format import human_size
@@ -37,6 +38,8 @@ EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
 EXIT_CONCURRENT = 13
+#: The reader of standard output closed the pipe early (128 + SIGPIPE, as the shell reports).
+EXIT_BROKEN_PIPE = 141
 
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.CommandFailedError, EXIT_COMMAND_FAILED),
@@ -54,6 +57,20 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
 
 class UsageError(Exception):
     """A problem with how the command was called."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one line (and with --json, the JSON error
+    document) instead of the usage block, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        text = f"{message} (see {self.prog} --help)"
+        if "--json" in sys.argv[1:]:
+            doc = {"error": {"type": "UsageError", "message": text, "exit_code": EXIT_USAGE}}
+            json.dump(doc, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        print(f"{self.prog}: {text}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 def _parse_tags(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -234,7 +251,14 @@ def _snapshot_text(s: Snapshot) -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     path = _repo_path(args)
-    passphrase = _passphrase(args, creating=True)
+    if args.no_encryption:
+        # The explicit choice wins over a passphrase in the environment; a password file given
+        # on the same command line contradicts it.
+        if getattr(args, "password_file", None):
+            raise UsageError("--no-encryption and --password-file contradict each other")
+        passphrase = None
+    else:
+        passphrase = _passphrase(args, creating=True)
     with Repository.init(path, passphrase, compression=args.compression) as repo:
         cfg = repo.config
     _emit(
@@ -265,6 +289,10 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
     for i, src in enumerate(sources):
         given = names[i] if i < len(names) else None
         if src == "-":
+            if sys.stdin is None:
+                raise UsageError(
+                    "- reads standard input, which is closed: pipe the data in, or give a file"
+                )
             items.append({"source": sys.stdin.buffer, "name": given or "stdin"})
         else:
             items.append({"source": src, "name": given or Path(src).name})
@@ -364,10 +392,20 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
         "missing": plan.missing,
         "complete": plan.complete,
     }
-    lines = [f"{f.path}  {human_size(f.size) if f.size is not None else '?'}" for f in plan.files]
+    lines = [
+        f"{f.path}  {human_size(f.size) if f.size is not None else '?'}"
+        + ("" if f.present else "  MISSING (not in the repository)")
+        for f in plan.files
+    ]
     lines.append(f"{len(plan.files)} files, {human_size(plan.total_bytes)}")
+    if not plan.complete:
+        lines.append(
+            f"the plan is INCOMPLETE: {len(plan.missing)} of these files are missing, so this "
+            "restore would fail; `containerarchive repair` rebuilds one lost pack per parity "
+            "group"
+        )
     _emit(args, doc, "\n".join(lines))
-    return 0
+    return 0 if plan.complete else EXIT_ERROR
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
@@ -402,7 +440,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         def show(e: Any) -> None:
             if not getattr(args, "json", False):
-                print(f"error: {e.kind}: {e.message}", file=sys.stderr)
+                where = f"snapshot {e.snapshot}: " if e.snapshot else ""
+                print(f"error: {e.kind}: {where}{e.message}", file=sys.stderr)
                 printed.append(e)
 
         with _Bars(args, repo, "verify:progress"):
@@ -466,17 +505,28 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect_text(r: PruneResult, times: dict[str, Any]) -> str:
+def _collect_text(r: PruneResult, snaps: dict[str, Snapshot]) -> str:
     """restic-like: per group, the snapshots kept (with why) and removed; then the packs."""
 
     def row(sid: str, why: str = "") -> str:
-        t = times.get(sid)
-        return f"    {sid[:8]}  {t.isoformat(timespec='seconds') if t else '':25}  {why}".rstrip()
+        s = snaps.get(sid)
+        when = s.created_at.isoformat(timespec="seconds") if s else ""
+        return f"    {sid[:8]}  {when:25}  {why}".rstrip()
 
     verb = "would remove" if r.dry_run else "remove"
     lines: list[str] = []
     for g in r.groups:
-        lines.append(f"snapshots of {g.description}:")
+        lines.append(f"snapshots of {g.description}:" if g.key else "all snapshots, as one pool:")
+        members = [snaps[i] for i in [k.id for k in g.kept] + g.removed if i in snaps]
+        tag_sets = {tuple(sorted(s.tags.items())) for s in members}
+        if "tags" not in g.key and len(tag_sets) > 1:
+            shown = "; ".join(
+                ",".join(f"{k}={v}" for k, v in t) or "(no tags)" for t in sorted(tag_sets)[:4]
+            )
+            lines.append(
+                f"  note: this group mixes snapshots with different tags ({shown}); if they "
+                "are separate series, retain each on its own with --group-by host,items,tags"
+            )
         if g.kept:
             lines.append(f"  keep {len(g.kept)} snapshots:")
             lines += [row(k.id, ", ".join(k.reasons)) for k in g.kept]
@@ -486,7 +536,8 @@ def _collect_text(r: PruneResult, times: dict[str, Any]) -> str:
     if not r.groups:
         lines.append(f"{verb} {len(r.removed)} snapshots:")
         lines += [row(sid) for sid in r.removed]
-    packs = f"{r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs})"
+    merged = f", {r.merged_packs} small ones merged" if r.merged_packs else ""
+    packs = f"{r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs}{merged})"
     freed = human_size(max(r.freed_bytes, 0))
     kept = f"keep {len(r.kept)} snapshots, " if r.groups else ""
     if r.dry_run:
@@ -510,14 +561,19 @@ def _count_arg(text: str) -> int:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a count (N, or unlimited)") from None
-    if n < -1:
-        raise argparse.ArgumentTypeError(f"{n}: give a count, or -1 / unlimited for all")
+    if n < -1 or n > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"{n}: give a count from 0 to {_MAX_COUNT}, or -1 / unlimited for all"
+        )
     return n
+
+
+_MAX_COUNT = 2**31 - 1
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     with _open(args) as repo, _Bars(args, repo, "prune:progress"):
-        times = {} if getattr(args, "json", False) else _times(repo)
+        snaps = {} if getattr(args, "json", False) else _by_id(repo)
         r = repo.prune(
             keep_last=args.keep_last,
             keep_hourly=args.keep_hourly,
@@ -537,20 +593,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
             tags=_parse_tags(args.tag),
             dry_run=args.dry_run,
         )
-    _emit(args, r.to_dict(), _collect_text(r, times))
+    _emit(args, r.to_dict(), _collect_text(r, snaps))
     return 0
 
 
-def _times(repo: Repository) -> dict[str, Any]:
-    """Creation time by snapshot id, for the text report (read before snapshots go)."""
-    return {s.id: s.created_at for s in repo.list_snapshots()}
+def _by_id(repo: Repository) -> dict[str, Snapshot]:
+    """Every snapshot by id, for the text report (read before snapshots go)."""
+    return {s.id: s for s in repo.list_snapshots()}
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
     with _open(args) as repo, _Bars(args, repo, "prune:progress"):
-        times = {} if getattr(args, "json", False) else _times(repo)
+        snaps = {} if getattr(args, "json", False) else _by_id(repo)
         r = repo.forget(args.ids, dry_run=args.dry_run)
-    _emit(args, r.to_dict(), _collect_text(r, times))
+    _emit(args, r.to_dict(), _collect_text(r, snaps))
     return 0
 
 
@@ -620,7 +676,12 @@ def cmd_key(args: argparse.Namespace) -> int:
                 args, {"current": key_id}, f"passphrase changed: key {key_id} replaces the old one"
             )
         else:
-            repo.remove_key(args.id)
+            try:
+                repo.remove_key(args.id)
+            except errors.InvalidArgumentError as e:
+                if "opened with" not in str(e):
+                    raise
+                raise errors.InvalidArgumentError(f"{e} with `containerarchive key passwd`") from e
             _emit(args, {"removed": args.id}, f"removed key {args.id}")
     return 0
 
@@ -634,7 +695,7 @@ _EXIT_HELP = (
     "--allow-empty stores it); "
     "10 no repository; 11 locked; 12 wrong passphrase; 13 changed concurrently by another "
     "process (nothing committed or deleted: run it again); 130/143/129 interrupted by "
-    "SIGINT/SIGTERM/SIGHUP"
+    "SIGINT/SIGTERM/SIGHUP; 141 the reader of the output closed the pipe early (| head)"
 )
 
 _EXAMPLES = {
@@ -749,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress bar (there is none anyway when standard error is not a terminal)",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="containerarchive",
         description="Encrypted, deduplicated backups of database dumps, volumes and configs.",
         parents=[common],
@@ -804,7 +865,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "restore", common, "restore a snapshot or one item")
     p.add_argument("snapshot", metavar="ID", help="snapshot id, unique prefix, or latest")
-    p.add_argument("-o", "--output", help="file (or directory for several items); default stdout")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="file to write; a directory (an existing one, or a path ending in /, created) "
+        "gets the item(s) inside under their own names; default stdout",
+    )
     p.add_argument("--item", help="restore only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
     p.add_argument("--host", metavar="NAME", help="with latest: only snapshots made by this host")
@@ -1005,19 +1071,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _handle_signals()
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a reader gone early is handled below
+        return code
     except UsageError as e:
         return _fail(args, e, str(e), EXIT_USAGE)
     except errors.ContainerArchiveError as e:
+        if isinstance(e, OSError) and e.errno == errno.EPIPE:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         code = next((c for cls, c in _EXIT_CODES if isinstance(e, cls)), EXIT_ERROR)
         return _fail(args, e, str(e), code)
     except FileNotFoundError as e:
         return _fail(args, e, f"{e.filename}: {e.strerror}", EXIT_ERROR)
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): not our failure to report.
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            return _fail(args, e, str(e), EXIT_ERROR)
+        # The reader went away (`restore … | head -c 100`, `snapshots | head`): not a failure
+        # to report; exit quietly as a process killed by SIGPIPE would (the shell's 141).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         what = {

@@ -27,10 +27,12 @@ from ._format import human_size, ratio, table, titled
 from .errors import (
     CommandFailedError,
     ContainerArchiveError,
+    CorruptionError,
     EmptyInputError,
     InvalidArgumentError,
     LockedError,
     SnapshotNotFoundError,
+    StorageError,
 )
 from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
@@ -173,9 +175,10 @@ def _count(name: str, value: int | str | None) -> int:
         return 0
     if isinstance(value, str) and value.strip().lower() == "unlimited":
         return -1
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < 2**31:
         raise InvalidArgumentError(
-            f"{name} must be a count (0 or more), or -1 / 'unlimited' for all; got {value!r}"
+            f"{name} must be a count from 0 to {2**31 - 1}, or -1 / 'unlimited' for all; "
+            f"got {value!r}"
         )
     return value
 
@@ -201,7 +204,14 @@ def _keep_tags(
     """keep_tag entries as restic writes them: ``k=v`` or ``k=v,k2=v2`` (all must match)."""
     if value is None:
         return []
-    entries = [value] if isinstance(value, (str, Mapping)) else list(value)
+    if isinstance(value, (str, Mapping)):
+        entries: list[Any] = [value]
+    elif isinstance(value, Iterable):
+        entries = list(value)
+    else:
+        raise InvalidArgumentError(
+            f"keep_tag takes 'k=v[,k=v…]' strings (or a list of them), got {value!r}"
+        )
     out = []
     for e in entries:
         if isinstance(e, Mapping):
@@ -215,11 +225,46 @@ def _keep_tags(
 def _group_by(value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
-    fields = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        fields: list[Any] = value.split(",")
+    elif isinstance(value, Iterable):
+        fields = list(value)
+    else:
+        raise InvalidArgumentError(f"group_by takes host, items and tags; got {value!r}")
     for f in fields:
         if not isinstance(f, str):
             raise InvalidArgumentError(f"group_by takes host, items and tags; got {f!r}")
     return [f.strip() for f in fields if f.strip()]
+
+
+@contextmanager
+def _naming(snapshot_id: str, item: str) -> Iterator[None]:
+    """Name the snapshot and item in a restore's damage error (a missing, truncated or
+    corrupted pack or chunk), and say what can fix it."""
+    try:
+        yield
+    except (CorruptionError, StorageError) as e:
+        text = str(e)
+        if (
+            (isinstance(e, OSError) and e.errno is not None)
+            or (
+                isinstance(e, StorageError)
+                and "does not exist" not in text
+                and "not found" not in text.lower()
+            )
+            or getattr(e, "snapshot", None)
+        ):
+            raise  # a local I/O error (disk full, closed pipe), an outage, or already named
+        failure = type(e)(
+            f"restoring item {item!r} of snapshot {snapshot_id}: {text}; "
+            "`containerarchive repair` (Repository.repair()) rebuilds one lost or damaged "
+            "pack per parity group — run `containerarchive verify` to see what is damaged"
+        )
+        for k, v in vars(e).items():
+            setattr(failure, k, v)
+        setattr(failure, "snapshot", snapshot_id)  # noqa: B010 - not every class declares it
+        setattr(failure, "item", item)  # noqa: B010
+        raise failure from e
 
 
 def _stream_name(source: object) -> str | None:
@@ -663,6 +708,11 @@ class Repository:
             path = Path(os.fspath(source))
             if not path.is_file() and not path.exists():
                 raise FileNotFoundError(2, "no such file to ingest", str(path))
+            if path.is_dir():
+                raise InvalidArgumentError(
+                    f"{path} is a directory: give a file, or stream it as one item "
+                    f"(tar -C {path} -c . | containerarchive ingest - --name {path.name}.tar)"
+                )
             if path.is_file():
                 return int(ingest.write_file(path, progress.callback()))
             with open(path, "rb") as f:  # a FIFO or device: stream it
@@ -766,9 +816,11 @@ class Repository:
     def _item_blocks(
         self, snapshot_id: str, item: str, progress: _Counter | None = None
     ) -> Iterator[bytes]:
-        reader = self._n.reader(snapshot_id, item)
+        with _naming(snapshot_id, item):
+            reader = self._n.reader(snapshot_id, item)
         while True:
-            block = reader.read_batch()
+            with _naming(snapshot_id, item):
+                block = reader.read_batch()
             if block is None:
                 if progress is not None:
                     progress.done(f"restored {item}")
@@ -819,21 +871,34 @@ class Repository:
                 )
             item = snap.items[0].name
         progress = self._restore_progress(snap.item(item).size)
-        n = int(self._n.restore_to_fd(snap.id, item, fd, progress.callback(f"restoring {item}")))
+        with _naming(snap.id, item):
+            n = int(
+                self._n.restore_to_fd(snap.id, item, fd, progress.callback(f"restoring {item}"))
+            )
         progress.done(f"restored {item}")
         return n
 
     def restore_to(self, snapshot_id: SnapshotRef, path: StrPath, item: str | None = None) -> Path:
         """Restore into ``path``: a file for one item; without ``item`` a multi-item
-        snapshot is restored into the directory ``path``, one file per item."""
+        snapshot is restored into the directory ``path``, one file per item. A ``path`` that
+        is an existing directory, or a string ending in ``/``, is a directory (created if
+        needed): the item goes inside it under its own name. Returns the file or directory
+        written."""
         snap = self.get_snapshot(snapshot_id)
-        target = Path(os.fspath(path))
+        raw = os.fspath(path)
+        as_dir = isinstance(raw, str) and raw.endswith(("/", os.sep))
+        target = Path(raw)
         if item is not None or len(snap.items) == 1:
             it = snap.item(item) if item is not None else snap.items[0]
+            if as_dir:
+                target.mkdir(parents=True, exist_ok=True)
             if target.is_dir():
                 target = target / Path(it.name).name
             progress = self._restore_progress(it.size)
-            self._n.restore_to(snap.id, it.name, target, progress.callback(f"restoring {it.name}"))
+            with _naming(snap.id, it.name):
+                self._n.restore_to(
+                    snap.id, it.name, target, progress.callback(f"restoring {it.name}")
+                )
             progress.done(f"restored {it.name}")
             return target
         target.mkdir(parents=True, exist_ok=True)
@@ -844,7 +909,10 @@ class Repository:
             if root not in dest.parents:
                 raise InvalidArgumentError(f"item {it.name!r} would be restored outside {root}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self._n.restore_to(snap.id, it.name, dest, progress.callback(f"restoring {it.name}"))
+            with _naming(snap.id, it.name):
+                self._n.restore_to(
+                    snap.id, it.name, dest, progress.callback(f"restoring {it.name}")
+                )
             progress.next_item()
         progress.done(f"restored {len(snap.items)} items")
         return target
@@ -887,7 +955,8 @@ class Repository:
 
     def remove_key(self, key_id: str) -> None:
         """Remove a key file (by id or unique prefix). The last key and the key in use are
-        refused with :class:`InvalidArgumentError`."""
+        refused with :class:`InvalidArgumentError` (to replace the key in use, call
+        :meth:`change_passphrase`)."""
         self._n.remove_key(key_id)
 
     # -- locks -----------------------------------------------------------------------------
@@ -1039,7 +1108,17 @@ class Repository:
         Raises :class:`SnapshotNotFoundError` / :class:`AmbiguousSnapshotIdError` for a bad
         reference and :class:`InvalidArgumentError` for ``"latest"`` or no id; nothing is
         removed then."""
-        refs = [ids] if isinstance(ids, (str, Snapshot)) else list(ids)
+        if isinstance(ids, (str, Snapshot)):
+            refs: list[Any] = [ids]
+        elif isinstance(ids, Iterable):
+            refs = list(ids)
+        else:
+            raise InvalidArgumentError(f"forget takes snapshot ids, got {ids!r}")
+        for r in refs:
+            if not isinstance(r, (str, Snapshot)):
+                raise InvalidArgumentError(
+                    f"forget takes snapshot ids (strings) or Snapshot objects, got {r!r}"
+                )
         throttle = Throttle(self._events, "prune:progress", "forget")
 
         def progress(done: int, total: int, message: str) -> None:

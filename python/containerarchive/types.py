@@ -355,10 +355,13 @@ class PruneResult(Fields):
     removed: list[str]
     removed_snapshots: int
     removed_packs: int
+    #: Packs whose live blobs were copied into new packs (garbage, or merged small packs).
     rewritten_packs: int
     new_packs: int
     freed_bytes: int
     dry_run: bool
+    #: Of the rewritten packs, small ones merged into full-size packs (many small ingests).
+    merged_packs: int = 0
     #: Per group, what the policy kept (and why) and removed; empty for forget.
     groups: list[PruneGroup] = field(default_factory=list, hash=False)
 
@@ -402,6 +405,7 @@ class PruneResult(Fields):
             new_packs=d["new_packs"],
             freed_bytes=d["freed_bytes"],
             dry_run=d["dry_run"],
+            merged_packs=d.get("merged_packs", 0),
             groups=[
                 PruneGroup(
                     key=g["key"],

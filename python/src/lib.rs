@@ -124,11 +124,19 @@ fn dup_fd(fd: i32) -> PyResult<File> {
     Ok(File::from(owned))
 }
 
+/// A `StorageError` naming `path`, with the OS error number as `errno` (so that a caller can
+/// tell, say, a reader that closed the pipe — EPIPE — from a failing disk).
 fn io_err(path: &Path, e: std::io::Error) -> PyErr {
-    py_err(Error::Storage(StorageError::Backend {
+    let err = py_err(Error::Storage(StorageError::Backend {
         key: path.display().to_string(),
         message: e.to_string(),
-    }))
+    }));
+    if let Some(code) = e.raw_os_error() {
+        Python::attach(|py| {
+            let _ = err.value(py).setattr("errno", code);
+        });
+    }
+    err
 }
 
 fn snapshot_json(s: &Snapshot) -> String {

@@ -1,0 +1,154 @@
+"""Messages that point at the truth, and a prune that stops changing things: restore-plan and
+restore errors on a damaged repository, readers that close the pipe early, `-o dir/`, CLI
+wording, small packs merged and the fixed point."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import containerarchive as ca
+from conftest import FAST_KDF, PASSPHRASE
+
+CLI = [sys.executable, "-m", "containerarchive"]
+
+
+def env_for(repo_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONTAINERARCHIVE_PASSWORD": PASSPHRASE,
+        "CONTAINERARCHIVE_REPOSITORY": str(repo_path),
+    }
+
+
+def cli(repo_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=env_for(repo_path), timeout=120
+    )
+
+
+def state(path: Path) -> dict[str, str]:
+    return {
+        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in path.rglob("*")
+        if f.is_file() and "locks" not in f.parts
+    }
+
+
+def pack_files(path: Path) -> list[Path]:
+    return sorted((path / "packs" / "data").rglob("*.pack"))
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> tuple[Path, ca.Snapshot]:
+    """A repository whose only snapshot lost its one data pack."""
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        snap = repo.ingest(os.urandom(300_000), name="db.sql")
+    (victim,) = pack_files(path)
+    victim.unlink()
+    return path, snap
+
+
+def test_restore_plan_marks_missing_files_and_fails(damaged):
+    path, snap = damaged
+    p = cli(path, "restore-plan", "latest")
+    assert p.returncode == 1, p.stderr
+    missing = [line for line in p.stdout.splitlines() if "MISSING" in line]
+    assert len(missing) == 1 and missing[0].startswith("packs/data/")
+    assert "INCOMPLETE" in p.stdout and "repair" in p.stdout
+    p = cli(path, "restore-plan", "latest", "--json")
+    assert p.returncode == 1 and '"complete": false' in p.stdout
+
+
+def test_a_restore_error_names_snapshot_item_and_the_fix(damaged, tmp_path):
+    path, snap = damaged
+    p = cli(path, "restore", "latest", "-o", str(tmp_path / "out.sql"))
+    assert p.returncode == 1
+    err = p.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert snap.id in err and "'db.sql'" in err and "repair" in err
+    with ca.Repository.open(path, PASSPHRASE) as repo:
+        with pytest.raises(ca.ContainerArchiveError) as e:
+            repo.restore(snap.id).read()
+        assert e.value.snapshot == snap.id and e.value.item == "db.sql"
+        assert "rebuilds one lost" in str(e.value)
+    p = cli(path, "verify", "--level", "quick")
+    assert p.returncode == 1
+    assert f"snapshot {snap.id}" in p.stderr
+
+
+def test_a_reader_closing_the_pipe_early_ends_quietly_with_141(tmp_path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        one = repo.ingest(os.urandom(4 << 20), name="a")
+        two = repo.ingest_multi([{"source": os.urandom(2 << 20), "name": n} for n in "bc"])
+        for i in range(300):
+            repo.ingest(f"{i}".encode(), name="n", time=f"2026-01-01T00:00:{i % 60:02}Z")
+    cmd = " ".join(CLI)
+    for pipeline in (
+        f"{cmd} restore {one.id} | head -c 100 > /dev/null",  # one item: straight to the fd
+        f"{cmd} restore {two.id} --item b | head -c 100 > /dev/null",
+        f"{cmd} restore {two.id} | head -c 100 > /dev/null",  # several items: a tar stream
+        f"{cmd} snapshots | head -1 > /dev/null",
+        f"{cmd} snapshots --json | head -c 10 > /dev/null",
+    ):
+        p = subprocess.run(
+            ["bash", "-c", f"{pipeline}; exit ${{PIPESTATUS[0]}}"],
+            capture_output=True,
+            text=True,
+            env=env_for(path),
+            timeout=120,
+        )
+        assert p.returncode == 141, (pipeline, p.returncode, p.stderr)
+        assert p.stderr == "", (pipeline, p.stderr)
+
+
+def test_an_output_path_with_a_trailing_slash_is_a_directory(tmp_path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        snap = repo.ingest(b"dump", name="db.sql")
+        got = repo.restore_to(snap.id, f"{tmp_path}/api/")
+        assert got == tmp_path / "api" / "db.sql" and got.read_bytes() == b"dump"
+    p = cli(path, "restore", "latest", "-o", f"{tmp_path}/newdir/")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "newdir").is_dir()
+    assert (tmp_path / "newdir" / "db.sql").read_bytes() == b"dump"
+    p = cli(path, "restore", "latest", "-o", str(tmp_path / "plainfile"))
+    assert p.returncode == 0 and (tmp_path / "plainfile").read_bytes() == b"dump"
+
+
+def test_cli_messages_name_cli_commands(tmp_path):
+    path = tmp_path / "repo"
+    ca.Repository.init(path, PASSPHRASE, **FAST_KDF).close()
+    with ca.Repository.open(path, PASSPHRASE) as repo:
+        repo.add_key("second passphrase")
+        current = next(k.id for k in repo.list_keys() if k.current)
+    p = cli(path, "key", "remove", current[:12])
+    assert p.returncode == 2
+    assert "key passwd" in p.stderr and "change_passphrase" not in p.stderr
+
+
+def test_prune_merges_small_packs_and_then_changes_nothing(tmp_path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        snaps = [repo.ingest(f"setting = {i}\n".encode() * 20, name="app.conf") for i in range(30)]
+        assert len(pack_files(path)) == 30
+        first = repo.prune(keep_last=100)
+        assert first.merged_packs == 30 and first.removed == []
+        assert len(pack_files(path)) == 1
+        for i, s in enumerate(snaps):
+            assert repo.restore(s).read() == f"setting = {i}\n".encode() * 20
+        assert repo.verify("full").ok
+        for _ in range(2):
+            before = state(path)
+            again = repo.prune(keep_last=100)
+            assert (again.rewritten_packs, again.new_packs, again.removed_packs) == (0, 0, 0)
+            assert state(path) == before
+    p = cli(path, "prune", "--keep-last", "100")
+    assert p.returncode == 0 and "removed 0 snapshots and 0 packs" in p.stdout
