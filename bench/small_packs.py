@@ -102,8 +102,8 @@ def main() -> None:
             "",
             "The first prune merges every small pack (under a quarter of the 8 MiB target) "
             "into full-size packs, rewrites their parity groups and consolidates the index "
-            "files (one per ingest before); the second and third read no pack and write "
-            "nothing: the fixed point.",
+            "files (one per ingest before); the second and third copy no pack (they read only "
+            "the chunk lists) and write nothing: the fixed point.",
         ]
         args.out.write_text("\n".join(lines) + "\n")
         print("\n".join(lines))

@@ -95,7 +95,8 @@ def test_a_reader_closing_the_pipe_early_ends_quietly_with_141(tmp_path):
         f"{cmd} restore {one.id} | head -c 100 > /dev/null",  # one item: straight to the fd
         f"{cmd} restore {two.id} --item b | head -c 100 > /dev/null",
         f"{cmd} restore {two.id} | head -c 100 > /dev/null",  # several items: a tar stream
-        f"{cmd} snapshots | head -1 > /dev/null",
+        f"{cmd} snapshots | true",  # the reader is gone before anything is written
+        f"{cmd} show {two.id} | true",
         f"{cmd} snapshots --json | head -c 10 > /dev/null",
     ):
         p = subprocess.run(
@@ -152,3 +153,70 @@ def test_prune_merges_small_packs_and_then_changes_nothing(tmp_path):
             assert state(path) == before
     p = cli(path, "prune", "--keep-last", "100")
     assert p.returncode == 0 and "removed 0 snapshots and 0 packs" in p.stdout
+
+
+def test_a_truncated_pack_is_damaged_in_the_plan_and_named_by_verify(tmp_path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        snap = repo.ingest(os.urandom(300_000), name="db.sql")
+    (victim,) = pack_files(path)
+    size = victim.stat().st_size
+    with open(victim, "r+b") as f:
+        f.truncate(size // 2)
+    p = cli(path, "restore-plan", "latest")
+    assert p.returncode == 1
+    damaged = [line for line in p.stdout.splitlines() if "DAMAGED" in line]
+    assert len(damaged) == 1 and "1 file is missing or damaged" in p.stdout
+    with ca.Repository.open(path, PASSPHRASE) as repo:
+        plan = repo.restore_plan(snap.id)
+        assert not plan.complete and plan.missing == [] and len(plan.damaged) == 1
+        assert next(f for f in plan.files if f.damaged).size == size
+        result = repo.verify("standard")
+    assert not result.ok
+    assert all(e.snapshot == snap.id for e in result.errors if e.pack), result.errors
+    p = cli(path, "verify")
+    assert p.returncode == 1 and f"snapshot {snap.id}" in p.stderr
+
+
+def test_errors_name_the_cli_flag_and_survive_a_closed_pipe(tmp_path):
+    path = tmp_path / "repo"
+    ca.Repository.init(path, PASSPHRASE, **FAST_KDF).close()
+    p = cli(path, "ingest", "--time", "yesterday-ish", "-", "--allow-empty")
+    assert p.returncode == 2 and "--time" in p.stderr
+    p = cli(path, "snapshots", "--after", "x")
+    assert p.returncode == 2 and "--after" in p.stderr
+    p = subprocess.run(
+        [*CLI, "snapshots"],
+        capture_output=True,
+        text=True,
+        env={**env_for(path), "CONTAINERARCHIVE_LOCK_STALE_AFTER": "0"},
+    )
+    assert p.returncode == 2 and "CONTAINERARCHIVE_LOCK_STALE_AFTER" in p.stderr
+    for args in (["--json", "show", "nonexist"], ["--json", "nosuchcommand"]):
+        p = subprocess.run(
+            ["bash", "-c", f"{' '.join(CLI)} {' '.join(args)} | true; exit ${{PIPESTATUS[0]}}"],
+            capture_output=True,
+            text=True,
+            env=env_for(path),
+        )
+        assert p.returncode in (2, 3) and "Traceback" not in p.stderr, (args, p.stderr)
+
+
+def test_a_trailing_slash_on_an_existing_file_and_clashing_item_names(tmp_path):
+    path = tmp_path / "repo"
+    with ca.Repository.init(path, PASSPHRASE, **FAST_KDF) as repo:
+        repo.ingest(b"dump", name="db.sql")
+        with pytest.raises(ca.InvalidArgumentError, match="clash"):
+            repo.ingest_multi([{"source": b"1", "name": "x"}, {"source": b"2", "name": "x/y"}])
+    (tmp_path / "existing").write_text("keep me")
+    p = cli(path, "restore", "latest", "-o", f"{tmp_path}/existing/")
+    assert p.returncode == 2 and "is a file" in p.stderr
+    assert (tmp_path / "existing").read_text() == "keep me"
+
+
+def test_the_prune_text_says_when_the_repository_grew():
+    from containerarchive.cli import _collect_text
+
+    r = ca.PruneResult([], [], 0, 12, 12, 1, -5000, False, merged_packs=12)
+    text = _collect_text(r, {})
+    assert "grew by 4.9 KiB" in text and "12 small ones merged" in text

@@ -143,8 +143,7 @@ pub fn check_new_passphrase(passphrase: &[u8]) -> Result<()> {
     if passphrase.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::InvalidArgument(
             "the new passphrase is empty (or only blanks): anyone could open the repository \
-             with it; choose a passphrase (an unencrypted repository is made with \
-             --no-encryption / passphrase=None)"
+             with it; choose a passphrase, or make the repository unencrypted on purpose"
                 .into(),
         ));
     }

@@ -28,6 +28,9 @@ pub struct PlanFile {
     pub size: Option<u64>,
     /// Whether the file is in this copy of the repository.
     pub present: bool,
+    /// Whether it is present but not the size the index gives (truncated or replaced): a
+    /// restore would fail on it as on a missing one. `size` is then the expected size.
+    pub damaged: bool,
 }
 
 /// The files a restore needs.
@@ -43,6 +46,8 @@ pub struct RestorePlan {
     pub total_bytes: u64,
     /// Paths needed but not present.
     pub missing: Vec<String>,
+    /// Paths present but of the wrong size (see [`PlanFile::damaged`]).
+    pub damaged: Vec<String>,
     /// Whether the plan is final: every chunk list could be read, so no further pack will be
     /// discovered once the missing files are added.
     pub complete: bool,
@@ -122,11 +127,12 @@ impl<S: Storage> Repository<S> {
 
         let mut files = Vec::new();
         let add = |files: &mut Vec<PlanFile>, path: String, known: Option<u64>| {
-            let size = listed.get(&path).copied().or(known);
+            let found = listed.get(&path).copied();
             files.push(PlanFile {
-                present: listed.contains_key(&path),
+                present: found.is_some(),
+                damaged: found.is_some() && known.is_some() && found != known,
+                size: known.or(found),
                 path,
-                size,
             });
         };
         add(&mut files, CONFIG_KEY.to_string(), None);
@@ -147,6 +153,7 @@ impl<S: Storage> Repository<S> {
                 path: INDEX_PREFIX.to_string(),
                 size: None,
                 present: false,
+                damaged: false,
             });
         }
         for k in index_files {
@@ -161,12 +168,19 @@ impl<S: Storage> Repository<S> {
             .filter(|f| !f.present)
             .map(|f| f.path.clone())
             .collect();
+        let damaged: Vec<String> = files
+            .iter()
+            .filter(|f| f.damaged)
+            .map(|f| f.path.clone())
+            .collect();
+        complete &= damaged.is_empty();
         Ok(RestorePlan {
             snapshot: snapshot.id.to_hex(),
             items: items.iter().map(|i| i.name.clone()).collect(),
             files,
             total_bytes,
             missing,
+            damaged,
             complete,
         })
     }

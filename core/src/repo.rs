@@ -1325,6 +1325,24 @@ impl<S: Storage> Ingest<S> {
                 "item name {name:?} appears twice in one snapshot"
             )));
         }
+        // Items are restored into a directory as files at their names: one cannot be both a
+        // file and the directory of another (`x` and `x/y`).
+        let under = |dir: &str, path: &str| {
+            path.len() > dir.len() + 1
+                && path.starts_with(dir)
+                && path.as_bytes()[dir.len()] == b'/'
+        };
+        if let Some(other) = w
+            .items
+            .iter()
+            .find(|i| under(&i.name, name) || under(name, &i.name))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "item names {:?} and {name:?} clash: restored into a directory, one would have to \
+                 be both a file and a directory",
+                other.name
+            )));
+        }
         w.item = Some(ItemState {
             name: name.into(),
             kind: kind.into(),

@@ -96,13 +96,46 @@ struct Checker<'a> {
     on_error: &'a mut dyn FnMut(&Finding),
     on_progress: &'a mut dyn FnMut(f64, u64) -> Result<()>,
     metadata_share: f64,
+    /// The first snapshot (by id) referencing each chunk or chunk list.
+    chunk_user: HashMap<Id, Id>,
+    /// Per pack: the snapshots referencing a blob in it.
+    pack_users: HashMap<Id, PackUsers>,
 }
+
+/// How many snapshots use a pack, and the first few.
+#[derive(Default)]
+struct PackUsers {
+    count: usize,
+    last: Option<Id>,
+    first: Vec<Id>,
+}
+
+/// Snapshots named in a finding about a pack.
+const USERS_NAMED: usize = 5;
 
 impl Checker<'_> {
     fn progress(&mut self, fraction: f64) -> Result<()> {
         (self.on_progress)(fraction, self.report.stats.bytes_read)
     }
 
+    /// Note that snapshot `sid` references blob `blob`, stored in `pack` (if indexed).
+    /// Snapshots are checked one after another, so a pack counts each user once.
+    fn used_by(&mut self, sid: Id, blob: Id, pack: Option<Id>) {
+        self.chunk_user.entry(blob).or_insert(sid);
+        if let Some(pack) = pack {
+            let u = self.pack_users.entry(pack).or_default();
+            if u.last != Some(sid) {
+                u.last = Some(sid);
+                u.count += 1;
+                if u.first.len() < USERS_NAMED {
+                    u.first.push(sid);
+                }
+            }
+        }
+    }
+
+    /// Report a finding. One about damaged data that names no snapshot names the snapshots
+    /// that need it: the chunk's first user, or those of the pack (up to five, and how many).
     fn find(
         &mut self,
         kind: &str,
@@ -111,12 +144,28 @@ impl Checker<'_> {
         snapshot: Option<&Id>,
         message: impl Into<String>,
     ) {
+        let mut message = message.into();
+        let mut snapshot = snapshot.copied();
+        if snapshot.is_none() {
+            if let Some(user) = chunk.and_then(|c| self.chunk_user.get(c)) {
+                snapshot = Some(*user);
+            } else if let Some(u) = pack.and_then(|p| self.pack_users.get(p)) {
+                snapshot = u.first.first().copied();
+                let names: Vec<String> = u.first.iter().map(Id::to_hex).collect();
+                let more = if u.count > u.first.len() { ", …" } else { "" };
+                message = format!(
+                    "{message}; needed by {} snapshot(s): {}{more}",
+                    u.count,
+                    names.join(", ")
+                );
+            }
+        }
         let f = Finding {
             kind: kind.into(),
             pack: pack.map(Id::to_hex),
             chunk: chunk.map(Id::to_hex),
-            snapshot: snapshot.map(Id::to_hex),
-            message: message.into(),
+            snapshot: snapshot.as_ref().map(Id::to_hex),
+            message,
         };
         (self.on_error)(&f);
         self.report.errors.push(f);
@@ -226,6 +275,8 @@ impl<S: Storage> Repository<S> {
             } else {
                 0.1
             },
+            chunk_user: HashMap::new(),
+            pack_users: HashMap::new(),
         };
         let mut bad_index = Vec::new();
         let (view, read) =
@@ -240,24 +291,14 @@ impl<S: Storage> Repository<S> {
             .filter(|p| !view.packs.contains_key(p))
             .count() as u64;
 
-        // Every indexed pack present with its size. A missing pack is reported once the
-        // snapshots are read, naming those that need it.
-        let mut missing: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
-        for (id, (size, _)) in &view.packs {
-            match present.get(id) {
-                None => {
-                    missing.insert(*id, BTreeSet::new());
-                }
-                Some(s) if s != size => c.find(
-                    "pack_size",
-                    Some(id),
-                    None,
-                    None,
-                    format!("pack {id} is {s} bytes, the index says {size}"),
-                ),
-                Some(_) => {}
-            }
-        }
+        // Every indexed pack present with its size (reported once the snapshots are read,
+        // naming those that need the pack).
+        let missing: BTreeSet<Id> = view
+            .packs
+            .keys()
+            .filter(|id| !present.contains_key(id))
+            .copied()
+            .collect();
 
         // Snapshots, their chunk lists, and every chunk they reference.
         let mut referenced = HashSet::new();
@@ -304,9 +345,9 @@ impl<S: Storage> Repository<S> {
                         lists_read = false;
                         continue;
                     };
-                    if let Some(users) = missing.get_mut(&loc.pack) {
+                    c.used_by(sid, *list_id, Some(loc.pack));
+                    if missing.contains(&loc.pack) {
                         // Reported as pack_missing: one finding per damaged object.
-                        users.insert(sid);
                         lists_read = false;
                         continue;
                     }
@@ -349,11 +390,7 @@ impl<S: Storage> Repository<S> {
                     for chunk in raw.chunks_exact(ID_LEN) {
                         let id = Id::from_slice(chunk).expect("32 bytes");
                         count += 1;
-                        if let Some(users) =
-                            view.blobs.get(&id).and_then(|l| missing.get_mut(&l.pack))
-                        {
-                            users.insert(sid);
-                        }
+                        c.used_by(sid, id, view.blobs.get(&id).map(|l| l.pack));
                         if referenced.insert(id) && !view.blobs.contains_key(&id) {
                             c.find(
                                 "chunk_missing",
@@ -380,28 +417,25 @@ impl<S: Storage> Repository<S> {
             }
         }
         c.report.stats.chunks_checked = referenced.len() as u64;
-        for (id, users) in &missing {
-            let first = users.iter().next();
-            let needed = match users.len() {
-                0 => "no snapshot needs it".to_string(),
-                n => format!(
-                    "needed by {n} snapshot(s): {}",
-                    users
-                        .iter()
-                        .take(5)
-                        .map(Id::to_hex)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        + if n > 5 { ", …" } else { "" }
-                ),
-            };
+        for id in &missing {
             c.find(
                 "pack_missing",
                 Some(id),
                 None,
-                first,
-                format!("pack {id} is indexed but missing; {needed}"),
+                None,
+                format!("pack {id} is indexed but missing"),
             );
+        }
+        for (id, (size, _)) in &view.packs {
+            if let Some(s) = present.get(id).filter(|s| *s != size) {
+                c.find(
+                    "pack_size",
+                    Some(id),
+                    None,
+                    None,
+                    format!("pack {id} is {s} bytes, the index says {size}"),
+                );
+            }
         }
 
         // Parity groups.

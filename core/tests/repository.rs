@@ -779,3 +779,20 @@ fn a_blob_read_under_another_chunk_id_is_refused_with_or_without_encryption() {
         }
     }
 }
+
+#[test]
+fn item_names_that_would_clash_in_a_directory_are_refused() {
+    let repo = memory_repo(None, &fast_kdf(), 77);
+    for (a, b) in [("x", "x/y"), ("x/y", "x"), ("a/b", "a/b/c/d")] {
+        let e =
+            ingest_items(&repo, &[(a, b"1"), (b, b"2")], "2026-03-01T00:00:00Z", &[]).unwrap_err();
+        assert!(e.to_string().contains("clash"), "{a} {b}: {e}");
+    }
+    ingest_items(
+        &repo,
+        &[("x", b"1"), ("xy/z", b"2"), ("x.d/y", b"3")],
+        "2026-03-01T00:00:00Z",
+        &[],
+    )
+    .unwrap();
+}

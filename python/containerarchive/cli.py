@@ -26,8 +26,8 @@ from typing import Any, NoReturn
 from . import errors
 from ._format import human_size
 from .events import Progress, ProgressEvent, Subscription
-from .repository import Repository, defer_signal, parse_duration
-from .types import PruneResult, Snapshot
+from .repository import Repository, _iso, defer_signal, parse_duration
+from .types import PlanFile, PruneResult, Snapshot
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -67,8 +67,7 @@ class _Parser(argparse.ArgumentParser):
         text = f"{message} (see {self.prog} --help)"
         if "--json" in sys.argv[1:]:
             doc = {"error": {"type": "UsageError", "message": text, "exit_code": EXIT_USAGE}}
-            json.dump(doc, sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            _write_json_error(doc)
         print(f"{self.prog}: {text}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
@@ -313,8 +312,19 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
     return items
 
 
+def _time_flag(value: str | None, flag: str) -> str | None:
+    """A time given on the command line, checked here so that an error names the flag."""
+    if value is None:
+        return None
+    try:
+        return _iso(value, flag)
+    except errors.InvalidArgumentError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     items = _ingest_items(args)
+    args.time = _time_flag(args.time, "--time")
     with _open(args) as repo, _Bars(args, repo, "ingest:progress"):
         snap = repo.ingest_multi(
             items,
@@ -390,19 +400,32 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
         "files": [vars(f) for f in plan.files],
         "total_bytes": plan.total_bytes,
         "missing": plan.missing,
+        "damaged": plan.damaged,
         "complete": plan.complete,
     }
+
+    def mark(f: PlanFile) -> str:
+        if not f.present:
+            return "  MISSING (not in the repository)"
+        if f.damaged:
+            return "  DAMAGED (not the size the index gives: truncated or replaced)"
+        return ""
+
     lines = [
-        f"{f.path}  {human_size(f.size) if f.size is not None else '?'}"
-        + ("" if f.present else "  MISSING (not in the repository)")
+        f"{f.path}  {human_size(f.size) if f.size is not None else '?'}{mark(f)}"
         for f in plan.files
     ]
     lines.append(f"{len(plan.files)} files, {human_size(plan.total_bytes)}")
     if not plan.complete:
+        bad = len(plan.missing) + len(plan.damaged)
+        what = (
+            f"{bad} {'file is' if bad == 1 else 'files are'} missing or damaged"
+            if bad
+            else "a chunk list could not be read"
+        )
         lines.append(
-            f"the plan is INCOMPLETE: {len(plan.missing)} of these files are missing, so this "
-            "restore would fail; `containerarchive repair` rebuilds one lost pack per parity "
-            "group"
+            f"the plan is INCOMPLETE: {what}, so this restore would fail; "
+            "`containerarchive repair` rebuilds one lost or damaged pack per parity group"
         )
     _emit(args, doc, "\n".join(lines))
     return 0 if plan.complete else EXIT_ERROR
@@ -411,7 +434,10 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
 def cmd_snapshots(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         snaps = repo.list_snapshots(
-            tags=_parse_tags(args.tag), after=args.after, before=args.before, host=args.host
+            tags=_parse_tags(args.tag),
+            after=_time_flag(args.after, "--after"),
+            before=_time_flag(args.before, "--before"),
+            host=args.host,
         )
     width = max([4, *(len(s.host or "-") for s in snaps)])
     rows = [
@@ -538,17 +564,20 @@ def _collect_text(r: PruneResult, snaps: dict[str, Snapshot]) -> str:
         lines += [row(sid) for sid in r.removed]
     merged = f", {r.merged_packs} small ones merged" if r.merged_packs else ""
     packs = f"{r.removed_packs} packs ({r.rewritten_packs} rewritten into {r.new_packs}{merged})"
-    freed = human_size(max(r.freed_bytes, 0))
+    if r.freed_bytes >= 0:
+        freed = f"{'freeing' if r.dry_run else 'freed'} {human_size(r.freed_bytes)}"
+    else:  # merged packs' parity can outweigh what was deleted
+        grew = human_size(-r.freed_bytes)
+        freed = f"the repository {'would grow' if r.dry_run else 'grew'} by {grew}"
     kept = f"keep {len(r.kept)} snapshots, " if r.groups else ""
     if r.dry_run:
         lines.append(
-            f"dry run: would {kept}remove {r.removed_snapshots} snapshots and {packs}, "
-            f"freeing {freed}"
+            f"dry run: would {kept}remove {r.removed_snapshots} snapshots and {packs}, {freed}"
         )
     else:
         lines.append(
             f"{'kept ' + str(len(r.kept)) + ' snapshots, ' if r.groups else ''}removed "
-            f"{r.removed_snapshots} snapshots and {packs}, freed {freed}"
+            f"{r.removed_snapshots} snapshots and {packs}, {freed}"
         )
     return "\n".join(lines)
 
@@ -1044,11 +1073,19 @@ def _fail(args: argparse.Namespace, error: BaseException, message: str, code: in
         ):
             if hasattr(error, attr):
                 doc["error"][attr] = getattr(error, attr)
+        _write_json_error(doc)
+    print(f"containerarchive {args.command}: {message}", file=sys.stderr)
+    return code
+
+
+def _write_json_error(doc: dict[str, Any]) -> None:
+    """The --json error document on stdout; if its reader is gone, only the stderr line."""
+    try:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
         sys.stdout.flush()
-    print(f"containerarchive {args.command}: {message}", file=sys.stderr)
-    return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -131,7 +131,7 @@ def _stale_after_ms(value: timedelta | float | int | str | None) -> int | None:
     if seconds is None:
         return None
     if seconds <= 0:
-        raise InvalidArgumentError("lock_stale_after must be longer than 0")
+        raise InvalidArgumentError(f"{what} must be longer than 0")
     return max(1, int(seconds * 1000))
 
 
@@ -256,9 +256,8 @@ def _naming(snapshot_id: str, item: str) -> Iterator[None]:
         ):
             raise  # a local I/O error (disk full, closed pipe), an outage, or already named
         failure = type(e)(
-            f"restoring item {item!r} of snapshot {snapshot_id}: {text}; "
-            "`containerarchive repair` (Repository.repair()) rebuilds one lost or damaged "
-            "pack per parity group — run `containerarchive verify` to see what is damaged"
+            f"restoring item {item!r} of snapshot {snapshot_id}: {text}; repair rebuilds one "
+            "lost or damaged pack per parity group (verify shows what is damaged)"
         )
         for k, v in vars(e).items():
             setattr(failure, k, v)
@@ -888,6 +887,10 @@ class Repository:
         raw = os.fspath(path)
         as_dir = isinstance(raw, str) and raw.endswith(("/", os.sep))
         target = Path(raw)
+        if as_dir and target.exists() and not target.is_dir():
+            raise InvalidArgumentError(
+                f"{raw} names a directory (trailing /) but {target} is a file"
+            )
         if item is not None or len(snap.items) == 1:
             it = snap.item(item) if item is not None else snap.items[0]
             if as_dir:

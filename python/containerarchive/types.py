@@ -424,6 +424,9 @@ class PlanFile(Fields):
     path: str
     size: int | None
     present: bool
+    #: Present but not the size the index gives (truncated or replaced); ``size`` is then the
+    #: expected size.
+    damaged: bool = False
 
 
 @dataclass(frozen=True)
@@ -435,7 +438,10 @@ class RestorePlan(Fields):
     files: list[PlanFile]
     total_bytes: int
     missing: list[str]
+    #: Whether the plan is final and every file in it is present and whole.
     complete: bool
+    #: Files present but of the wrong size (truncated or replaced).
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def packs(self) -> list[str]:
@@ -452,6 +458,7 @@ class RestorePlan(Fields):
             total_bytes=d["total_bytes"],
             missing=d["missing"],
             complete=d["complete"],
+            damaged=d.get("damaged", []),
         )
 
 

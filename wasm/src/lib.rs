@@ -224,6 +224,7 @@ struct JsPlan<'a> {
     files: &'a [containerarchive_core::plan::PlanFile],
     total_bytes: u64,
     missing: &'a [String],
+    damaged: &'a [String],
     complete: bool,
 }
 
@@ -333,7 +334,8 @@ impl Engine {
     }
 
     /// The files restoring `item` (or the whole snapshot) needs, as JSON
-    /// `{snapshot, items, files: [{path, size, present}], totalBytes, missing, complete}`.
+    /// `{snapshot, items, files: [{path, size, present, damaged}], totalBytes, missing,
+    /// damaged, complete}`.
     #[wasm_bindgen(js_name = requiredFiles)]
     pub fn required_files(&self, snapshot: &str, item: Option<String>) -> Result<String, JsValue> {
         let snap = self.repo.get_snapshot(snapshot).map_err(js_error)?;
@@ -347,6 +349,7 @@ impl Engine {
             files: &p.files,
             total_bytes: p.total_bytes,
             missing: &p.missing,
+            damaged: &p.damaged,
             complete: p.complete,
         }))
     }
