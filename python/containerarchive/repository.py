@@ -1080,11 +1080,7 @@ class Repository:
         keep_tags = _keep_tags(keep_tag)
         groups = _group_by(group_by)
         filter_tags = _tags(tags)
-        throttle = Throttle(self._events, "prune:progress", "prune")
-
-        def progress(done: int, total: int, message: str) -> None:
-            throttle.report(done, total or None, message, final=message == "done")
-
+        progress = self._collect_progress("prune")
         text = self._locking(
             lambda: self._n.prune(
                 os.getpid(),
@@ -1096,10 +1092,21 @@ class Repository:
                 groups,
                 _now(),
                 host=_host(host),
-                progress=progress if throttle.active else None,
+                progress=progress,
             )
         )
         return PruneResult._from_json(text)
+
+    def _collect_progress(self, operation: str) -> Callable[[int, int, str], None] | None:
+        """The native progress callback of prune or forget (None when nobody listens)."""
+        throttle = Throttle(self._events, "prune:progress", operation)
+        if not throttle.active:
+            return None
+
+        def progress(done: int, total: int, message: str) -> None:
+            throttle.report(done, total or None, message, final=message == "done")
+
+        return progress
 
     def forget(
         self, ids: SnapshotRef | Iterable[SnapshotRef], dry_run: bool = False
@@ -1122,17 +1129,13 @@ class Repository:
                 raise InvalidArgumentError(
                     f"forget takes snapshot ids (strings) or Snapshot objects, got {r!r}"
                 )
-        throttle = Throttle(self._events, "prune:progress", "forget")
-
-        def progress(done: int, total: int, message: str) -> None:
-            throttle.report(done, total or None, message, final=message == "done")
-
+        progress = self._collect_progress("forget")
         text = self._locking(
             lambda: self._n.forget(
                 os.getpid(),
                 [_ref(r) for r in refs],
                 bool(dry_run),
-                progress=progress if throttle.active else None,
+                progress=progress,
             )
         )
         return PruneResult._from_json(text)
