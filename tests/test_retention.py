@@ -314,17 +314,17 @@ def test_bad_values_are_one_line_errors_never_tracebacks(repo, repo_path, tmp_pa
     for ids in (None, [5], 5):
         with pytest.raises(ca.InvalidArgumentError):
             repo.forget(ids)
-    for args in (
-        ["prune", "--keep-daily", "9223372036854775808"],
-        ["prune", "--keep-last", "abc"],
-        ["forget"],
-        ["ingest", str(tmp_path)],
+    for args, code in (
+        (["prune", "--keep-daily", "9223372036854775808"], 2),
+        (["prune", "--keep-last", "abc"], 2),
+        (["forget"], 2),
+        (["ingest", str(tmp_path)], 6),
     ):
         p = run(repo_path, *args, "--json")
         err = p.stderr.decode()
-        assert p.returncode == 2, (args, err)
+        assert p.returncode == code, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
-        assert json.loads(p.stdout)["error"]["exit_code"] == 2
+        assert json.loads(p.stdout)["error"]["exit_code"] == code
     p = subprocess.run(
         ["bash", "-c", f"{' '.join(CLI)} ingest - -r {repo_path} <&-"],
         capture_output=True,

@@ -65,7 +65,10 @@ def test_restore_to_writes_a_file_and_replaces_it_whole(repo, tmp_path: Path):
     snap = repo.ingest(data, name="db.sql")
     target = tmp_path / "restored.sql"
     target.write_bytes(b"old content")
-    assert repo.restore_to(snap.id, target) == target
+    with pytest.raises(ca.UnusableFileError, match="exists"):
+        repo.restore_to(snap.id, target)
+    assert target.read_bytes() == b"old content"
+    assert repo.restore_to(snap.id, target, overwrite=True) == target
     assert target.read_bytes() == data
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
@@ -88,10 +91,14 @@ def test_a_multi_item_snapshot_restores_each_item_separately(repo, tmp_path: Pat
     assert repo.restore(snap.id, item="config.tar").read() == conf
     repo.restore_to(snap.id, tmp_path / "one.tar", item="config.tar")
     assert (tmp_path / "one.tar").read_bytes() == conf
-    # Without an item: a directory with every item, or a tar stream of them.
-    out = repo.restore_to(snap.id, tmp_path / "all")
+    # Without an item: a directory with every item (a path ending in /), or a tar stream of
+    # them (to a file, or as a stream).
+    out = repo.restore_to(snap.id, f"{tmp_path}/all/")
     assert (out / "database.sql").read_bytes() == db
     assert (out / "config.tar").read_bytes() == conf
+    tar_file = repo.restore_to(snap.id, tmp_path / "all.tar")
+    with tarfile.open(tar_file) as tar:
+        assert sorted(tar.getnames()) == ["config.tar", "database.sql"]
     with tarfile.open(fileobj=repo.restore(snap.id), mode="r|") as tar:
         got = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
     assert got == {"database.sql": db, "config.tar": conf}
@@ -127,7 +134,7 @@ def test_closed_repository_refuses_work(repo_path: Path):
 
 def test_ingest_of_a_missing_file_names_it(repo, tmp_path: Path):
     missing = tmp_path / "nope.sql"
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(ca.UnusableFileError) as e:
         repo.ingest(missing)
     assert str(missing) in str(e.value)
     assert repo.list_snapshots() == []

@@ -18,6 +18,9 @@ pub enum Error {
     /// No snapshot has this id (or id prefix).
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
+    /// No key file has this id (or id prefix).
+    #[error("key {0} not found (see `key list`)")]
+    KeyNotFound(String),
     /// The id prefix matches more than one snapshot.
     #[error("snapshot id prefix {prefix} is ambiguous: it matches {}", .matches.join(", "))]
     AmbiguousSnapshotId {

@@ -97,7 +97,7 @@ impl<S: Storage> Repository<S> {
             .collect();
         let key = match matches.as_slice() {
             [one] => (*one).clone(),
-            [] => return Err(Error::InvalidArgument(format!("no key file {id}"))),
+            [] => return Err(Error::KeyNotFound(id.to_string())),
             many => {
                 return Err(Error::InvalidArgument(format!(
                     "key id prefix {id} is ambiguous: {}",

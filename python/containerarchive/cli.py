@@ -16,6 +16,7 @@ import errno
 import getpass
 import json
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 
 from . import errors
 from ._format import human_size
+from ._native import __version__
 from .events import Progress, ProgressEvent, Subscription
 from .repository import Repository, _iso, defer_signal, parse_duration
 from .types import PlanFile, PruneResult, Snapshot
@@ -34,6 +36,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_COMMAND_FAILED = 4
 EXIT_EMPTY_INPUT = 5
+EXIT_FILE = 6
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
@@ -44,6 +47,9 @@ EXIT_BROKEN_PIPE = 141
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.CommandFailedError, EXIT_COMMAND_FAILED),
     (errors.EmptyInputError, EXIT_EMPTY_INPUT),
+    (errors.UnusableFileError, EXIT_FILE),
+    (errors.RepositoryExistsError, EXIT_FILE),
+    (errors.KeyNotFoundError, EXIT_NOT_FOUND),
     (errors.RepositoryNotFoundError, EXIT_NO_REPOSITORY),
     (errors.LockedError, EXIT_LOCKED),
     (errors.ConcurrentModificationError, EXIT_CONCURRENT),
@@ -52,6 +58,45 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.AmbiguousSnapshotIdError, EXIT_NOT_FOUND),
     (errors.ItemNotFoundError, EXIT_NOT_FOUND),
     (errors.InvalidArgumentError, EXIT_USAGE),
+]
+
+
+#: Every exit code and what it means: the one place they are written (``--help`` and the
+#: README's table come from, or are checked against, this list).
+EXIT_TABLE: list[tuple[str, str]] = [
+    ("0", "ok"),
+    (
+        "1",
+        "not ok: verify found damage, repair left packs unrecoverable, a restore plan is "
+        "incomplete; or another error (corruption, storage)",
+    ),
+    ("2", "usage error: an unknown or malformed option, argument or value"),
+    ("3", "snapshot, item or key not found (or an ambiguous id prefix)"),
+    ("4", "a command given with --exec failed: nothing committed"),
+    (
+        "5",
+        "a stream (stdin, pipe, FIFO, --exec output) delivered no data: nothing committed "
+        "(--allow-empty stores it)",
+    ),
+    (
+        "6",
+        "a source or output file cannot be used: missing, a directory where a file is needed "
+        "(or the reverse), unreadable, an output that exists without --overwrite, standard "
+        "output a terminal, init into a non-empty directory; nothing written",
+    ),
+    ("10", "no repository at the location"),
+    ("11", "locked by another process (the message says who holds the lock, and until when)"),
+    (
+        "12",
+        "wrong or missing passphrase, or a password file that is missing, unreadable or not text",
+    ),
+    (
+        "13",
+        "another process changed the repository under the operation: nothing committed or "
+        "deleted, run it again",
+    ),
+    ("129/130/143", "interrupted by SIGHUP/SIGINT/SIGTERM: nothing committed"),
+    ("141", "the reader of the output closed the pipe early (piped into head): quietly"),
 ]
 
 
@@ -82,13 +127,41 @@ def _parse_tags(pairs: Sequence[str] | None) -> dict[str, str]:
     return tags
 
 
+_PASSWORD_FILE_MAX = 4096
+
+
+def _read_password_file(path: str, what: str = "password file") -> str:
+    """The passphrase in ``path`` (its first line's end stripped). Raises PasswordFileError
+    (exit 12) for a file that is missing, unreadable, a directory, too large or not text."""
+
+    def fail(why: str) -> errors.PasswordFileError:
+        e = errors.PasswordFileError(f"{what} {path} {why}")
+        e.path = path
+        return e
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_PASSWORD_FILE_MAX + 1)
+    except FileNotFoundError:
+        raise fail("does not exist") from None
+    except IsADirectoryError:
+        raise fail("is a directory") from None
+    except OSError as e:
+        raise fail(f"cannot be read: {e.strerror}") from None
+    if len(data) > _PASSWORD_FILE_MAX:
+        raise fail(f"is larger than {_PASSWORD_FILE_MAX} bytes: it should hold one passphrase")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail("is not UTF-8 text") from None
+    if "\0" in text:
+        raise fail("is not text (it holds NUL bytes)")
+    return text.rstrip("\r\n")
+
+
 def _passphrase(args: argparse.Namespace, *, creating: bool) -> str | None:
     if getattr(args, "password_file", None):
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read password file {args.password_file}: {e}") from e
-        return text.rstrip("\r\n")
+        return _read_password_file(args.password_file)
     env = os.environ.get("CONTAINERARCHIVE_PASSWORD")
     if env is not None:
         return env
@@ -239,9 +312,10 @@ def _snapshot_text(s: Snapshot) -> str:
         f"{s.reused_chunks} reused)",
         "  items",
     ]
-    lines += [
-        f"    {i.name}  ({i.type}, {human_size(i.size)}, {i.chunk_count} chunks)" for i in s.items
-    ]
+    for i in s.items:
+        lines.append(f"    {i.name}  ({i.type}, {human_size(i.size)}, {i.chunk_count} chunks)")
+        if i.command:
+            lines.append(f"      from  {shlex.join(i.command)}  (exit status {i.exit_status})")
     return "\n".join(lines)
 
 
@@ -295,8 +369,6 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
             items.append({"source": sys.stdin.buffer, "name": given or "stdin"})
         else:
             items.append({"source": src, "name": given or Path(src).name})
-    import shlex
-
     for j, command in enumerate(commands):
         i = len(sources) + j
         try:
@@ -360,6 +432,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if to_stdout and getattr(args, "json", False):
         raise UsageError("--json needs -o FILE: standard output carries the restored data")
+    if args.output is None and sys.stdout.isatty():
+        e = errors.UnusableFileError(
+            "standard output is a terminal: give -o FILE (or DIR/), pipe it, or -o - to "
+            "write the data to the terminal anyway"
+        )
+        e.path = "-"
+        raise e
     with _open(args) as repo, _Bars(args, repo, "restore:progress"):
         snap = _resolve(repo, args.snapshot, args)
         if to_stdout:
@@ -376,7 +455,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     out.write(block)
                 out.flush()
             return 0
-        target = repo.restore_to(snap.id, args.output, args.item)
+        target = repo.restore_to(snap.id, args.output, args.item, overwrite=args.overwrite)
     items = [args.item] if args.item else [i.name for i in snap.items]
     size = sum(snap.item(name).size for name in items)
     if getattr(args, "json", False):
@@ -537,7 +616,8 @@ def _collect_text(r: PruneResult, snaps: dict[str, Snapshot]) -> str:
     def row(sid: str, why: str = "") -> str:
         s = snaps.get(sid)
         when = s.created_at.isoformat(timespec="seconds") if s else ""
-        return f"    {sid[:8]}  {when:25}  {why}".rstrip()
+        items = ",".join(i.name for i in s.items) if s else ""
+        return f"    {sid[:8]}  {when:25}  {items:20}  {why}".rstrip()
 
     verb = "would remove" if r.dry_run else "remove"
     lines: list[str] = []
@@ -601,6 +681,13 @@ _MAX_COUNT = 2**31 - 1
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    rules = [k for k, v in vars(args).items() if k.startswith("keep_") and v not in (None, 0, [])]
+    if not rules:
+        raise UsageError(
+            "no retention rule given: prune would remove every snapshot; give --keep-last, "
+            "--keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-yearly, "
+            "--keep-within[-hourly|-daily|-weekly|-monthly|-yearly] or --keep-tag"
+        )
     with _open(args) as repo, _Bars(args, repo, "prune:progress"):
         snaps = {} if getattr(args, "json", False) else _by_id(repo)
         r = repo.prune(
@@ -668,10 +755,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 def _new_passphrase(args: argparse.Namespace) -> str:
     if args.new_password_file:
-        try:
-            return Path(args.new_password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read {args.new_password_file}: {e}") from e
+        return _read_password_file(args.new_password_file, "new password file")
     env = os.environ.get("CONTAINERARCHIVE_NEW_PASSWORD")
     if env is not None:
         return env
@@ -717,15 +801,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------
 
-_EXIT_HELP = (
-    "exit codes: 0 ok; 1 not ok (verify/repair found damage) or other error; 2 usage error; "
-    "3 snapshot or item not found; 4 an --exec command failed (nothing committed); "
-    "5 a stream (stdin, pipe, FIFO, --exec output) delivered no data (nothing committed; "
-    "--allow-empty stores it); "
-    "10 no repository; 11 locked; 12 wrong passphrase; 13 changed concurrently by another "
-    "process (nothing committed or deleted: run it again); 130/143/129 interrupted by "
-    "SIGINT/SIGTERM/SIGHUP; 141 the reader of the output closed the pipe early (| head)"
-)
+_EXIT_HELP = "exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_TABLE)
 
 _EXAMPLES = {
     "init": """
@@ -845,10 +921,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         epilog=_EXIT_HELP,
     )
+    parser.add_argument("--version", action="version", version=f"containerarchive {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _add(sub, "init", common, "create a repository")
-    p.add_argument("--compression", choices=["zstd", "gzip", "none"], default="zstd")
+    p.add_argument(
+        "--compression",
+        choices=["zstd", "gzip", "none"],
+        default="zstd",
+        help="how chunks are compressed: zstd (default, level 3), gzip (DEFLATE, level 1) or none",
+    )
     p.add_argument("--no-encryption", action="store_true", help="create an unencrypted repository")
     p.set_defaults(func=cmd_init)
 
@@ -897,8 +979,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--output",
-        help="file to write; a directory (an existing one, or a path ending in /, created) "
-        "gets the item(s) inside under their own names; default stdout",
+        help="file to write (a snapshot of several items as a tar stream); a directory (an "
+        "existing one, or a path ending in /, created) gets the item(s) as files under their "
+        "own names; - or nothing: standard output (refused on a terminal unless -o -)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file (by default that is refused, exit code 6)",
     )
     p.add_argument("--item", help="restore only this item")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="with latest: filter by tag")
@@ -934,7 +1022,13 @@ def build_parser() -> argparse.ArgumentParser:
         "checksums and headers; full: plus every chunk decoded and re-hashed and every parity "
         "shard recomputed. Exit code 1 when anything is wrong.",
     )
-    p.add_argument("--level", choices=["quick", "standard", "full"], default="standard")
+    p.add_argument(
+        "--level",
+        choices=["quick", "standard", "full"],
+        default="standard",
+        help="quick: metadata and presence; standard (default): plus pack checksums; full: "
+        "plus every chunk decoded and every parity shard recomputed",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = _add(sub, "repair", common, "rebuild lost or damaged packs from parity, rebuild the index")
@@ -1055,10 +1149,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Python argument names in library messages, and the CLI flags that mean the same.
+_CLI_WORDS = {
+    "pass overwrite=True": "pass --overwrite",
+    "pass allow_empty=True": "pass --allow-empty",
+    "retry_lock": "--retry-lock",
+}
+
+
 def _fail(args: argparse.Namespace, error: BaseException, message: str, code: int) -> int:
     notes = getattr(error, "__notes__", None)
     if notes:
         message = "; ".join([message, *notes])
+    for python, cli in _CLI_WORDS.items():
+        message = message.replace(python, cli)
     if getattr(args, "json", False):
         doc = {"error": {"type": type(error).__name__, "message": message, "exit_code": code}}
         for attr in (
@@ -1130,6 +1234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except UnicodeError as e:
+        return _fail(
+            args,
+            e,
+            f"a name or value is not valid UTF-8 ({getattr(e, 'reason', e)}): item names, "
+            "tags and hosts must be UTF-8 text (give the item a name with --name)",
+            EXIT_USAGE,
+        )
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         what = {
@@ -1142,3 +1254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = f"it came after snapshot {saved} was saved"
         message = f"interrupted by {signal.Signals(signum).name}: {what}"
         return _fail(args, e, message, 128 + int(signum))
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        return _fail(
+            args,
+            e,
+            f"unexpected error ({type(e).__name__}: {e}); this is a bug, please report it",
+            EXIT_ERROR,
+        )

@@ -40,6 +40,28 @@ class AmbiguousSnapshotIdError(ContainerArchiveError, LookupError):
     matches: list[str]
 
 
+class KeyNotFoundError(ContainerArchiveError, LookupError):
+    """No key file has this id or id prefix (``key``)."""
+
+    key: str
+
+
+class PasswordFileError(WrongPassphraseError):
+    """The password file cannot be used: missing, unreadable, not UTF-8 text, or too large
+    (``path``). A kind of :class:`WrongPassphraseError` (CLI exit code 12)."""
+
+    path: str
+
+
+class UnusableFileError(ContainerArchiveError):
+    """A file given to back up or to restore into cannot be used (``path``): missing, a
+    directory where a file is needed (or the reverse), unreadable, not a regular file or
+    stream, an output that exists (and may not be overwritten), or a terminal. CLI exit
+    code 6; nothing was written to the repository."""
+
+    path: str
+
+
 class ItemNotFoundError(ContainerArchiveError, LookupError):
     """The snapshot has no item of this name (its items are in ``available``)."""
 
@@ -123,9 +145,13 @@ __all__ = [
     "ConcurrentModificationError",
     "ContainerArchiveError",
     "CorruptionError",
+    "EmptyInputError",
     "Interrupted",
     "InvalidArgumentError",
     "ItemNotFoundError",
+    "KeyNotFoundError",
+    "PasswordFileError",
+    "UnusableFileError",
     "LockedError",
     "RepositoryExistsError",
     "RepositoryNotFoundError",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
 import io
 import json
 import os
@@ -31,11 +33,15 @@ from .errors import (
     EmptyInputError,
     InvalidArgumentError,
     LockedError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
     SnapshotNotFoundError,
     StorageError,
+    UnusableFileError,
 )
 from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
+    Item,
     KeyInfo,
     PruneResult,
     ReindexResult,
@@ -266,6 +272,54 @@ def _naming(snapshot_id: str, item: str) -> Iterator[None]:
         raise failure from e
 
 
+@contextmanager
+def _reading(source: Path) -> Iterator[None]:
+    """An error opening or reading the file ``source`` is about that file (CLI exit 6)."""
+    try:
+        yield
+    except StorageError as e:
+        if e.errno is None or getattr(e, "key", str(source)) != str(source):
+            raise
+        raise _unusable(source, f"cannot be read: {os.strerror(e.errno)}") from None
+    except OSError as e:
+        if isinstance(e, ContainerArchiveError) or e.errno is None:
+            raise
+        raise _unusable(source, f"cannot be read: {e.strerror}") from None
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Errors writing the output ``target`` are about that file (CLI exit 6), never
+    "storage errors": the repository is not involved."""
+    try:
+        yield
+    except StorageError as e:
+        if e.errno is None or e.errno == errno.EPIPE:
+            raise
+        raise _unusable(target, f"cannot be written: {os.strerror(e.errno)}") from None
+    except OSError as e:
+        if isinstance(e, ContainerArchiveError) or e.errno is None:
+            raise
+        raise _unusable(target, f"cannot be written: {e.strerror}") from None
+
+
+def _write_atomically(target: Path, blocks: Iterator[bytes]) -> None:
+    """``blocks`` into a temporary file beside ``target`` (0600), renamed into place once
+    complete and on disk; removed on any failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for block in blocks:
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _stream_name(source: object) -> str | None:
     """How to name ``source`` if it is a stream whose producer can fail (standard input, a
     pipe, a FIFO, a file object); None for a path to a regular file or bytes given outright."""
@@ -324,6 +378,32 @@ class _ChunkStream(io.RawIOBase):
         if close is not None:
             close()
         super().close()
+
+
+def _check_init_target(p: Path) -> None:
+    """A new repository goes into a missing or empty directory, never among other files."""
+    if p.is_dir():
+        try:
+            entries = sorted(e.name for e in p.iterdir())
+        except OSError as e:
+            raise _unusable(p, f"cannot be read ({e.strerror})") from None
+        if "config.json" in entries:
+            failure = RepositoryExistsError(f"a repository already exists at {p}")
+            failure.location = str(p)
+            raise failure
+        if entries:
+            shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+            raise _unusable(
+                p, f"is not empty ({shown}): a repository is created in an empty directory"
+            )
+    elif p.exists() or p.is_symlink():
+        raise _unusable(p, "is a file: a repository is a directory")
+
+
+def _unusable(path: StrPath, why: str) -> UnusableFileError:
+    failure = UnusableFileError(f"{os.fspath(path)} {why}")
+    failure.path = os.fspath(path)
+    return failure
 
 
 def _where(location: StrPath) -> Path | str:
@@ -411,8 +491,22 @@ class Repository:
         ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
         ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
         ``retry_lock`` and ``lock_stale_after`` are as for :meth:`open`.
+
+        A local ``path`` must be missing or an empty directory: raises
+        :class:`RepositoryExistsError` where a repository is, and :class:`UnusableFileError`
+        for a file or a directory holding other files. Files are created 0600 and directories
+        0700, whatever the umask.
         """
         p = _where(path)
+        if isinstance(p, Path):
+            try:
+                _check_init_target(p)
+                if p.is_dir():
+                    os.chmod(p, 0o700)  # an empty directory given to hold the repository
+            except OSError as e:
+                if isinstance(e, ContainerArchiveError):
+                    raise
+                raise _unusable(p, f"cannot be used: {e.strerror}") from None
         wait = _seconds(retry_lock, "retry_lock")
         native = _native.NativeRepository.init(
             p,
@@ -449,6 +543,12 @@ class Repository:
         process renews its own locks six times per that period, in the background.
         """
         p = _where(path)
+        if isinstance(p, Path) and p.exists() and not p.is_dir():
+            failure = RepositoryNotFoundError(
+                f"no repository at {p}: it is a file, not a repository directory"
+            )
+            failure.location = str(p)
+            raise failure
         wait = _seconds(retry_lock, "retry_lock")
         native = _native.NativeRepository.open(
             p, _passphrase(passphrase), socket.gethostname(), _stale_after_ms(lock_stale_after)
@@ -594,7 +694,7 @@ class Repository:
                     failure = EmptyInputError(
                         f"item {name!r}: {stream} delivered no data (0 bytes) — its producer "
                         "most likely failed — so nothing was committed; if an empty item is "
-                        "expected, store it with --allow-empty (Python: allow_empty=True)"
+                        "expected, pass allow_empty=True"
                     )
                     failure.item, failure.source = name, stream
                     raise failure
@@ -705,16 +805,26 @@ class Repository:
         """Add ``source`` to the current item; the bytes added."""
         if isinstance(source, (str, os.PathLike)):
             path = Path(os.fspath(source))
-            if not path.is_file() and not path.exists():
-                raise FileNotFoundError(2, "no such file to ingest", str(path))
-            if path.is_dir():
-                raise InvalidArgumentError(
-                    f"{path} is a directory: give a file, or stream it as one item "
-                    f"(tar -C {path} -c . | containerarchive ingest - --name {path.name}.tar)"
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                raise _unusable(path, "does not exist: nothing to back up") from None
+            except OSError as e:
+                raise _unusable(path, f"cannot be read: {e.strerror}") from None
+            if stat.S_ISDIR(mode):
+                raise _unusable(
+                    path,
+                    "is a directory: give a file, or stream it as one item "
+                    f"(tar -C {path} -c . | containerarchive ingest - --name {path.name}.tar)",
                 )
-            if path.is_file():
-                return int(ingest.write_file(path, progress.callback()))
-            with open(path, "rb") as f:  # a FIFO or device: stream it
+            if stat.S_ISSOCK(mode):
+                raise _unusable(path, "is a socket: give a file, a FIFO or - (standard input)")
+            if stat.S_ISREG(mode):
+                with _reading(path):
+                    return int(ingest.write_file(path, progress.callback()))
+            with _reading(path):
+                f = open(path, "rb")  # a FIFO or device: stream it
+            with f:
                 return self._feed(ingest, f, progress)
         if isinstance(source, (bytes, bytearray, memoryview)):
             view = memoryview(source).cast("B")
@@ -877,47 +987,86 @@ class Repository:
         progress.done(f"restored {item}")
         return n
 
-    def restore_to(self, snapshot_id: SnapshotRef, path: StrPath, item: str | None = None) -> Path:
-        """Restore into ``path``: a file for one item; without ``item`` a multi-item
-        snapshot is restored into the directory ``path``, one file per item. A ``path`` that
-        is an existing directory, or a string ending in ``/``, is a directory (created if
-        needed): the item goes inside it under its own name. Returns the file or directory
-        written."""
+    def restore_to(
+        self,
+        snapshot_id: SnapshotRef,
+        path: StrPath,
+        item: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Restore into ``path``, as Unix tools write their output:
+
+        - a path ending in ``/``, or an existing directory, receives the item (``item``) or
+          every item as files under their own names (the directory is created if missing);
+        - otherwise one item (``item``, or the snapshot's only item) is written to the file
+          ``path``, and a multi-item snapshot as a tar stream of all its items;
+        - an existing file is replaced only with ``overwrite=True``;
+        - output goes to a temporary file beside its final name and is renamed into place, so
+          partial output is never left under the final name.
+
+        Returns the file or directory written. Raises :class:`UnusableFileError` (CLI exit 6)
+        for an existing output without ``overwrite``, a missing parent directory, a trailing
+        ``/`` on a file, or an output that cannot be written; nothing is written then.
+        """
         snap = self.get_snapshot(snapshot_id)
         raw = os.fspath(path)
-        as_dir = isinstance(raw, str) and raw.endswith(("/", os.sep))
         target = Path(raw)
-        if as_dir and target.exists() and not target.is_dir():
-            raise InvalidArgumentError(
-                f"{raw} names a directory (trailing /) but {target} is a file"
+        trailing = isinstance(raw, str) and raw.endswith(("/", os.sep))
+        if trailing and target.exists() and not target.is_dir():
+            raise _unusable(raw, "is a file, but the trailing / names a directory")
+        items = [snap.item(item)] if item is not None else list(snap.items)
+        if trailing or target.is_dir():
+            return self._restore_into_dir(snap, items, target, overwrite)
+        parent = target.parent
+        if not parent.is_dir():
+            raise _unusable(raw, f"cannot be written: the directory {parent} does not exist")
+        if (target.exists() or target.is_symlink()) and not overwrite:
+            raise _unusable(
+                raw, "exists: pass overwrite=True to replace it, or choose another name"
             )
-        if item is not None or len(snap.items) == 1:
-            it = snap.item(item) if item is not None else snap.items[0]
-            if as_dir:
-                target.mkdir(parents=True, exist_ok=True)
-            if target.is_dir():
-                target = target / Path(it.name).name
+        if len(items) == 1:
+            it = items[0]
             progress = self._restore_progress(it.size)
-            with _naming(snap.id, it.name):
+            with _writing(target), _naming(snap.id, it.name):
                 self._n.restore_to(
                     snap.id, it.name, target, progress.callback(f"restoring {it.name}")
                 )
             progress.done(f"restored {it.name}")
             return target
-        target.mkdir(parents=True, exist_ok=True)
+        with _writing(target):
+            _write_atomically(target, self._tar_blocks(snap))
+        return target
+
+    def _restore_into_dir(
+        self, snap: Snapshot, items: list[Item], target: Path, overwrite: bool
+    ) -> Path:
+        """Every item in ``items`` as a file under its own name below ``target``."""
+        with _writing(target):
+            target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
-        progress = self._restore_progress(snap.original_size)
-        for it in snap.items:
+        dests = []
+        for it in items:
             dest = (root / it.name).resolve()
             if root not in dest.parents:
                 raise InvalidArgumentError(f"item {it.name!r} would be restored outside {root}")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with _naming(snap.id, it.name):
+            if dest.is_dir():
+                raise _unusable(dest, f"is a directory: item {it.name!r} cannot be written there")
+            if (dest.exists() or dest.is_symlink()) and not overwrite:
+                raise _unusable(
+                    dest,
+                    "exists: pass overwrite=True to replace it, or choose another directory",
+                )
+            dests.append((it, dest))
+        progress = self._restore_progress(sum(it.size for it in items))
+        for it, dest in dests:
+            with _writing(dest):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            with _writing(dest), _naming(snap.id, it.name):
                 self._n.restore_to(
                     snap.id, it.name, dest, progress.callback(f"restoring {it.name}")
                 )
             progress.next_item()
-        progress.done(f"restored {len(snap.items)} items")
+        progress.done(f"restored {len(items)} items")
         return target
 
     def restore_plan(self, snapshot_id: SnapshotRef, item: str | None = None) -> RestorePlan:

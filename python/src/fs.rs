@@ -184,7 +184,13 @@ impl FsStorage {
     }
 }
 
+/// Repository directories: owner only, whatever the umask (restic's choice).
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Repository files: owner read/write only, whatever the umask.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
 fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
         return Ok(());
     }
@@ -193,7 +199,14 @@ fn create_dirs(dir: &Path) -> std::io::Result<()> {
         .take_while(|d| !d.is_dir())
         .map(Path::to_path_buf)
         .collect();
-    fs::create_dir_all(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    for d in &missing {
+        // The umask may have taken bits away; the mode is set exactly.
+        fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))?;
+    }
     // Make the new directory entries durable too.
     for d in missing.iter().rev() {
         match d.parent() {
@@ -220,7 +233,13 @@ fn write_via_temp(
         hex::encode(random_bytes::<12>(&mut OsRng as &mut dyn RandomSource))
     ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);

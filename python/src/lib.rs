@@ -60,6 +60,7 @@ fn py_err(e: Error) -> PyErr {
             }
             Error::WrongPassphrase(_) => ("WrongPassphraseError", vec![]),
             Error::SnapshotNotFound(id) => ("SnapshotNotFoundError", vec![("snapshot", text(id))]),
+            Error::KeyNotFound(id) => ("KeyNotFoundError", vec![("key", text(id))]),
             Error::AmbiguousSnapshotId { prefix, matches } => (
                 "AmbiguousSnapshotIdError",
                 vec![("snapshot", text(prefix)), ("matches", list(matches))],

@@ -59,6 +59,7 @@ pub fn error_name(e: &Error) -> &'static str {
         Error::RepositoryExists { .. } => "RepositoryExistsError",
         Error::WrongPassphrase(_) => "WrongPassphraseError",
         Error::SnapshotNotFound(_) => "SnapshotNotFoundError",
+        Error::KeyNotFound(_) => "KeyNotFoundError",
         Error::AmbiguousSnapshotId { .. } => "AmbiguousSnapshotIdError",
         Error::ItemNotFound { .. } => "ItemNotFoundError",
         Error::Corruption { .. } => "CorruptionError",
