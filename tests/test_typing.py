@@ -64,3 +64,15 @@ def test_the_example_script_runs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "verify ok" in proc.stdout and "pruned 0" in proc.stdout
+    # The dump fails (a database that does not exist): one line, exit 1, nothing committed.
+    failing = [sys.executable, "-c", "import sys; sys.exit('pg_dump: database nope missing')"]
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(tmp_path / "repo"), str(tmp_path / "pw"), *failing],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("backup failed: command") and "Traceback" not in proc.stderr
+    assert "database nope missing" in proc.stderr
+    assert len(ca.Repository.open(tmp_path / "repo", "pw").list_snapshots()) == 1
