@@ -150,7 +150,7 @@ def test_failures_have_meaningful_exit_codes_and_one_line_errors(
 
 def test_init_without_a_passphrase_needs_an_explicit_choice(tmp_path: Path):
     proc = run(["init", "--repo", str(tmp_path / "r")], check=False)
-    assert proc.returncode == 2 and b"--no-encryption" in proc.stderr
+    assert proc.returncode == 12 and b"--no-encryption" in proc.stderr
     run(["init", "--repo", str(tmp_path / "r"), "--no-encryption"])
     assert json.loads((tmp_path / "r" / "config.json").read_text())["encryption"] == "none"
     run(["ingest", "-", "--repo", str(tmp_path / "r")], input=b"plain")

@@ -407,3 +407,102 @@ def test_every_documented_exit_code_happens(repo: Path, tmp_path: Path):
     for code, _ in EXIT_TABLE:
         allowed = {int(c) for c in code.split("/")}
         assert got[code] in allowed, (code, got[code])
+
+
+# -- found by trying to break it -----------------------------------------------------------
+
+
+def test_special_outputs_are_written_into_never_replaced(repo: Path, tmp_path: Path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    p = cli(repo, "restore", "latest", "--item", "x.sql", "-o", str(fifo), "--overwrite")
+    assert p.returncode == 0, p.stderr
+    assert reader.communicate(timeout=30)[0] == b"first"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    p = cli(repo, "restore", "latest", "-o", "/dev/null")
+    assert p.returncode == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    p = subprocess.run(
+        ["bash", "-c", f"{' '.join(CLI)} restore latest --item y -o >(cat > {tmp_path}/gz)"],
+        env=env_for(repo),
+        capture_output=True,
+    )
+    assert p.returncode == 0, p.stderr
+    time.sleep(0.5)
+    assert (tmp_path / "gz").read_bytes() == b"second"
+    # Through a symbolic link to a file: the file is replaced, the link stays.
+    real = tmp_path / "real.sql"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.sql"
+    link.symlink_to(real)
+    p = cli(repo, "restore", "latest", "--item", "y", "-o", str(link), "--overwrite")
+    assert p.returncode == 0 and link.is_symlink() and real.read_bytes() == b"second"
+
+
+def test_odd_output_and_repository_paths_exit_with_their_codes(repo: Path, tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    loop = tmp_path / "loop1"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    for args, code, words in (
+        (["restore", "latest", "-o", ""], 2, "empty"),
+        (["restore", "latest", "--item", "y", "-o", str(afile / "x")], 6, "not a directory"),
+        (["-r", str(afile / "sub"), "snapshots"], 10, "is a file"),
+        (["-r", str(afile / "sub"), "init"], 6, "is a file"),
+        (["-r", str(loop), "snapshots"], 10, "symbolic link"),
+        (["-r", str(loop), "init"], 6, "symbolic link"),
+        (["-r", "s3://", "snapshots"], 2, "bucket"),
+        (["ingest", str(afile) + "/"], 6, "not a directory"),
+        (["ingest", ""], 2, "empty source"),
+        (["prune", "--keep-within", ""], 2, "--keep-within"),
+        (["prune", "--keep-within", "30x"], 2, "--keep-within"),
+        (["prune", "--keep-tag", "foo"], 2, "--keep-tag"),
+        (["ingest", "-", "--type", "\udcff"], 2, "UTF-8"),
+    ):
+        p = subprocess.run(
+            [*CLI, *[os.fsencode(a) for a in args]],
+            input=b"x",
+            capture_output=True,
+            env=env_for(repo),
+            timeout=60,
+        )
+        err = one_line(p)
+        assert p.returncode == code and words in err, (args, p.returncode, err)
+        assert "invalid argument:" not in err and "while processing" not in err, err
+
+
+def test_missing_or_empty_new_passphrases_exit_12(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERARCHIVE_")}
+    p = subprocess.run(
+        [*CLI, "init", "-r", str(tmp_path / "a")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+    )
+    assert p.returncode == 12 and "--no-encryption" in one_line(p)
+    p = subprocess.run(
+        [*CLI, "init", "-r", str(tmp_path / "b")],
+        capture_output=True,
+        env={**env, "CONTAINERARCHIVE_PASSWORD": ""},
+    )
+    err = one_line(p)
+    assert p.returncode == 12 and "empty" in err and "--no-encryption" in err
+
+
+def test_a_closed_or_full_standard_output(repo: Path):
+    for shell, code in (
+        (f"{' '.join(CLI)} snapshots >&-", 0),
+        (f"{' '.join(CLI)} restore latest --item y >&-", 6),
+        (f"{' '.join(CLI)} restore latest --item y > /dev/full", 6),
+        (f"echo data | {' '.join(CLI)} ingest - --name c >&-", 0),
+        (f"{' '.join(CLI)} --json show nope > /dev/full", 3),
+        (f"{' '.join(CLI)} --json snapshots --bogus > /dev/full", 2),
+        (f"{' '.join(CLI)} --js snapshots --bogus", 2),
+    ):
+        p = subprocess.run(["bash", "-c", shell], capture_output=True, env=env_for(repo))
+        assert p.returncode == code, (shell, p.returncode, p.stderr)
+        err = p.stderr.decode()
+        assert "Traceback" not in err and "bug" not in err and "storage error" not in err, err
+        if "--js " in shell:
+            assert json.loads(p.stdout)["error"]["exit_code"] == 2

@@ -210,7 +210,7 @@ def test_a_trailing_slash_on_an_existing_file_and_clashing_item_names(tmp_path):
             repo.ingest_multi([{"source": b"1", "name": "x"}, {"source": b"2", "name": "x/y"}])
     (tmp_path / "existing").write_text("keep me")
     p = cli(path, "restore", "latest", "-o", f"{tmp_path}/existing/")
-    assert p.returncode == 6 and "is a file" in p.stderr
+    assert p.returncode == 6 and "is not a directory" in p.stderr
     assert (tmp_path / "existing").read_text() == "keep me"
 
 

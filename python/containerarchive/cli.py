@@ -12,15 +12,17 @@ included (``{"error": {"type", "message", "exit_code"}}``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import getpass
 import json
 import os
+import re
 import shlex
 import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -110,7 +112,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         text = f"{message} (see {self.prog} --help)"
-        if "--json" in sys.argv[1:]:
+        if any(len(a) >= 4 and "--json".startswith(a) for a in sys.argv[1:]):
             doc = {"error": {"type": "UsageError", "message": text, "exit_code": EXIT_USAGE}}
             _write_json_error(doc)
         print(f"{self.prog}: {text}", file=sys.stderr)
@@ -177,7 +179,7 @@ def _passphrase(args: argparse.Namespace, *, creating: bool) -> str | None:
             raise UsageError("the passphrases differ")
         return first
     if creating:
-        raise UsageError(
+        raise errors.WrongPassphraseError(
             "no passphrase: give --password-file or CONTAINERARCHIVE_PASSWORD, "
             "or --no-encryption for an unencrypted repository"
         )
@@ -332,7 +334,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         passphrase = None
     else:
         passphrase = _passphrase(args, creating=True)
-    with Repository.init(path, passphrase, compression=args.compression) as repo:
+    with (
+        _empty_passphrase_words(init=True),
+        Repository.init(path, passphrase, compression=args.compression) as repo,
+    ):
         cfg = repo.config
     _emit(
         args,
@@ -360,6 +365,8 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise UsageError("standard input (-) can be given once")
     items: list[dict[str, Any]] = []
     for i, src in enumerate(sources):
+        if not src:
+            raise UsageError("an empty source name: give a file, or - for standard input")
         given = names[i] if i < len(names) else None
         if src == "-":
             if sys.stdin is None:
@@ -382,6 +389,17 @@ def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
     for item in items:
         item["type"] = args.type
     return items
+
+
+#: Whether this process started with no standard output (`>&-`): results are then lost, and
+#: a restore to standard output is refused.
+_STDOUT_CLOSED = False
+
+
+def _stdout_unusable(why: str) -> errors.UnusableFileError:
+    e = errors.UnusableFileError(f"standard output {why}")
+    e.path = "-"
+    return e
 
 
 def _time_flag(value: str | None, flag: str) -> str | None:
@@ -432,28 +450,33 @@ def cmd_restore(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if to_stdout and getattr(args, "json", False):
         raise UsageError("--json needs -o FILE: standard output carries the restored data")
+    if to_stdout and _STDOUT_CLOSED:
+        raise _stdout_unusable("is closed: give -o FILE")
     if args.output is None and sys.stdout.isatty():
-        e = errors.UnusableFileError(
-            "standard output is a terminal: give -o FILE (or DIR/), pipe it, or -o - to "
-            "write the data to the terminal anyway"
+        raise _stdout_unusable(
+            "is a terminal: give -o FILE (or DIR/), pipe it, or -o - to write the data to the "
+            "terminal anyway"
         )
-        e.path = "-"
-        raise e
     with _open(args) as repo, _Bars(args, repo, "restore:progress"):
         snap = _resolve(repo, args.snapshot, args)
         if to_stdout:
-            if args.item is not None or len(snap.items) == 1:
-                sys.stdout.flush()
-                repo.restore_to_fd(snap.id, sys.stdout.fileno(), args.item)
-                return 0
-            with repo.restore(snap.id, args.item) as stream:
-                out = sys.stdout.buffer
-                while True:
-                    block = stream.read1(1 << 20)
-                    if not block:
-                        break
-                    out.write(block)
-                out.flush()
+            try:
+                if args.item is not None or len(snap.items) == 1:
+                    sys.stdout.flush()
+                    repo.restore_to_fd(snap.id, sys.stdout.fileno(), args.item)
+                    return 0
+                with repo.restore(snap.id, args.item) as stream:
+                    out = sys.stdout.buffer
+                    while True:
+                        block = stream.read1(1 << 20)
+                        if not block:
+                            break
+                        out.write(block)
+                    out.flush()
+            except OSError as e:
+                if e.errno is None or e.errno == errno.EPIPE:
+                    raise
+                raise _stdout_unusable(f"cannot be written: {os.strerror(e.errno)}") from None
             return 0
         target = repo.restore_to(snap.id, args.output, args.item, overwrite=args.overwrite)
     items = [args.item] if args.item else [i.name for i in snap.items]
@@ -680,8 +703,31 @@ def _count_arg(text: str) -> int:
 _MAX_COUNT = 2**31 - 1
 
 
+def _duration_arg(text: str) -> str:
+    """A --keep-within* duration as restic writes it: 30d, 1y6m, 2d12h."""
+    if not re.fullmatch(r"(\d{1,9}[ymdh])+", text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: numbers each followed by y (years), m (months), "
+            "d (days) or h (hours), e.g. 30d, 1y6m, 2d12h"
+        )
+    return text.strip()
+
+
+def _tag_set_arg(text: str) -> str:
+    """A --keep-tag entry: KEY=VALUE, or several joined by commas."""
+    for part in text.split(","):
+        key, sep, _ = part.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {part!r} is not KEY=VALUE (several are joined by commas)"
+            )
+    return text
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    rules = [k for k, v in vars(args).items() if k.startswith("keep_") and v not in (None, 0, [])]
+    rules = [
+        k for k, v in vars(args).items() if k.startswith("keep_") and v not in (None, 0, [], "")
+    ]
     if not rules:
         raise UsageError(
             "no retention rule given: prune would remove every snapshot; give --keep-last, "
@@ -764,11 +810,29 @@ def _new_passphrase(args: argparse.Namespace) -> str:
         if getpass.getpass("repeat new passphrase: ") != first:
             raise UsageError("the passphrases differ")
         return first
-    raise UsageError("no new passphrase: give --new-password-file or CONTAINERARCHIVE_NEW_PASSWORD")
+    raise errors.WrongPassphraseError(
+        "no new passphrase: give --new-password-file or CONTAINERARCHIVE_NEW_PASSWORD"
+    )
+
+
+@contextlib.contextmanager
+def _empty_passphrase_words(init: bool = False) -> Iterator[None]:
+    """An empty new passphrase is a passphrase problem (exit 12), said in the CLI's words."""
+    try:
+        yield
+    except errors.InvalidArgumentError as e:
+        if "passphrase is empty" not in str(e):
+            raise
+        hint = "; or create an unencrypted repository with --no-encryption" if init else ""
+        raise errors.WrongPassphraseError(
+            str(e).removeprefix("invalid argument: ").split("; choose")[0]
+            + "; choose a passphrase"
+            + hint
+        ) from None
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    with _open(args) as repo:
+    with _open(args) as repo, _empty_passphrase_words():
         if args.key_command == "list":
             keys = repo.list_keys()
             _emit(
@@ -1062,6 +1126,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     p.add_argument(
         "--keep-within",
+        type=_duration_arg,
         metavar="DURATION",
         help="keep every snapshot newer than DURATION before the group's newest",
     )
@@ -1074,12 +1139,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p.add_argument(
             f"--keep-within-{rule}",
+            type=_duration_arg,
             metavar="DURATION",
             dest=f"keep_within_{rule}",
             help=f"keep the newest snapshot of each {unit} within DURATION of the newest",
         )
     p.add_argument(
         "--keep-tag",
+        type=_tag_set_arg,
         action="append",
         metavar="K=V[,K=V…]",
         help="keep every snapshot with all these tags; repeat for alternatives",
@@ -1163,6 +1230,7 @@ def _fail(args: argparse.Namespace, error: BaseException, message: str, code: in
         message = "; ".join([message, *notes])
     for python, cli in _CLI_WORDS.items():
         message = message.replace(python, cli)
+    message = message.removeprefix("invalid argument: ")
     if getattr(args, "json", False):
         doc = {"error": {"type": type(error).__name__, "message": message, "exit_code": code}}
         for attr in (
@@ -1188,8 +1256,9 @@ def _write_json_error(doc: dict[str, Any]) -> None:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
         sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # the reader is gone, the disk is full, stdout is closed
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -1208,6 +1277,12 @@ def _handle_signals() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STDOUT_CLOSED
+    if sys.stdout is None:  # started with standard output closed
+        _STDOUT_CLOSED = True
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     parser = build_parser()
     args = parser.parse_args(argv)
     _handle_signals()
@@ -1235,11 +1310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except UnicodeError as e:
+        e.__notes__ = []  # the native layer's internal field name
         return _fail(
             args,
             e,
-            f"a name or value is not valid UTF-8 ({getattr(e, 'reason', e)}): item names, "
-            "tags and hosts must be UTF-8 text (give the item a name with --name)",
+            "a name or value given is not valid UTF-8: item names (--name; by default the "
+            "file name), --type, --tag and --host must be UTF-8 text",
             EXIT_USAGE,
         )
     except KeyboardInterrupt as e:

@@ -380,8 +380,26 @@ class _ChunkStream(io.RawIOBase):
         super().close()
 
 
+def _not_a_directory(p: Path) -> str | None:
+    """Why the local path ``p`` cannot be (or hold) a repository directory, or None."""
+    try:
+        if p.is_symlink() and not p.exists():
+            return "it is a symbolic link that leads nowhere (dangling, or a loop)"
+        if p.exists():
+            return None if p.is_dir() else "it is a file, not a directory"
+        for parent in p.absolute().parents:
+            if parent.exists():
+                return None if parent.is_dir() else f"{parent} is a file, not a directory"
+    except OSError as e:
+        return f"it cannot be reached ({e.strerror})"
+    return None
+
+
 def _check_init_target(p: Path) -> None:
     """A new repository goes into a missing or empty directory, never among other files."""
+    why = _not_a_directory(p)
+    if why:
+        raise _unusable(p, f"cannot hold a repository: {why.removeprefix('it ')}")
     if p.is_dir():
         try:
             entries = sorted(e.name for e in p.iterdir())
@@ -396,8 +414,6 @@ def _check_init_target(p: Path) -> None:
             raise _unusable(
                 p, f"is not empty ({shown}): a repository is created in an empty directory"
             )
-    elif p.exists() or p.is_symlink():
-        raise _unusable(p, "is a file: a repository is a directory")
 
 
 def _unusable(path: StrPath, why: str) -> UnusableFileError:
@@ -409,7 +425,13 @@ def _unusable(path: StrPath, why: str) -> UnusableFileError:
 def _where(location: StrPath) -> Path | str:
     """A local path, or an ``s3://bucket/prefix`` URL kept as it is."""
     text = os.fspath(location)
+    if not text:
+        raise InvalidArgumentError("the repository location is empty")
     if text.startswith("s3://"):
+        if not text[len("s3://") :].split("/", 1)[0]:
+            raise InvalidArgumentError(
+                f"repository location {text!r} names no bucket: write s3://bucket[/prefix]"
+            )
         return text
     if "://" in text:
         scheme = text.split("://", 1)[0]
@@ -543,12 +565,12 @@ class Repository:
         process renews its own locks six times per that period, in the background.
         """
         p = _where(path)
-        if isinstance(p, Path) and p.exists() and not p.is_dir():
-            failure = RepositoryNotFoundError(
-                f"no repository at {p}: it is a file, not a repository directory"
-            )
-            failure.location = str(p)
-            raise failure
+        if isinstance(p, Path):
+            why = _not_a_directory(p)
+            if why:
+                failure = RepositoryNotFoundError(f"no repository at {p}: {why}")
+                failure.location = str(p)
+                raise failure
         wait = _seconds(retry_lock, "retry_lock")
         native = _native.NativeRepository.open(
             p, _passphrase(passphrase), socket.gethostname(), _stale_after_ms(lock_stale_after)
@@ -804,7 +826,10 @@ class Repository:
     def _feed(self, ingest: _native.NativeIngest, source: Source, progress: _IngestProgress) -> int:
         """Add ``source`` to the current item; the bytes added."""
         if isinstance(source, (str, os.PathLike)):
-            path = Path(os.fspath(source))
+            text = os.fspath(source)
+            path = Path(text)
+            if isinstance(text, str) and text.endswith("/") and not path.is_dir():
+                raise _unusable(text, "is not a directory, but the trailing / names one")
             try:
                 mode = path.stat().st_mode
             except FileNotFoundError:
@@ -1008,34 +1033,66 @@ class Repository:
         for an existing output without ``overwrite``, a missing parent directory, a trailing
         ``/`` on a file, or an output that cannot be written; nothing is written then.
         """
-        snap = self.get_snapshot(snapshot_id)
         raw = os.fspath(path)
-        target = Path(raw)
-        trailing = isinstance(raw, str) and raw.endswith(("/", os.sep))
-        if trailing and target.exists() and not target.is_dir():
-            raise _unusable(raw, "is a file, but the trailing / names a directory")
+        if not raw:
+            raise InvalidArgumentError("the output path is empty: give a file or a directory/")
+        snap = self.get_snapshot(snapshot_id)
         items = [snap.item(item)] if item is not None else list(snap.items)
+        try:
+            return self._restore_to_path(snap, items, raw, overwrite)
+        except OSError as e:
+            if isinstance(e, ContainerArchiveError) or e.errno is None:
+                raise
+            raise _unusable(raw, f"cannot be used: {e.strerror}") from None
+
+    def _restore_to_path(
+        self, snap: Snapshot, items: list[Item], raw: str, overwrite: bool
+    ) -> Path:
+        target = Path(raw)
+        trailing = raw.endswith(("/", os.sep))
+        if trailing and target.exists() and not target.is_dir():
+            raise _unusable(raw, "is not a directory, but the trailing / names one")
         if trailing or target.is_dir():
             return self._restore_into_dir(snap, items, target, overwrite)
-        parent = target.parent
+        if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+            # A device, FIFO or socket (/dev/null, a tty, >(gzip)): written into, never
+            # replaced, as the shell's `>` does.
+            with open(target, "wb") as out, _writing(target):
+                self._restore_stream(snap, items, out)
+            return target
+        # Through a symbolic link to the file it names: the link stays.
+        real = Path(os.path.realpath(target)) if target.is_symlink() else target
+        parent = real.parent
+        if parent.exists() and not parent.is_dir():
+            raise _unusable(raw, f"cannot be written: {parent} is not a directory")
         if not parent.is_dir():
             raise _unusable(raw, f"cannot be written: the directory {parent} does not exist")
-        if (target.exists() or target.is_symlink()) and not overwrite:
+        if real.exists() and not overwrite:
             raise _unusable(
                 raw, "exists: pass overwrite=True to replace it, or choose another name"
             )
         if len(items) == 1:
             it = items[0]
             progress = self._restore_progress(it.size)
-            with _writing(target), _naming(snap.id, it.name):
+            with _writing(real), _naming(snap.id, it.name):
                 self._n.restore_to(
-                    snap.id, it.name, target, progress.callback(f"restoring {it.name}")
+                    snap.id, it.name, real, progress.callback(f"restoring {it.name}")
                 )
             progress.done(f"restored {it.name}")
             return target
-        with _writing(target):
-            _write_atomically(target, self._tar_blocks(snap))
+        with _writing(real):
+            _write_atomically(real, self._tar_blocks(snap))
         return target
+
+    def _restore_stream(self, snap: Snapshot, items: list[Item], out: IO[bytes]) -> None:
+        """One item, or a tar stream of several, written to the open file ``out``."""
+        if len(items) == 1:
+            out.flush()
+            self.restore_to_fd(snap.id, out.fileno(), items[0].name)
+            return
+        for block in self._tar_blocks(snap):
+            out.write(block)
+        out.flush()
 
     def _restore_into_dir(
         self, snap: Snapshot, items: list[Item], target: Path, overwrite: bool
@@ -1048,7 +1105,11 @@ class Repository:
         for it in items:
             dest = (root / it.name).resolve()
             if root not in dest.parents:
-                raise InvalidArgumentError(f"item {it.name!r} would be restored outside {root}")
+                raise _unusable(
+                    root / it.name,
+                    f"leads outside {root} (a symbolic link?): item {it.name!r} is not "
+                    "written there",
+                )
             if dest.is_dir():
                 raise _unusable(dest, f"is a directory: item {it.name!r} cannot be written there")
             if (dest.exists() or dest.is_symlink()) and not overwrite:
