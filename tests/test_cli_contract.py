@@ -150,6 +150,13 @@ def test_bad_sources_exit_6_and_write_nothing(repo: Path, tmp_path: Path):
     finally:
         sock.close()
     assert sorted(p.name for p in (repo / "snapshots").iterdir()) == before
+    # A bad file among good ones: checked before anything is written.
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 << 20))
+    files_before = sorted(str(p) for p in repo.rglob("*") if "locks" not in p.parts)
+    p = cli(repo, "ingest", str(big), str(tmp_path / "missing.sql"))
+    assert p.returncode == 6 and "missing.sql" in one_line(p)
+    assert sorted(str(p) for p in repo.rglob("*") if "locks" not in p.parts) == files_before
 
 
 def test_names_and_tags_that_are_not_utf8_are_usage_errors(repo: Path, tmp_path: Path):

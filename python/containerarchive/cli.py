@@ -90,7 +90,8 @@ EXIT_TABLE: list[tuple[str, str]] = [
     ("11", "locked by another process (the message says who holds the lock, and until when)"),
     (
         "12",
-        "wrong or missing passphrase, or a password file that is missing, unreadable or not text",
+        "wrong or missing passphrase, an empty new passphrase, or a password file that is "
+        "missing, unreadable or not text",
     ),
     (
         "13",

@@ -272,6 +272,33 @@ def _naming(snapshot_id: str, item: str) -> Iterator[None]:
         raise failure from e
 
 
+def _source_mode(source: StrPath, preflight: bool = False) -> int:
+    """The file type of the path ``source`` to back up; UnusableFileError (exit 6) for one
+    that cannot be: missing, a directory, a socket, unreadable (checked ahead only with
+    ``preflight``, as reading it reports it anyway)."""
+    text = os.fspath(source)
+    path = Path(text)
+    if text.endswith("/") and not path.is_dir():
+        raise _unusable(text, "is not a directory, but the trailing / names one")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise _unusable(path, "does not exist: nothing to back up") from None
+    except OSError as e:
+        raise _unusable(path, f"cannot be read: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise _unusable(
+            path,
+            "is a directory: give a file, or stream it as one item "
+            f"(tar -C {path} -c . | containerarchive ingest - --name {path.name}.tar)",
+        )
+    if stat.S_ISSOCK(mode):
+        raise _unusable(path, "is a socket: give a file, a FIFO or - (standard input)")
+    if preflight and not os.access(path, os.R_OK):
+        raise _unusable(path, f"cannot be read: {os.strerror(errno.EACCES)}")
+    return mode
+
+
 @contextmanager
 def _reading(source: Path) -> Iterator[None]:
     """An error opening or reading the file ``source`` is about that file (CLI exit 6)."""
@@ -692,6 +719,10 @@ class Repository:
                 raise InvalidArgumentError(
                     "each item needs a 'name' and either a 'source' or a 'command'"
                 )
+        for spec in specs:
+            # Every file is checked before anything is written: a bad one writes nothing.
+            if isinstance(spec.get("source"), (str, os.PathLike)):
+                _source_mode(spec["source"], preflight=True)
         sizes = [_known_size(spec.get("source")) for spec in specs]
         total = None if any(n is None for n in sizes) else sum(n or 0 for n in sizes)
         progress = _IngestProgress(Throttle(self._events, "ingest:progress", "ingest"), total)
@@ -826,24 +857,8 @@ class Repository:
     def _feed(self, ingest: _native.NativeIngest, source: Source, progress: _IngestProgress) -> int:
         """Add ``source`` to the current item; the bytes added."""
         if isinstance(source, (str, os.PathLike)):
-            text = os.fspath(source)
-            path = Path(text)
-            if isinstance(text, str) and text.endswith("/") and not path.is_dir():
-                raise _unusable(text, "is not a directory, but the trailing / names one")
-            try:
-                mode = path.stat().st_mode
-            except FileNotFoundError:
-                raise _unusable(path, "does not exist: nothing to back up") from None
-            except OSError as e:
-                raise _unusable(path, f"cannot be read: {e.strerror}") from None
-            if stat.S_ISDIR(mode):
-                raise _unusable(
-                    path,
-                    "is a directory: give a file, or stream it as one item "
-                    f"(tar -C {path} -c . | containerarchive ingest - --name {path.name}.tar)",
-                )
-            if stat.S_ISSOCK(mode):
-                raise _unusable(path, "is a socket: give a file, a FIFO or - (standard input)")
+            path = Path(os.fspath(source))
+            mode = _source_mode(source)
             if stat.S_ISREG(mode):
                 with _reading(path):
                     return int(ingest.write_file(path, progress.callback()))

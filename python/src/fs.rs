@@ -38,11 +38,27 @@ pub struct FsStorage {
 struct Pending {
     count: usize,
     error: Option<StorageError>,
+    /// Bumped each time an error is reported: a write queued before that belongs to the
+    /// operation that failed, and its own failure (the disk is still full) is not reported
+    /// again to whatever runs next.
+    epoch: u64,
 }
+
+impl Pending {
+    fn take_error(&mut self) -> Option<StorageError> {
+        let e = self.error.take();
+        if e.is_some() {
+            self.epoch += 1;
+        }
+        e
+    }
+}
+
+type Job = (String, PathBuf, Vec<u8>, u64);
 
 #[derive(Debug)]
 struct Background {
-    jobs: SyncSender<(String, PathBuf, Vec<u8>)>,
+    jobs: SyncSender<Job>,
     thread: JoinHandle<()>,
 }
 
@@ -81,7 +97,7 @@ impl FsStorage {
         while p.count > 0 {
             p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
         }
-        match p.error.take() {
+        match p.take_error() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -98,20 +114,19 @@ impl FsStorage {
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .error
-            .take()
+            .take_error()
         {
             return Err(e);
         }
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
         if bg.is_none() {
             // One job queued beside the one being written bounds memory to two packs.
-            let (jobs, rx) = sync_channel::<(String, PathBuf, Vec<u8>)>(1);
+            let (jobs, rx) = sync_channel::<Job>(1);
             let state = self.state.clone();
             let thread = std::thread::Builder::new()
                 .name("ca-pack-write".into())
                 .spawn(move || {
-                    for (key, path, data) in rx {
+                    for (key, path, data, epoch) in rx {
                         let result = write_exact(&key, &path, &data);
                         drop(data);
                         release_free_memory();
@@ -119,7 +134,9 @@ impl FsStorage {
                         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
                         p.count -= 1;
                         if let Err(e) = result {
-                            p.error.get_or_insert(e);
+                            if epoch == p.epoch {
+                                p.error.get_or_insert(e);
+                            }
                         }
                         cvar.notify_all();
                     }
@@ -128,10 +145,14 @@ impl FsStorage {
             *bg = Some(Background { jobs, thread });
         }
         let worker = bg.as_ref().expect("just started");
-        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).count += 1;
+        let epoch = {
+            let mut p = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
+            p.count += 1;
+            p.epoch
+        };
         worker
             .jobs
-            .send((key.to_string(), path, data))
+            .send((key.to_string(), path, data, epoch))
             .expect("the writer thread lives as long as the storage");
         Ok(())
     }
