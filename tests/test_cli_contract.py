@@ -513,3 +513,44 @@ def test_a_closed_or_full_standard_output(repo: Path):
         assert "Traceback" not in err and "bug" not in err and "storage error" not in err, err
         if "--js " in shell:
             assert json.loads(p.stdout)["error"]["exit_code"] == 2
+
+
+def test_siblings_found_on_a_second_look(repo: Path, tmp_path: Path):
+    # A FIFO where a directory restore puts an item: written into, never replaced.
+    into = tmp_path / "into"
+    into.mkdir()
+    os.mkfifo(into / "a.sql")
+    reader = subprocess.Popen(["cat", str(into / "a.sql")], stdout=subprocess.PIPE)
+    first = ca.Repository.open(repo, PASSPHRASE).list_snapshots()[0]
+    p = cli(repo, "restore", first.id, "-o", f"{into}/")
+    assert p.returncode == 0, p.stderr
+    assert reader.communicate(timeout=30)[0] == b"one"
+    assert stat.S_ISFIFO((into / "a.sql").stat().st_mode)
+    # Symbolic links that lead nowhere are refused as outputs and repository paths.
+    (tmp_path / "la").symlink_to(tmp_path / "lb")
+    (tmp_path / "lb").symlink_to(tmp_path / "la")
+    (tmp_path / "dang").symlink_to(tmp_path / "nowhere")
+    for args, code in (
+        (["restore", first.id, "-o", str(tmp_path / "la")], 6),
+        (["restore", first.id, "-o", str(tmp_path / "dang"), "--overwrite"], 6),
+        (["-r", str(tmp_path / "la" / "r"), "snapshots"], 10),
+        (["-r", str(tmp_path / "la" / "r"), "init"], 6),
+        (["prune", "--keep-within", "0d"], 2),
+        (["--j", "snapshots", "--bogus"], 2),
+    ):
+        p = cli(repo, *args)
+        err = one_line(p)
+        assert p.returncode == code, (args, p.returncode, err)
+        if "prune" in args:
+            assert "--keep-last" in err
+        if "--j" in args:
+            assert json.loads(p.stdout)["error"]["exit_code"] == 2
+    assert (tmp_path / "la").is_symlink() and (tmp_path / "dang").is_symlink()
+    assert not (tmp_path / "nowhere").exists()
+    # A full standard output for ordinary results: one line, exit 6, in the CLI's words.
+    p = subprocess.run(
+        ["bash", "-c", f"{' '.join(CLI)} snapshots > /dev/full"],
+        capture_output=True,
+        env=env_for(repo),
+    )
+    assert p.returncode == 6 and "standard output cannot be written" in one_line(p)

@@ -138,7 +138,8 @@ def test_ingest_of_a_missing_file_names_it(repo, tmp_path: Path):
         repo.ingest(missing)
     assert str(missing) in str(e.value)
     assert repo.list_snapshots() == []
-    assert not any((repo.path / "locks").iterdir())
+    # Checked before anything is written: not even a lock was taken.
+    assert not (repo.path / "locks").exists() or not any((repo.path / "locks").iterdir())
     assert os.path.isdir(repo.path / "snapshots") is False or not any(
         (repo.path / "snapshots").iterdir()
     )

@@ -113,7 +113,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         text = f"{message} (see {self.prog} --help)"
-        if any(len(a) >= 4 and "--json".startswith(a) for a in sys.argv[1:]):
+        if any(len(a) >= 3 and "--json".startswith(a) for a in sys.argv[1:]):
             doc = {"error": {"type": "UsageError", "message": text, "exit_code": EXIT_USAGE}}
             _write_json_error(doc)
         print(f"{self.prog}: {text}", file=sys.stderr)
@@ -297,11 +297,19 @@ class _Bars:
 
 
 def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(text)
+    try:
+        if getattr(args, "json", False):
+            json.dump(doc, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(text)
+        sys.stdout.flush()
+    except OSError as e:
+        if e.errno is None or e.errno == errno.EPIPE:
+            raise
+        raise _stdout_unusable(
+            f"cannot be written: {os.strerror(e.errno)} (the command itself completed)"
+        ) from None
 
 
 def _snapshot_text(s: Snapshot) -> str:
@@ -727,7 +735,11 @@ def _tag_set_arg(text: str) -> str:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     rules = [
-        k for k, v in vars(args).items() if k.startswith("keep_") and v not in (None, 0, [], "")
+        k
+        for k, v in vars(args).items()
+        if k.startswith("keep_")
+        and v not in (None, 0, [], "")
+        and not (isinstance(v, str) and re.fullmatch(r"(0+[ymdh])+", v))
     ]
     if not rules:
         raise UsageError(
@@ -1315,8 +1327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(
             args,
             e,
-            "a name or value given is not valid UTF-8: item names (--name; by default the "
-            "file name), --type, --tag and --host must be UTF-8 text",
+            "a value given on the command line is not valid UTF-8: names, ids, tags, paths of "
+            "commands and other values must be UTF-8 text (an item from a file whose name is "
+            "not UTF-8 needs --name)",
             EXIT_USAGE,
         )
     except KeyboardInterrupt as e:

@@ -415,6 +415,8 @@ def _not_a_directory(p: Path) -> str | None:
         if p.exists():
             return None if p.is_dir() else "it is a file, not a directory"
         for parent in p.absolute().parents:
+            if parent.is_symlink() and not parent.exists():
+                return f"{parent} is a symbolic link that leads nowhere (dangling, or a loop)"
             if parent.exists():
                 return None if parent.is_dir() else f"{parent} is a file, not a directory"
     except OSError as e:
@@ -427,6 +429,9 @@ def _check_init_target(p: Path) -> None:
     why = _not_a_directory(p)
     if why:
         raise _unusable(p, f"cannot hold a repository: {why.removeprefix('it ')}")
+    nearest = next((a for a in [p, *p.absolute().parents] if a.exists()), None)
+    if nearest is not None and not os.access(nearest, os.W_OK | os.X_OK):
+        raise _unusable(p, f"cannot hold a repository: {nearest} is not writable")
     if p.is_dir():
         try:
             entries = sorted(e.name for e in p.iterdir())
@@ -1065,6 +1070,8 @@ class Repository:
     ) -> Path:
         target = Path(raw)
         trailing = raw.endswith(("/", os.sep))
+        if target.is_symlink() and not target.exists():
+            raise _unusable(raw, "is a symbolic link that leads nowhere (dangling, or a loop)")
         if trailing and target.exists() and not target.is_dir():
             raise _unusable(raw, "is not a directory, but the trailing / names one")
         if trailing or target.is_dir():
@@ -1127,7 +1134,8 @@ class Repository:
                 )
             if dest.is_dir():
                 raise _unusable(dest, f"is a directory: item {it.name!r} cannot be written there")
-            if (dest.exists() or dest.is_symlink()) and not overwrite:
+            special = dest.exists() and not stat.S_ISREG(dest.stat().st_mode)
+            if (dest.exists() or dest.is_symlink()) and not overwrite and not special:
                 raise _unusable(
                     dest,
                     "exists: pass overwrite=True to replace it, or choose another directory",
@@ -1135,6 +1143,12 @@ class Repository:
             dests.append((it, dest))
         progress = self._restore_progress(sum(it.size for it in items))
         for it, dest in dests:
+            if dest.exists() and not stat.S_ISREG(dest.stat().st_mode):
+                # A FIFO or device where the item goes: written into, never replaced.
+                with open(dest, "wb") as out, _writing(dest):
+                    self._restore_stream(snap, [it], out)
+                progress.next_item()
+                continue
             with _writing(dest):
                 dest.parent.mkdir(parents=True, exist_ok=True)
             with _writing(dest), _naming(snap.id, it.name):
