@@ -472,6 +472,7 @@ def test_odd_output_and_repository_paths_exit_with_their_codes(repo: Path, tmp_p
             input=b"x",
             capture_output=True,
             env=env_for(repo),
+            cwd=tmp_path,  # should `-o ''` ever mean ".", nothing lands in the checkout
             timeout=60,
         )
         err = one_line(p)
