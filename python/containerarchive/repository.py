@@ -300,34 +300,25 @@ def _source_mode(source: StrPath, preflight: bool = False) -> int:
 
 
 @contextmanager
-def _reading(source: Path) -> Iterator[None]:
-    """An error opening or reading the file ``source`` is about that file (CLI exit 6)."""
+def _file_errors(path: Path, verb: str, *, key: Path | None = None) -> Iterator[None]:
+    """An OS error on the user's own file ``path`` (a source read, an output written) is about
+    that file — UnusableFileError, CLI exit 6 — never a "storage error": the repository is not
+    involved. With ``key``, a StorageError counts only if it names that file; errors without
+    an errno, and the engine's closed-pipe StorageError (left for the caller), stay as they
+    are."""
     try:
         yield
-    except StorageError as e:
-        if e.errno is None or getattr(e, "key", str(source)) != str(source):
-            raise
-        raise _unusable(source, f"cannot be read: {os.strerror(e.errno)}") from None
     except OSError as e:
-        if isinstance(e, ContainerArchiveError) or e.errno is None:
+        if e.errno is None:
             raise
-        raise _unusable(source, f"cannot be read: {e.strerror}") from None
-
-
-@contextmanager
-def _writing(target: Path) -> Iterator[None]:
-    """Errors writing the output ``target`` are about that file (CLI exit 6), never
-    "storage errors": the repository is not involved."""
-    try:
-        yield
-    except StorageError as e:
-        if e.errno is None or e.errno == errno.EPIPE:
+        if isinstance(e, StorageError):
+            if e.errno == errno.EPIPE or (
+                key is not None and getattr(e, "key", str(key)) != str(key)
+            ):
+                raise
+        elif isinstance(e, ContainerArchiveError):
             raise
-        raise _unusable(target, f"cannot be written: {os.strerror(e.errno)}") from None
-    except OSError as e:
-        if isinstance(e, ContainerArchiveError) or e.errno is None:
-            raise
-        raise _unusable(target, f"cannot be written: {e.strerror}") from None
+        raise _unusable(path, f"cannot be {verb}: {os.strerror(e.errno)}") from None
 
 
 def _write_atomically(target: Path, blocks: Iterator[bytes]) -> None:
@@ -865,9 +856,9 @@ class Repository:
             path = Path(os.fspath(source))
             mode = _source_mode(source)
             if stat.S_ISREG(mode):
-                with _reading(path):
+                with _file_errors(path, "read", key=path):
                     return int(ingest.write_file(path, progress.callback()))
-            with _reading(path):
+            with _file_errors(path, "read", key=path):
                 f = open(path, "rb")  # a FIFO or device: stream it
             with f:
                 return self._feed(ingest, f, progress)
@@ -1079,7 +1070,7 @@ class Repository:
         if target.exists() and not stat.S_ISREG(target.stat().st_mode):
             # A device, FIFO or socket (/dev/null, a tty, >(gzip)): written into, never
             # replaced, as the shell's `>` does.
-            with open(target, "wb") as out, _writing(target):
+            with open(target, "wb") as out, _file_errors(target, "written"):
                 self._restore_stream(snap, items, out)
             return target
         # Through a symbolic link to the file it names: the link stays.
@@ -1096,13 +1087,13 @@ class Repository:
         if len(items) == 1:
             it = items[0]
             progress = self._restore_progress(it.size)
-            with _writing(real), _naming(snap.id, it.name):
+            with _file_errors(real, "written"), _naming(snap.id, it.name):
                 self._n.restore_to(
                     snap.id, it.name, real, progress.callback(f"restoring {it.name}")
                 )
             progress.done(f"restored {it.name}")
             return target
-        with _writing(real):
+        with _file_errors(real, "written"):
             _write_atomically(real, self._tar_blocks(snap))
         return target
 
@@ -1120,7 +1111,7 @@ class Repository:
         self, snap: Snapshot, items: list[Item], target: Path, overwrite: bool
     ) -> Path:
         """Every item in ``items`` as a file under its own name below ``target``."""
-        with _writing(target):
+        with _file_errors(target, "written"):
             target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
         dests = []
@@ -1145,13 +1136,13 @@ class Repository:
         for it, dest in dests:
             if dest.exists() and not stat.S_ISREG(dest.stat().st_mode):
                 # A FIFO or device where the item goes: written into, never replaced.
-                with open(dest, "wb") as out, _writing(dest):
+                with open(dest, "wb") as out, _file_errors(dest, "written"):
                     self._restore_stream(snap, [it], out)
                 progress.next_item()
                 continue
-            with _writing(dest):
+            with _file_errors(dest, "written"):
                 dest.parent.mkdir(parents=True, exist_ok=True)
-            with _writing(dest), _naming(snap.id, it.name):
+            with _file_errors(dest, "written"), _naming(snap.id, it.name):
                 self._n.restore_to(
                     snap.id, it.name, dest, progress.callback(f"restoring {it.name}")
                 )
