@@ -55,23 +55,21 @@ def test_the_example_script_runs(tmp_path):
 
     ca.Repository.init(tmp_path / "repo", passphrase="pw", kdf_memory_kib=1024).close()
     (tmp_path / "pw").write_text("pw\n")
-    dump = [sys.executable, "-c", "print('INSERT INTO t VALUES (1);' * 1000)"]
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(tmp_path / "repo"), str(tmp_path / "pw"), *dump],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def backup(*dump_command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(EXAMPLE), str(tmp_path / "repo"), str(tmp_path / "pw")]
+            + list(dump_command),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    proc = backup(sys.executable, "-c", "print('INSERT INTO t VALUES (1);' * 1000)")
     assert proc.returncode == 0, proc.stderr
     assert "verify ok" in proc.stdout and "pruned 0" in proc.stdout
     # The dump fails (a database that does not exist): one line, exit 1, nothing committed.
-    failing = [sys.executable, "-c", "import sys; sys.exit('pg_dump: database nope missing')"]
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(tmp_path / "repo"), str(tmp_path / "pw"), *failing],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = backup(sys.executable, "-c", "import sys; sys.exit('pg_dump: database nope missing')")
     assert proc.returncode == 1
     assert proc.stderr.startswith("backup failed: command") and "Traceback" not in proc.stderr
     assert "database nope missing" in proc.stderr

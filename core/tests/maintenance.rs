@@ -13,6 +13,15 @@ use containerarchive_core::*;
 
 const PASS: &[u8] = b"maintenance";
 
+/// An encrypted in-memory repository with 1 MiB packs (so a few MiB make several packs).
+fn mib_pack_repo(seed: u64) -> Repository<MemoryStorage> {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    memory_repo(Some(PASS), &opts, seed)
+}
+
 fn repo_with_two_groups() -> (
     Repository<MemoryStorage>,
     Snapshot,
@@ -20,11 +29,7 @@ fn repo_with_two_groups() -> (
     Snapshot,
     Vec<u8>,
 ) {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 3);
+    let repo = mib_pack_repo(3);
     let big = noise(26 << 20, 1);
     let a = ingest_items(&repo, &[("big", &big)], "2026-01-01T00:00:00Z", &[]).unwrap();
     let small = noise(4 << 20, 2);
@@ -268,21 +273,15 @@ fn reindex_restores_function_after_every_index_file_and_idx_is_gone() {
 }
 
 fn on_disk(repo: &Repository<MemoryStorage>) -> i64 {
-    repo.storage()
-        .snapshot_objects()
-        .iter()
-        .filter(|(k, _)| !k.starts_with("locks/"))
-        .map(|(_, v)| v.len() as i64)
+    objects_but_locks(repo)
+        .values()
+        .map(|v| v.len() as i64)
         .sum()
 }
 
 #[test]
 fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 9);
+    let repo = mib_pack_repo(9);
     let shared = noise(2 << 20, 100);
     let mut snaps = Vec::new();
     for day in 1..=6u64 {
@@ -513,11 +512,7 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
 
 #[test]
 fn forget_removes_exactly_the_named_snapshots_and_frees_only_their_data() {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 21);
+    let repo = mib_pack_repo(21);
     let shared = noise(1 << 20, 200);
     let mut snaps = Vec::new();
     for day in 1..=4u64 {
@@ -591,11 +586,7 @@ fn forget_removes_exactly_the_named_snapshots_and_frees_only_their_data() {
 
 #[test]
 fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 22);
+    let repo = mib_pack_repo(22);
     for day in 1..=10u64 {
         for (name, minute, seed) in [("shop.sql", "00", 300), ("crm.sql", "05", 400)] {
             let mut ing = repo
@@ -693,11 +684,7 @@ fn data_packs(repo: &Repository<MemoryStorage>) -> usize {
 
 #[test]
 fn prune_merges_many_small_packs_and_then_reaches_a_fixed_point() {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 23);
+    let repo = mib_pack_repo(23);
     // Tiny items (under 1 KB), one pack each; a few snapshots share data.
     let mut snaps = Vec::new();
     for i in 0..24u64 {
@@ -759,11 +746,7 @@ fn prune_merges_many_small_packs_and_then_reaches_a_fixed_point() {
 
 #[test]
 fn a_pack_of_small_live_blobs_is_not_rewritten_for_its_overhead() {
-    let opts = InitOptions {
-        pack_size: 1 << 20,
-        ..fast_kdf()
-    };
-    let repo = memory_repo(Some(PASS), &opts, 24);
+    let repo = mib_pack_repo(24);
     ingest_items(&repo, &[("a", b"tiny")], "2026-03-01T00:00:00Z", &[]).unwrap();
     let policy = Policy {
         keep_last: 1,
