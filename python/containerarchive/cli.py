@@ -172,8 +172,6 @@ def _passphrase(args: argparse.Namespace, *, creating: bool) -> str | None:
     if env_file:
         args.password_file = env_file
         return _passphrase(args, creating=creating)
-    if creating and getattr(args, "no_encryption", False):
-        return None
     if sys.stdin.isatty() and sys.stderr.isatty():
         first = getpass.getpass("repository passphrase: ")
         if creating and getpass.getpass("repeat passphrase: ") != first:
