@@ -25,7 +25,7 @@ use crate::parity::{
     encode_group, load_groups, parity_key, rebuild_member, Group, GroupDescription, Member,
     ParityBuilder, GROUP_SIZE, PARITY_PREFIX, PARITY_SHARDS,
 };
-use crate::repo::{decode_blob, Repository, SnapshotFilter};
+use crate::repo::{decode_blob, resolve_snapshot_prefix, Repository, SnapshotFilter};
 use crate::retention::{apply_grouped, GroupBy, GroupDecision, Policy};
 use crate::snapshot::{
     decode_snapshot, pending_id_of_key, snapshot_id_of_key, snapshot_key, Snapshot, PENDING_PREFIX,
@@ -116,28 +116,6 @@ impl Retention {
 enum Selection<'a> {
     Policy(&'a Retention),
     Snapshots(&'a [String]),
-}
-
-/// The snapshot among `all` that `r` (a full id or unique prefix) names.
-fn resolve_in(all: &[Snapshot], r: &str) -> Result<Id> {
-    let wanted = r.trim().to_ascii_lowercase();
-    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::SnapshotNotFound(format!("{r:?} (not a hex id)")));
-    }
-    let mut matches: Vec<Id> = all
-        .iter()
-        .map(|s| s.id)
-        .filter(|id| id.to_hex().starts_with(&wanted))
-        .collect();
-    matches.sort();
-    match matches.len() {
-        0 => Err(Error::SnapshotNotFound(r.to_string())),
-        1 => Ok(matches[0]),
-        _ => Err(Error::AmbiguousSnapshotId {
-            prefix: r.to_string(),
-            matches: matches.iter().map(Id::to_hex).collect(),
-        }),
-    }
 }
 
 /// What prune did (or, in a dry run, would do).
@@ -762,7 +740,7 @@ impl<S: Storage> Repository<S> {
             Selection::Snapshots(refs) => {
                 let mut removed = HashSet::new();
                 for r in refs.iter() {
-                    removed.insert(resolve_in(all, r)?);
+                    removed.insert(resolve_snapshot_prefix(all.iter().map(|s| s.id), r)?);
                 }
                 Ok((removed, Vec::new()))
             }

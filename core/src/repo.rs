@@ -646,27 +646,8 @@ impl<S: Storage> Repository<S> {
                     Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
                 });
         }
-        if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(format!(
-                "{id_or_prefix:?} (not a hex id)"
-            )));
-        }
-        let mut matches: Vec<Id> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&wanted))
-            .collect();
-        match matches.len() {
-            0 => Err(Error::SnapshotNotFound(id_or_prefix.to_string())),
-            1 => self.load_snapshot(matches.remove(0)),
-            _ => {
-                matches.sort();
-                Err(Error::AmbiguousSnapshotId {
-                    prefix: id_or_prefix.to_string(),
-                    matches: matches.iter().map(Id::to_hex).collect(),
-                })
-            }
-        }
+        let id = resolve_snapshot_prefix(self.snapshot_ids()?, id_or_prefix)?;
+        self.load_snapshot(id)
     }
 
     /// Make sure this build may write here, upgrading `config.json` on the first write to a
@@ -1504,6 +1485,34 @@ impl<S: Storage> Ingest<S> {
     /// Give up: no snapshot is written; stored packs stay until garbage collection.
     pub fn abort(mut self) -> Result<()> {
         self.writer.release_lock()
+    }
+}
+
+/// The one snapshot among `ids` that `reference` (a full id or unique hex prefix, any case,
+/// blanks around it ignored) names. Errors: [`Error::SnapshotNotFound`] for no match or a
+/// reference that is not hex, [`Error::AmbiguousSnapshotId`] (matches sorted) for several.
+pub(crate) fn resolve_snapshot_prefix(
+    ids: impl IntoIterator<Item = Id>,
+    reference: &str,
+) -> Result<Id> {
+    let wanted = reference.trim().to_ascii_lowercase();
+    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(format!(
+            "{reference:?} (not a hex id)"
+        )));
+    }
+    let mut matches: Vec<Id> = ids
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(&wanted))
+        .collect();
+    matches.sort();
+    match matches.as_slice() {
+        [] => Err(Error::SnapshotNotFound(reference.to_string())),
+        [one] => Ok(*one),
+        _ => Err(Error::AmbiguousSnapshotId {
+            prefix: reference.to_string(),
+            matches: matches.iter().map(Id::to_hex).collect(),
+        }),
     }
 }
 
