@@ -16,6 +16,11 @@ pub enum StorageError {
     /// A create-only put found the object already there.
     #[error("{0} already exists in the repository")]
     AlreadyExists(String),
+    /// The object exists but is in an archive storage class (S3 Glacier Flexible Retrieval,
+    /// Deep Archive…): it must be restored from the archive before it can be read. Never a
+    /// sign of damage.
+    #[error("object {key} is in archive storage class {class}: restore it from the archive first (for example `aws s3api restore-object`), then run this again")]
+    Archived { key: String, class: String },
     /// Any other backend failure (I/O error, no space left, permission denied…).
     #[error("storage error on {key}: {message}")]
     Backend { key: String, message: String },

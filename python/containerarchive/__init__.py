@@ -8,6 +8,7 @@
 from ._native import __version__
 from .errors import (
     AmbiguousSnapshotIdError,
+    ArchivedObjectError,
     CommandFailedError,
     ConcurrentModificationError,
     ContainerArchiveError,
@@ -50,6 +51,7 @@ from .types import (
 )
 
 __all__ = [
+    "ArchivedObjectError",
     "AmbiguousSnapshotIdError",
     "CommandFailedError",
     "ConcurrentModificationError",

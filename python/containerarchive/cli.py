@@ -43,6 +43,7 @@ EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_PASSPHRASE = 12
 EXIT_CONCURRENT = 13
+EXIT_ARCHIVED = 14
 #: The reader of standard output closed the pipe early (128 + SIGPIPE, as the shell reports).
 EXIT_BROKEN_PIPE = 141
 
@@ -60,6 +61,7 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.AmbiguousSnapshotIdError, EXIT_NOT_FOUND),
     (errors.ItemNotFoundError, EXIT_NOT_FOUND),
     (errors.InvalidArgumentError, EXIT_USAGE),
+    (errors.ArchivedObjectError, EXIT_ARCHIVED),
 ]
 
 
@@ -97,6 +99,11 @@ EXIT_TABLE: list[tuple[str, str]] = [
         "13",
         "another process changed the repository under the operation: nothing committed or "
         "deleted, run it again",
+    ),
+    (
+        "14",
+        "an object the command must read is in an archive storage class (S3 Glacier…): "
+        "restore it from the archive first; nothing changed",
     ),
     ("129/130/143", "interrupted by SIGHUP/SIGINT/SIGTERM: nothing committed"),
     ("141", "the reader of the output closed the pipe early (piped into head): quietly"),

@@ -139,7 +139,17 @@ class StorageError(ContainerArchiveError, OSError):
     key: str
 
 
+class ArchivedObjectError(StorageError):
+    """An object the operation must read is in an archive storage class of the object store
+    (S3 Glacier Flexible Retrieval, Glacier Deep Archive…): it is intact, but has to be restored
+    from the archive before it can be read (``aws s3api restore-object``). ``key`` names the
+    object and ``storage_class`` the class. Never a sign of damage. CLI exit code 14."""
+
+    storage_class: str
+
+
 __all__ = [
+    "ArchivedObjectError",
     "AmbiguousSnapshotIdError",
     "CommandFailedError",
     "ConcurrentModificationError",

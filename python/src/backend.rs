@@ -5,7 +5,7 @@ use std::path::Path;
 use containerarchive_core::{Storage, StorageError};
 
 use crate::fs::FsStorage;
-use crate::s3::S3Storage;
+use crate::s3::{S3Settings, S3Storage};
 
 /// Filesystem or S3 storage behind one type, so that one repository type serves both.
 #[derive(Debug)]
@@ -22,12 +22,12 @@ impl AnyStorage {
         location.to_str().is_some_and(|s| s.starts_with("s3://"))
     }
 
-    /// The storage at `location`.
-    pub fn at(location: &Path) -> Result<Self, StorageError> {
+    /// The storage at `location`; `settings` apply to object storage.
+    pub fn at(location: &Path, settings: &S3Settings) -> Result<Self, StorageError> {
         match location.to_str() {
-            Some(url) if Self::is_url(location) => {
-                Ok(AnyStorage::S3(Box::new(S3Storage::from_url(url)?)))
-            }
+            Some(url) if Self::is_url(location) => Ok(AnyStorage::S3(Box::new(
+                S3Storage::from_url(url, settings.clone())?,
+            ))),
             _ => Ok(AnyStorage::Fs(FsStorage::new(location))),
         }
     }

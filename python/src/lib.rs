@@ -29,6 +29,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::backend::AnyStorage;
+use crate::s3::S3Settings;
 
 /// Randomness from the operating system.
 pub struct OsRng;
@@ -89,6 +90,10 @@ fn py_err(e: Error) -> PyErr {
             Error::Cancelled(_) => ("ContainerArchiveError", vec![]),
             Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
             Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
+            Error::Storage(StorageError::Archived { key, class }) => (
+                "ArchivedObjectError",
+                vec![("key", text(key)), ("storage_class", text(class))],
+            ),
             Error::Storage(
                 StorageError::NotFound(k)
                 | StorageError::AlreadyExists(k)
@@ -347,7 +352,7 @@ impl NativeRepository {
 impl NativeRepository {
     /// Create a repository at `path`.
     #[staticmethod]
-    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None, stale_after_ms=None))]
+    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None, stale_after_ms=None, storage_options=None))]
     #[allow(clippy::too_many_arguments)]
     fn init(
         py: Python<'_>,
@@ -362,7 +367,9 @@ impl NativeRepository {
         hostname: String,
         pack_size: Option<u64>,
         stale_after_ms: Option<i64>,
+        storage_options: Option<String>,
     ) -> PyResult<Self> {
+        let settings = s3_settings(storage_options.as_deref())?;
         let algorithm = Compression::parse(compression).ok_or_else(|| {
             py_err(Error::InvalidArgument(format!(
                 "unknown compression {compression:?}: use \"zstd\", \"gzip\" or \"none\""
@@ -382,7 +389,7 @@ impl NativeRepository {
         }
         let repo = py
             .detach(|| {
-                let storage = AnyStorage::at(&path)?;
+                let storage = AnyStorage::at(&path, &settings)?;
                 storage.prepare_for_init()?;
                 Repository::init(
                     storage,
@@ -400,23 +407,26 @@ impl NativeRepository {
     /// Open the repository at `path`. `stale_after_ms`: the storage-clock age after which
     /// another holder's lock is stale (default 30 minutes; every host should use the same).
     #[staticmethod]
-    #[pyo3(signature = (path, passphrase, hostname, stale_after_ms=None))]
+    #[pyo3(signature = (path, passphrase, hostname, stale_after_ms=None, storage_options=None))]
     fn open(
         py: Python<'_>,
         path: PathBuf,
         passphrase: Option<Vec<u8>>,
         hostname: String,
         stale_after_ms: Option<i64>,
+        storage_options: Option<String>,
     ) -> PyResult<Self> {
+        let settings = s3_settings(storage_options.as_deref())?;
         let repo = py
             .detach(|| {
-                Repository::open(AnyStorage::at(&path)?, passphrase.as_deref()).map_err(|e| {
+                let storage = AnyStorage::at(&path, &settings)?;
+                let reason = |s: &AnyStorage| s.missing_reason();
+                let storage_for_reason = AnyStorage::at(&path, &settings).ok();
+                Repository::open(storage, passphrase.as_deref()).map_err(|e| {
                     match e {
                         // Say why, when object storage can tell more than "no config.json".
                         Error::RepositoryNotFound { location } => Error::RepositoryNotFound {
-                            location: match AnyStorage::at(&path)
-                                .ok()
-                                .and_then(|s| s.missing_reason())
+                            location: match storage_for_reason.as_ref().and_then(reason)
                             {
                                 Some(reason) => format!("{location} ({reason})"),
                                 None => location,
@@ -1087,10 +1097,37 @@ fn tune_malloc() {
     }
 }
 
+/// The object storage settings the Python layer resolved (JSON of [`S3Settings`]).
+fn s3_settings(json: Option<&str>) -> PyResult<S3Settings> {
+    json.map(serde_json::from_str)
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| {
+            py_err(Error::InvalidArgument(format!(
+                "storage options are not valid: {e}"
+            )))
+        })
+}
+
+/// Called in a child process right after `fork()` (registered with `os.register_at_fork`):
+/// the worker threads of the parent do not exist here, so the next parallel work starts new
+/// ones. Storages notice the fork themselves (they compare process ids).
+#[pyfunction]
+fn _after_fork_in_child() {
+    containerarchive_core::parallel::forget_pool();
+}
+
+/// Whether waits for object storage (throttling, outages) are reported on stderr.
+#[pyfunction]
+fn _report_storage_waits(enabled: bool) {
+    s3::REPORT_WAITS.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tune_malloc();
-    containerarchive_core::parallel::name_workers("ca-worker");
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_report_storage_waits, m)?)?;
     m.add_class::<NativeRepository>()?;
     m.add_class::<NativeIngest>()?;
     m.add_class::<NativeLock>()?;

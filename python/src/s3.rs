@@ -1,29 +1,55 @@
 //! S3-compatible object storage (AWS S3, MinIO, Ceph RGW…) through the `object_store` crate.
 //!
 //! A repository lives under `s3://bucket/prefix`. Credentials, region and endpoint come from
-//! the standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`; an `http://`
-//! endpoint is allowed without TLS).
+//! [`S3Settings`] (the Python layer resolves them as the AWS tools do: environment variables,
+//! then the shared credentials and config files of `AWS_PROFILE`), then from the environment,
+//! then from the container or instance metadata services.
 //!
 //! Writers on many hosts never overwrite each other's objects: every put is a conditional
 //! create (`If-None-Match: *`), which S3 and the compatible stores answer with 412 when the key
-//! exists. Packs and their `.idx` are uploaded in the background, several at once; as with
-//! the filesystem storage, every other operation first waits for those uploads and reports
-//! their first error, so an index file or snapshot is never written before the packs it names
-//! are stored. Reads of packs are ranged GETs, those of one restore batch issued concurrently. S3 is strongly consistent for reads after
-//! writes and for listings, which the lock protocol relies on.
+//! exists. A write whose reply was lost is retried, and the retry of an applied create gets
+//! 412: every create then reads the object back and counts identical bytes as its own success
+//! (every object this engine writes is content-addressed or holds random bytes, so identical
+//! bytes are never another writer's). Packs and their `.idx` are uploaded in the background,
+//! several at once; as with the filesystem storage, every other operation first waits for those
+//! uploads and reports their first error, so an index file or snapshot is never written before
+//! the packs it names are stored. Reads of packs are ranged GETs, those of one restore batch
+//! issued concurrently. S3 is strongly consistent for reads after writes and for listings,
+//! which the lock protocol relies on.
+//!
+//! **Retries.** Throttling (503 SlowDown, 429), server errors (5xx), timeouts and dropped
+//! connections are retried with exponential backoff (0.2 s doubling to 15 s) for a time budget
+//! (`S3Settings::retry_seconds`, default 3 minutes), each request signed afresh at least every
+//! 10 minutes. While the store keeps failing a line on stderr says so every 10 s. An endpoint
+//! that has never answered in this process (a wrong URL or port, http against https) is given
+//! up after 10 s with the cause named; errors that retrying cannot fix (403, 404, 412) are
+//! reported at once.
+//!
+//! **Fork.** The client's threads (a tokio runtime) belong to the process that made them: in a
+//! forked child the first use builds a new client, and uploads the parent had in flight are
+//! the parent's to finish.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
+    HttpResponse, HttpResponseBody, HttpService, ReqwestConnector,
+};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+use serde::Deserialize;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -33,16 +59,64 @@ const PARALLEL_UPLOADS: usize = 4;
 const PARALLEL_READS: usize = 8;
 /// Largest single ranged read: longer reads are split so that their parts run concurrently.
 const READ_PART: u64 = 8 << 20;
+/// Default time budget for retrying one operation.
+pub const DEFAULT_RETRY_SECONDS: f64 = 180.0;
+/// Longest the client retries one signed request: SigV4 signatures expire after 15 minutes,
+/// so a longer budget re-issues the request (signed again) after this.
+const SIGNED_RETRY_LIMIT: Duration = Duration::from_secs(600);
+/// An endpoint that never answered is given up after this long (a configuration mistake).
+const FIRST_CONTACT_LIMIT: Duration = Duration::from_secs(10);
+/// A run of failures is reported once it lasts this long, then every `NOTICE_EVERY`.
+const NOTICE_AFTER: Duration = Duration::from_secs(2);
+const NOTICE_EVERY: Duration = Duration::from_secs(10);
+/// Hosts of the container and instance metadata services (credentials).
+const METADATA_HOSTS: [&str; 3] = ["169.254.169.254", "169.254.170.2", "[fd00:ec2::254]"];
+
+/// Whether storage waits are reported on stderr (on unless the embedding program turns it off).
+pub static REPORT_WAITS: AtomicBool = AtomicBool::new(true);
+
+/// How to reach the store, resolved by the caller (the Python layer reads the environment and
+/// the AWS shared files); anything unset falls back to `object_store`'s reading of the
+/// environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct S3Settings {
+    /// Seconds to keep retrying throttling and transient failures (default 180).
+    pub retry_seconds: Option<f64>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// Where credentials were looked for, for the message when none were found.
+    pub credential_sources: Option<String>,
+}
 
 /// A repository in an S3 bucket, under a prefix.
 pub struct S3Storage {
-    store: Arc<AmazonS3>,
+    settings: S3Settings,
     bucket: String,
     region: String,
+    endpoint: Option<String>,
     prefix: String,
     url: String,
+    budget: Duration,
+    health: Arc<Health>,
+    client: Mutex<Arc<Client>>,
+    uploads: Mutex<Uploads>,
+}
+
+/// The HTTP client and the threads it runs on, owned by one process.
+struct Client {
+    pid: u32,
+    store: Arc<AmazonS3>,
     runtime: Runtime,
-    uploads: Mutex<VecDeque<JoinHandle<Result<(), StorageError>>>>,
+}
+
+/// Background uploads, with the process that started them.
+struct Uploads {
+    pid: u32,
+    handles: VecDeque<JoinHandle<Result<(), StorageError>>>,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -58,22 +132,232 @@ fn config_error(url: &str, message: impl std::fmt::Display) -> StorageError {
     }
 }
 
-fn map_error(key: &str, e: object_store::Error) -> StorageError {
-    match e {
-        object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
-        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-            StorageError::AlreadyExists(key.to_string())
+/// How the store has been answering: whether it ever did, and the current run of failures.
+#[derive(Debug)]
+struct Health {
+    location: String,
+    budget: Duration,
+    reached: AtomicBool,
+    trouble: Mutex<Option<Trouble>>,
+}
+
+#[derive(Debug)]
+struct Trouble {
+    since: Instant,
+    reported: Option<Instant>,
+    cause: String,
+}
+
+impl Health {
+    fn answered(&self) {
+        self.reached.store(true, Ordering::Release);
+        let mut t = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(trouble) = t.take() {
+            if trouble.reported.is_some() {
+                notice(&format!(
+                    "{} answers again after {:.0} s",
+                    self.location,
+                    trouble.since.elapsed().as_secs_f64()
+                ));
+            }
         }
-        other => StorageError::Backend {
-            key: key.to_string(),
-            message: other.to_string(),
-        },
+    }
+
+    /// Record a failure; how long the current run of failures has lasted.
+    fn failed(&self, cause: &str) -> Duration {
+        let mut t = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        let trouble = t.get_or_insert_with(|| Trouble {
+            since: Instant::now(),
+            reported: None,
+            cause: String::new(),
+        });
+        trouble.cause = cause.to_string();
+        let lasted = trouble.since.elapsed();
+        let due = match trouble.reported {
+            None => lasted >= NOTICE_AFTER,
+            Some(at) => at.elapsed() >= NOTICE_EVERY,
+        };
+        if due {
+            trouble.reported = Some(Instant::now());
+            notice(&format!(
+                "waiting for {}: {cause}; retrying for {:.0} s so far (gives up after {:.0} s)",
+                self.location,
+                lasted.as_secs_f64(),
+                self.budget.as_secs_f64()
+            ));
+        }
+        lasted
+    }
+
+    /// Whether the last request failed in a way worth retrying.
+    fn troubled(&self) -> bool {
+        self.trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 }
 
+fn notice(message: &str) {
+    if REPORT_WAITS.load(Ordering::Relaxed) {
+        eprintln!("containerarchive: {message}");
+    }
+}
+
+/// Every request passes through here: it keeps [`Health`] current, reports long waits, and
+/// turns failures that retrying cannot fix into ones the client does not retry.
+#[derive(Debug)]
+struct Watch {
+    inner: HttpClient,
+    health: Arc<Health>,
+}
+
+#[async_trait::async_trait]
+impl HttpService for Watch {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let metadata = METADATA_HOSTS.iter().any(|h| host.starts_with(h));
+        match self.inner.execute(req).await {
+            Ok(response) => {
+                let status = response.status();
+                let transient = status.is_server_error()
+                    || status == http::StatusCode::TOO_MANY_REQUESTS
+                    || status == http::StatusCode::REQUEST_TIMEOUT;
+                if metadata {
+                    return Ok(response);
+                }
+                if !transient {
+                    self.health.answered();
+                    return Ok(response);
+                }
+                self.health.reached.store(true, Ordering::Release);
+                // Error bodies are small: read it to name the cause (SlowDown…), then hand
+                // the same bytes on.
+                let (parts, body) = response.into_parts();
+                let bytes = body.bytes().await.unwrap_or_default();
+                let code = xml_field(&String::from_utf8_lossy(&bytes), "Code")
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default();
+                self.health
+                    .failed(&format!("HTTP {}{code}", status.as_u16()));
+                Ok(HttpResponse::from_parts(parts, HttpResponseBody::from(bytes)))
+            }
+            Err(e) => {
+                let cause = root_cause(&e);
+                if metadata {
+                    // Off EC2 and ECS nothing answers there: say so at once, never retry.
+                    return Err(HttpError::new(
+                        HttpErrorKind::Unknown,
+                        Plain(format!("{host} did not answer ({cause})")),
+                    ));
+                }
+                let lasted = self.health.failed(&cause);
+                let never_reached = !self.health.reached.load(Ordering::Acquire);
+                if never_reached && (misconfigured(&cause) || lasted >= FIRST_CONTACT_LIMIT) {
+                    return Err(HttpError::new(HttpErrorKind::Unknown, Plain(cause)));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Builds [`Watch`] around the standard reqwest client.
+#[derive(Debug)]
+struct WatchConnector {
+    health: Arc<Health>,
+}
+
+impl HttpConnector for WatchConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(Watch {
+            inner: ReqwestConnector::default().connect(options)?,
+            health: self.health.clone(),
+        }))
+    }
+}
+
+/// An error that is just a message.
+#[derive(Debug)]
+struct Plain(String);
+
+impl std::fmt::Display for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Plain {}
+
+/// The innermost message of an error chain (the OS or TLS error), with the outer one when
+/// it adds something.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        messages.push(s.to_string());
+        source = s.source();
+    }
+    messages.pop().unwrap_or_default()
+}
+
+/// Failures that mean the endpoint is set up wrong, not that it is busy.
+fn misconfigured(cause: &str) -> bool {
+    let c = cause.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "ssl",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+        "wrong version number",
+        "invalid http version",
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+    ]
+    .iter()
+    .any(|needle| c.contains(needle))
+}
+
+/// The text of `<name>…</name>` in an S3 XML error body.
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Every message of an error chain, outermost first.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(" / ");
+            out.push_str(&m);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The HTTP status named in an `object_store` error message.
+fn status_of(text: &str) -> Option<u16> {
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
 impl S3Storage {
-    /// Storage at `url` (`s3://bucket` or `s3://bucket/prefix`), configured from the environment.
-    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+    /// Storage at `url` (`s3://bucket` or `s3://bucket/prefix`), configured by `settings` and
+    /// then the environment.
+    pub fn from_url(url: &str, settings: S3Settings) -> Result<Self, StorageError> {
         let rest = url
             .strip_prefix("s3://")
             .ok_or_else(|| config_error(url, "an S3 location starts with s3://"))?;
@@ -86,98 +370,347 @@ impl S3Storage {
             ObjectPath::parse(&prefix)
                 .map_err(|e| config_error(url, format!("invalid prefix {prefix:?}: {e}")))?;
         }
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|e| !e.is_empty());
+        if let Some(endpoint) = &endpoint {
+            check_endpoint(url, endpoint, bucket)?;
+        }
+        let budget = Duration::from_secs_f64(
+            settings
+                .retry_seconds
+                .unwrap_or(DEFAULT_RETRY_SECONDS)
+                .clamp(0.0, 7.0 * 86_400.0),
+        );
+        let url = url.trim_end_matches('/').to_string();
+        let storage = S3Storage {
+            bucket: bucket.to_string(),
+            region,
+            endpoint,
+            prefix,
+            budget,
+            health: Arc::new(Health {
+                location: url.clone(),
+                budget,
+                reached: AtomicBool::new(false),
+                trouble: Mutex::new(None),
+            }),
+            url,
+            settings,
+            client: Mutex::new(Arc::new(Client {
+                pid: 0,
+                store: Arc::new(
+                    AmazonS3Builder::new()
+                        .with_bucket_name("unused")
+                        .build()
+                        .map_err(|e| config_error("s3", e))?,
+                ),
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| config_error("s3", e))?,
+            })),
+            uploads: Mutex::new(Uploads {
+                pid: std::process::id(),
+                handles: VecDeque::new(),
+            }),
+        };
+        // Build the real client now, so that a configuration error shows at open.
+        storage.client()?;
+        Ok(storage)
+    }
+
+    /// This process's client, built on first use in each process (a forked child gets its own).
+    fn client(&self) -> Result<Arc<Client>, StorageError> {
+        let pid = std::process::id();
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.pid == pid {
+            return Ok(slot.clone());
+        }
+        let built = Arc::new(self.build_client(pid)?);
+        let old = std::mem::replace(&mut *slot, built.clone());
+        if old.pid != 0 {
+            // The parent's runtime threads do not exist here: dropping it would wait for them.
+            std::mem::forget(old);
+        }
+        Ok(built)
+    }
+
+    fn build_client(&self, pid: u32) -> Result<Client, StorageError> {
+        let s = &self.settings;
         let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_conditional_put(S3ConditionalPut::ETagMatch);
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|_| "us-east-1".into());
-        builder = builder.with_region(region.clone());
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+            .with_bucket_name(&self.bucket)
+            .with_region(&self.region)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_http_connector(WatchConnector {
+                health: self.health.clone(),
+            })
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(200),
+                    max_backoff: Duration::from_secs(15),
+                    base: 2.0,
+                },
+                max_retries: usize::MAX,
+                retry_timeout: self.budget.min(SIGNED_RETRY_LIMIT),
+            });
+        if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_endpoint(endpoint);
         }
+        if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+            if let Some(token) = &s.session_token {
+                builder = builder.with_token(token);
+            }
+        }
         let store = builder
             .build()
-            .map_err(|e| config_error(url, format!("S3 configuration: {e}")))?;
+            .map_err(|e| config_error(&self.url, format!("S3 configuration: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ca-s3")
             .enable_all()
             .build()
-            .map_err(|e| config_error(url, format!("cannot start the S3 client: {e}")))?;
-        Ok(S3Storage {
+            .map_err(|e| config_error(&self.url, format!("cannot start the S3 client: {e}")))?;
+        Ok(Client {
+            pid,
             store: Arc::new(store),
-            bucket: bucket.to_string(),
-            region,
-            prefix,
-            url: url.trim_end_matches('/').to_string(),
             runtime,
-            uploads: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// Run `op` against the store, re-issuing it (signed again) while failures are transient
+    /// and the budget lasts.
+    fn run<T, F, Fut>(&self, key: &str, op: F) -> Result<T, StorageError>
+    where
+        F: Fn(Arc<AmazonS3>) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
+        let start = Instant::now();
+        loop {
+            let client = self.client()?;
+            match client.runtime.block_on(op(client.store.clone())) {
+                Err(StorageError::Backend { .. })
+                    if self.health.troubled()
+                        && self.health.reached.load(Ordering::Acquire)
+                        && start.elapsed() + Duration::from_secs(1) < self.budget => {}
+                Err(e) => return Err(self.explained(key, e)),
+                ok => return ok,
+            }
+        }
+    }
+
+    /// A storage error with the cause spelled out for an operator.
+    fn explained(&self, key: &str, e: StorageError) -> StorageError {
+        match e {
+            StorageError::Backend { key: k, message } => {
+                self.explain_text(if k.is_empty() { key } else { &k }, &message)
+            }
+            other => other,
+        }
+    }
+
+    /// Turn `object_store`'s text into what happened, naming the object and the cause.
+    fn explain_text(&self, key: &str, text: &str) -> StorageError {
+        let endpoint = self
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region));
+        let lower = text.to_ascii_lowercase();
+        let backend = |message: String| StorageError::Backend {
+            key: key.to_string(),
+            message,
+        };
+        if text.contains("InvalidObjectState") {
+            return StorageError::Archived {
+                key: key.to_string(),
+                class: xml_field(text, "StorageClass").unwrap_or_else(|| "GLACIER".into()),
+            };
+        }
+        if METADATA_HOSTS.iter().any(|h| text.contains(h)) {
+            return backend(format!(
+                "no AWS credentials found: looked in {}, and the container and EC2 instance \
+                 metadata services did not answer. Set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or write them to ~/.aws/credentials (`aws configure`)",
+                self.settings.credential_sources.as_deref().unwrap_or(
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials and ~/.aws/config"
+                )
+            ));
+        }
+        if let Some(status) = status_of(text) {
+            let code = xml_field(text, "Code").unwrap_or_default();
+            let detail = xml_field(text, "Message").unwrap_or_default();
+            let what = format!("the store answered HTTP {status} {code}: {detail}")
+                .trim_end_matches([' ', ':'])
+                .to_string();
+            let hint = match (status, code.as_str()) {
+                (_, "NoSuchBucket") => format!(" (bucket {} does not exist)", self.bucket),
+                (301, _) | (_, "PermanentRedirect") | (_, "AuthorizationHeaderMalformed") => {
+                    format!(
+                        " (bucket {} is in another region than {}: set AWS_REGION)",
+                        self.bucket, self.region
+                    )
+                }
+                (403, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken")
+                | (401, _) => format!(
+                    " (check the credentials: {})",
+                    self.settings
+                        .credential_sources
+                        .as_deref()
+                        .unwrap_or("the AWS_* environment variables")
+                ),
+                (403, _) => " (the credentials lack permission for it)".to_string(),
+                (500..=599 | 429 | 408, _) => format!(
+                    " (still failing after retrying for {:.0} s; --retry-storage sets how long)",
+                    self.budget.as_secs_f64()
+                ),
+                _ => String::new(),
+            };
+            return backend(format!("{what}{hint}"));
+        }
+        let cause = text.rsplit(" / ").next().unwrap_or(text).trim().to_string();
+        let message = if lower.contains("connection refused") {
+            format!(
+                "cannot connect to {endpoint}: connection refused (nothing listens there: \
+                 check the endpoint URL and port)"
+            )
+        } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
+            format!("cannot resolve the host of {endpoint}: {cause}")
+        } else if misconfigured(&lower) && endpoint.starts_with("https://") {
+            format!(
+                "TLS with {endpoint} failed ({cause}): if the server speaks plain HTTP, use an \
+                 http:// endpoint"
+            )
+        } else if misconfigured(&lower)
+            || lower.contains("connection closed before message completed")
+            || lower.contains("incompletemessage")
+            || lower.contains("connection reset")
+        {
+            if endpoint.starts_with("http://") {
+                format!(
+                    "{endpoint} did not answer plain HTTP ({cause}): if it expects TLS, use an \
+                     https:// endpoint"
+                )
+            } else {
+                format!("{endpoint} closed the connection ({cause})")
+            }
+        } else if lower.contains("timed out") || lower.contains("timeout") {
+            format!(
+                "{endpoint} did not answer in time ({cause}; retried for up to {:.0} s)",
+                self.budget.as_secs_f64()
+            )
+        } else {
+            format!("request to {endpoint} failed: {cause}")
+        };
+        backend(message)
     }
 
     /// Whether the bucket exists (a listing of it succeeds; 404 means it does not).
     pub fn bucket_exists(&self) -> Result<bool, StorageError> {
         let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        match self
-            .runtime
-            .block_on(self.store.list_with_delimiter(prefix.as_ref()))
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) if e.to_string().contains("NoSuchBucket") => Ok(false),
-            Err(e) => Err(map_error(&self.url, e)),
-        }
+        let result = self.run(&self.url, |store| {
+            let prefix = prefix.clone();
+            async move {
+                match store.list_with_delimiter(prefix.as_ref()).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) if e.to_string().contains("NoSuchBucket") => Ok(false),
+                    Err(e) => Err(raw(&self.url, e)),
+                }
+            }
+        });
+        result
     }
 
     /// Create the bucket when it does not exist (as `restic init` does); whether it was created.
+    /// Throttling and transient failures are retried as for every other request.
     pub fn create_bucket_if_missing(&self) -> Result<bool, StorageError> {
         if self.bucket_exists()? {
             return Ok(false);
         }
-        let fail = |m: String| {
-            config_error(
-                &self.url,
-                format!("cannot create bucket {}: {m}", self.bucket),
+        let body = if self.region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
             )
         };
-        self.runtime.block_on(async {
-            // CreateBucket is `PUT /<bucket>/`: object_store signs the URL, reqwest sends it.
-            let url = self
-                .store
-                .signed_url(
-                    http::Method::PUT,
-                    &ObjectPath::from(""),
-                    std::time::Duration::from_secs(300),
-                )
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let body = if self.region == "us-east-1" {
-                String::new()
-            } else {
-                format!(
-                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                     <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-                    self.region
-                )
-            };
-            let response = reqwest::Client::new()
-                .put(url)
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
-                Ok(true)
-            } else {
-                Err(fail(format!("HTTP {status}: {text}")))
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let client = self.client()?;
+            let attempt = client.runtime.block_on(async {
+                // CreateBucket is `PUT /<bucket>/`: object_store signs the URL (afresh for each
+                // attempt), reqwest sends it.
+                let url = client
+                    .store
+                    .signed_url(
+                        http::Method::PUT,
+                        &ObjectPath::from(""),
+                        Duration::from_secs(300),
+                    )
+                    .await
+                    .map_err(|e| (false, chain_text(&e)))?;
+                let response = reqwest::Client::new()
+                    .put(url)
+                    .header(http::header::CONTENT_LENGTH, body.len())
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| (true, root_cause(&e)))?;
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
+                    Ok(true)
+                } else {
+                    let transient = status.is_server_error()
+                        || status == http::StatusCode::TOO_MANY_REQUESTS;
+                    Err((
+                        transient,
+                        format!(
+                            "HTTP {} {}",
+                            status.as_u16(),
+                            xml_field(&text, "Code").unwrap_or(text)
+                        ),
+                    ))
+                }
+            });
+            match attempt {
+                Ok(created) => {
+                    self.health.answered();
+                    return Ok(created);
+                }
+                Err((true, cause)) if start.elapsed() + pause < self.budget => {
+                    self.health.failed(&cause);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(15));
+                }
+                Err((_, cause)) => {
+                    return Err(match self.explain_text(&self.url, &cause) {
+                        StorageError::Backend { key, message } => StorageError::Backend {
+                            key,
+                            message: format!("cannot create bucket {}: {message}", self.bucket),
+                        },
+                        other => other,
+                    })
+                }
             }
-        })
+        }
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath, StorageError> {
@@ -207,24 +740,36 @@ impl S3Storage {
         }
     }
 
+    /// This process's background uploads (in a forked child, the parent's are not ours to
+    /// wait for: they are dropped from the list without waiting).
+    fn uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if uploads.pid != pid {
+            let parents = std::mem::take(&mut uploads.handles);
+            std::mem::forget(parents);
+            uploads.pid = pid;
+        }
+        uploads
+    }
+
     /// Wait for every background upload; the first error of any of them.
     fn settle(&self) -> Result<(), StorageError> {
-        let pending: Vec<_> = self
-            .uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let pending: Vec<_> = self.uploads().handles.drain(..).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let client = self.client()?;
         let mut first = Ok(());
         for handle in pending {
-            let result = self.runtime.block_on(handle).unwrap_or_else(|e| {
+            let result = client.runtime.block_on(handle).unwrap_or_else(|e| {
                 Err(StorageError::Backend {
                     key: "upload".into(),
                     message: format!("upload task failed: {e}"),
                 })
             });
             if first.is_ok() {
-                first = result;
+                first = result.map_err(|e| self.explained("upload", e));
             }
         }
         first
@@ -232,21 +777,27 @@ impl S3Storage {
 
     fn upload_in_background(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let client = self.client()?;
+        let mut uploads = self.uploads();
         // Bound memory and connections: wait for the oldest upload when enough are in flight.
-        while uploads.len() >= PARALLEL_UPLOADS {
-            let oldest = uploads.pop_front().expect("non-empty");
-            self.runtime.block_on(oldest).unwrap_or_else(|e| {
-                Err(StorageError::Backend {
-                    key: key.into(),
-                    message: format!("upload task failed: {e}"),
+        while uploads.handles.len() >= PARALLEL_UPLOADS {
+            let oldest = uploads.handles.pop_front().expect("non-empty");
+            client
+                .runtime
+                .block_on(oldest)
+                .unwrap_or_else(|e| {
+                    Err(StorageError::Backend {
+                        key: key.into(),
+                        message: format!("upload task failed: {e}"),
+                    })
                 })
-            })?;
+                .map_err(|e| self.explained(key, e))?;
         }
-        let store = self.store.clone();
+        let store = client.store.clone();
         let key = key.to_string();
-        uploads.push_back(
-            self.runtime
+        uploads.handles.push_back(
+            client
+                .runtime
                 .spawn(async move { put_exact_async(&store, &key, &path, data).await }),
         );
         Ok(())
@@ -254,26 +805,90 @@ impl S3Storage {
 
     fn create(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        self.runtime
-            .block_on(create_async(&self.store, key, &path, data))
+        let data = bytes::Bytes::from(data);
+        self.run(key, |store| {
+            let (path, data) = (path.clone(), data.clone());
+            async move { create_async(&store, key, &path, data).await }
+        })
     }
 }
 
+/// An `object_store` error as a storage error, not yet explained (see `S3Storage::explained`).
+fn raw(key: &str, e: object_store::Error) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            StorageError::AlreadyExists(key.to_string())
+        }
+        other => StorageError::Backend {
+            key: key.to_string(),
+            message: chain_text(&other),
+        },
+    }
+}
+
+/// Refuse an endpoint that cannot work with this location, saying why.
+fn check_endpoint(url: &str, endpoint: &str, bucket: &str) -> Result<(), StorageError> {
+    let parsed: http::Uri = endpoint.parse().map_err(|e| {
+        config_error(url, format!("the endpoint URL {endpoint:?} is not a URL: {e}"))
+    })?;
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
+        return Err(config_error(
+            url,
+            format!("the endpoint URL {endpoint:?} must start with http:// or https://"),
+        ));
+    }
+    let first = parsed.path().trim_matches('/').split('/').next().unwrap_or("");
+    if first == bucket {
+        return Err(config_error(
+            url,
+            format!(
+                "the endpoint URL {endpoint} ends with the bucket name: give the server only \
+                 (for example {}://{}), the bucket is in the s3:// location",
+                parsed.scheme_str().unwrap_or("https"),
+                parsed.authority().map(|a| a.as_str()).unwrap_or("host:port")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A conditional create. When the store answers that the key exists, the object is read back:
+/// identical bytes are this very write, applied by an attempt whose reply was lost (success);
+/// anything else is another writer's object (`AlreadyExists`).
 async fn create_async(
     store: &AmazonS3,
     key: &str,
     path: &ObjectPath,
-    data: Vec<u8>,
+    data: bytes::Bytes,
 ) -> Result<(), StorageError> {
     let options = PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
     };
-    store
-        .put_opts(path, PutPayload::from(data), options)
+    match store
+        .put_opts(path, PutPayload::from(data.clone()), options)
         .await
-        .map(|_| ())
-        .map_err(|e| map_error(key, e))
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match raw(key, e) {
+            StorageError::AlreadyExists(_) => {
+                let existing = store
+                    .get(path)
+                    .await
+                    .map_err(|e| raw(key, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| raw(key, e))?;
+                if existing == data {
+                    Ok(())
+                } else {
+                    Err(StorageError::AlreadyExists(key.to_string()))
+                }
+            }
+            other => Err(other),
+        },
+    }
 }
 
 /// A conditional create; if the key exists with other (damaged) bytes they are replaced,
@@ -294,20 +909,20 @@ async fn put_exact_async(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) => match map_error(key, e) {
+        Err(e) => match raw(key, e) {
             StorageError::AlreadyExists(_) => {
                 let existing = store
                     .get(path)
                     .await
-                    .map_err(|e| map_error(key, e))?
+                    .map_err(|e| raw(key, e))?
                     .bytes()
                     .await
-                    .map_err(|e| map_error(key, e))?;
+                    .map_err(|e| raw(key, e))?;
                 if existing != data {
                     store
                         .put(path, PutPayload::from(data))
                         .await
-                        .map_err(|e| map_error(key, e))?;
+                        .map_err(|e| raw(key, e))?;
                 }
                 Ok(())
             }
@@ -330,18 +945,18 @@ async fn range_async(
         Ok(bytes) => Ok(bytes.to_vec()),
         Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.to_string())),
         Err(first) => {
-            let size = store.head(path).await.map_err(|e| map_error(key, e))?.size;
+            let size = store.head(path).await.map_err(|e| raw(key, e))?.size;
             let end = offset.saturating_add(length).min(size);
             if offset >= end {
                 return Ok(Vec::new());
             }
             if end == offset.saturating_add(length) {
-                return Err(map_error(key, first));
+                return Err(raw(key, first));
             }
             let bytes = store
                 .get_range(path, offset..end)
                 .await
-                .map_err(|e| map_error(key, e))?;
+                .map_err(|e| raw(key, e))?;
             Ok(bytes.to_vec())
         }
     }
@@ -363,24 +978,30 @@ impl Storage for S3Storage {
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         self.settle()?;
         let path = self.path(key)?;
-        self.runtime.block_on(async {
-            let result = self.store.get(&path).await.map_err(|e| map_error(key, e))?;
-            let bytes = result.bytes().await.map_err(|e| map_error(key, e))?;
-            Ok(bytes.to_vec())
+        self.run(key, |store| {
+            let path = path.clone();
+            async move {
+                let result = store.get(&path).await.map_err(|e| raw(key, e))?;
+                let bytes = result.bytes().await.map_err(|e| raw(key, e))?;
+                Ok(bytes.to_vec())
+            }
         })
     }
 
     fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, StorageError> {
         self.settle()?;
         let path = self.path(key)?;
-        self.runtime
-            .block_on(range_async(&self.store, key, &path, offset, length))
+        self.run(key, |store| {
+            let path = path.clone();
+            async move { range_async(&store, key, &path, offset, length).await }
+        })
     }
 
     fn get_ranges(&self, requests: &[(String, u64, u64)]) -> Vec<Result<Vec<u8>, StorageError>> {
-        if let Err(e) = self.settle() {
-            return requests.iter().map(|_| Err(e.clone())).collect();
-        }
+        let client = match self.settle().and_then(|()| self.client()) {
+            Ok(client) => client,
+            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
+        };
         // Each read in parts of at most READ_PART bytes, every part of every read in flight at
         // once (up to PARALLEL_READS): one pack's 8 MiB come back as fast as several packs'.
         let parts: Vec<(usize, u64, u64)> = requests
@@ -394,14 +1015,14 @@ impl Storage for S3Storage {
             })
             .collect();
         let reads = parts.iter().map(|&(i, offset, length)| {
-            let store = &self.store;
+            let store = &client.store;
             let key = requests[i].0.as_str();
             async move {
                 let path = self.path(key)?;
                 range_async(store, key, &path, offset, length).await
             }
         });
-        let fetched: Vec<Result<Vec<u8>, StorageError>> = self.runtime.block_on(
+        let fetched: Vec<Result<Vec<u8>, StorageError>> = client.runtime.block_on(
             futures::stream::iter(reads)
                 .buffered(PARALLEL_READS)
                 .collect(),
@@ -413,7 +1034,7 @@ impl Storage for S3Storage {
         for (&(i, _, _), part) in parts.iter().zip(fetched) {
             match (&mut out[i], part) {
                 (Ok(buf), Ok(bytes)) => buf.extend_from_slice(&bytes),
-                (slot @ Ok(_), Err(e)) => *slot = Err(e),
+                (slot @ Ok(_), Err(e)) => *slot = Err(self.explained(&requests[i].0, e)),
                 (Err(_), _) => {}
             }
         }
@@ -436,8 +1057,11 @@ impl Storage for S3Storage {
         }
         self.settle()?;
         let path = self.path(key)?;
-        self.runtime
-            .block_on(put_exact_async(&self.store, key, &path, data))
+        let data = bytes::Bytes::from(data);
+        self.run(key, |store| {
+            let (path, data) = (path.clone(), data.to_vec());
+            async move { put_exact_async(&store, key, &path, data).await }
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
@@ -451,13 +1075,18 @@ impl Storage for S3Storage {
     fn replace(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         self.settle()?;
         let path = self.path(key)?;
-        // A plain PUT replaces the object atomically (readers see the old or the new one).
-        self.runtime.block_on(async {
-            self.store
-                .put(&path, PutPayload::from(data.to_vec()))
-                .await
-                .map(|_| ())
-                .map_err(|e| map_error(key, e))
+        let data = bytes::Bytes::copy_from_slice(data);
+        // A plain PUT replaces the object atomically (readers see the old or the new one);
+        // repeating it after a lost reply changes nothing.
+        self.run(key, |store| {
+            let (path, data) = (path.clone(), data.clone());
+            async move {
+                store
+                    .put(&path, PutPayload::from(data))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| raw(key, e))
+            }
         })
     }
 
@@ -473,12 +1102,15 @@ impl Storage for S3Storage {
             (true, false) => Some(ObjectPath::from(self.prefix.as_str())),
             (false, _) => Some(self.path(dir)?),
         };
-        let metas: Vec<object_store::ObjectMeta> = self.runtime.block_on(async {
-            self.store
-                .list(list_path.as_ref())
-                .try_collect()
-                .await
-                .map_err(|e| map_error(prefix, e))
+        let metas: Vec<object_store::ObjectMeta> = self.run(prefix, |store| {
+            let list_path = list_path.clone();
+            async move {
+                store
+                    .list(list_path.as_ref())
+                    .try_collect()
+                    .await
+                    .map_err(|e| raw(prefix, e))
+            }
         })?;
         // Last-Modified is the store's clock (the time it received the upload).
         Ok(metas
@@ -499,16 +1131,15 @@ impl Storage for S3Storage {
             self.settle()?;
         }
         let path = self.path(key)?;
-        self.runtime.block_on(async {
-            // S3 deletes are idempotent; the trait reports a missing object, so look first.
-            self.store
-                .head(&path)
-                .await
-                .map_err(|e| map_error(key, e))?;
-            self.store
-                .delete(&path)
-                .await
-                .map_err(|e| map_error(key, e))
+        // S3 deletes are idempotent (a repeated DELETE after a lost reply answers 204); the
+        // trait reports a missing object, so look first, once.
+        self.run(key, |store| {
+            let path = path.clone();
+            async move { store.head(&path).await.map(|_| ()).map_err(|e| raw(key, e)) }
+        })?;
+        self.run(key, |store| {
+            let path = path.clone();
+            async move { store.delete(&path).await.map_err(|e| raw(key, e)) }
         })
     }
 }
