@@ -75,6 +75,9 @@ def browser():
 @pytest.fixture
 def page(browser, site):
     context = browser.new_context(accept_downloads=True)
+    # As in a browser without the File System Access API (Firefox, Safari): restores go to
+    # the downloads as a Blob. The streaming path has its own tests below.
+    context.add_init_script("delete window.showSaveFilePicker;")
     pg = context.new_page()
     errors = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -248,3 +251,132 @@ def test_the_js_module_api(page, repos):
     assert out["wrong"] == "WrongPassphraseError"
     assert out["missing"] == "ItemNotFoundError"
     assert out["ok"] is True and out["packsChecked"] > 0
+
+
+# -- streaming to a file the user picks ------------------------------------------------------
+
+# showSaveFilePicker answered by a file in the origin-private file system (the picker itself is
+# a native dialog a headless browser cannot show). `mode` makes it cancel, or fail mid-way.
+PICKER = """
+window.__picked = null;
+window.showSaveFilePicker = async ({ suggestedName }) => {
+  const mode = window.__pickerMode || "ok";
+  if (mode === "cancel") throw new DOMException("The user aborted a request.", "AbortError");
+  const dir = await navigator.storage.getDirectory();
+  const handle = await dir.getFileHandle(suggestedName, { create: true });
+  window.__picked = suggestedName;
+  if (mode === "full") {
+    const real = await handle.createWritable();
+    let written = 0;
+    return { createWritable: async () => ({
+      write: async (chunk) => {
+        written += chunk.byteLength;
+        if (written > 1 << 20) throw new DOMException("The disk is full.", "QuotaExceededError");
+        return real.write(chunk);
+      },
+      close: () => real.close(),
+      abort: () => real.abort(),
+    }) };
+  }
+  return handle;
+};
+"""
+
+SHA256_OF_PICKED = """async () => {
+  const dir = await navigator.storage.getDirectory();
+  const file = await (await dir.getFileHandle(window.__picked)).getFile();
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"));
+  return [file.size, hex.join("")];
+}"""
+
+
+@pytest.fixture
+def streaming_page(browser, site):
+    context = browser.new_context()
+    context.add_init_script(PICKER)
+    pg = context.new_page()
+    pg.goto(site)
+    expect(pg.locator("body")).to_have_attribute("data-ready", "true")
+    yield pg
+    context.close()
+
+
+def test_a_restore_streams_into_the_picked_file_and_says_so_only_when_written(
+    streaming_page, repos
+):
+    page = streaming_page
+    open_repo(page, repos["enc"], PASSPHRASE)
+    multi = repos["multi"].id
+    page.click(f'button.restore[data-snapshot="{multi}"][data-item="config.tar"]')
+    message = page.locator("#restore-message")
+    expect(message).to_contain_text("to the chosen file, every chunk verified", timeout=120_000)
+    size, digest = page.evaluate(SHA256_OF_PICKED)
+    data = repos["data"]["config.tar"]
+    assert size == len(data) and digest == hashlib.sha256(data).hexdigest()
+    expect(page.locator("#error")).to_be_hidden()
+
+
+@pytest.mark.parametrize("mode", ["cancel", "full"])
+def test_a_cancelled_or_failed_save_is_never_reported_as_restored(streaming_page, repos, mode):
+    page = streaming_page
+    open_repo(page, repos["enc"], PASSPHRASE)
+    page.evaluate(f"window.__pickerMode = {mode!r}")
+    page.click(f'button.restore[data-snapshot="{repos["multi"].id}"][data-item="config.tar"]')
+    expect(page.locator("#error")).to_be_visible(timeout=120_000)
+    expected = "AbortError" if mode == "cancel" else "QuotaExceededError"
+    expect(page.locator("#error")).to_contain_text(expected)
+    assert "restored" not in page.locator("#restore-message").inner_text()
+
+
+# -- choosing the repository folder ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folders(repos, tmp_path_factory):
+    """A folder holding two repositories, repositories in folders named like repository
+    folders, and a folder holding none."""
+    base = tmp_path_factory.mktemp("folders")
+    shutil.copytree(repos["enc"], base / "two" / "shop")
+    shutil.copytree(repos["plain"], base / "two" / "notes")
+    shutil.copytree(repos["enc"], base / "snapshots" / "repo")
+    shutil.copytree(repos["enc"], base / "named" / "packs")
+    (base / "none" / "sub").mkdir(parents=True)
+    (base / "none" / "sub" / "readme.txt").write_text("not a repository")
+    return base
+
+
+def test_a_folder_of_two_repositories_asks_which_one(page, repos, folders):
+    open_repo(page, folders / "two", PASSPHRASE)
+    expect(page.locator("#open-status")).to_contain_text("holds 2 repositories")
+    chooser = page.locator("#repo-root")
+    expect(chooser).to_be_visible()
+    roots = chooser.locator("option").evaluate_all("os => os.map(o => o.value)")
+    assert roots == ["two/notes/", "two/shop/"]
+    expect(page.locator("#error")).to_be_hidden()
+    page.select_option("#repo-root", "two/shop/")
+    page.click("#open")
+    expect(page.locator("#snapshots tbody tr")).to_have_count(2)
+    page.select_option("#repo-root", "two/notes/")
+    page.fill("#passphrase", "")
+    page.click("#open")
+    expect(page.locator("#snapshots tbody tr")).to_have_count(1)
+
+
+@pytest.mark.parametrize("where", ["snapshots", "named"])
+def test_a_repository_in_a_folder_named_like_a_repository_folder_opens(
+    page, repos, folders, where, tmp_path
+):
+    open_repo(page, folders / where, PASSPHRASE)
+    expect(page.locator("#snapshots tbody tr")).to_have_count(2)
+    expect(page.locator("#error")).to_be_hidden()
+    multi = repos["multi"].id
+    assert restore(page, tmp_path, multi, "config.tar") == repos["data"]["config.tar"]
+
+
+def test_a_folder_without_a_repository_says_what_is_missing(page, folders):
+    open_repo(page, folders / "none", PASSPHRASE)
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("RepositoryNotFoundError")
+    expect(error).to_contain_text("config.json")

@@ -464,7 +464,8 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     repo_path = init(env, tmp_path)
     ingest_cli(env, tmp_path, "x", b"night one")
     config = json.loads((repo_path / "config.json").read_text())
-    assert config["version"] == 2 and config["features"]["write"] == ["deletion-notices"]
+    features = ["deletion-notices", "parity-dir"]
+    assert config["version"] == 2 and config["features"]["write"] == features
     # As written by an older containerarchive.
     old = {k: v for k, v in config.items() if k != "features"} | {"version": 1}
     (repo_path / "config.json").write_text(json.dumps(old))
@@ -473,7 +474,7 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     assert json.loads((repo_path / "config.json").read_text())["version"] == 1
     ingest_cli(env, tmp_path, "y", b"night two")
     upgraded = json.loads((repo_path / "config.json").read_text())
-    assert upgraded["version"] == 2 and upgraded["features"]["write"] == ["deletion-notices"]
+    assert upgraded["version"] == 2 and upgraded["features"]["write"] == features
     # A repository a newer version made needs a feature this one does not know: no writes.
     upgraded["features"]["write"].append("delta-blobs")
     (repo_path / "config.json").write_text(json.dumps(upgraded))

@@ -64,7 +64,7 @@ def test_init_ingest_restore_and_verify_in_a_bucket(s3, s3_env, tmp_path):
     assert "config.json" in objects and any(k.startswith("keys/") for k in objects)
     packs = [k for k in objects if k.endswith(".pack")]
     assert len(packs) >= 2, "a 1 MiB pack size spreads the dump over several packs"
-    assert any(k.startswith("packs/parity/") for k in objects)
+    assert any(k.startswith("parity/") for k in objects)
     with ca.Repository.open(s3, PASS) as repo:
         with repo.restore(first.id) as f:
             assert f.read() == dump

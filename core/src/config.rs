@@ -15,8 +15,13 @@ pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// `snapshots/pending/` with the commit check (docs/FORMAT.md). Required to write: a binary
 /// that does not know it would prune without notices and commit without the check.
 pub const FEATURE_DELETION_NOTICES: &str = "deletion-notices";
+/// Feature: parity shards and group descriptions are written under `parity/` (outside
+/// `packs/`, so that an archive-class rule on `packs/` leaves them readable for ingest);
+/// readers look in both places. Required to write: an older binary would keep writing groups
+/// to `packs/parity/` and never see (nor update) those under `parity/` when it prunes.
+pub const FEATURE_PARITY_DIR: &str = "parity-dir";
 /// Every feature this build knows, to read and to write.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES];
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR];
 /// Storage key of the config.
 pub const CONFIG_KEY: &str = "config.json";
 
@@ -153,24 +158,19 @@ impl Config {
     /// write upgrades the config).
     pub fn needs_upgrade(&self) -> bool {
         self.version < FORMAT_VERSION
-            || !self
-                .features
-                .write
+            || KNOWN_FEATURES
                 .iter()
-                .any(|f| f == FEATURE_DELETION_NOTICES)
+                .any(|k| !self.features.write.iter().any(|f| f == k))
     }
 
     /// This config at the current version with every feature this build writes.
     pub fn upgraded(&self) -> Config {
         let mut c = self.clone();
         c.version = FORMAT_VERSION;
-        if !c
-            .features
-            .write
-            .iter()
-            .any(|f| f == FEATURE_DELETION_NOTICES)
-        {
-            c.features.write.push(FEATURE_DELETION_NOTICES.into());
+        for k in KNOWN_FEATURES {
+            if !c.features.write.iter().any(|f| f == k) {
+                c.features.write.push(k.to_string());
+            }
         }
         c
     }

@@ -12,6 +12,13 @@ pub enum Error {
     /// `init` was asked to create a repository where one already is.
     #[error("a repository already exists at {location}")]
     RepositoryExists { location: String },
+    /// `init` was asked to create a repository where other files are (another program's
+    /// repository, unrelated data): it never mixes its files with them.
+    #[error("cannot create a repository at {location}: it holds {} that containerarchive did not write ({}); choose an empty location", plural(.found.len()), sample(.found))]
+    NotEmpty {
+        location: String,
+        found: Vec<String>,
+    },
     /// No key file under `keys/` opens with the passphrase given (or none was given).
     #[error("{0}")]
     WrongPassphrase(String),
@@ -58,6 +65,22 @@ pub enum Error {
     /// The storage backend failed (I/O error, disk full, permission…).
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
+fn sample(keys: &[String]) -> String {
+    let mut out = keys.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if keys.len() > 5 {
+        out.push_str(", …");
+    }
+    out
 }
 
 impl Error {

@@ -214,7 +214,8 @@ pub fn lock(data: &[u8]) -> bool {
         return false;
     };
     let storage = MemoryStorage::new();
-    storage.put("locks/fuzz", &file).expect("memory put");
+    let key = format!("locks/{}.lock", "f".repeat(64));
+    storage.put(&key, &file).expect("memory put");
     let locks = read_locks(&storage, &Keys::plain()).expect("memory storage reads");
     locks.len() == 1 && locks[0].info.is_some()
 }
@@ -281,7 +282,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 "index"
             } else if key.ends_with(".group") {
                 "parity_group"
-            } else if key.ends_with(".pack") && !key.starts_with("packs/parity/") {
+            } else if key.ends_with(".pack") {
                 "pack"
             } else if key.ends_with(".idx") {
                 "idx"

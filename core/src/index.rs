@@ -21,6 +21,17 @@ pub const INDEX_LABEL: &[u8] = b"ca index";
 /// Prefix of index files in storage.
 pub const INDEX_PREFIX: &str = "index/";
 
+/// Every index file of the repository, with sizes (other files under `index/` are foreign:
+/// never read, see [`crate::layout`]).
+pub fn list_index_files(
+    storage: &dyn crate::storage::Storage,
+) -> crate::error::Result<Vec<(String, u64)>> {
+    Ok(crate::layout::only(
+        crate::layout::Kind::Index,
+        storage.list(INDEX_PREFIX)?,
+    ))
+}
+
 /// The storage key of an index file.
 pub fn index_key(id: &Id) -> String {
     format!("{INDEX_PREFIX}{}.index", id.to_hex())

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyring;
+pub mod layout;
 pub mod lock;
 pub mod maintenance;
 pub mod notice;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{random_bytes, Keys, RandomSource};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::layout::{self, Kind};
 use crate::storage::{Storage, StorageError};
 
 /// Magic at the start of every lock file.
@@ -180,7 +181,12 @@ pub fn read_locks(storage: &dyn Storage, keys: &Keys) -> Result<Vec<LockState>> 
     let mut out = Vec::new();
     let mut vanished = Vec::new();
     for (key, _, written_ms) in storage.list_with_times(LOCK_PREFIX)? {
+        if !layout::is(Kind::Lock, &key) {
+            continue; // another program's file: not a lock of ours, never removed
+        }
         match storage.get(&key) {
+            // A lock-named file without the lock magic is not ours either.
+            Ok(data) if !layout::has_magic(Kind::Lock, &data) => {}
             Ok(data) => out.push(LockState {
                 info: parse_lock(keys, &data),
                 key,

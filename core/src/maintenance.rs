@@ -15,6 +15,7 @@ use crate::id::{Id, ID_LEN};
 use crate::index::{
     encode_index_file, index_file_size, index_key, IndexedPack, Location, INDEX_PREFIX,
 };
+use crate::layout::{self, Kind};
 use crate::lock::{remove_locks, HeldLock, LockInfo, StaleCheck, LOCK_PREFIX};
 use crate::notice::{read_notices, write_notice, NOTICE_PREFIX};
 use crate::pack::{
@@ -22,8 +23,8 @@ use crate::pack::{
     read_header_from_storage, PackBuilder, PackEntry,
 };
 use crate::parity::{
-    encode_group, load_groups, parity_key, rebuild_member, Group, GroupDescription, Member,
-    ParityBuilder, GROUP_SIZE, PARITY_PREFIX, PARITY_SHARDS,
+    encode_group, load_groups, rebuild_member, Group, GroupDescription, Member, ParityBuilder,
+    GROUP_SIZE, PARITY_SHARDS,
 };
 use crate::repo::{decode_blob, resolve_snapshot_prefix, Repository, SnapshotFilter};
 use crate::retention::{apply_grouped, GroupBy, GroupDecision, Policy};
@@ -85,6 +86,11 @@ pub struct RepairReport {
     pub unrecoverable: Vec<Unrecoverable>,
     /// The reindex that repair ran.
     pub reindex: ReindexReport,
+    /// Parity groups moved from `packs/parity/` to `parity/` (repositories made before the
+    /// `parity-dir` feature).
+    pub parity_groups_moved: u64,
+    /// Files at the location that this repository did not write (left alone).
+    pub foreign_files: Vec<String>,
 }
 
 /// What prune removes: `policy` applied to each group (`group_by`) of the snapshots `filter`
@@ -118,6 +124,29 @@ enum Selection<'a> {
     Snapshots(&'a [String]),
 }
 
+/// Move groups kept in `packs/parity/` (before the `parity-dir` feature) to `parity/`: the
+/// shard is written first, then the description (the same bytes, so the same id), then the old
+/// description and shard are deleted. A crash in between leaves two identical, valid groups.
+fn move_legacy_groups(storage: &dyn Storage, groups: &[Group]) -> Result<u64> {
+    let mut moved = 0;
+    for g in groups
+        .iter()
+        .filter(|g| g.key.starts_with(layout::LEGACY_PARITY_PREFIX))
+    {
+        let data = storage.get(&g.key)?;
+        let parity = storage.get(&g.parity_key())?;
+        let id = layout::classify(&g.key).and_then(|(_, id)| id);
+        let (Some(id), true) = (id, Id::sha256(&parity) == g.desc.parity) else {
+            continue; // a damaged shard is not copied: the group is rebuilt instead
+        };
+        put_exact(storage, &crate::parity::parity_key(&g.desc.parity), &parity)?;
+        put_exact(storage, &crate::parity::group_key(&id), &data)?;
+        crate::parity::remove_group(storage, g)?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
 /// What prune did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PruneReport {
@@ -140,6 +169,8 @@ pub struct PruneReport {
     pub freed_bytes: i64,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Files at the location that this repository did not write (left alone).
+    pub foreign_files: Vec<String>,
 }
 
 fn delete_if_present(storage: &dyn Storage, key: &str) -> Result<u64> {
@@ -252,7 +283,10 @@ impl<S: Storage> Repository<S> {
                 Err(e) => return Err(e.into()),
             };
             let Ok(snap) = decode_snapshot(self.keys(), id, &data) else {
-                delete_if_present(storage, &key)?;
+                // Damaged: removed only when recognisably ours (a foreign file is left alone).
+                if layout::has_magic(Kind::PendingSnapshot, &data) {
+                    delete_if_present(storage, &key)?;
+                }
                 continue;
             };
             if view.is_none() {
@@ -329,8 +363,7 @@ impl<S: Storage> Repository<S> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         // Old index files are listed before the packs, so every pack they name is seen below.
-        let old: Vec<String> = storage
-            .list(INDEX_PREFIX)?
+        let old: Vec<String> = layout::only(Kind::Index, storage.list(INDEX_PREFIX)?)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -364,6 +397,8 @@ impl<S: Storage> Repository<S> {
                         report.idx_rebuilt.push(*id);
                         entries
                     }
+                    // In an archive class: intact, but not readable until restored.
+                    Err(e @ Error::Storage(StorageError::Archived { .. })) => return Err(e),
                     Err(_) => {
                         report.unreadable_packs.push(*id);
                         continue;
@@ -379,7 +414,10 @@ impl<S: Storage> Repository<S> {
         let (written, _) = self.write_index_files(&packs, rng)?;
         report.index_files_written = written.len() as u64;
         for key in old.iter().filter(|k| !written.contains(k)) {
-            report.index_files_removed += delete_if_present(storage, key)?;
+            // What the new files replace: index files recognisably ours, damaged or not.
+            if layout::owned(storage, key)? {
+                report.index_files_removed += delete_if_present(storage, key)?;
+            }
         }
         report.packs_indexed = packs.len() as u64;
         Ok(report)
@@ -434,7 +472,7 @@ impl<S: Storage> Repository<S> {
                     bad.push(i);
                 }
             }
-            let parity_ok = match storage.get(&parity_key(&g.desc.parity)) {
+            let parity_ok = match storage.get(&g.parity_key()) {
                 Ok(p) => Id::sha256(&p) == g.desc.parity,
                 Err(StorageError::NotFound(_)) => false,
                 Err(e) => return Err(e.into()),
@@ -510,10 +548,15 @@ impl<S: Storage> Repository<S> {
             }
         }
         report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
-        // Unreadable group descriptions protect nothing (their packs were just regrouped).
+        // Unreadable group descriptions protect nothing (their packs were just regrouped):
+        // removed when recognisably ours.
         for (key, _) in &bad_groups {
-            delete_if_present(storage, key)?;
+            if layout::owned(storage, key)? {
+                delete_if_present(storage, key)?;
+            }
         }
+        report.parity_groups_moved = move_legacy_groups(storage, &groups)?;
+        report.foreign_files = layout::foreign(storage)?;
 
         // Name the snapshots that need what is lost.
         if !lost.is_empty() {
@@ -788,7 +831,7 @@ impl<S: Storage> Repository<S> {
                 format!("{e}; run repair before prune"),
             ));
         }
-        let old_index: Vec<(String, u64)> = storage.list(INDEX_PREFIX)?;
+        let old_index: Vec<(String, u64)> = layout::only(Kind::Index, storage.list(INDEX_PREFIX)?);
         let (present, idx_present) = list_packs(storage)?;
         // Packs another prune announced it deletes (it died, or is paused) are never used as a
         // blob's location: their live blobs are copied out and they are deleted with ours.
@@ -817,11 +860,13 @@ impl<S: Storage> Repository<S> {
                         continue;
                     }
                     used.insert(*list);
-                    let ids = self.read_list_blob(&view, list).map_err(|e| {
-                        Error::corruption(
+                    let ids = self.read_list_blob(&view, list).map_err(|e| match e {
+                        // Intact but in an archive class: say that, never "corrupted".
+                        e @ Error::Storage(StorageError::Archived { .. }) => e,
+                        e => Error::corruption(
                             format!("snapshot {}", snap.id),
                             format!("{e}; run repair before prune"),
-                        )
+                        ),
                     })?;
                     for id in ids {
                         if required && !view.blobs.contains_key(&id) {
@@ -923,9 +968,12 @@ impl<S: Storage> Repository<S> {
             keep = stay;
             rewritten += merged;
         }
-        // Packs no index lists are left by interrupted writers: garbage.
+        // Packs no index lists are left by interrupted writers: garbage, when recognisably
+        // ours (no key vouches for them).
         for pack in present.keys().filter(|p| !view.packs.contains_key(p)) {
-            doomed.insert(*pack);
+            if layout::owned(storage, &pack_key(pack))? {
+                doomed.insert(*pack);
+            }
         }
         for pack in &doomed {
             ledger.deleted += present[pack] + idx_sizes.get(pack).copied().unwrap_or(0);
@@ -935,7 +983,14 @@ impl<S: Storage> Repository<S> {
             .iter()
             .filter(|p| !present.contains_key(p))
             .copied()
-            .collect();
+            .collect::<Vec<Id>>()
+            .into_iter()
+            .filter_map(|p| match layout::owned(storage, &idx_key(&p)) {
+                Ok(true) => Some(Ok(p)),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_>>()?;
         for p in &orphan_idx {
             ledger.deleted += idx_sizes[p];
         }
@@ -1000,36 +1055,38 @@ impl<S: Storage> Repository<S> {
             }
         }
         regroup.extend(new_sizes.iter().map(|s| (None, *s)));
-        let parity_files: HashMap<Id, u64> = storage
-            .list(PARITY_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, s)| {
-                Some((
-                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".parity")?)?,
-                    s,
-                ))
+        // Every parity shard by id, in `parity/` and the legacy `packs/parity/`.
+        let listed_parity = crate::parity::list_parity(storage)?;
+        let parity_files: Vec<(Id, String, u64)> = listed_parity
+            .iter()
+            .filter_map(|(k, s)| match layout::classify(k)? {
+                (Kind::Parity, Some(id)) => Some((id, k.clone(), *s)),
+                _ => None,
             })
             .collect();
-        let group_files: HashMap<String, u64> = storage
-            .list(PARITY_PREFIX)?
-            .into_iter()
-            .filter(|(k, _)| k.ends_with(".group"))
+        let group_files: HashMap<&str, u64> = listed_parity
+            .iter()
+            .filter(|(k, _)| layout::is(Kind::Group, k))
+            .map(|(k, s)| (k.as_str(), *s))
             .collect();
         for g in &affected {
-            ledger.deleted += group_files.get(&g.key).copied().unwrap_or(0)
-                + parity_files.get(&g.desc.parity).copied().unwrap_or(0);
+            ledger.deleted += group_files.get(g.key.as_str()).copied().unwrap_or(0)
+                + parity_files
+                    .iter()
+                    .find(|(_, k, _)| *k == g.parity_key())
+                    .map_or(0, |(_, _, s)| *s);
         }
         let remaining_groups: HashSet<Id> = self.remaining_parity(&affected)?;
-        let orphan_parity: Vec<Id> = parity_files
-            .keys()
-            .filter(|p| {
-                !remaining_groups.contains(p) && !affected.iter().any(|g| g.desc.parity == **p)
+        let orphan_parity: Vec<String> = parity_files
+            .iter()
+            .filter(|(id, key, _)| {
+                !remaining_groups.contains(id) && !affected.iter().any(|g| g.parity_key() == *key)
             })
-            .copied()
+            .map(|(_, key, size)| {
+                ledger.deleted += size;
+                key.clone()
+            })
             .collect();
-        for p in &orphan_parity {
-            ledger.deleted += parity_files[p];
-        }
         for batch in regroup.chunks(GROUP_SIZE) {
             let shard_len = batch.iter().map(|(_, s)| *s).max().unwrap_or(0);
             ledger.written += shard_len + group_description_size(self, batch);
@@ -1076,6 +1133,7 @@ impl<S: Storage> Repository<S> {
             affected,
             orphan_idx,
             orphan_parity,
+            foreign_files: layout::foreign(storage)?,
             rewrite_index,
             merged,
             old_index: old_index.into_iter().map(|(k, _)| k).collect(),
@@ -1098,7 +1156,7 @@ impl<S: Storage> Repository<S> {
     /// pack must not be reused, whoever wrote the notice and whether or not it still runs.
     fn remove_finished_notices(&self) -> Result<()> {
         let storage = self.storage();
-        let listed = storage.list(NOTICE_PREFIX)?;
+        let listed = layout::only(Kind::Notice, storage.list(NOTICE_PREFIX)?);
         if listed.is_empty() {
             return Ok(());
         }
@@ -1109,6 +1167,9 @@ impl<S: Storage> Repository<S> {
                 Err(StorageError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
+            if !layout::has_magic(Kind::Notice, &data) {
+                continue; // not recognisably ours: left alone
+            }
             // A damaged notice can name nothing: it goes too.
             let finished = crate::notice::parse_notice(self.keys(), &data).is_none_or(|n| {
                 n.packs
@@ -1153,6 +1214,8 @@ impl<S: Storage> Repository<S> {
                 continue;
             }
             match self.storage().get(&key) {
+                // Without the manifest magic it is no ingest's of ours: another program's file.
+                Ok(data) if !layout::has_magic(Kind::PendingSnapshot, &data) => {}
                 Ok(data) => out.push(decode_snapshot(self.keys(), id, &data).map_err(|e| {
                     Error::corruption(key.clone(), format!("{e}; run repair before prune"))
                 })?),
@@ -1361,8 +1424,12 @@ impl<S: Storage> Repository<S> {
         for g in &plan.affected {
             crate::parity::remove_group(storage, g)?;
         }
-        for p in &plan.orphan_parity {
-            delete_if_present(storage, &parity_key(p))?;
+        for key in &plan.orphan_parity {
+            // No group names it, so no key vouches for it: delete it only if it is ours (its
+            // content hashes to its name).
+            if layout::owned(storage, key)? {
+                delete_if_present(storage, key)?;
+            }
         }
         for (i, p) in plan.doomed.iter().enumerate() {
             delete_if_present(storage, &pack_key(p))?;
@@ -1524,13 +1591,14 @@ struct PrunePlan {
     regroup: Vec<(Option<Id>, u64)>,
     affected: Vec<Group>,
     orphan_idx: Vec<Id>,
-    orphan_parity: Vec<Id>,
+    orphan_parity: Vec<String>,
     /// Whether the index is written anew (and `old_index` removed).
     rewrite_index: bool,
     /// Small packs merged into full-size ones.
     merged: u64,
     old_index: Vec<String>,
     freed: i64,
+    foreign_files: Vec<String>,
 }
 
 impl PrunePlan {
@@ -1545,6 +1613,7 @@ impl PrunePlan {
             new_packs: self.new_packs.len() as u64,
             freed_bytes: self.freed,
             dry_run,
+            foreign_files: self.foreign_files.clone(),
         }
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{random_bytes, Keys, RandomSource};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::layout::{self, Kind};
 use crate::pack::pack_key;
 use crate::storage::{Storage, StorageError};
 
@@ -81,11 +82,17 @@ pub struct Doomed {
 pub fn read_notices(storage: &dyn Storage, keys: &Keys) -> Result<Doomed> {
     let mut doomed = Doomed::default();
     for (key, _) in storage.list(NOTICE_PREFIX)? {
+        if !layout::is(Kind::Notice, &key) {
+            continue; // another program's file
+        }
         let data = match storage.get(&key) {
             Ok(d) => d,
             Err(StorageError::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
+        if !layout::has_magic(Kind::Notice, &data) {
+            continue;
+        }
         match parse_notice(keys, &data) {
             Some(n) => doomed
                 .packs

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::layout::{self, Kind};
 use crate::pack::pack_key;
 use crate::storage::{put_exact, Storage, StorageError};
 
@@ -28,8 +29,7 @@ pub const PARITY_SHARDS: usize = 1;
 pub const GROUP_MAGIC: &[u8; 8] = b"CA-GRUP1";
 /// Seal label of group descriptions.
 pub const GROUP_LABEL: &[u8] = b"ca parity group";
-/// Prefix of parity files.
-pub const PARITY_PREFIX: &str = "packs/parity/";
+pub use crate::layout::{LEGACY_PARITY_PREFIX, PARITY_PREFIX};
 /// Bytes per window when rebuilding a pack (bounds memory to ~21 windows).
 const WINDOW: u64 = 1 << 20;
 
@@ -37,12 +37,12 @@ fn codec() -> ReedSolomon {
     ReedSolomon::new(GROUP_SIZE, PARITY_SHARDS).expect("RS(20,1) is a valid code")
 }
 
-/// Storage key of a parity shard.
+/// Storage key of a new parity shard.
 pub fn parity_key(id: &Id) -> String {
     format!("{PARITY_PREFIX}{}.parity", id.to_hex())
 }
 
-/// Storage key of a group description.
+/// Storage key of a new group description.
 pub fn group_key(id: &Id) -> String {
     format!("{PARITY_PREFIX}{}.group", id.to_hex())
 }
@@ -85,6 +85,13 @@ pub struct Group {
 }
 
 impl Group {
+    /// Storage key of its parity shard: beside the description (`parity/`, or
+    /// `packs/parity/` for a group written before the `parity-dir` feature).
+    pub fn parity_key(&self) -> String {
+        let dir = self.key.rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{dir}/{}.parity", self.desc.parity.to_hex())
+    }
+
     /// Position of `pack` among the members.
     pub fn position(&self, pack: &Id) -> Option<usize> {
         self.desc.members.iter().position(|m| &m.pack == pack)
@@ -121,26 +128,32 @@ pub fn decode_group(keys: &Keys, key: &str, data: &[u8]) -> Result<GroupDescript
     Ok(desc)
 }
 
+/// Every parity shard and group description (`parity/` and the legacy `packs/parity/`), with
+/// sizes; foreign files in those folders are left out.
+pub fn list_parity(storage: &dyn Storage) -> Result<Vec<(String, u64)>> {
+    let mut listed = storage.list(PARITY_PREFIX)?;
+    listed.extend(storage.list(LEGACY_PARITY_PREFIX)?);
+    listed.retain(|(k, _)| layout::is(Kind::Parity, k) || layout::is(Kind::Group, k));
+    Ok(listed)
+}
+
 /// Every group description under `packs/parity/`; unreadable ones are returned as errors
 /// beside the good ones so that verify can report them and repair can replace them.
 pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Vec<BadGroup>)> {
     let mut groups = Vec::new();
     let mut bad = Vec::new();
-    let mut listed = storage.list(PARITY_PREFIX)?;
+    let mut listed = list_parity(storage)?;
     listed.sort();
-    for (key, _) in listed {
-        if !key.ends_with(".group") {
-            continue;
-        }
+    for (key, _) in layout::only(Kind::Group, listed) {
         let data = match storage.get(&key) {
             Ok(d) => d,
-            Err(StorageError::NotFound(_)) => continue,
+            // Gone since the listing, or in an archive class (a cold-tier rule reaching a
+            // repository from before `parity-dir`): not a group to extend or check now.
+            Err(StorageError::NotFound(_) | StorageError::Archived { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        let id_ok = key
-            .strip_prefix(PARITY_PREFIX)
-            .and_then(|k| k.strip_suffix(".group"))
-            .and_then(Id::from_hex)
+        let id_ok = layout::classify(&key)
+            .and_then(|(_, id)| id)
             .is_some_and(|id| id == Id::sha256(&data));
         if !id_ok {
             let e = Error::corruption(
@@ -287,8 +300,8 @@ impl ParityBuilder {
             if old.key != key {
                 delete_quietly(storage, &old.key)?;
             }
-            if old.desc.parity != desc.parity {
-                delete_quietly(storage, &parity_key(&old.desc.parity))?;
+            if old.parity_key() != parity_key(&desc.parity) {
+                delete_quietly(storage, &old.parity_key())?;
             }
         }
         Ok(Some(Group { key, desc }))
@@ -313,7 +326,7 @@ fn delete_quietly(storage: &dyn Storage, key: &str) -> Result<()> {
 /// Remove a group's description, then its parity shard (unless another group uses it).
 pub fn remove_group(storage: &dyn Storage, group: &Group) -> Result<()> {
     delete_quietly(storage, &group.key)?;
-    delete_quietly(storage, &parity_key(&group.desc.parity))
+    delete_quietly(storage, &group.parity_key())
 }
 
 /// Rebuild member `missing` of `group` from the other members and the parity, reading
@@ -336,11 +349,13 @@ pub fn rebuild_member(storage: &dyn Storage, group: &Group, missing: usize) -> R
             let mut w = if offset < m.size {
                 storage
                     .get_range(&pack_key(&m.pack), offset, width as u64)
-                    .map_err(|e| {
-                        Error::corruption(
+                    .map_err(|e| match e {
+                        // In an archive class: intact, only not readable now.
+                        StorageError::Archived { .. } => Error::Storage(e),
+                        e => Error::corruption(
                             format!("pack {}", m.pack),
                             format!("needed to rebuild pack {}: {e}", target.pack),
-                        )
+                        ),
                     })?
             } else {
                 Vec::new()
@@ -357,8 +372,11 @@ pub fn rebuild_member(storage: &dyn Storage, group: &Group, missing: usize) -> R
         }
         shards.resize(GROUP_SIZE, Some(vec![0u8; width]));
         let parity = storage
-            .get_range(&parity_key(&desc.parity), offset, width as u64)
-            .map_err(|e| Error::corruption(format!("parity {}", desc.parity), e.to_string()))?;
+            .get_range(&group.parity_key(), offset, width as u64)
+            .map_err(|e| match e {
+                StorageError::Archived { .. } => Error::Storage(e),
+                e => Error::corruption(format!("parity {}", desc.parity), e.to_string()),
+            })?;
         if parity.len() != width {
             return Err(Error::corruption(
                 format!("parity {}", desc.parity),

@@ -17,7 +17,7 @@ use crate::index::{decode_index_file, Location, INDEX_PREFIX};
 use crate::pack::pack_key;
 use crate::repo::{decode_blob, Repository, KEYS_PREFIX};
 use crate::snapshot::{snapshot_key, Snapshot};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 /// One file a restore needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +51,9 @@ pub struct RestorePlan {
     /// Whether the plan is final: every chunk list could be read, so no further pack will be
     /// discovered once the missing files are added.
     pub complete: bool,
+    /// Packs holding chunk lists of the restore that are in an archive storage class: they
+    /// must be restored from the archive before the plan can name the data packs they list.
+    pub archived: Vec<String>,
 }
 
 impl<S: Storage> Repository<S> {
@@ -70,7 +73,7 @@ impl<S: Storage> Repository<S> {
         let mut pack_size: HashMap<Id, u64> = HashMap::new();
         let mut index_keys: Vec<&String> = listed
             .keys()
-            .filter(|k| k.starts_with(INDEX_PREFIX))
+            .filter(|k| crate::layout::is(crate::layout::Kind::Index, k))
             .collect();
         index_keys.sort();
         for key in index_keys {
@@ -91,6 +94,7 @@ impl<S: Storage> Repository<S> {
         }
 
         let mut packs: BTreeSet<Id> = BTreeSet::new();
+        let mut archived: BTreeSet<String> = BTreeSet::new();
         let mut complete = !blob_pack.is_empty() || items.iter().all(|i| i.chunk_lists.is_empty());
         for it in &items {
             for list in &it.chunk_lists {
@@ -99,16 +103,18 @@ impl<S: Storage> Repository<S> {
                     continue;
                 };
                 packs.insert(loc.pack);
-                let raw = Some(loc).and_then(|loc| {
-                    let stored = storage
-                        .get_range(
-                            &pack_key(&loc.pack),
-                            loc.entry.offset as u64,
-                            loc.entry.stored_len as u64,
-                        )
-                        .ok()?;
-                    decode_blob(keys, &loc, &stored).ok()
-                });
+                let raw = match storage.get_range(
+                    &pack_key(&loc.pack),
+                    loc.entry.offset as u64,
+                    loc.entry.stored_len as u64,
+                ) {
+                    Ok(stored) => decode_blob(keys, &loc, &stored).ok(),
+                    Err(StorageError::Archived { key, .. }) => {
+                        archived.insert(key);
+                        None
+                    }
+                    Err(_) => None,
+                };
                 match raw {
                     Some(raw) => {
                         for c in raw.chunks_exact(ID_LEN) {
@@ -182,6 +188,7 @@ impl<S: Storage> Repository<S> {
             missing,
             damaged,
             complete,
+            archived: archived.into_iter().collect(),
         })
     }
 }

@@ -21,13 +21,12 @@ use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::index::{
     decode_index_file, encode_index_file, index_key, Index, IndexBuilder, IndexedPack, Location,
-    INDEX_PREFIX,
 };
 use crate::lock::{self, HeldLock, LockInfo, StaleCheck, UnlockReport};
 use crate::notice::{check_packs_present, read_notices};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
 use crate::parallel::par_map;
-use crate::parity::{load_groups, parity_key, ParityBuilder, GROUP_SIZE};
+use crate::parity::{load_groups, ParityBuilder, GROUP_SIZE};
 use crate::snapshot::{
     decode_snapshot, encode_snapshot, format_time, pending_snapshot_key, snapshot_id_of_key,
     snapshot_key, Item, ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
@@ -228,6 +227,33 @@ impl<S: Storage> Repository<S> {
             }
             Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
+        }
+        // The location must be empty but for what an unfinished init of ours left: key files
+        // (whose repository was never created; they open nothing and are left alone).
+        let mut found = Vec::new();
+        for (key, _) in storage.list("")? {
+            if key == CONFIG_KEY {
+                // Another init finished since the look above.
+                return Err(Error::RepositoryExists {
+                    location: storage.location(),
+                });
+            }
+            let leftover = crate::layout::is(crate::layout::Kind::Key, &key)
+                && match storage.get(&key) {
+                    Ok(data) => crate::crypto::KeyFile::parse(&data).is_ok(),
+                    Err(StorageError::NotFound(_)) => true,
+                    Err(e) => return Err(e.into()),
+                };
+            if !leftover {
+                found.push(key);
+            }
+        }
+        if !found.is_empty() {
+            found.sort();
+            return Err(Error::NotEmpty {
+                location: storage.location(),
+                found,
+            });
         }
         let repo_id = Id(random_bytes(rng));
         let algorithm = options.compression;
@@ -477,8 +503,7 @@ impl<S: Storage> Repository<S> {
     fn load_index_once(&self) -> Result<Index> {
         let storage = &self.inner.storage;
         let mut index = IndexBuilder::new();
-        let keys: BTreeSet<String> = storage
-            .list(INDEX_PREFIX)?
+        let keys: BTreeSet<String> = crate::index::list_index_files(storage)?
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -507,7 +532,7 @@ impl<S: Storage> Repository<S> {
             .list("packs/data/")?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| k.ends_with(".pack"))
+            .filter(|k| crate::layout::is(crate::layout::Kind::Pack, k))
             .collect())
     }
 
@@ -524,10 +549,7 @@ impl<S: Storage> Repository<S> {
         {
             return Ok(()); // loaded fresh on first use
         }
-        let listed: BTreeSet<String> = self
-            .inner
-            .storage
-            .list(INDEX_PREFIX)?
+        let listed: BTreeSet<String> = crate::index::list_index_files(&self.inner.storage)?
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -899,7 +921,7 @@ impl<S: Storage> Repository<S> {
     /// index file names it at all. Reads the index files again (an error path only).
     fn not_found_error(&self, id: &Id, what: &str) -> Error {
         let storage = &self.inner.storage;
-        let listed = storage.list(INDEX_PREFIX).unwrap_or_default();
+        let listed = crate::index::list_index_files(storage).unwrap_or_default();
         for (key, _) in listed {
             let Ok(data) = storage.get(&key) else {
                 continue;
@@ -1275,11 +1297,12 @@ fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> 
     groups.retain(|g| g.desc.members.len() < GROUP_SIZE);
     groups.sort_by_key(|g| std::cmp::Reverse(g.desc.members.len()));
     for g in groups {
-        match storage.get(&parity_key(&g.desc.parity)) {
+        match storage.get(&g.parity_key()) {
             Ok(parity) if Id::sha256(&parity) == g.desc.parity => {
                 return Ok(ParityBuilder::extend(g, parity))
             }
-            Ok(_) | Err(StorageError::NotFound(_)) => continue,
+            // Damaged, missing, or in an archive class: start or extend another group.
+            Ok(_) | Err(StorageError::NotFound(_) | StorageError::Archived { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }

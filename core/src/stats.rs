@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::pack::BlobKind;
-use crate::parity::PARITY_PREFIX;
 use crate::repo::{Repository, SnapshotFilter};
 use crate::storage::Storage;
 
@@ -69,7 +68,7 @@ impl<S: Storage> Repository<S> {
                 }
             }
         }
-        for (_, size) in self.storage().list(PARITY_PREFIX)? {
+        for (_, size) in crate::parity::list_parity(self.storage())? {
             st.parity_files += 1;
             st.parity_bytes += size;
         }

@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
-use crate::index::{decode_index_file, IndexedPack, Location, INDEX_PREFIX};
+use crate::index::{decode_index_file, IndexedPack, Location};
 use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
-use crate::parity::{load_groups, parity_key, Group, ParityBuilder};
+use crate::parity::{load_groups, Group, ParityBuilder};
 use crate::repo::{decode_blob, Repository};
 use crate::snapshot::{decode_snapshot, snapshot_id_of_key, SNAPSHOT_PREFIX};
 use crate::storage::{Storage, StorageError};
@@ -192,7 +192,7 @@ pub(crate) fn read_index_view(
         blobs: HashMap::new(),
     };
     let mut read = 0u64;
-    let mut files = storage.list(INDEX_PREFIX)?;
+    let mut files = crate::index::list_index_files(storage)?;
     files.sort();
     for (key, _) in files {
         let data = match storage.get(&key) {
@@ -375,6 +375,9 @@ impl<S: Storage> Repository<S> {
                             lists_read = false;
                             continue;
                         }
+                        // Intact but in an archive class: verify cannot go on without it,
+                        // and it is no damage.
+                        Err(e @ Error::Storage(StorageError::Archived { .. })) => return Err(e),
                         Err(e) => {
                             c.find(
                                 "chunk_list",
@@ -444,14 +447,11 @@ impl<S: Storage> Repository<S> {
             c.find_error("parity_group", None, None, e);
         }
         let mut protected = HashSet::new();
-        let parity_sizes: HashMap<Id, u64> = storage
-            .list(crate::parity::PARITY_PREFIX)?
+        let parity_sizes: HashMap<Id, u64> = crate::parity::list_parity(storage)?
             .into_iter()
-            .filter_map(|(k, s)| {
-                Some((
-                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".parity")?)?,
-                    s,
-                ))
+            .filter_map(|(k, s)| match crate::layout::classify(&k)? {
+                (crate::layout::Kind::Parity, Some(id)) => Some((id, s)),
+                _ => None,
             })
             .collect();
         for g in &groups {
@@ -582,7 +582,7 @@ impl<S: Storage> Repository<S> {
             let members_intact = complete && c.report.errors.len() == errors_before;
             if let (Some(p), Some(g), true) = (parity, group, members_intact) {
                 let (computed, _) = p.finish();
-                match storage.get(&parity_key(&g.desc.parity)) {
+                match storage.get(&g.parity_key()) {
                     Ok(stored) => {
                         c.report.stats.bytes_read += stored.len() as u64;
                         if stored != computed {

@@ -703,7 +703,7 @@ fn a_version_1_repository_is_upgraded_at_its_first_write_and_read_before() {
     assert_eq!(stored["version"], 2);
     assert_eq!(
         stored["features"]["write"],
-        serde_json::json!(["deletion-notices"])
+        serde_json::json!(["deletion-notices", "parity-dir"])
     );
     assert_eq!(stored["id"], config["id"], "settings are kept");
     assert_every_snapshot_restores(&mem, &data, "upgraded");

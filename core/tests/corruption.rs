@@ -38,9 +38,9 @@ fn kind_of(key: &str) -> &'static str {
         "snapshot"
     } else if key.starts_with("index/") {
         "index"
-    } else if key.starts_with("packs/parity/") && key.ends_with(".group") {
+    } else if key.starts_with("parity/") && key.ends_with(".group") {
         "group"
-    } else if key.starts_with("packs/parity/") {
+    } else if key.starts_with("parity/") {
         "parity"
     } else if key.ends_with(".pack") {
         "pack"

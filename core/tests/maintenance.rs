@@ -240,7 +240,7 @@ fn a_damaged_parity_shard_is_named_by_full_verify_and_rewritten_by_repair() {
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert_eq!(r.errors[0].kind, "parity_mismatch");
     assert!(r.errors[0].message.contains(
-        key.trim_start_matches("packs/parity/")
+        key.trim_start_matches("parity/")
             .trim_end_matches(".parity")
     ));
     let rep = repo

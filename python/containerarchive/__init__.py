@@ -5,6 +5,9 @@
 ...     snap = repo.ingest("dump.sql", name="db.sql", tags={"db": "main"})
 """
 
+import os as _os
+
+from . import _native
 from ._native import __version__
 from .errors import (
     AmbiguousSnapshotIdError,
@@ -95,3 +98,8 @@ __all__ = [
     "WrongPassphraseError",
     "__version__",
 ]
+
+# A process forked after parallel work (gunicorn --preload, celery prefork, multiprocessing
+# with "fork") has the parent's worker pool in memory but none of its threads: the child's
+# first ingest or restore would wait on them forever. The child starts its own instead.
+_os.register_at_fork(after_in_child=_native._after_fork_in_child)

@@ -3,6 +3,9 @@ from pathlib import Path
 
 __version__: str
 
+def _after_fork_in_child() -> None: ...
+def _report_storage_waits(enabled: bool) -> None: ...
+
 class NativeRepository:
     @staticmethod
     def init(
@@ -17,6 +20,7 @@ class NativeRepository:
         hostname: str,
         pack_size: int | None = None,
         stale_after_ms: int | None = None,
+        storage_options: str | None = None,
     ) -> NativeRepository: ...
     @staticmethod
     def open(
@@ -24,6 +28,7 @@ class NativeRepository:
         passphrase: bytes | None,
         hostname: str,
         stale_after_ms: int | None = None,
+        storage_options: str | None = None,
     ) -> NativeRepository: ...
     @property
     def stale_after_ms(self) -> int: ...

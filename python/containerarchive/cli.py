@@ -209,11 +209,22 @@ def _retry_lock(args: argparse.Namespace) -> float | None:
         raise UsageError(f"--retry-lock: {e}") from e
 
 
+def _retry_storage(args: argparse.Namespace) -> float | None:
+    text = getattr(args, "retry_storage", None)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text).total_seconds()
+    except errors.InvalidArgumentError as e:
+        raise UsageError(f"--retry-storage: {e}") from e
+
+
 def _open(args: argparse.Namespace) -> Repository:
     path = _repo_path(args)
     wait = _retry_lock(args)
+    storage_wait = _retry_storage(args)
     try:
-        repo = Repository.open(path, None, retry_lock=wait)
+        repo = Repository.open(path, None, retry_lock=wait, retry_storage=storage_wait)
     except errors.WrongPassphraseError:
         passphrase = _passphrase(args, creating=False)
         if passphrase is None:
@@ -221,7 +232,7 @@ def _open(args: argparse.Namespace) -> Repository:
                 f"the repository at {path} is encrypted: give --password-file or "
                 "CONTAINERARCHIVE_PASSWORD"
             ) from None
-        repo = Repository.open(path, passphrase, retry_lock=wait)
+        repo = Repository.open(path, passphrase, retry_lock=wait, retry_storage=storage_wait)
 
     def waiting(e: errors.LockedError) -> None:
         print(
@@ -350,7 +361,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         passphrase = _passphrase(args, creating=True)
     with (
         _empty_passphrase_words(init=True),
-        Repository.init(path, passphrase, compression=args.compression) as repo,
+        Repository.init(
+            path, passphrase, compression=args.compression, retry_storage=_retry_storage(args)
+        ) as repo,
     ):
         cfg = repo.config
     _emit(
@@ -518,6 +531,7 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
         "missing": plan.missing,
         "damaged": plan.damaged,
         "complete": plan.complete,
+        "archived": plan.archived,
     }
 
     def mark(f: PlanFile) -> str:
@@ -532,6 +546,15 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
         for f in plan.files
     ]
     lines.append(f"{len(plan.files)} files, {human_size(plan.total_bytes)}")
+    if plan.archived:
+        lines.append(
+            f"the plan is INCOMPLETE: {len(plan.archived)} pack(s) holding the chunk lists of "
+            "this restore are in an archive storage class; restore them from the archive "
+            "(aws s3api restore-object), then run restore-plan again to learn the data packs:"
+        )
+        lines += [f"  {p}" for p in plan.archived]
+        _emit(args, doc, "\n".join(lines))
+        return EXIT_ARCHIVED
     if not plan.complete:
         bad = len(plan.missing) + len(plan.damaged)
         what = (
@@ -619,6 +642,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
         f"({len(r.reindex.idx_rebuilt)} .idx files rewritten)",
         f"{len(r.locks_removed)} stale locks removed, {r.groups_written} parity groups written",
     ]
+    if r.parity_groups_moved:
+        lines.append(f"{r.parity_groups_moved} parity groups moved from packs/parity/ to parity/")
+    lines += _foreign_lines(r.foreign_files)
     for u in r.unrecoverable:
         lines.append(f"UNRECOVERABLE pack {u.pack}: {u.reason}")
         lines += [f"  affects snapshot {s}" for s in u.snapshots]
@@ -630,9 +656,25 @@ def cmd_repair(args: argparse.Namespace) -> int:
         "groups_written": r.groups_written,
         "unrecoverable": [vars(u) for u in r.unrecoverable],
         "reindex": vars(r.reindex),
+        "parity_groups_moved": r.parity_groups_moved,
+        "foreign_files": r.foreign_files,
     }
     _emit(args, doc, "\n".join(lines))
     return 0 if r.ok else EXIT_ERROR
+
+
+def _foreign_lines(foreign: list[str]) -> list[str]:
+    """What a cleanup saw but left alone: files this repository did not write."""
+    if not foreign:
+        return []
+    shown = [f"  {k}" for k in foreign[:10]]
+    if len(foreign) > 10:
+        shown.append(f"  … and {len(foreign) - 10} more (--json lists them all)")
+    return [
+        f"left alone {len(foreign)} file(s) that containerarchive did not write "
+        "(another program's data in the same location?):",
+        *shown,
+    ]
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
@@ -696,6 +738,7 @@ def _collect_text(r: PruneResult, snaps: dict[str, Snapshot]) -> str:
             f"{'kept ' + str(len(r.kept)) + ' snapshots, ' if r.groups else ''}removed "
             f"{r.removed_snapshots} snapshots and {packs}, {freed}"
         )
+    lines += _foreign_lines(r.foreign_files)
     return "\n".join(lines)
 
 
@@ -991,6 +1034,14 @@ def build_parser() -> argparse.ArgumentParser:
         "go away instead of failing at once",
     )
     common.add_argument(
+        "--retry-storage",
+        metavar="DURATION",
+        default=argparse.SUPPRESS,
+        help="keep retrying object storage that throttles (503 SlowDown, 429), fails (5xx), "
+        "times out or drops connections for up to DURATION (default 3m, or "
+        "$CONTAINERARCHIVE_RETRY_STORAGE); waits are reported on stderr",
+    )
+    common.add_argument(
         "--no-progress",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -1239,6 +1290,7 @@ _CLI_WORDS = {
     "pass overwrite=True": "pass --overwrite",
     "pass allow_empty=True": "pass --allow-empty",
     "retry_lock": "--retry-lock",
+    "retry_storage": "--retry-storage",
 }
 
 

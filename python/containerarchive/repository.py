@@ -24,7 +24,7 @@ from pathlib import Path
 from time import monotonic, sleep
 from typing import IO, Any, Literal, TypeVar, Union, overload
 
-from . import _native
+from . import _aws, _native
 from ._format import human_size, ratio, table, titled
 from .errors import (
     CommandFailedError,
@@ -139,6 +139,15 @@ def _stale_after_ms(value: timedelta | float | int | str | None) -> int | None:
     if seconds <= 0:
         raise InvalidArgumentError(f"{what} must be longer than 0")
     return max(1, int(seconds * 1000))
+
+
+def _storage_options(
+    where: Path | str, retry_storage: timedelta | float | str | None
+) -> str | None:
+    """The native storage options of ``where``: None for a directory."""
+    if isinstance(where, Path):
+        return None
+    return _aws.settings(where, _aws.retry_seconds(_seconds(retry_storage, "retry_storage")))
 
 
 def _now() -> str:
@@ -529,13 +538,14 @@ class Repository:
         pack_size: int | None = None,
         retry_lock: timedelta | float | str | None = None,
         lock_stale_after: timedelta | float | str | None = None,
+        retry_storage: timedelta | float | str | None = None,
     ) -> Repository:
         """Create a repository at ``path``; with a passphrase it is encrypted.
 
         ``compression`` is ``"zstd"`` (default, level 3), ``"gzip"`` (DEFLATE, level 1) or
         ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
         ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
-        ``retry_lock`` and ``lock_stale_after`` are as for :meth:`open`.
+        ``retry_lock``, ``lock_stale_after`` and ``retry_storage`` are as for :meth:`open`.
 
         A local ``path`` must be missing or an empty directory: raises
         :class:`RepositoryExistsError` where a repository is, and :class:`UnusableFileError`
@@ -565,6 +575,7 @@ class Repository:
             socket.gethostname(),
             pack_size,
             _stale_after_ms(lock_stale_after),
+            _storage_options(p, retry_storage),
         )
         return cls(native, p, wait)
 
@@ -576,6 +587,7 @@ class Repository:
         *,
         retry_lock: timedelta | float | str | None = None,
         lock_stale_after: timedelta | float | str | None = None,
+        retry_storage: timedelta | float | str | None = None,
     ) -> Repository:
         """Open the repository at ``path`` (a directory or ``s3://bucket/prefix``).
 
@@ -586,6 +598,12 @@ class Repository:
         long, on the storage's own clock, another process's lock may go without renewal before
         it counts as stale. Every host sharing a repository must use the same value; this
         process renews its own locks six times per that period, in the background.
+        ``retry_storage`` (default ``CONTAINERARCHIVE_RETRY_STORAGE`` or 3 minutes): how long
+        object storage requests that fail with throttling (503 SlowDown, 429), server errors,
+        timeouts or dropped connections are retried, with backoff, before the operation raises
+        :class:`StorageError`; waits longer than 2 s are reported on stderr. Credentials,
+        region and endpoint of ``s3://`` locations are read as the AWS tools read them
+        (environment, then ``AWS_PROFILE`` in ``~/.aws/credentials`` and ``~/.aws/config``).
         """
         p = _where(path)
         if isinstance(p, Path):
@@ -596,7 +614,11 @@ class Repository:
                 raise failure
         wait = _seconds(retry_lock, "retry_lock")
         native = _native.NativeRepository.open(
-            p, _passphrase(passphrase), socket.gethostname(), _stale_after_ms(lock_stale_after)
+            p,
+            _passphrase(passphrase),
+            socket.gethostname(),
+            _stale_after_ms(lock_stale_after),
+            _storage_options(p, retry_storage),
         )
         return cls(native, p, wait)
 

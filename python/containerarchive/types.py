@@ -263,6 +263,10 @@ class RepairResult(Fields):
     unrecoverable: list[UnrecoverablePack]
     groups_written: int
     reindex: ReindexResult
+    #: Parity groups moved from ``packs/parity/`` to ``parity/`` (older repositories).
+    parity_groups_moved: int = 0
+    #: Files at the location this repository did not write: never read, changed or deleted.
+    foreign_files: list[str] = field(default_factory=list, hash=False)
 
     @property
     def ok(self) -> bool:
@@ -305,6 +309,8 @@ class RepairResult(Fields):
             unrecoverable=[UnrecoverablePack(**u) for u in d["unrecoverable"]],
             groups_written=d["groups_written"],
             reindex=ReindexResult(**d["reindex"]),
+            parity_groups_moved=d.get("parity_groups_moved", 0),
+            foreign_files=list(d.get("foreign_files", [])),
         )
 
 
@@ -364,6 +370,8 @@ class PruneResult(Fields):
     merged_packs: int = 0
     #: Per group, what the policy kept (and why) and removed; empty for forget.
     groups: list[PruneGroup] = field(default_factory=list, hash=False)
+    #: Files at the location this repository did not write: never read, changed or deleted.
+    foreign_files: list[str] = field(default_factory=list, hash=False)
 
     def _repr_html_(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -414,6 +422,7 @@ class PruneResult(Fields):
                 )
                 for g in d.get("groups", [])
             ],
+            foreign_files=list(d.get("foreign_files", [])),
         )
 
 
@@ -442,6 +451,9 @@ class RestorePlan(Fields):
     complete: bool
     #: Files present but of the wrong size (truncated or replaced).
     damaged: list[str] = field(default_factory=list)
+    #: Packs holding the restore's chunk lists that are in an archive storage class (S3
+    #: Glacier…): restore them from the archive, then plan again to learn the data packs.
+    archived: list[str] = field(default_factory=list)
 
     @property
     def packs(self) -> list[str]:
@@ -459,6 +471,7 @@ class RestorePlan(Fields):
             missing=d["missing"],
             complete=d["complete"],
             damaged=d.get("damaged", []),
+            archived=d.get("archived", []),
         )
 
 

@@ -60,6 +60,8 @@ type Job = (String, PathBuf, Vec<u8>, u64);
 struct Background {
     jobs: SyncSender<Job>,
     thread: JoinHandle<()>,
+    /// The process that started the thread (a forked child has the struct, not the thread).
+    pid: u32,
 }
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -90,8 +92,21 @@ impl FsStorage {
         }
     }
 
+    /// In a forked child, forget the parent's writer thread (it does not exist here) and the
+    /// writes it had queued (the parent finishes them): the child starts a thread of its own.
+    fn leave_parents_writer(&self) {
+        let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        if bg.as_ref().is_some_and(|b| b.pid != std::process::id()) {
+            std::mem::forget(bg.take());
+            let mut p = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
+            p.count = 0;
+            p.error = None;
+        }
+    }
+
     /// Wait until every background write is durable; the first error of any of them.
     fn settle(&self) -> Result<(), StorageError> {
+        self.leave_parents_writer();
         let (lock, cvar) = &*self.state;
         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
         while p.count > 0 {
@@ -118,6 +133,7 @@ impl FsStorage {
         {
             return Err(e);
         }
+        self.leave_parents_writer();
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
         if bg.is_none() {
             // One job queued beside the one being written bounds memory to two packs.
@@ -142,7 +158,11 @@ impl FsStorage {
                     }
                 })
                 .map_err(|e| backend(key, e))?;
-            *bg = Some(Background { jobs, thread });
+            *bg = Some(Background {
+                jobs,
+                thread,
+                pid: std::process::id(),
+            });
         }
         let worker = bg.as_ref().expect("just started");
         let epoch = {
@@ -303,6 +323,10 @@ impl Drop for FsStorage {
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
+            if bg.pid != std::process::id() {
+                std::mem::forget(bg); // the parent's thread: not in this process
+                return;
+            }
             drop(bg.jobs);
             let _ = bg.thread.join();
         }

@@ -59,6 +59,9 @@ fn py_err(e: Error) -> PyErr {
             Error::RepositoryExists { location } => {
                 ("RepositoryExistsError", vec![("location", text(location))])
             }
+            Error::NotEmpty { location, .. } => {
+                ("UnusableFileError", vec![("path", text(location))])
+            }
             Error::WrongPassphrase(_) => ("WrongPassphraseError", vec![]),
             Error::SnapshotNotFound(id) => ("SnapshotNotFoundError", vec![("snapshot", text(id))]),
             Error::KeyNotFound(id) => ("KeyNotFoundError", vec![("key", text(id))]),
@@ -221,12 +224,13 @@ impl Interrupts {
 struct NativeRepository {
     repo: Repo,
     hostname: String,
-    /// This process's identity in lock files (boot, pid namespace, start time).
-    process: String,
+    /// This process's identity in lock files (boot, pid namespace, start time), with the pid
+    /// it was read in: a forked child reads its own.
+    process: Mutex<(u32, String)>,
     /// Storage-clock age after which another holder's lock is stale (milliseconds).
     stale_after_ms: i64,
-    /// Renews this handle's locks while it lives.
-    _refresher: locking::Refresher,
+    /// Renews this handle's locks while it lives (a forked child starts its own).
+    refresher: Mutex<locking::Refresher>,
     /// Signals that arrived during this handle's native work.
     interrupts: Arc<Interrupts>,
 }
@@ -256,9 +260,9 @@ impl NativeRepository {
         NativeRepository {
             repo,
             hostname,
-            process: locking::process_identity(),
+            process: Mutex::new((std::process::id(), locking::process_identity())),
             stale_after_ms,
-            _refresher: refresher,
+            refresher: Mutex::new(refresher),
             interrupts,
         }
     }
@@ -300,8 +304,25 @@ impl NativeRepository {
         }
     }
 
+    /// This process's lock identity; in a forked child, the child's (read once there), and a
+    /// renewal thread of the child's own for the locks it takes.
+    fn process(&self) -> String {
+        let pid = std::process::id();
+        let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != pid {
+            *cached = (pid, locking::process_identity());
+            let mut refresher = self.refresher.lock().unwrap_or_else(|e| e.into_inner());
+            *refresher = locking::Refresher::start(
+                self.repo.clone(),
+                locking::refresh_interval(self.stale_after_ms),
+            );
+        }
+        cached.1.clone()
+    }
+
     fn with_policy<T>(&self, f: impl FnOnce(&LockPolicy<'_>) -> T) -> T {
-        let gone = |l: &LockInfo| locking::holder_gone(&self.hostname, &self.process, l);
+        let me = self.process();
+        let gone = |l: &LockInfo| locking::holder_gone(&self.hostname, &me, l);
         f(&LockPolicy {
             stale_after_ms: self.stale_after_ms,
             holder_gone: &gone,
@@ -343,7 +364,7 @@ impl NativeRepository {
             refreshed_at: now,
             exclusive: true,
             operation: operation.into(),
-            process: self.process.clone(),
+            process: self.process(),
         }
     }
 }
@@ -426,8 +447,7 @@ impl NativeRepository {
                     match e {
                         // Say why, when object storage can tell more than "no config.json".
                         Error::RepositoryNotFound { location } => Error::RepositoryNotFound {
-                            location: match storage_for_reason.as_ref().and_then(reason)
-                            {
+                            location: match storage_for_reason.as_ref().and_then(reason) {
                                 Some(reason) => format!("{location} ({reason})"),
                                 None => location,
                             },

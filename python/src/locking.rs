@@ -79,6 +79,8 @@ pub fn holder_gone(me_host: &str, me_process: &str, info: &LockInfo) -> bool {
 pub struct Refresher {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
+    /// The process whose thread it is: a forked child has the struct but not the thread.
+    pid: u32,
 }
 
 impl Refresher {
@@ -114,12 +116,20 @@ impl Refresher {
                 }
             })
             .ok();
-        Refresher { stop, thread }
+        Refresher {
+            stop,
+            thread,
+            pid: std::process::id(),
+        }
     }
 }
 
 impl Drop for Refresher {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            std::mem::forget(self.thread.take());
+            return;
+        }
         let (lock, cvar) = &*self.stop;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cvar.notify_all();

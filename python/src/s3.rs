@@ -41,8 +41,8 @@ use containerarchive_core::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
-    HttpResponse, HttpResponseBody, HttpService, ReqwestConnector,
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService, ReqwestConnector,
 };
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
@@ -244,7 +244,10 @@ impl HttpService for Watch {
                     .unwrap_or_default();
                 self.health
                     .failed(&format!("HTTP {}{code}", status.as_u16()));
-                Ok(HttpResponse::from_parts(parts, HttpResponseBody::from(bytes)))
+                Ok(HttpResponse::from_parts(
+                    parts,
+                    HttpResponseBody::from(bytes),
+                ))
             }
             Err(e) => {
                 let cause = root_cause(&e);
@@ -581,7 +584,15 @@ impl S3Storage {
             };
             return backend(format!("{what}{hint}"));
         }
-        let cause = text.rsplit(" / ").next().unwrap_or(text).trim().to_string();
+        // The innermost message, without object_store's "Error performing GET … - " framing.
+        let last = text.rsplit(" / ").next().unwrap_or(text);
+        let cause = last
+            .rsplit(" - ")
+            .next()
+            .unwrap_or(last)
+            .trim()
+            .trim_start_matches("HTTP error: ")
+            .to_string();
         let message = if lower.contains("connection refused") {
             format!(
                 "cannot connect to {endpoint}: connection refused (nothing listens there: \
@@ -678,8 +689,8 @@ impl S3Storage {
                 if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
                     Ok(true)
                 } else {
-                    let transient = status.is_server_error()
-                        || status == http::StatusCode::TOO_MANY_REQUESTS;
+                    let transient =
+                        status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
                     Err((
                         transient,
                         format!(
@@ -830,7 +841,10 @@ fn raw(key: &str, e: object_store::Error) -> StorageError {
 /// Refuse an endpoint that cannot work with this location, saying why.
 fn check_endpoint(url: &str, endpoint: &str, bucket: &str) -> Result<(), StorageError> {
     let parsed: http::Uri = endpoint.parse().map_err(|e| {
-        config_error(url, format!("the endpoint URL {endpoint:?} is not a URL: {e}"))
+        config_error(
+            url,
+            format!("the endpoint URL {endpoint:?} is not a URL: {e}"),
+        )
     })?;
     if !matches!(parsed.scheme_str(), Some("http" | "https")) {
         return Err(config_error(
@@ -838,7 +852,12 @@ fn check_endpoint(url: &str, endpoint: &str, bucket: &str) -> Result<(), Storage
             format!("the endpoint URL {endpoint:?} must start with http:// or https://"),
         ));
     }
-    let first = parsed.path().trim_matches('/').split('/').next().unwrap_or("");
+    let first = parsed
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     if first == bucket {
         return Err(config_error(
             url,
@@ -846,7 +865,10 @@ fn check_endpoint(url: &str, endpoint: &str, bucket: &str) -> Result<(), Storage
                 "the endpoint URL {endpoint} ends with the bucket name: give the server only \
                  (for example {}://{}), the bucket is in the s3:// location",
                 parsed.scheme_str().unwrap_or("https"),
-                parsed.authority().map(|a| a.as_str()).unwrap_or("host:port")
+                parsed
+                    .authority()
+                    .map(|a| a.as_str())
+                    .unwrap_or("host:port")
             ),
         ));
     }

@@ -2,7 +2,7 @@
 //
 //   import init, { Archive } from "./pkg/containerarchive_wasm.js";
 //   await init();
-//   const archive = await Archive.open(files, passphrase);
+//   const archive = await Archive.open(files, passphrase, { root });   // root: when several
 //   archive.snapshots({ tags, after, before, host });    // array, oldest first
 //   await archive.verify("quick" | "standard" | "full", onProgress);
 //   archive.restore(snapshotId, item);                    // ReadableStream<Uint8Array>
@@ -20,9 +20,10 @@ export default async function init() {
   return undefined;
 }
 
-function remoteError({ name, message }) {
+function remoteError({ name, message, roots }) {
   const err = new Error(message);
   err.name = name;
+  if (roots !== undefined) err.roots = roots;
   return err;
 }
 
@@ -69,15 +70,19 @@ export class Archive {
     });
   }
 
-  /** Open a repository from a FileList / File[] (a whole folder, or a flat download). */
-  static async open(files, passphrase) {
+  /** Open a repository from a FileList / File[] (a whole folder, or a flat download). The
+   * repository is the folder holding `config.json`; when the selection holds several, `root`
+   * names the one to open (one of the `roots` of the `MultipleRepositoriesError` thrown
+   * without it). A selection without any repository throws `RepositoryNotFoundError`. */
+  static async open(files, passphrase, { root } = {}) {
     const worker = new Worker(workerUrl, { type: "module" });
     const archive = new Archive(worker);
     const entries = Array.from(files, (file) => ({ path: file.webkitRelativePath || file.name, file }));
     try {
-      const opened = await archive.#call("open", { entries, passphrase: passphrase ?? null });
+      const opened = await archive.#call("open", { entries, passphrase: passphrase ?? null, root: root ?? null });
       archive.#snapshots = opened.snapshots;
       archive.#keys = opened.keys;
+      archive.root = opened.root;
     } catch (err) {
       worker.terminate();
       throw err;

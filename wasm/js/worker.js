@@ -14,20 +14,23 @@ function read(key, offset, length) {
 }
 
 const ops = {
-  open({ entries, passphrase }) {
+  open({ entries, passphrase, root }) {
+    // The repository folder within the selection: found by its config.json, never guessed
+    // from folder names (a repository may sit in a folder called "snapshots").
+    const chosen = Engine.chooseRoot(entries.map((e) => e.path), root ?? undefined);
     files = new Map();
     const paths = [];
     const sizes = [];
     for (const { path, file } of entries) {
-      const key = Engine.repositoryKey(path);
+      const key = Engine.repositoryKey(path, chosen);
       if (key === undefined) continue;
       files.set(key, file);
       paths.push(path);
       sizes.push(file.size);
     }
     engine?.free();
-    engine = Engine.open(paths, sizes, read, passphrase || undefined);
-    return { snapshots: JSON.parse(engine.snapshots("{}")), keys: [...files.keys()] };
+    engine = Engine.open(paths, sizes, read, passphrase || undefined, chosen);
+    return { snapshots: JSON.parse(engine.snapshots("{}")), keys: [...files.keys()], root: chosen ?? null };
   },
   snapshots({ filter }) {
     return JSON.parse(engine.snapshots(JSON.stringify(filter ?? {})));
@@ -59,6 +62,9 @@ self.onmessage = async (event) => {
     const result = ops[op](args, id);
     self.postMessage({ id, result }, result instanceof Uint8Array ? [result.buffer] : []);
   } catch (err) {
-    self.postMessage({ id, error: { name: err?.name ?? "Error", message: err?.message ?? String(err) } });
+    self.postMessage({
+      id,
+      error: { name: err?.name ?? "Error", message: err?.message ?? String(err), roots: err?.roots },
+    });
   }
 };

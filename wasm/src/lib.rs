@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use containerarchive_core::layout::{self, CONFIG_KEY};
 use containerarchive_core::plan::RestorePlan;
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::storage::StorageResult;
@@ -19,37 +20,111 @@ use js_sys::{Function, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-/// Top-level names of a repository, used to find its root inside a selected folder.
-const ROOTS: [&str; 6] = [
-    "config.json",
-    "keys",
-    "packs",
-    "snapshots",
-    "index",
-    "locks",
-];
+/// The folders holding a repository among the selected paths (`config.json` is there), as
+/// prefixes ending in `/` (`""` when the selection's top level is one), sorted.
+pub fn repository_roots(paths: &[String]) -> Vec<String> {
+    let mut roots: Vec<String> = paths
+        .iter()
+        .filter_map(|p| {
+            let p = p.trim_start_matches('/');
+            if p == CONFIG_KEY {
+                Some(String::new())
+            } else {
+                p.strip_suffix(CONFIG_KEY)
+                    .filter(|r| r.ends_with('/'))
+                    .map(str::to_string)
+            }
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
+}
 
-/// The repository key of a selected file: a path relative to the selected folder
-/// (`myrepo/packs/data/ab/….pack` → `packs/data/ab/….pack`), or the bare name of a file from a
-/// flat download (`ab….pack` → `packs/data/ab/ab….pack`).
-pub fn repository_key(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    if let Some(start) = parts.iter().position(|p| ROOTS.contains(p)) {
-        return Some(parts[start..].join("/"));
+/// Which repository of the selection to open: `wanted`, or the only one; `None` for a flat
+/// download (bare file names, no folders). Errors name what is wrong with the selection: no
+/// repository in a folder (`RepositoryNotFoundError`), several and none chosen
+/// (`MultipleRepositoriesError`, with the choices in its `roots` property).
+pub fn choose_root(paths: &[String], wanted: Option<&str>) -> Result<Option<String>, JsValue> {
+    let roots = repository_roots(paths);
+    if let Some(w) = wanted {
+        let w = if w.is_empty() || w.ends_with('/') {
+            w.to_string()
+        } else {
+            format!("{w}/")
+        };
+        return match roots.contains(&w) {
+            true => Ok(Some(w)),
+            false => Err(named(
+                "RepositoryNotFoundError",
+                &format!("no repository at {w:?} among the selected files (no config.json there)"),
+            )),
+        };
     }
-    let name = *parts.last()?;
-    let (stem, ext) = name.rsplit_once('.')?;
-    if stem.len() != 64 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+    match roots.len() {
+        1 => Ok(roots.into_iter().next()),
+        0 if paths.iter().all(|p| !p.contains('/')) => Ok(None),
+        0 => Err(named(
+            "RepositoryNotFoundError",
+            &format!(
+                "the selected folder holds no repository: no config.json in it or below it ({} files selected); choose the folder that holds config.json, keys/, packs/ and snapshots/",
+                paths.len()
+            ),
+        )),
+        n => {
+            let err = named(
+                "MultipleRepositoriesError",
+                &format!(
+                    "this folder holds {n} repositories: {}. Choose one",
+                    roots
+                        .iter()
+                        .map(|r| if r.is_empty() { "(top level)" } else { r.as_str() })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            let list = js_sys::Array::new();
+            for r in &roots {
+                list.push(&JsValue::from_str(r));
+            }
+            let _ = js_sys::Reflect::set(&err, &JsValue::from_str("roots"), &list);
+            Err(err)
+        }
+    }
+}
+
+fn named(name: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    err.set_name(name);
+    err.into()
+}
+
+/// The repository key of a selected file: its path below the repository's folder `root`
+/// (`repo/packs/data/ab/….pack` → `packs/data/ab/….pack`), or, for a flat download (`root`
+/// `None`), the key its bare name implies (`ab….pack` → `packs/data/ab/ab….pack`). `None` for
+/// a file that is not part of the repository.
+pub fn repository_key(path: &str, root: Option<&str>) -> Option<String> {
+    let path = path.trim_start_matches('/');
+    if let Some(root) = root {
+        let key = path.strip_prefix(root)?;
+        return layout::classify(key).map(|_| key.to_string());
+    }
+    if path.contains('/') {
         return None;
     }
-    Some(match ext {
-        "pack" | "idx" => format!("packs/data/{}/{name}", &stem[..2]),
-        "parity" | "group" => format!("packs/parity/{name}"),
-        "key" => format!("keys/{name}"),
-        "snapshot" => format!("snapshots/{name}"),
-        "index" => format!("index/{name}"),
+    if path == CONFIG_KEY {
+        return Some(path.to_string());
+    }
+    let (stem, ext) = path.rsplit_once('.')?;
+    let key = match ext {
+        "pack" | "idx" => format!("packs/data/{}/{path}", stem.get(..2)?),
+        "parity" | "group" => format!("parity/{path}"),
+        "key" => format!("keys/{path}"),
+        "snapshot" => format!("snapshots/{path}"),
+        "index" => format!("index/{path}"),
         _ => return None,
-    })
+    };
+    layout::classify(&key).map(|_| key)
 }
 
 /// The exception class name of an error, the same as in Python.
@@ -57,6 +132,7 @@ pub fn error_name(e: &Error) -> &'static str {
     match e {
         Error::RepositoryNotFound { .. } => "RepositoryNotFoundError",
         Error::RepositoryExists { .. } => "RepositoryExistsError",
+        Error::NotEmpty { .. } => "UnusableFileError",
         Error::WrongPassphrase(_) => "WrongPassphraseError",
         Error::SnapshotNotFound(_) => "SnapshotNotFoundError",
         Error::KeyNotFound(_) => "KeyNotFoundError",
@@ -256,11 +332,12 @@ impl Engine {
         sizes: Vec<f64>,
         read: Function,
         passphrase: Option<String>,
+        root: Option<String>,
     ) -> Result<Engine, JsValue> {
         let sizes = paths
             .iter()
             .zip(sizes)
-            .filter_map(|(p, s)| Some((repository_key(p)?, s as u64)))
+            .filter_map(|(p, s)| Some((repository_key(p, root.as_deref())?, s as u64)))
             .collect();
         let storage = JsStorage { sizes, read };
         let passphrase = passphrase.filter(|p| !p.is_empty());
@@ -273,10 +350,22 @@ impl Engine {
         })
     }
 
-    /// The repository key a selected path maps to (for the page to match files to plans).
+    /// The repository key a selected path maps to, below the repository folder `root` (from
+    /// `chooseRoot`; `undefined` for a flat download).
     #[wasm_bindgen(js_name = repositoryKey)]
-    pub fn repository_key_of(path: &str) -> Option<String> {
-        repository_key(path)
+    pub fn repository_key_of(path: &str, root: Option<String>) -> Option<String> {
+        repository_key(path, root.as_deref())
+    }
+
+    /// The repository folder to open among the selected `paths`: `wanted`, or the only one
+    /// there is (`undefined` for a flat download). Throws `MultipleRepositoriesError` (with
+    /// `roots`) when the selection holds several, `RepositoryNotFoundError` when it holds none.
+    #[wasm_bindgen(js_name = chooseRoot)]
+    pub fn choose_root_of(
+        paths: Vec<String>,
+        wanted: Option<String>,
+    ) -> Result<Option<String>, JsValue> {
+        choose_root(&paths, wanted.as_deref())
     }
 
     /// Snapshots matching a JSON filter `{tags, after, before, host}`, oldest first, as JSON.
@@ -400,28 +489,49 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::repository_key;
+    use super::{repository_key, repository_roots};
 
     #[test]
     fn selected_paths_and_flat_downloads_map_to_repository_keys() {
         let id = "ab".repeat(32);
+        let root = Some("dl/repo/");
         assert_eq!(
-            repository_key("repo/config.json").as_deref(),
+            repository_key("dl/repo/config.json", root).as_deref(),
             Some("config.json")
         );
         assert_eq!(
-            repository_key(&format!("dl/repo/packs/data/ab/{id}.pack")).as_deref(),
+            repository_key(&format!("dl/repo/packs/data/ab/{id}.pack"), root).as_deref(),
             Some(format!("packs/data/ab/{id}.pack").as_str())
         );
         assert_eq!(
-            repository_key(&format!("{id}.pack")).as_deref(),
+            repository_key(&format!("{id}.pack"), None).as_deref(),
             Some(format!("packs/data/ab/{id}.pack").as_str())
         );
         assert_eq!(
-            repository_key(&format!("{id}.snapshot")).as_deref(),
+            repository_key(&format!("{id}.snapshot"), None).as_deref(),
             Some(format!("snapshots/{id}.snapshot").as_str())
         );
-        assert_eq!(repository_key("repo/readme.txt"), None);
-        assert_eq!(repository_key("short.pack"), None);
+        assert_eq!(repository_key("dl/repo/readme.txt", root), None);
+        assert_eq!(repository_key(&format!("dl/other/{id}.pack"), root), None);
+        assert_eq!(repository_key("short.pack", None), None);
+    }
+
+    #[test]
+    fn roots_are_found_by_config_json_whatever_the_folder_names() {
+        let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            repository_roots(&paths(&[
+                "all/a/config.json",
+                "all/b/config.json",
+                "all/a/keys/x"
+            ])),
+            ["all/a/", "all/b/"]
+        );
+        assert_eq!(
+            repository_roots(&paths(&["snapshots/config.json", "snapshots/index/x"])),
+            ["snapshots/"]
+        );
+        assert_eq!(repository_roots(&paths(&["config.json"])), [""]);
+        assert!(repository_roots(&paths(&["x/notconfig.json"])).is_empty());
     }
 }

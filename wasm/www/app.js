@@ -67,14 +67,29 @@ async function openRepository() {
   archive = null;
   $("#snapshots-section").hidden = true;
   $("#verify-section").hidden = true;
+  const chooser = $("#repo-root");
+  const root = $("#repo-root-label").hidden ? undefined : chooser.value;
   try {
-    archive = await Archive.open(files, $("#passphrase").value);
-    $("#open-status").textContent = `${archive.snapshots().length} snapshots, ${archive.files.length} files`;
+    archive = await Archive.open(files, $("#passphrase").value, { root });
+    const where = archive.root ? ` in ${archive.root}` : "";
+    $("#open-status").textContent = `${archive.snapshots().length} snapshots, ${archive.files.length} files${where}`;
     renderSnapshots();
   } catch (err) {
     $("#open-status").textContent = "";
+    if (err.name === "MultipleRepositoriesError") {
+      // The folder above several repositories: let the user pick one, then Open again.
+      chooser.replaceChildren(...err.roots.map((r) => element("option", { value: r, textContent: r || "(top level)" })));
+      $("#repo-root-label").hidden = false;
+      $("#open-status").textContent = `this folder holds ${err.roots.length} repositories: choose one, then Open`;
+      return;
+    }
     showError(err);
   }
+}
+
+function selectionChanged() {
+  $("#repo-root-label").hidden = true;
+  $("#repo-root").replaceChildren();
 }
 
 async function verify() {
@@ -106,13 +121,77 @@ async function verify() {
   }
 }
 
+/** Where the page can, the restored item streams into a file the user picks (File System
+ * Access API): memory stays at a few MiB whatever the item's size, and success is reported only
+ * once the browser confirms the file is written. */
+async function pickFile(name) {
+  if (typeof window.showSaveFilePicker !== "function") return null;
+  try {
+    const handle = await window.showSaveFilePicker({ suggestedName: name });
+    return { writable: await handle.createWritable(), written: 0 };
+  } catch (err) {
+    if (err.name === "AbortError") throw Object.assign(new Error("restore cancelled: no file was chosen"), { name: "AbortError" });
+    throw err;
+  }
+}
+
+async function saveToFile(stream, sink) {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await sink.writable.write(value);
+      sink.written += value.byteLength;
+    }
+    await sink.writable.close(); // resolves only once the file holds every byte
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    await sink.writable.abort().catch(() => {});
+    throw err;
+  }
+}
+
+/** Fallback: the item as a Blob handed to the browser's downloads. The browser keeps the
+ * Blob (in memory, or spilled to disk) until the download ends; the page cannot see whether it
+ * completed, so it never says it did. */
+const BLOB_WARNING_BYTES = 512 << 20;
+async function downloadBlob(stream, name, message) {
+  const parts = [];
+  let size = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > BLOB_WARNING_BYTES && size - value.byteLength <= BLOB_WARNING_BYTES) {
+      message.textContent = `restoring ${name}: over ${humanSize(BLOB_WARNING_BYTES)} — this browser cannot `
+        + "stream to disk, so the item is gathered in the browser's memory first; very large items may fail";
+    }
+    // Hand each piece to the browser's blob store at once, so the page keeps no copy.
+    parts.push(new Blob([value]));
+  }
+  const blob = new Blob(parts, { type: "application/octet-stream" });
+  const url = URL.createObjectURL(blob);
+  const a = element("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return blob.size;
+}
+
 async function restore(snapshot, item) {
   showError(null);
   const message = $("#restore-message");
   const progress = $("#restore-progress");
   const list = $("#required-files");
+  const name = item.split("/").pop();
   list.replaceChildren();
+  let sink = null;
   try {
+    // First, while the click still counts as the user's gesture (the picker requires one).
+    sink = await pickFile(name);
     const plan = await archive.requiredFiles(snapshot, item);
     if (plan.missing.length > 0) {
       message.textContent = `${plan.missing.length} of the ${plan.files.length} files this restore needs `
@@ -124,23 +203,17 @@ async function restore(snapshot, item) {
     message.textContent = `restoring ${item}…`;
     progress.hidden = false;
     progress.value = 0;
-    const parts = [];
-    const reader = archive.restore(snapshot, item, (f) => { progress.value = f; }).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      // Hand each piece to the browser's blob store at once, so the page keeps no copy.
-      parts.push(new Blob([value]));
+    const stream = archive.restore(snapshot, item, (f) => { progress.value = f; });
+    if (sink) {
+      await saveToFile(stream, sink);
+      message.textContent = `restored ${item} (${humanSize(sink.written)}) to the chosen file, every chunk verified`;
+    } else {
+      const size = await downloadBlob(stream, name, message);
+      message.textContent = `handed ${item} (${humanSize(size)}, every chunk verified) to the browser's downloads: `
+        + "this browser cannot save a stream to disk, so check there that the download completed";
     }
-    const blob = new Blob(parts, { type: "application/octet-stream" });
-    const url = URL.createObjectURL(blob);
-    const a = element("a", { href: url, download: item.split("/").pop() });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    message.textContent = `restored ${item} (${humanSize(blob.size)}), every chunk verified`;
   } catch (err) {
+    await sink?.writable.abort().catch(() => {});
     if (!list.children.length) message.textContent = "";
     showError(err);
   } finally {
@@ -150,6 +223,8 @@ async function restore(snapshot, item) {
 
 await init();
 $("#open").addEventListener("click", openRepository);
+$("#repo-files").addEventListener("change", selectionChanged);
+$("#repo-flat-files").addEventListener("change", selectionChanged);
 $("#verify").addEventListener("click", verify);
 $("#snapshots").addEventListener("click", (event) => {
   const button = event.target.closest("button.restore");

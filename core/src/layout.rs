@@ -1,0 +1,200 @@
+//! Which storage keys belong to a repository: every kind of object, its name pattern and the
+//! magic its content starts with (docs/FORMAT.md, "Layout").
+//!
+//! A location may hold files of another program (a restic repository in the same prefix, a
+//! stray upload). Readers look only at keys that match a pattern here, and cleanups delete a
+//! file only when it is identifiably this repository's own: its name matches *and* its content
+//! carries the kind's magic (or, for parity shards, which have none, hashes to the name), or
+//! it is authenticated by the repository key. Everything else is *foreign*: never read, never
+//! deleted, and named in the reports of `repair` and `prune`.
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::storage::{Storage, StorageError};
+
+pub use crate::config::CONFIG_KEY;
+/// Parity shards and group descriptions (format feature `parity-dir`: outside `packs/`, so
+/// that an archive-class rule on `packs/` leaves what ingest reads in a readable class).
+pub const PARITY_PREFIX: &str = "parity/";
+/// Where repositories made before the `parity-dir` feature keep them (still read).
+pub const LEGACY_PARITY_PREFIX: &str = "packs/parity/";
+
+/// Every kind of object a repository holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `config.json`.
+    Config,
+    /// `keys/<id>.key`.
+    Key,
+    /// `packs/data/<xx>/<id>.pack`.
+    Pack,
+    /// `packs/data/<xx>/<id>.idx`.
+    PackIdx,
+    /// `parity/<id>.parity` (or `packs/parity/`).
+    Parity,
+    /// `parity/<id>.group` (or `packs/parity/`).
+    Group,
+    /// `index/<id>.index`.
+    Index,
+    /// `snapshots/<id>.snapshot`.
+    Snapshot,
+    /// `snapshots/pending/<id>.snapshot`.
+    PendingSnapshot,
+    /// `locks/<id>.lock`.
+    Lock,
+    /// `deleting/<id>.notice`.
+    Notice,
+}
+
+/// The first 8 bytes of every object of a kind, where it has them (JSON files and parity
+/// shards have none).
+pub fn magic(kind: Kind) -> Option<&'static [u8; 8]> {
+    Some(match kind {
+        Kind::Pack => crate::pack::PACK_MAGIC,
+        Kind::PackIdx => crate::pack::IDX_MAGIC,
+        Kind::Group => crate::parity::GROUP_MAGIC,
+        Kind::Index => crate::index::INDEX_MAGIC,
+        Kind::Snapshot | Kind::PendingSnapshot => crate::snapshot::SNAPSHOT_MAGIC,
+        Kind::Lock => crate::lock::LOCK_MAGIC,
+        Kind::Notice => crate::notice::NOTICE_MAGIC,
+        Kind::Config | Kind::Key | Kind::Parity => return None,
+    })
+}
+
+/// The id in `<64 lowercase hex>.<ext>`.
+fn hex_name(name: &str, ext: &str) -> Option<Id> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 64 || !stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    Id::from_hex(stem)
+}
+
+/// The kind of the object at `key` and the id in its name (None for `config.json`), or None
+/// when the key is not one this repository writes.
+pub fn classify(key: &str) -> Option<(Kind, Option<Id>)> {
+    if key == CONFIG_KEY {
+        return Some((Kind::Config, None));
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    let found = match parts.as_slice() {
+        ["keys", name] => (Kind::Key, hex_name(name, "key")?),
+        ["packs", "data", xx, name] => {
+            let (kind, id) = match hex_name(name, "pack") {
+                Some(id) => (Kind::Pack, id),
+                None => (Kind::PackIdx, hex_name(name, "idx")?),
+            };
+            if *xx != &id.to_hex()[..2] {
+                return None;
+            }
+            (kind, id)
+        }
+        ["parity", name] | ["packs", "parity", name] => match hex_name(name, "parity") {
+            Some(id) => (Kind::Parity, id),
+            None => (Kind::Group, hex_name(name, "group")?),
+        },
+        ["index", name] => (Kind::Index, hex_name(name, "index")?),
+        ["snapshots", name] => (Kind::Snapshot, hex_name(name, "snapshot")?),
+        ["snapshots", "pending", name] => (Kind::PendingSnapshot, hex_name(name, "snapshot")?),
+        ["locks", name] => (Kind::Lock, hex_name(name, "lock")?),
+        ["deleting", name] => (Kind::Notice, hex_name(name, "notice")?),
+        _ => return None,
+    };
+    Some((found.0, Some(found.1)))
+}
+
+/// Whether `key` is a name this repository writes for `kind`.
+pub fn is(kind: Kind, key: &str) -> bool {
+    classify(key).is_some_and(|(k, _)| k == kind)
+}
+
+/// The keys of a listing that are of `kind` (the others under the same prefix are foreign).
+pub fn only<T>(kind: Kind, listed: Vec<(String, T)>) -> Vec<(String, T)> {
+    listed.into_iter().filter(|(k, _)| is(kind, k)).collect()
+}
+
+/// Whether `data` (the whole object or at least its first 8 bytes) starts with the magic of
+/// `kind`.
+pub fn has_magic(kind: Kind, data: &[u8]) -> bool {
+    magic(kind).is_some_and(|m| data.starts_with(m))
+}
+
+/// Whether the object at `key` is identifiably this repository's own although it may not
+/// authenticate (a damaged file): its name matches a kind with a magic and its first bytes
+/// are that magic. Parity shards (no magic) must hash to their name. Used before deleting a
+/// file the repository key cannot vouch for; a missing object is not ours to delete.
+pub fn owned(storage: &dyn Storage, key: &str) -> Result<bool> {
+    let Some((kind, id)) = classify(key) else {
+        return Ok(false);
+    };
+    let read = |length: Option<u64>| match length {
+        Some(n) => storage.get_range(key, 0, n),
+        None => storage.get(key),
+    };
+    let result = match (magic(kind), kind) {
+        (Some(m), _) => read(Some(m.len() as u64)).map(|head| head == m.as_slice()),
+        (None, Kind::Parity) => read(None).map(|data| Some(Id::sha256(&data)) == id),
+        (None, _) => Ok(false),
+    };
+    match result {
+        Ok(ours) => Ok(ours),
+        Err(StorageError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every key at the location that this repository does not write, sorted (what cleanups
+/// leave alone and report).
+pub fn foreign(storage: &dyn Storage) -> Result<Vec<String>> {
+    let mut out: Vec<String> = storage
+        .list("")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| classify(k).is_none())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_pattern_and_nothing_else_matches() {
+        let h = "ab".repeat(32);
+        for (key, kind) in [
+            (format!("keys/{h}.key"), Kind::Key),
+            (format!("packs/data/ab/{h}.pack"), Kind::Pack),
+            (format!("packs/data/ab/{h}.idx"), Kind::PackIdx),
+            (format!("parity/{h}.parity"), Kind::Parity),
+            (format!("packs/parity/{h}.group"), Kind::Group),
+            (format!("index/{h}.index"), Kind::Index),
+            (format!("snapshots/{h}.snapshot"), Kind::Snapshot),
+            (
+                format!("snapshots/pending/{h}.snapshot"),
+                Kind::PendingSnapshot,
+            ),
+            (format!("locks/{h}.lock"), Kind::Lock),
+            (format!("deleting/{h}.notice"), Kind::Notice),
+        ] {
+            assert_eq!(classify(&key).map(|c| c.0), Some(kind), "{key}");
+        }
+        assert_eq!(classify("config.json"), Some((Kind::Config, None)));
+        // restic's layout, wrong fan-out, upper case, extra levels: foreign.
+        for key in [
+            "config".to_string(),
+            format!("keys/{h}"),
+            format!("index/{h}"),
+            format!("data/ab/{h}"),
+            format!("snapshots/{h}"),
+            format!("locks/{h}"),
+            format!("packs/data/cd/{h}.pack"),
+            format!("index/{}.index", h.to_uppercase()),
+            format!("index/x/{h}.index"),
+            "index/notes.txt".to_string(),
+        ] {
+            assert_eq!(classify(&key), None, "{key}");
+        }
+    }
+}
