@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -223,6 +224,24 @@ def test_cleanups_never_touch_foreign_files_and_name_them(proxied, upstream, tmp
     assert r.returncode == 0, r.stdout
     r = ca(env, "-r", loc, "restore", "latest")
     assert r.stdout == sql_dump(8_000, seed=9)
+
+
+def test_an_interrupted_init_is_resumed_and_anything_else_refused(tmp_path):
+    # An init that died after writing its key file, before config.json: init again works.
+    done = tmp_path / "done"
+    ca(_env({}), "-r", str(done), "init")
+    half = tmp_path / "half"
+    shutil.copytree(done / "keys", half / "keys")
+    r = ca(_env({}), "-r", str(half), "init")
+    assert r.returncode == 0, r.stderr
+    assert ca(_env({}), "-r", str(half), "snapshots").returncode == 0
+    # A keys/ folder holding anything else is not an interrupted init of ours.
+    odd = tmp_path / "odd"
+    (odd / "keys").mkdir(parents=True)
+    (odd / "keys" / ("1" * 64)).write_text("restic key")
+    r = ca(_env({}), "-r", str(odd), "init")
+    assert r.returncode == 6 and b"did not write" in r.stderr
+    assert (odd / "keys" / ("1" * 64)).read_text() == "restic key"
 
 
 def test_init_refuses_a_directory_with_a_restic_repository(tmp_path):

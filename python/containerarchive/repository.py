@@ -441,7 +441,9 @@ def _check_init_target(p: Path) -> None:
             failure = RepositoryExistsError(f"a repository already exists at {p}")
             failure.location = str(p)
             raise failure
-        if entries:
+        # keys/ alone may be what an interrupted init left: the engine looks inside (it
+        # resumes when every file there is one of its key files).
+        if entries and entries != ["keys"]:
             shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
             raise _unusable(
                 p, f"is not empty ({shown}): a repository is created in an empty directory"
