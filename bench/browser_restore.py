@@ -121,7 +121,7 @@ def chromium_rss() -> dict[str, int]:
 
 
 def restore_once(
-    browser,
+    playwright,
     url: str,
     repo_path: Path,
     snap_id: str,
@@ -129,10 +129,16 @@ def restore_once(
     tmp: Path,
     expected: tuple[str, list[str]],
 ) -> tuple[float, dict[str, int], bool]:
-    """One restore in a fresh browser context; (seconds, peak memory, byte-identical)."""
-    context = browser.new_context(accept_downloads=True)
+    """One restore in a fresh browser profile on disk (an off-the-record context would keep
+    the origin-private file system in memory); (seconds, peak memory, byte-identical)."""
+    context = playwright.chromium.launch_persistent_context(
+        tmp / f"profile-{mode}",
+        executable_path="/usr/bin/chromium",
+        args=["--no-sandbox", "--disable-gpu", "--enable-precise-memory-info"],
+        accept_downloads=True,
+    )
     context.add_init_script(PICKER if mode == "stream" else "delete window.showSaveFilePicker;")
-    page = context.new_page()
+    page = context.pages[0] if context.pages else context.new_page()
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]")
     page.set_input_files("#repo-files", str(repo_path))
@@ -219,14 +225,8 @@ def main() -> None:
         modes = ["stream", "blob"] if args.mode == "both" else [args.mode]
         mib = 1 << 20
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--no-sandbox", "--disable-gpu", "--enable-precise-memory-info"],
-            )
             for mode in modes:
-                elapsed, peaks, ok = restore_once(
-                    browser, url, repo_path, snap.id, mode, tmp, expected
-                )
+                elapsed, peaks, ok = restore_once(p, url, repo_path, snap.id, mode, tmp, expected)
                 failed |= not ok
                 print(
                     f"{mode}: restored {args.size / mib:.0f} MiB in {elapsed:.1f} s "
@@ -236,7 +236,6 @@ def main() -> None:
                     f"browser process {peaks['browser'] / mib:.0f} MiB, "
                     f"other {peaks['other'] / mib:.0f} MiB"
                 )
-            browser.close()
         server.shutdown()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
