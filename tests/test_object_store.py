@@ -350,11 +350,16 @@ def test_configuration_mistakes_are_named(upstream, tmp_path):
         f"[ops]\naws_access_key_id = {upstream['AWS_ACCESS_KEY_ID']}\n"
         f"aws_secret_access_key = {upstream['AWS_SECRET_ACCESS_KEY']}\n"
     )
-    (home / ".aws" / "config").write_text("[profile ops]\nregion = us-east-1\n")
+    (home / ".aws" / "config").write_text(
+        "[profile ops]\nregion = us-east-1\n"
+        "[profile assumed]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = ops\n"
+    )
     assert ca(no_keys, "-r", loc, "snapshots").returncode == 0
     assert ca({**no_keys, "AWS_PROFILE": "ops"}, "-r", loc, "snapshots").returncode == 0
     r = ca({**no_keys, "AWS_PROFILE": "nope"}, "-r", loc, "snapshots")
     assert r.returncode == 1 and "'nope'" in last_line(r) and "credentials" in last_line(r)
+    r = ca({**no_keys, "AWS_PROFILE": "assumed"}, "-r", loc, "snapshots")
+    assert r.returncode == 1 and "role_arn" in last_line(r) and "not support" in last_line(r)
     (home / ".aws" / "credentials").unlink()
     r = ca(no_keys, "-r", loc, "snapshots")
     line = last_line(r)
