@@ -77,6 +77,30 @@ def test_os_fork_after_parallel_work_child_uses_the_parents_repository(tmp_path)
     assert out.strip() == "6"
 
 
+def test_a_child_leaving_the_parents_lock_block_does_not_release_it(tmp_path):
+    out = run_script(
+        """
+        with ca.Repository.init(REPO, "pw", kdf_memory_kib=1024, kdf_iterations=1) as repo:
+            with repo.lock(exclusive=True):
+                pid = os.fork()
+                if pid == 0:
+                    sys.exit(0)          # unwinds the `with` in the child
+                os.waitpid(pid, 0)
+                held = os.listdir(os.path.join(REPO, "locks"))
+                assert len(held) == 1, held
+                try:
+                    with ca.Repository.open(REPO, "pw") as other:
+                        other.ingest(b"x", name="x")
+                    print("ingest got in")
+                except ca.LockedError:
+                    print("still locked")
+            print(len(os.listdir(os.path.join(REPO, "locks"))))
+        """,
+        str(tmp_path / "repo"),
+    )
+    assert out.split() == ["still", "locked", "0"]
+
+
 def test_multiprocessing_fork_pool_after_parallel_work(tmp_path):
     out = run_script(
         """

@@ -123,6 +123,34 @@ def test_the_retry_budget_is_settable_and_named_when_exhausted(proxied, faults, 
     assert "500 InternalError" in line and "--retry-storage" in line and "Traceback" not in line
 
 
+def test_the_budget_counts_the_outage_not_each_request(proxied, faults):
+    # The store fails for good partway through an ingest of many packs: the command gives up
+    # one budget after the first failure (not one budget per request), naming the cause.
+    env = _env(proxied[0])
+    loc = _location()
+    assert ca(env, "-r", loc, "init").returncode == 0
+    faults.refuse(count=10_000, match=r"^PUT .*/packs/")
+    start = time.monotonic()
+    r = ca(
+        env,
+        "-r",
+        loc,
+        "--retry-storage",
+        "4s",
+        "ingest",
+        "-",
+        "--name",
+        "big.sql",
+        input=sql_dump(200_000, seed=5),
+    )
+    took = time.monotonic() - start
+    faults.clear()
+    assert r.returncode == 1 and took < 40, (took, r.stderr)
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert "kept failing" in line and "--retry-storage" in line, line
+    assert "TLS" not in line and "https://" not in line, "it answered before: no setup hint"
+
+
 def test_init_creates_its_bucket_through_throttling(proxied, faults):
     env = _env(proxied[0])
     bucket = f"new-{uuid.uuid4().hex[:8]}"
@@ -270,11 +298,14 @@ def test_packs_in_glacier_keep_backups_running_and_are_never_called_corrupt(
     assert moved >= 2
     # What needs no pack data still works: list, show, restore plans, and new backups.
     assert ca(env, "-r", loc, "snapshots").returncode == 0
-    # A restore plan names the pack holding the chunk lists: restore it first, then ask again.
+    # A restore plan names the pack holding the chunk lists: restore it first, then ask again;
+    # it lists key files, never another program's file in keys/.
+    _put(upstream, loc, "keys/" + "1" * 64, b"restic key")
     r = ca(env, "-r", loc, "restore-plan", "latest", "--json")
     assert r.returncode == 14, r.stderr
     plan = json.loads(r.stdout)
     assert plan["archived"] and all(p.startswith("packs/data/") for p in plan["archived"])
+    assert "keys/" + "1" * 64 not in [f["path"] for f in plan["files"]]
     for night in (12, 13):
         r = ca(
             env, "-r", loc, "ingest", "-", "--name", "db.sql", input=sql_dump(30_000, seed=night)
@@ -300,6 +331,11 @@ def test_packs_in_glacier_keep_backups_running_and_are_never_called_corrupt(
     r = ca(env, "-r", loc, "prune", "--keep-last", "1")
     assert r.returncode == 0, r.stderr
     assert ca(env, "-r", loc, "verify", "--level", "full").returncode == 0
+    # A key file in an archive class is named as such too.
+    key = next(k for k in _objects(upstream, loc) if k.endswith(".key"))
+    faultproxy.set_storage_class(upstream, BUCKET, f"{prefix}/{key}", "GLACIER")
+    r = ca(env, "-r", loc, "snapshots")
+    assert r.returncode == 14 and b"GLACIER" in r.stderr, r.stderr
     # Parity lives outside packs/: the new ingests extended groups they could read.
     assert any(k.startswith("parity/") for k in _objects(upstream, loc))
 

@@ -1476,7 +1476,8 @@ impl<S: Storage> Repository<S> {
                 return Ok(());
             }
         }
-        let (groups, _) = load_groups(storage, self.keys())?;
+        // An ingest (`only`) passes over descriptions in an archive class; prune does not.
+        let (groups, _) = crate::parity::load_groups_with(storage, self.keys(), only.is_some())?;
         let (present, _) = list_packs(storage)?;
         let (broken, intact): (Vec<Group>, Vec<Group>) = groups.into_iter().partition(|g| {
             only.is_none_or(|keys| keys.contains(&g.key))

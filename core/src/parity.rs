@@ -140,6 +140,18 @@ pub fn list_parity(storage: &dyn Storage) -> Result<Vec<(String, u64)>> {
 /// Every group description under `packs/parity/`; unreadable ones are returned as errors
 /// beside the good ones so that verify can report them and repair can replace them.
 pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Vec<BadGroup>)> {
+    load_groups_with(storage, keys, false)
+}
+
+/// [`load_groups`], skipping descriptions in an archive storage class when `skip_archived`
+/// (ingest: it only looks for a group to extend, and starts a new one otherwise); otherwise
+/// such a description is an error (`StorageError::Archived`): verify, repair and prune must not
+/// take its packs for unprotected.
+pub fn load_groups_with(
+    storage: &dyn Storage,
+    keys: &Keys,
+    skip_archived: bool,
+) -> Result<(Vec<Group>, Vec<BadGroup>)> {
     let mut groups = Vec::new();
     let mut bad = Vec::new();
     let mut listed = list_parity(storage)?;
@@ -147,9 +159,8 @@ pub fn load_groups(storage: &dyn Storage, keys: &Keys) -> Result<(Vec<Group>, Ve
     for (key, _) in layout::only(Kind::Group, listed) {
         let data = match storage.get(&key) {
             Ok(d) => d,
-            // Gone since the listing, or in an archive class (a cold-tier rule reaching a
-            // repository from before `parity-dir`): not a group to extend or check now.
-            Err(StorageError::NotFound(_) | StorageError::Archived { .. }) => continue,
+            Err(StorageError::NotFound(_)) => continue,
+            Err(StorageError::Archived { .. }) if skip_archived => continue,
             Err(e) => return Err(e.into()),
         };
         let id_ok = layout::classify(&key)

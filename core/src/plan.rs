@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::id::{Id, ID_LEN};
 use crate::index::{decode_index_file, Location, INDEX_PREFIX};
 use crate::pack::pack_key;
-use crate::repo::{decode_blob, Repository, KEYS_PREFIX};
+use crate::repo::{decode_blob, Repository};
 use crate::snapshot::{snapshot_key, Snapshot};
 use crate::storage::{Storage, StorageError};
 
@@ -144,7 +144,7 @@ impl<S: Storage> Repository<S> {
         add(&mut files, CONFIG_KEY.to_string(), None);
         let mut key_files: Vec<&String> = listed
             .keys()
-            .filter(|k| k.starts_with(KEYS_PREFIX))
+            .filter(|k| crate::layout::is(crate::layout::Kind::Key, k))
             .collect();
         key_files.sort();
         for k in key_files {

@@ -26,7 +26,7 @@ use crate::lock::{self, HeldLock, LockInfo, StaleCheck, UnlockReport};
 use crate::notice::{check_packs_present, read_notices};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
 use crate::parallel::par_map;
-use crate::parity::{load_groups, ParityBuilder, GROUP_SIZE};
+use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::snapshot::{
     decode_snapshot, encode_snapshot, format_time, pending_snapshot_key, snapshot_id_of_key,
     snapshot_key, Item, ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
@@ -960,6 +960,7 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
     keys.sort();
     let mut malformed = Vec::new();
     let mut tried = Vec::new();
+    let mut archived = None;
     for (key, size) in &keys {
         if !key.ends_with(".key") {
             continue;
@@ -968,8 +969,14 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
             malformed.push(format!("{key}: {size} bytes, too large for a key file"));
             continue;
         }
-        let parsed = storage
-            .get(key)
+        let data = match storage.get(key) {
+            Err(e @ StorageError::Archived { .. }) => {
+                archived.get_or_insert(e);
+                continue;
+            }
+            other => other,
+        };
+        let parsed = data
             .map_err(|e| e.to_string())
             .and_then(|d| KeyFile::parse(&d))
             .and_then(|kf| kf.unwrap_master(repo_id, pass));
@@ -978,6 +985,10 @@ fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<(
             Ok(None) => tried.push(key.as_str()),
             Err(e) => malformed.push(format!("{key}: {e}")),
         }
+    }
+    // No key opened, and one could not be read because it is in an archive class: say that.
+    if let Some(e) = archived {
+        return Err(e.into());
     }
     if tried.is_empty() {
         return Err(Error::corruption(
@@ -1293,7 +1304,7 @@ impl<S: Storage> Writer<S> {
 /// parity shard is intact, or a new one.
 fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> {
     let storage = repo.storage();
-    let (mut groups, _) = load_groups(storage, repo.keys())?;
+    let (mut groups, _) = crate::parity::load_groups_with(storage, repo.keys(), true)?;
     groups.retain(|g| g.desc.members.len() < GROUP_SIZE);
     groups.sort_by_key(|g| std::cmp::Reverse(g.desc.members.len()));
     for g in groups {

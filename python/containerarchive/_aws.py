@@ -74,8 +74,15 @@ def settings(location: str, retry_seconds: float | None) -> str | None:
     home = Path.home()
     cred_path = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
     conf_path = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    variable = "AWS_PROFILE" if env.get("AWS_PROFILE") else "AWS_DEFAULT_PROFILE"
     named = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE")
     profile = named or "default"
+    for have, lack in (
+        ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+    ):
+        if env.get(have) and not env.get(lack):
+            raise _failure(f"{have} is set but {lack} is not: set both, or neither")
     have_env_keys = bool(env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
 
     creds = _read(cred_path)
@@ -84,7 +91,7 @@ def settings(location: str, retry_seconds: float | None) -> str | None:
     from_conf = _section(conf, "default" if profile == "default" else f"profile {profile}")
     if named and not from_creds and not from_conf and not have_env_keys:
         raise _failure(
-            f"AWS profile {named!r} (AWS_PROFILE) is in neither {cred_path} nor {conf_path}"
+            f"AWS profile {named!r} ({variable}) is in neither {cred_path} nor {conf_path}"
         )
 
     if not have_env_keys:

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import re
 import shlex
@@ -121,7 +122,12 @@ def _seconds(value: timedelta | float | int | str | None, what: str) -> float | 
             raise InvalidArgumentError(f"{what}: {e}") from None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise InvalidArgumentError(f"{what} must be a non-negative timedelta, got {value!r}")
     return float(value)
 

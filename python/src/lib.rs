@@ -521,6 +521,7 @@ impl NativeRepository {
         ingest.set_host(&host).map_err(py_err)?;
         Ok(NativeIngest {
             inner: Mutex::new(Some(ingest)),
+            pid: std::process::id(),
         })
     }
 
@@ -540,6 +541,7 @@ impl NativeRepository {
         Ok(NativeLock {
             repo: self.repo.clone(),
             held,
+            pid: std::process::id(),
         })
     }
 
@@ -901,6 +903,9 @@ fn keep_first(slot: &Mutex<Option<PyErr>>, result: PyResult<Py<PyAny>>) {
 struct NativeLock {
     repo: Repo,
     held: Arc<HeldLock>,
+    /// The process that took it: only that process releases it (a forked child leaving a
+    /// `with repo.lock():` block must not remove its parent's lock).
+    pid: u32,
 }
 
 #[pymethods]
@@ -913,6 +918,9 @@ impl NativeLock {
 
     /// Remove the lock (retried; an error names the lock file left behind).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid != std::process::id() {
+            return Ok(()); // the parent's lock: it releases it
+        }
         py.detach(|| self.repo.unlock(&self.held)).map_err(py_err)
     }
 }
@@ -921,6 +929,22 @@ impl NativeLock {
 #[pyclass(module = "containerarchive._native", frozen)]
 struct NativeIngest {
     inner: Mutex<Option<Ingest<AnyStorage>>>,
+    /// The process that started it: a forked child neither commits nor aborts it (aborting
+    /// would remove the parent's lock), and leaves it alone when the object is dropped.
+    pid: u32,
+}
+
+impl Drop for NativeIngest {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            let parents = self
+                .inner
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            std::mem::forget(parents);
+        }
+    }
 }
 
 impl NativeIngest {
@@ -929,6 +953,7 @@ impl NativeIngest {
         py: Python<'_>,
         f: impl FnOnce(&mut Ingest<AnyStorage>) -> Result<T, PyErr> + Send,
     ) -> PyResult<T> {
+        self.owned()?;
         py.detach(|| {
             let mut guard = self
                 .inner
@@ -955,9 +980,21 @@ impl NativeIngest {
         progress.advance(block.len() as u64)
     }
 
+    /// Refuse to work on an ingest a parent process started (after `fork()`).
+    fn owned(&self) -> PyResult<()> {
+        if self.pid == std::process::id() {
+            return Ok(());
+        }
+        Err(py_err(Error::InvalidArgument(format!(
+            "this ingest was started by process {} before it forked: start a new one in this process",
+            self.pid
+        ))))
+    }
+
     /// The ingest, taken out for commit or abort. The mutex is waited for with the GIL
     /// released: a write holding it checks for signals, which needs the GIL.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Ingest<AnyStorage>>> {
+        self.owned()?;
         py.detach(|| {
             self.inner
                 .lock()

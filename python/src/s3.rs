@@ -230,20 +230,35 @@ impl HttpService for Watch {
                 if metadata {
                     return Ok(response);
                 }
-                if !transient {
+                if !transient && status != http::StatusCode::BAD_REQUEST {
                     self.health.answered();
                     return Ok(response);
                 }
                 self.health.reached.store(true, Ordering::Release);
                 // Error bodies are small: read it to name the cause (SlowDown…), then hand
                 // the same bytes on.
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
                 let bytes = body.bytes().await.unwrap_or_default();
-                let code = xml_field(&String::from_utf8_lossy(&bytes), "Code")
-                    .map(|c| format!(" {c}"))
-                    .unwrap_or_default();
-                self.health
-                    .failed(&format!("HTTP {}{code}", status.as_u16()));
+                let code = xml_field(&String::from_utf8_lossy(&bytes), "Code").unwrap_or_default();
+                if !transient && code != "RequestTimeout" {
+                    self.health.answered();
+                    return Ok(HttpResponse::from_parts(
+                        parts,
+                        HttpResponseBody::from(bytes),
+                    ));
+                }
+                if !transient {
+                    // S3's "400 RequestTimeout" (the upload was too slow) is worth retrying,
+                    // as the AWS SDKs do: present it to the client as the 503 it retries.
+                    parts.status = http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let cause = format!("HTTP {} {code}", status.as_u16())
+                    .trim()
+                    .to_string();
+                let lasted = self.health.failed(&cause);
+                if lasted >= self.health.budget {
+                    return Err(gave_up(lasted, &cause));
+                }
                 Ok(HttpResponse::from_parts(
                     parts,
                     HttpResponseBody::from(bytes),
@@ -263,11 +278,28 @@ impl HttpService for Watch {
                 if never_reached && (misconfigured(&cause) || lasted >= FIRST_CONTACT_LIMIT) {
                     return Err(HttpError::new(HttpErrorKind::Unknown, Plain(cause)));
                 }
+                if lasted >= self.health.budget {
+                    return Err(gave_up(lasted, &cause));
+                }
                 Err(e)
             }
         }
     }
 }
+
+/// The failure that ends retrying: the store has kept failing for the whole budget (counted
+/// from the first failure of the run, whichever request it was).
+fn gave_up(lasted: Duration, cause: &str) -> HttpError {
+    HttpError::new(
+        HttpErrorKind::Unknown,
+        Plain(format!(
+            "{GAVE_UP} {:.0} s (last: {cause})",
+            lasted.as_secs_f64()
+        )),
+    )
+}
+
+const GAVE_UP: &str = "the store kept failing for";
 
 /// Builds [`Watch`] around the standard reqwest client.
 #[derive(Debug)]
@@ -506,8 +538,9 @@ impl S3Storage {
         loop {
             let client = self.client()?;
             match client.runtime.block_on(op(client.store.clone())) {
-                Err(StorageError::Backend { .. })
-                    if self.health.troubled()
+                Err(StorageError::Backend { ref message, .. })
+                    if !message.contains(GAVE_UP)
+                        && self.health.troubled()
                         && self.health.reached.load(Ordering::Acquire)
                         && start.elapsed() + Duration::from_secs(1) < self.budget => {}
                 Err(e) => return Err(self.explained(key, e)),
@@ -553,6 +586,13 @@ impl S3Storage {
                 )
             ));
         }
+        if let Some(at) = text.find(GAVE_UP) {
+            let what = text[at..].split(" / ").next().unwrap_or(&text[at..]);
+            let what = what.split(')').next().unwrap_or(what);
+            return backend(format!(
+                "{what}) at {endpoint}; gave up: --retry-storage sets how long to keep retrying"
+            ));
+        }
         if let Some(status) = status_of(text) {
             let code = xml_field(text, "Code").unwrap_or_default();
             let detail = xml_field(text, "Message").unwrap_or_default();
@@ -567,6 +607,9 @@ impl S3Storage {
                         self.bucket, self.region
                     )
                 }
+                (_, "RequestTimeTooSkewed") => " (this machine's clock is more than 15 minutes \
+                     off the store's: set it right, for example with NTP)"
+                    .to_string(),
                 (403, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken")
                 | (401, _) => format!(
                     " (check the credentials: {})",
@@ -593,7 +636,15 @@ impl S3Storage {
             .trim()
             .trim_start_matches("HTTP error: ")
             .to_string();
-        let message = if lower.contains("connection refused") {
+        let reached = self.health.reached.load(Ordering::Acquire);
+        let message = if reached {
+            // It answered earlier in this run: not a configuration mistake, an outage.
+            format!(
+                "lost the connection to {endpoint} ({cause}); retried for up to {:.0} s \
+                 (--retry-storage sets how long)",
+                self.budget.as_secs_f64()
+            )
+        } else if lower.contains("connection refused") {
             format!(
                 "cannot connect to {endpoint}: connection refused (nothing listens there: \
                  check the endpoint URL and port)"
