@@ -400,3 +400,37 @@ def test_configuration_mistakes_are_named(upstream, tmp_path):
     r = ca(no_keys, "-r", loc, "snapshots")
     line = last_line(r)
     assert r.returncode == 1 and "no AWS credentials found" in line and ".aws/credentials" in line
+
+
+# -- verify while another host backs up -------------------------------------------------------
+
+
+def test_verify_during_an_ingest_reports_no_damage_that_is_not_there(upstream):
+    # verify lists packs, reads the index and the parity groups at different instants; what an
+    # ingest uploads, indexes and groups in between must not be reported as missing,
+    # unindexed or unprotected.
+    env = _env(upstream)
+    loc = _location()
+    assert ca(env, "-r", loc, "init").returncode == 0
+    assert (
+        ca(env, "-r", loc, "ingest", "-", "--name", "a", input=sql_dump(5_000, seed=1)).returncode
+        == 0
+    )
+    script = (
+        "import sys, os, containerarchive as ca\n"
+        "with ca.Repository.open(sys.argv[1], os.environ['CONTAINERARCHIVE_PASSWORD']) as r:\n"
+        "    for n in range(30):\n"
+        "        r.ingest(os.urandom(1 << 20), name=f'b{n}')\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, loc], env=env, stderr=subprocess.PIPE)
+    runs = []
+    try:
+        while writer.poll() is None:
+            r = ca(env, "-r", loc, "verify", "--json")
+            runs.append((r.returncode, r.stdout.decode()[-600:]))
+    finally:
+        writer.wait(timeout=300)
+    assert writer.returncode == 0, writer.stderr.read()
+    assert len(runs) >= 3, "verify ran while the ingests ran"
+    assert [code for code, _ in runs] == [0] * len(runs), [out for code, out in runs if code]
+    assert ca(env, "-r", loc, "verify", "--level", "full").returncode == 0

@@ -100,7 +100,20 @@ struct Checker<'a> {
     chunk_user: HashMap<Id, Id>,
     /// Per pack: the snapshots referencing a blob in it.
     pack_users: HashMap<Id, PackUsers>,
+    /// Findings that another process's work in progress can explain (see [`TRANSIENT`]):
+    /// reported only if a second look at the end confirms them.
+    deferred: Vec<Finding>,
 }
+
+/// Kinds of finding an ingest or prune running at the same time can cause for a moment:
+/// verify lists packs, reads the index and reads parity groups at different instants, so a
+/// pack uploaded, indexed or grouped in between looks missing, unindexed or unprotected.
+const TRANSIENT: [&str; 4] = [
+    "pack_missing",
+    "parity_member_missing",
+    "pack_unprotected",
+    "chunk_missing",
+];
 
 /// How many snapshots use a pack, and the first few.
 #[derive(Default)]
@@ -167,8 +180,47 @@ impl Checker<'_> {
             snapshot: snapshot.as_ref().map(Id::to_hex),
             message,
         };
+        if TRANSIENT.contains(&kind) {
+            self.deferred.push(f);
+            return;
+        }
         (self.on_error)(&f);
         self.report.errors.push(f);
+    }
+
+    /// Report the deferred findings that still hold on a fresh look at the repository.
+    fn second_look(&mut self, storage: &dyn Storage, keys: &crate::crypto::Keys) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let (view, _) = read_index_view(storage, keys, |_, _| {})?;
+        let (present, _) = list_packs(storage)?;
+        let (groups, _) = load_groups(storage, keys)?;
+        let grouped: HashSet<Id> = groups
+            .iter()
+            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
+            .collect();
+        let id = |h: &Option<String>| h.as_deref().and_then(Id::from_hex);
+        for f in std::mem::take(&mut self.deferred) {
+            let holds = match (f.kind.as_str(), id(&f.pack), id(&f.chunk)) {
+                ("pack_missing", Some(p), _) => {
+                    !present.contains_key(&p) && view.packs.contains_key(&p)
+                }
+                ("parity_member_missing", Some(p), _) => {
+                    !present.contains_key(&p) && grouped.contains(&p)
+                }
+                ("pack_unprotected", Some(p), _) => {
+                    !grouped.contains(&p) && view.packs.contains_key(&p)
+                }
+                ("chunk_missing", _, Some(c)) => !view.blobs.contains_key(&c),
+                _ => true,
+            };
+            if holds {
+                (self.on_error)(&f);
+                self.report.errors.push(f);
+            }
+        }
+        Ok(())
     }
 
     fn find_error(&mut self, kind: &str, pack: Option<&Id>, snapshot: Option<&Id>, e: &Error) {
@@ -277,6 +329,7 @@ impl<S: Storage> Repository<S> {
             },
             chunk_user: HashMap::new(),
             pack_users: HashMap::new(),
+            deferred: Vec::new(),
         };
         let mut bad_index = Vec::new();
         let (view, read) =
@@ -520,6 +573,7 @@ impl<S: Storage> Repository<S> {
         } else {
             c.report.stats.packs_checked = view.packs.len() as u64;
         }
+        c.second_look(storage, keys)?;
         c.report.ok = c.report.errors.is_empty();
         c.progress(1.0)?;
         Ok(c.report)
