@@ -189,3 +189,21 @@ def test_storage_failures_are_storage_errors_naming_the_file(repo, repo_path: Pa
         repo.ingest(b"cannot be committed")
     assert e.value.key.startswith("snapshots/")
     assert list((repo_path / "locks").iterdir()) == []
+
+
+def test_every_error_name_the_core_gives_is_a_python_class():
+    # core/src/error.rs `Error::name()` is the one table of class names (the Python binding and
+    # the browser module both use it): each must be an exception of containerarchive.errors.
+    import re
+    from pathlib import Path
+
+    import containerarchive.errors as errors
+
+    source = (Path(__file__).resolve().parent.parent / "core" / "src" / "error.rs").read_text()
+    table = source[source.index("pub fn name(&self)") :]
+    table = table[: table.index("\n    }\n")]
+    names = set(re.findall(r'=> "(\w+)"', table))
+    assert len(names) >= 14
+    for name in names:
+        cls = getattr(errors, name, None)
+        assert isinstance(cls, type) and issubclass(cls, errors.ContainerArchiveError), name

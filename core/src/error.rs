@@ -84,6 +84,30 @@ fn sample(keys: &[String]) -> String {
 }
 
 impl Error {
+    /// The name of the error class every face raises for it: the Python exception in
+    /// `containerarchive.errors`, and the `name` of the browser module's `Error`s. One table,
+    /// so the two never disagree.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::RepositoryNotFound { .. } => "RepositoryNotFoundError",
+            Error::RepositoryExists { .. } => "RepositoryExistsError",
+            Error::NotEmpty { .. } => "UnusableFileError",
+            Error::WrongPassphrase(_) => "WrongPassphraseError",
+            Error::SnapshotNotFound(_) => "SnapshotNotFoundError",
+            Error::KeyNotFound(_) => "KeyNotFoundError",
+            Error::AmbiguousSnapshotId { .. } => "AmbiguousSnapshotIdError",
+            Error::ItemNotFound { .. } => "ItemNotFoundError",
+            Error::Corruption { .. } => "CorruptionError",
+            Error::Locked { .. } => "LockedError",
+            Error::ConcurrentModification { .. } => "ConcurrentModificationError",
+            Error::Cancelled(_) => "ContainerArchiveError",
+            Error::InvalidArgument(_) => "InvalidArgumentError",
+            Error::Unsupported(_) => "UnsupportedFormatError",
+            Error::Storage(StorageError::Archived { .. }) => "ArchivedObjectError",
+            Error::Storage(_) => "StorageError",
+        }
+    }
+
     pub(crate) fn corruption(object: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Corruption {
             object: object.into(),

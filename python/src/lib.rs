@@ -51,57 +51,43 @@ fn py_err(e: Error) -> PyErr {
                 .into_any()
                 .unbind()
         };
-        let (class, attrs): (&str, Vec<(&str, Py<PyAny>)>) = match &e {
-            Error::RepositoryNotFound { location } => (
-                "RepositoryNotFoundError",
-                vec![("location", text(location))],
-            ),
-            Error::RepositoryExists { location } => {
-                ("RepositoryExistsError", vec![("location", text(location))])
+        // The class comes from the core's one table; here only what each class carries.
+        let class = e.name();
+        let attrs: Vec<(&str, Py<PyAny>)> = match &e {
+            Error::RepositoryNotFound { location } | Error::RepositoryExists { location } => {
+                vec![("location", text(location))]
             }
-            Error::NotEmpty { location, .. } => {
-                ("UnusableFileError", vec![("path", text(location))])
+            Error::NotEmpty { location, .. } => vec![("path", text(location))],
+            Error::SnapshotNotFound(id) => vec![("snapshot", text(id))],
+            Error::KeyNotFound(id) => vec![("key", text(id))],
+            Error::AmbiguousSnapshotId { prefix, matches } => {
+                vec![("snapshot", text(prefix)), ("matches", list(matches))]
             }
-            Error::WrongPassphrase(_) => ("WrongPassphraseError", vec![]),
-            Error::SnapshotNotFound(id) => ("SnapshotNotFoundError", vec![("snapshot", text(id))]),
-            Error::KeyNotFound(id) => ("KeyNotFoundError", vec![("key", text(id))]),
-            Error::AmbiguousSnapshotId { prefix, matches } => (
-                "AmbiguousSnapshotIdError",
-                vec![("snapshot", text(prefix)), ("matches", list(matches))],
-            ),
             Error::ItemNotFound {
                 snapshot,
                 item,
                 available,
-            } => (
-                "ItemNotFoundError",
-                vec![
-                    ("snapshot", text(snapshot)),
-                    ("item", text(item)),
-                    ("available", list(available)),
-                ],
-            ),
-            Error::Corruption { object, .. } => ("CorruptionError", vec![("object", text(object))]),
-            Error::Locked { lock, holder } => (
-                "LockedError",
-                vec![("lock", text(lock)), ("holder", text(holder))],
-            ),
-            Error::ConcurrentModification { object, .. } => (
-                "ConcurrentModificationError",
-                vec![("object", text(object))],
-            ),
-            Error::Cancelled(_) => ("ContainerArchiveError", vec![]),
-            Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
-            Error::Unsupported(_) => ("UnsupportedFormatError", vec![]),
-            Error::Storage(StorageError::Archived { key, class }) => (
-                "ArchivedObjectError",
-                vec![("key", text(key)), ("storage_class", text(class))],
-            ),
+            } => vec![
+                ("snapshot", text(snapshot)),
+                ("item", text(item)),
+                ("available", list(available)),
+            ],
+            Error::Corruption { object, .. } | Error::ConcurrentModification { object, .. } => {
+                vec![("object", text(object))]
+            }
+            Error::Locked { lock, holder } => vec![("lock", text(lock)), ("holder", text(holder))],
+            Error::Storage(StorageError::Archived { key, class }) => {
+                vec![("key", text(key)), ("storage_class", text(class))]
+            }
             Error::Storage(
                 StorageError::NotFound(k)
                 | StorageError::AlreadyExists(k)
                 | StorageError::Backend { key: k, .. },
-            ) => ("StorageError", vec![("key", text(k))]),
+            ) => vec![("key", text(k))],
+            Error::WrongPassphrase(_)
+            | Error::Cancelled(_)
+            | Error::InvalidArgument(_)
+            | Error::Unsupported(_) => vec![],
         };
         let build = || -> PyResult<PyErr> {
             let exc = py

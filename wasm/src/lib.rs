@@ -127,30 +127,9 @@ pub fn repository_key(path: &str, root: Option<&str>) -> Option<String> {
     layout::classify(&key).map(|_| key)
 }
 
-/// The exception class name of an error, the same as in Python.
-pub fn error_name(e: &Error) -> &'static str {
-    match e {
-        Error::RepositoryNotFound { .. } => "RepositoryNotFoundError",
-        Error::RepositoryExists { .. } => "RepositoryExistsError",
-        Error::NotEmpty { .. } => "UnusableFileError",
-        Error::WrongPassphrase(_) => "WrongPassphraseError",
-        Error::SnapshotNotFound(_) => "SnapshotNotFoundError",
-        Error::KeyNotFound(_) => "KeyNotFoundError",
-        Error::AmbiguousSnapshotId { .. } => "AmbiguousSnapshotIdError",
-        Error::ItemNotFound { .. } => "ItemNotFoundError",
-        Error::Corruption { .. } => "CorruptionError",
-        Error::Locked { .. } => "LockedError",
-        Error::ConcurrentModification { .. } => "ConcurrentModificationError",
-        Error::Cancelled(_) => "ContainerArchiveError",
-        Error::InvalidArgument(_) => "InvalidArgumentError",
-        Error::Unsupported(_) => "UnsupportedFormatError",
-        Error::Storage(_) => "StorageError",
-    }
-}
-
 fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
-    err.set_name(error_name(&e));
+    err.set_name(e.name());
     err.into()
 }
 
