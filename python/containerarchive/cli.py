@@ -199,30 +199,21 @@ def _repo_path(args: argparse.Namespace) -> str:
     return str(path)
 
 
-def _retry_lock(args: argparse.Namespace) -> float | None:
-    text = getattr(args, "retry_lock", None)
+def _duration(args: argparse.Namespace, name: str) -> float | None:
+    """Seconds of the duration option ``name`` (``retry_lock`` → ``--retry-lock``), if given."""
+    text = getattr(args, name, None)
     if text is None:
         return None
     try:
         return parse_duration(text).total_seconds()
     except errors.InvalidArgumentError as e:
-        raise UsageError(f"--retry-lock: {e}") from e
-
-
-def _retry_storage(args: argparse.Namespace) -> float | None:
-    text = getattr(args, "retry_storage", None)
-    if text is None:
-        return None
-    try:
-        return parse_duration(text).total_seconds()
-    except errors.InvalidArgumentError as e:
-        raise UsageError(f"--retry-storage: {e}") from e
+        raise UsageError(f"--{name.replace('_', '-')}: {e}") from e
 
 
 def _open(args: argparse.Namespace) -> Repository:
     path = _repo_path(args)
-    wait = _retry_lock(args)
-    storage_wait = _retry_storage(args)
+    wait = _duration(args, "retry_lock")
+    storage_wait = _duration(args, "retry_storage")
     try:
         repo = Repository.open(path, None, retry_lock=wait, retry_storage=storage_wait)
     except errors.WrongPassphraseError:
@@ -362,7 +353,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     with (
         _empty_passphrase_words(init=True),
         Repository.init(
-            path, passphrase, compression=args.compression, retry_storage=_retry_storage(args)
+            path,
+            passphrase,
+            compression=args.compression,
+            retry_storage=_duration(args, "retry_storage"),
         ) as repo,
     ):
         cfg = repo.config

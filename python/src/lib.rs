@@ -427,13 +427,14 @@ impl NativeRepository {
         let repo = py
             .detach(|| {
                 let storage = AnyStorage::at(&path, &settings)?;
-                let reason = |s: &AnyStorage| s.missing_reason();
-                let storage_for_reason = AnyStorage::at(&path, &settings).ok();
                 Repository::open(storage, passphrase.as_deref()).map_err(|e| {
                     match e {
                         // Say why, when object storage can tell more than "no config.json".
                         Error::RepositoryNotFound { location } => Error::RepositoryNotFound {
-                            location: match storage_for_reason.as_ref().and_then(reason) {
+                            location: match AnyStorage::at(&path, &settings)
+                                .ok()
+                                .and_then(|s| s.missing_reason())
+                            {
                                 Some(reason) => format!("{location} ({reason})"),
                                 None => location,
                             },

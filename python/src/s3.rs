@@ -102,7 +102,8 @@ pub struct S3Storage {
     url: String,
     budget: Duration,
     health: Arc<Health>,
-    client: Mutex<Arc<Client>>,
+    /// Built on first use in each process (`None` until then).
+    client: Mutex<Option<Arc<Client>>>,
     uploads: Mutex<Uploads>,
 }
 
@@ -442,18 +443,7 @@ impl S3Storage {
             }),
             url,
             settings,
-            client: Mutex::new(Arc::new(Client {
-                pid: 0,
-                store: Arc::new(
-                    AmazonS3Builder::new()
-                        .with_bucket_name("unused")
-                        .build()
-                        .map_err(|e| config_error("s3", e))?,
-                ),
-                runtime: tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .map_err(|e| config_error("s3", e))?,
-            })),
+            client: Mutex::new(None),
             uploads: Mutex::new(Uploads {
                 pid: std::process::id(),
                 handles: VecDeque::new(),
@@ -468,14 +458,13 @@ impl S3Storage {
     fn client(&self) -> Result<Arc<Client>, StorageError> {
         let pid = std::process::id();
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.pid == pid {
-            return Ok(slot.clone());
+        if let Some(client) = slot.as_ref().filter(|c| c.pid == pid) {
+            return Ok(client.clone());
         }
         let built = Arc::new(self.build_client(pid)?);
-        let old = std::mem::replace(&mut *slot, built.clone());
-        if old.pid != 0 {
+        if let Some(parents) = slot.replace(built.clone()) {
             // The parent's runtime threads do not exist here: dropping it would wait for them.
-            std::mem::forget(old);
+            std::mem::forget(parents);
         }
         Ok(built)
     }
@@ -973,34 +962,13 @@ async fn put_exact_async(
     data: Vec<u8>,
 ) -> Result<(), StorageError> {
     let data = bytes::Bytes::from(data);
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match store
-        .put_opts(path, PutPayload::from(data.clone()), options)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => match raw(key, e) {
-            StorageError::AlreadyExists(_) => {
-                let existing = store
-                    .get(path)
-                    .await
-                    .map_err(|e| raw(key, e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| raw(key, e))?;
-                if existing != data {
-                    store
-                        .put(path, PutPayload::from(data))
-                        .await
-                        .map_err(|e| raw(key, e))?;
-                }
-                Ok(())
-            }
-            other => Err(other),
-        },
+    match create_async(store, key, path, data.clone()).await {
+        Err(StorageError::AlreadyExists(_)) => store
+            .put(path, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| raw(key, e)),
+        other => other,
     }
 }
 
