@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::blob::read_blob;
 use crate::compress::{decompress, ruzstd_decompress, Compression};
 use crate::config::CONFIG_KEY;
 use crate::crypto::{KeyFile, Keys, RandomSource, NONCE_LEN};
@@ -26,7 +27,7 @@ use crate::pack::{
     IDX_MAGIC, MAX_BLOB_LEN, PACK_END_MAGIC, PACK_MAGIC,
 };
 use crate::parity::{decode_group, GROUP_LABEL, GROUP_MAGIC};
-use crate::repo::{read_blob, InitOptions, Repository};
+use crate::repo::{InitOptions, Repository};
 use crate::snapshot::{decode_snapshot, SNAPSHOT_LABEL, SNAPSHOT_MAGIC};
 use crate::storage::{MemoryStorage, Storage};
 

@@ -6,6 +6,7 @@
 //! [`crypto`] → [`compress`] → [`pack`] → [`index`] → [`snapshot`], driven by [`repo`].
 //! The on-disk format is specified in `docs/FORMAT.md`.
 
+pub mod blob;
 pub mod chunk;
 pub mod compress;
 pub mod config;
@@ -14,22 +15,21 @@ pub mod error;
 pub mod fuzzing;
 pub mod id;
 pub mod index;
-pub mod keyring;
+pub mod keyfile;
 pub mod layout;
 pub mod lock;
 pub mod maintenance;
 pub mod notice;
+pub mod ops;
 pub mod pack;
 pub mod parallel;
 pub mod parity;
-pub mod plan;
 pub mod repo;
 pub mod retention;
+pub mod scan;
 pub mod snapshot;
-pub mod stats;
 pub mod storage;
 pub mod validate;
-pub mod verify;
 
 pub use compress::Compression;
 pub use config::Config;

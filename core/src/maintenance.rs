@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::blob::{decode_blob, decode_chunk_list};
 use crate::crypto::{random_bytes, RandomSource};
 use crate::error::{Error, Result};
-use crate::id::{Id, ID_LEN};
+use crate::id::Id;
 use crate::index::{
     encode_index_file, index_file_size, index_key, IndexedPack, Location, INDEX_PREFIX,
 };
@@ -26,14 +27,14 @@ use crate::parity::{
     encode_group, load_groups, rebuild_member, Group, GroupDescription, Member, ParityBuilder,
     GROUP_SIZE, PARITY_SHARDS,
 };
-use crate::repo::{decode_blob, resolve_snapshot_prefix, Repository, SnapshotFilter};
+use crate::repo::{resolve_snapshot_prefix, Repository, SnapshotFilter};
 use crate::retention::{apply_grouped, GroupBy, GroupDecision, Policy};
+use crate::scan::{list_packs, read_index_view, IndexView};
 use crate::snapshot::{
     decode_snapshot, pending_id_of_key, snapshot_id_of_key, snapshot_key, Snapshot, PENDING_PREFIX,
     SNAPSHOT_PREFIX,
 };
 use crate::storage::{put_exact, Storage, StorageError};
-use crate::verify::{list_packs, read_index_view, IndexView};
 
 /// Packs listed per index file written by reindex and prune.
 const PACKS_PER_INDEX_FILE: usize = 256;
@@ -629,16 +630,7 @@ impl<S: Storage> Repository<S> {
             loc.entry.stored_len as u64,
         )?;
         let raw = decode_blob(self.keys(), loc, &stored)?;
-        if raw.len() % ID_LEN != 0 {
-            return Err(Error::corruption(
-                format!("chunk list {list}"),
-                "length is not a multiple of 32",
-            ));
-        }
-        Ok(raw
-            .chunks_exact(ID_LEN)
-            .map(|c| Id::from_slice(c).expect("32 bytes"))
-            .collect())
+        decode_chunk_list(&raw).map_err(|why| Error::corruption(format!("chunk list {list}"), why))
     }
 
     /// Apply a retention policy and collect garbage: the snapshots `retention.filter` selects

@@ -1,6 +1,5 @@
 //! Repository operations: init, open, ingest, restore, list and get snapshots.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,20 +7,20 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 
 use chrono::{DateTime, FixedOffset};
 
+use crate::blob::{decode_chunk_list, encode_blob, encode_chunk_list, read_blob};
 use crate::chunk::Chunker;
-use crate::compress::{compress, decompress, Compression};
+use crate::compress::Compression;
 use crate::config::{
     ChunkerConfig, CompressionConfig, Config, Features, ParityConfig, CONFIG_KEY, FORMAT_NAME,
     FORMAT_VERSION, KNOWN_FEATURES, OLDEST_FORMAT_VERSION,
 };
-use crate::crypto::{
-    random_bytes, KdfParams, KeyFile, Keys, RandomSource, MAX_KEY_FILE_LEN, NONCE_LEN,
-};
+use crate::crypto::{random_bytes, KdfParams, Keys, RandomSource, NONCE_LEN};
 use crate::error::{Error, Result};
-use crate::id::{Id, ID_LEN};
+use crate::id::Id;
 use crate::index::{
     decode_index_file, encode_index_file, index_key, Index, IndexBuilder, IndexedPack, Location,
 };
+use crate::keyfile::{check_new_passphrase, unlock_master, write_key_file, NewKey};
 use crate::lock::{self, HeldLock, LockInfo, StaleCheck, UnlockReport};
 use crate::notice::{check_packs_present, read_notices};
 use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
@@ -35,8 +34,6 @@ use crate::snapshot::{
 use crate::storage::{put_exact, Storage, StorageError};
 use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
 
-/// Prefix of key files.
-pub const KEYS_PREFIX: &str = "keys/";
 /// Packs written before their index entries are flushed to a new index file.
 const PACKS_PER_INDEX_FILE: usize = 64;
 /// Bytes of chunks restored per batch (decoded in parallel).
@@ -137,77 +134,10 @@ impl<S: Storage> Clone for Repository<S> {
     }
 }
 
-pub(crate) fn key_file_key(id: &Id) -> String {
-    format!("{KEYS_PREFIX}{}.key", id.to_hex())
-}
-
-/// The authenticated-data label of a blob: binds its ciphertext to its id.
-fn blob_label(id: &Id) -> [u8; 7 + ID_LEN] {
-    let mut l = [0u8; 7 + ID_LEN];
-    l[..7].copy_from_slice(b"ca blob");
-    l[7..].copy_from_slice(&id.0);
-    l
-}
-
-/// Compress and seal one blob; returns the stored bytes and the compression used.
-fn encode_blob(
-    keys: &Keys,
-    cfg: CompressionConfig,
-    id: &Id,
-    data: &[u8],
-    nonce: [u8; NONCE_LEN],
-) -> (Vec<u8>, Compression) {
-    let (body, used): (Cow<'_, [u8]>, _) = match compress(cfg.algorithm, cfg.level, data) {
-        Some(c) => (Cow::Owned(c), cfg.algorithm),
-        None => (Cow::Borrowed(data), Compression::None),
-    };
-    if keys.encrypted() {
-        (keys.seal(&blob_label(id), &body, nonce), used)
-    } else {
-        (body.into_owned(), used)
-    }
-}
-
-/// Open, decompress and check one stored blob against its id.
-pub fn decode_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_blob_with(keys, loc, stored, true)
-}
-
-/// Open and decompress one stored blob for reading. In an encrypted repository the AEAD tag
-/// binds the chunk id (it is the seal label), so a blob that opens is the one a key holder
-/// stored for that id and recomputing the HMAC (a third of a restore's CPU time) adds nothing;
-/// without encryption the id is the only check and is always recomputed. `verify --level full`
-/// recomputes every id either way.
-pub fn read_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_blob_with(keys, loc, stored, !keys.encrypted())
-}
-
-fn decode_blob_with(keys: &Keys, loc: &Location, stored: &[u8], check_id: bool) -> Result<Vec<u8>> {
-    let e = &loc.entry;
-    let bad =
-        |reason: String| Error::corruption(format!("chunk {} in pack {}", e.id, loc.pack), reason);
-    let body: Cow<'_, [u8]> = if keys.encrypted() {
-        let opened = keys.open(&blob_label(&e.id), stored);
-        Cow::Owned(opened.map_err(|r| bad(r.into()))?)
-    } else {
-        Cow::Borrowed(stored)
-    };
-    let plain = if e.compression == Compression::None && body.len() == e.raw_len as usize {
-        // Stored as is: the opened plaintext is the chunk (no second copy).
-        body.into_owned()
-    } else {
-        decompress(e.compression, &body, e.raw_len as usize).map_err(bad)?
-    };
-    if check_id && keys.chunk_id(&plain) != e.id {
-        return Err(bad("content does not hash to the chunk id".into()));
-    }
-    Ok(plain)
-}
-
 impl<S: Storage> Repository<S> {
     /// Create a repository in empty storage. With a passphrase it is encrypted. Errors:
     /// [`Error::RepositoryExists`]; [`Error::InvalidArgument`] for an empty passphrase (see
-    /// [`crate::keyring::check_new_passphrase`]).
+    /// [`crate::keyfile::check_new_passphrase`]).
     pub fn init(
         storage: S,
         passphrase: Option<&[u8]>,
@@ -217,7 +147,7 @@ impl<S: Storage> Repository<S> {
         rng: &mut dyn RandomSource,
     ) -> Result<Self> {
         if let Some(p) = passphrase {
-            crate::keyring::check_new_passphrase(p)?;
+            check_new_passphrase(p)?;
         }
         match storage.get(CONFIG_KEY) {
             Ok(_) => {
@@ -292,19 +222,13 @@ impl<S: Storage> Repository<S> {
         let keys = match passphrase {
             Some(pass) => {
                 let master: [u8; 32] = random_bytes(rng);
-                let kf = KeyFile::create(
-                    &master,
-                    &repo_id,
-                    pass,
-                    options.kdf,
-                    created_at.into(),
-                    key_comment.into(),
-                    rng,
-                )
-                .map_err(Error::InvalidArgument)?;
-                let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
-                let key = key_file_key(&Id::sha256(&json));
-                storage.put(&key, &json)?;
+                let new_key = NewKey {
+                    passphrase: pass,
+                    kdf: options.kdf,
+                    created_at,
+                    comment: key_comment,
+                };
+                let key = write_key_file(&storage, &master, &repo_id, &new_key, rng)?;
                 unlocked = Some((master, key));
                 Keys::from_master(&master, &repo_id)
             }
@@ -955,64 +879,6 @@ impl<S: Storage> Repository<S> {
     }
 }
 
-fn unlock_master<S: Storage>(storage: &S, repo_id: &Id, pass: &[u8]) -> Result<([u8; 32], String)> {
-    let mut keys = storage.list(KEYS_PREFIX)?;
-    keys.sort();
-    let mut malformed = Vec::new();
-    let mut tried = Vec::new();
-    let mut archived = None;
-    for (key, size) in &keys {
-        if !key.ends_with(".key") {
-            continue;
-        }
-        if *size > MAX_KEY_FILE_LEN as u64 {
-            malformed.push(format!("{key}: {size} bytes, too large for a key file"));
-            continue;
-        }
-        let data = match storage.get(key) {
-            Err(e @ StorageError::Archived { .. }) => {
-                archived.get_or_insert(e);
-                continue;
-            }
-            other => other,
-        };
-        let parsed = data
-            .map_err(|e| e.to_string())
-            .and_then(|d| KeyFile::parse(&d))
-            .and_then(|kf| kf.unwrap_master(repo_id, pass));
-        match parsed {
-            Ok(Some(master)) => return Ok((master, key.clone())),
-            Ok(None) => tried.push(key.as_str()),
-            Err(e) => malformed.push(format!("{key}: {e}")),
-        }
-    }
-    // No key opened, and one could not be read because it is in an archive class: say that.
-    if let Some(e) = archived {
-        return Err(e.into());
-    }
-    if tried.is_empty() {
-        return Err(Error::corruption(
-            KEYS_PREFIX,
-            if malformed.is_empty() {
-                "no key file: the encrypted repository cannot be opened".to_string()
-            } else {
-                format!("no readable key file ({})", malformed.join("; "))
-            },
-        ));
-    }
-    Err(Error::WrongPassphrase(format!(
-        "wrong passphrase for the repository at {}: none of its {} key file(s) opens with it ({}){}",
-        storage.location(),
-        tried.len(),
-        tried.join(", "),
-        if malformed.is_empty() {
-            String::new()
-        } else {
-            format!("; unreadable: {}", malformed.join("; "))
-        }
-    )))
-}
-
 /// What a read found missing.
 enum Missing {
     /// A chunk no loaded index file names.
@@ -1134,7 +1000,7 @@ impl<S: Storage> Writer<S> {
     /// Store the first `n` pending chunk ids of the current item as a chunk-list blob.
     fn emit_list(&mut self, n: usize) -> Result<()> {
         let item = self.item.as_mut().expect("an item is open");
-        let raw: Vec<u8> = item.ids.drain(..n).flat_map(|id| id.0).collect();
+        let raw = encode_chunk_list(item.ids.drain(..n));
         let repo = self.repo.clone();
         let id = repo.keys().chunk_id(&raw);
         self.item.as_mut().expect("open").lists.push(id);
@@ -1602,18 +1468,12 @@ impl<S: Storage> ItemReader<S> {
             .read_blobs(&[list_id], &|_| whose.clone())?
             .pop()
             .expect("one blob asked, one returned");
-        if raw.len() % ID_LEN != 0 {
-            return Err(Error::corruption(
-                format!("chunk list {list_id} of {}", self.whose()),
-                "length is not a multiple of 32",
-            ));
-        }
+        let ids = decode_chunk_list(&raw).map_err(|why| {
+            Error::corruption(format!("chunk list {list_id} of {}", self.whose()), why)
+        })?;
         // State advances only after a successful read, so a failed call can be retried.
         self.list_pos += 1;
-        self.ids = raw
-            .chunks_exact(ID_LEN)
-            .map(|c| Id::from_slice(c).expect("32 bytes"))
-            .collect();
+        self.ids = ids;
         self.id_pos = 0;
         Ok(true)
     }

@@ -12,9 +12,9 @@ use std::sync::Mutex;
 
 use common::*;
 use containerarchive_core::lock::{LockPolicy, DEFAULT_STALE_AFTER_MS};
+use containerarchive_core::ops::verify::VerifyLevel;
 use containerarchive_core::retention::Policy;
 use containerarchive_core::storage::StorageResult;
-use containerarchive_core::verify::VerifyLevel;
 use containerarchive_core::*;
 
 const PASS: &[u8] = b"pw";

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
-use containerarchive_core::verify::VerifyLevel;
+use containerarchive_core::ops::verify::VerifyLevel;
 use containerarchive_core::*;
 
 const PASS: &[u8] = b"corruption";

@@ -10,9 +10,9 @@ use containerarchive_core::lock::LockPolicy;
 use std::collections::BTreeMap;
 
 use common::*;
+use containerarchive_core::ops::verify::VerifyLevel;
 use containerarchive_core::retention::Policy;
 use containerarchive_core::storage::CrashingStorage;
-use containerarchive_core::verify::VerifyLevel;
 use containerarchive_core::*;
 
 const PASS: &[u8] = b"crash";

@@ -6,9 +6,9 @@ use containerarchive_core::lock::LockPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
+use containerarchive_core::ops::verify::{VerifyLevel, VerifyReport};
 use containerarchive_core::parity::load_groups;
 use containerarchive_core::retention::Policy;
-use containerarchive_core::verify::{VerifyLevel, VerifyReport};
 use containerarchive_core::*;
 
 const PASS: &[u8] = b"maintenance";

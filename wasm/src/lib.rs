@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use containerarchive_core::layout::{self, CONFIG_KEY};
-use containerarchive_core::plan::RestorePlan;
+use containerarchive_core::ops::restore_plan::RestorePlan;
+use containerarchive_core::ops::verify::{Finding, VerifyLevel};
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::storage::StorageResult;
-use containerarchive_core::verify::{Finding, VerifyLevel};
 use containerarchive_core::{
     Error, ItemReader, Repository, Snapshot, SnapshotFilter, Storage, StorageError,
 };
@@ -277,7 +277,7 @@ struct JsVerifyResult<'a> {
 struct JsPlan<'a> {
     snapshot: &'a str,
     items: &'a [String],
-    files: &'a [containerarchive_core::plan::PlanFile],
+    files: &'a [containerarchive_core::ops::restore_plan::PlanFile],
     total_bytes: u64,
     missing: &'a [String],
     damaged: &'a [String],

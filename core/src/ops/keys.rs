@@ -1,14 +1,18 @@
-//! Key files of an encrypted repository: list, add, change passphrase, remove.
+//! Key operations of an encrypted repository: list, add, change passphrase, remove
+//! (`containerarchive key …`). Key-file storage and unlocking are in [`crate::keyfile`].
 //!
 //! Every key file wraps the same master key, so adding or removing one never touches data.
 //! Removing the last key file (or the one in use) is refused: it would lock everyone out.
 
 use serde::Serialize;
 
-use crate::crypto::{KdfParams, KeyFile, RandomSource};
+use crate::crypto::{KdfParams, RandomSource};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::{key_file_key, Repository, KEYS_PREFIX};
+use crate::keyfile::{
+    check_new_passphrase, key_file_key, key_id_of as id_of, read_key_files, write_key_file, NewKey,
+};
+use crate::repo::Repository;
 use crate::storage::Storage;
 
 /// A key file as listed.
@@ -27,25 +31,11 @@ pub struct KeyInfo {
 }
 
 impl<S: Storage> Repository<S> {
-    fn key_files(&self) -> Result<Vec<(String, KeyFile)>> {
-        let mut out = Vec::new();
-        let mut listed = self.storage().list(KEYS_PREFIX)?;
-        listed.sort();
-        for (key, _) in listed {
-            let data = self.storage().get(&key)?;
-            if let Ok(kf) = KeyFile::parse(&data) {
-                out.push((key, kf));
-            }
-        }
-        Ok(out)
-    }
-
     /// Every readable key file.
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.master_key()?;
         let current = self.current_key();
-        Ok(self
-            .key_files()?
+        Ok(read_key_files(self.storage())?
             .into_iter()
             .map(|(key, kf)| KeyInfo {
                 id: id_of(&key),
@@ -69,19 +59,13 @@ impl<S: Storage> Repository<S> {
         let master = self.master_key()?;
         check_new_passphrase(passphrase)?;
         let repo_id = Id::from_hex(&self.config().id).expect("validated at open");
-        let kf = KeyFile::create(
-            &master,
-            &repo_id,
+        let new = NewKey {
             passphrase,
             kdf,
-            created_at.into(),
-            comment.into(),
-            rng,
-        )
-        .map_err(Error::InvalidArgument)?;
-        let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
-        let key = key_file_key(&Id::sha256(&json));
-        self.storage().put(&key, &json)?;
+            created_at,
+            comment,
+        };
+        let key = write_key_file(self.storage(), &master, &repo_id, &new, rng)?;
         Ok(id_of(&key))
     }
 
@@ -89,7 +73,7 @@ impl<S: Storage> Repository<S> {
     /// repository was opened with cannot be removed.
     pub fn remove_key(&self, id: &str) -> Result<()> {
         self.master_key()?;
-        let files = self.key_files()?;
+        let files = read_key_files(self.storage())?;
         let matches: Vec<&String> = files
             .iter()
             .map(|(k, _)| k)
@@ -133,25 +117,4 @@ impl<S: Storage> Repository<S> {
         }
         Ok(id)
     }
-}
-
-/// Refuse a passphrase being chosen (init, key add, key passwd) that is empty or only blanks:
-/// anyone could open the repository with it. Opening with the passphrase a repository already
-/// has is not checked, so one made with such a passphrase can be opened to change it.
-/// Errors: [`Error::InvalidArgument`].
-pub fn check_new_passphrase(passphrase: &[u8]) -> Result<()> {
-    if passphrase.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::InvalidArgument(
-            "the new passphrase is empty (or only blanks): anyone could open the repository \
-             with it; choose a passphrase, or make the repository unencrypted on purpose"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-fn id_of(key: &str) -> String {
-    key.trim_start_matches(KEYS_PREFIX)
-        .trim_end_matches(".key")
-        .to_string()
 }

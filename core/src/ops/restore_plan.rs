@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::blob::{decode_blob, decode_chunk_list};
 use crate::config::CONFIG_KEY;
 use crate::error::Result;
-use crate::id::{Id, ID_LEN};
+use crate::id::Id;
 use crate::index::{decode_index_file, Location, INDEX_PREFIX};
 use crate::pack::pack_key;
-use crate::repo::{decode_blob, Repository};
+use crate::repo::Repository;
 use crate::snapshot::{snapshot_key, Snapshot};
 use crate::storage::{Storage, StorageError};
 
@@ -108,7 +109,9 @@ impl<S: Storage> Repository<S> {
                     loc.entry.offset as u64,
                     loc.entry.stored_len as u64,
                 ) {
-                    Ok(stored) => decode_blob(keys, &loc, &stored).ok(),
+                    Ok(stored) => decode_blob(keys, &loc, &stored)
+                        .ok()
+                        .and_then(|raw| decode_chunk_list(&raw).ok()),
                     Err(StorageError::Archived { key, .. }) => {
                         archived.insert(key);
                         None
@@ -116,9 +119,9 @@ impl<S: Storage> Repository<S> {
                     Err(_) => None,
                 };
                 match raw {
-                    Some(raw) => {
-                        for c in raw.chunks_exact(ID_LEN) {
-                            match blob_pack.get(&Id::from_slice(c).expect("32 bytes")) {
+                    Some(ids) => {
+                        for id in ids {
+                            match blob_pack.get(&id) {
                                 Some(l) => {
                                     packs.insert(l.pack);
                                 }

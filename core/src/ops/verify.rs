@@ -11,17 +11,19 @@
 //! Problems are collected as [`Finding`]s (never a panic or an early return); only a storage
 //! that cannot even be listed makes verify fail as a whole.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::blob::{decode_blob, decode_chunk_list};
 use crate::error::{Error, Result};
-use crate::id::{Id, ID_LEN};
-use crate::index::{decode_index_file, IndexedPack, Location};
+use crate::id::Id;
+use crate::index::Location;
 use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
 use crate::parity::{load_groups, Group, ParityBuilder};
-use crate::repo::{decode_blob, Repository};
+use crate::repo::Repository;
+use crate::scan::{list_packs, read_index_view, IndexView};
 use crate::snapshot::{decode_snapshot, snapshot_id_of_key, SNAPSHOT_PREFIX};
 use crate::storage::{Storage, StorageError};
 
@@ -228,66 +230,6 @@ impl Checker<'_> {
     }
 }
 
-/// Every indexed pack with its size and entries, merged over all readable index files.
-pub(crate) struct IndexView {
-    pub packs: BTreeMap<Id, (u64, Vec<PackEntry>)>,
-    pub blobs: HashMap<Id, Location>,
-}
-
-pub(crate) fn read_index_view(
-    storage: &dyn Storage,
-    repo_keys: &crate::crypto::Keys,
-    mut on_bad: impl FnMut(&str, Error),
-) -> Result<(IndexView, u64)> {
-    let mut view = IndexView {
-        packs: BTreeMap::new(),
-        blobs: HashMap::new(),
-    };
-    let mut read = 0u64;
-    let mut files = crate::index::list_index_files(storage)?;
-    files.sort();
-    for (key, _) in files {
-        let data = match storage.get(&key) {
-            Ok(d) => d,
-            Err(StorageError::NotFound(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        read += data.len() as u64;
-        match decode_index_file(repo_keys, &key, &data) {
-            Ok(packs) => add_packs(&mut view, packs),
-            Err(e) => on_bad(&key, e),
-        }
-    }
-    Ok((view, read))
-}
-
-pub(crate) fn add_packs(view: &mut IndexView, packs: Vec<IndexedPack>) {
-    for p in packs {
-        for e in &p.entries {
-            view.blobs.entry(e.id).or_insert(Location {
-                pack: p.id,
-                entry: *e,
-            });
-        }
-        view.packs.entry(p.id).or_insert((p.size, p.entries));
-    }
-}
-
-/// Packs present in storage: id → size, and which have an `.idx`.
-pub(crate) fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id>)> {
-    let mut packs = HashMap::new();
-    let mut idx = HashSet::new();
-    for (key, size) in storage.list("packs/data/")? {
-        let name = key.rsplit('/').next().unwrap_or("");
-        if let Some(id) = name.strip_suffix(".pack").and_then(Id::from_hex) {
-            packs.insert(id, size);
-        } else if let Some(id) = name.strip_suffix(".idx").and_then(Id::from_hex) {
-            idx.insert(id);
-        }
-    }
-    Ok((packs, idx))
-}
-
 fn same_entries(a: &[PackEntry], b: &[PackEntry]) -> bool {
     let mut a = a.to_vec();
     let mut b = b.to_vec();
@@ -415,15 +357,15 @@ impl<S: Storage> Repository<S> {
                             c.report.stats.bytes_read += b.len() as u64;
                             decode_blob(keys, loc, &b)
                         });
-                    let raw = match raw {
-                        Ok(r) if r.len() % ID_LEN == 0 => r,
-                        Ok(_) => {
+                    let ids = match raw.map(|r| decode_chunk_list(&r)) {
+                        Ok(Ok(ids)) => ids,
+                        Ok(Err(why)) => {
                             c.find(
                                 "chunk_list",
                                 Some(&loc.pack),
                                 Some(list_id),
                                 Some(&sid),
-                                "chunk list length is not a multiple of 32",
+                                format!("chunk list {why}"),
                             );
                             lists_read = false;
                             continue;
@@ -443,8 +385,7 @@ impl<S: Storage> Repository<S> {
                             continue;
                         }
                     };
-                    for chunk in raw.chunks_exact(ID_LEN) {
-                        let id = Id::from_slice(chunk).expect("32 bytes");
+                    for id in ids {
                         count += 1;
                         c.used_by(sid, id, view.blobs.get(&id).map(|l| l.pack));
                         if referenced.insert(id) && !view.blobs.contains_key(&id) {

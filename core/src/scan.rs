@@ -1,0 +1,84 @@
+//! Whole-repository scans that several operations share: every index file merged into one
+//! view, and the packs present in storage. Verify, prune, repair and reindex read the
+//! repository through these, so they agree on what "indexed" and "present" mean.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{decode_index_file, IndexedPack, Location};
+use crate::pack::PackEntry;
+use crate::storage::{Storage, StorageError};
+
+/// Every indexed pack with its size and entries, merged over all readable index files.
+pub struct IndexView {
+    /// Pack id → (pack size in bytes, its entries), from the first index file naming it.
+    pub packs: BTreeMap<Id, (u64, Vec<PackEntry>)>,
+    /// Blob id → where it is (the first location any index file gives).
+    pub blobs: HashMap<Id, Location>,
+}
+
+/// Read every index file (in name order) into one [`IndexView`]; returns it and the bytes read.
+/// A file that does not decode is passed to `on_bad` with its key and skipped; a file deleted
+/// since the listing is skipped.
+///
+/// # Errors
+/// [`Error::Storage`] when listing or reading fails otherwise.
+pub fn read_index_view(
+    storage: &dyn Storage,
+    repo_keys: &Keys,
+    mut on_bad: impl FnMut(&str, Error),
+) -> Result<(IndexView, u64)> {
+    let mut view = IndexView {
+        packs: BTreeMap::new(),
+        blobs: HashMap::new(),
+    };
+    let mut read = 0u64;
+    let mut files = crate::index::list_index_files(storage)?;
+    files.sort();
+    for (key, _) in files {
+        let data = match storage.get(&key) {
+            Ok(d) => d,
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        read += data.len() as u64;
+        match decode_index_file(repo_keys, &key, &data) {
+            Ok(packs) => add_packs(&mut view, packs),
+            Err(e) => on_bad(&key, e),
+        }
+    }
+    Ok((view, read))
+}
+
+/// Merge `packs` into `view` (entries already present win).
+pub fn add_packs(view: &mut IndexView, packs: Vec<IndexedPack>) {
+    for p in packs {
+        for e in &p.entries {
+            view.blobs.entry(e.id).or_insert(Location {
+                pack: p.id,
+                entry: *e,
+            });
+        }
+        view.packs.entry(p.id).or_insert((p.size, p.entries));
+    }
+}
+
+/// Packs present in storage: id → size, and which have an `.idx`.
+///
+/// # Errors
+/// [`Error::Storage`] when listing fails.
+pub fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id>)> {
+    let mut packs = HashMap::new();
+    let mut idx = HashSet::new();
+    for (key, size) in storage.list("packs/data/")? {
+        let name = key.rsplit('/').next().unwrap_or("");
+        if let Some(id) = name.strip_suffix(".pack").and_then(Id::from_hex) {
+            packs.insert(id, size);
+        } else if let Some(id) = name.strip_suffix(".idx").and_then(Id::from_hex) {
+            idx.insert(id);
+        }
+    }
+    Ok((packs, idx))
+}
