@@ -18,7 +18,6 @@ pub mod index;
 pub mod keyfile;
 pub mod layout;
 pub mod lock;
-pub mod maintenance;
 pub mod notice;
 pub mod ops;
 pub mod pack;
@@ -29,6 +28,7 @@ pub mod retention;
 pub mod scan;
 pub mod snapshot;
 pub mod storage;
+pub mod upkeep;
 pub mod validate;
 
 pub use compress::Compression;

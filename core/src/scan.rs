@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::blob::{decode_blob, decode_chunk_list};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, IndexedPack, Location};
-use crate::pack::PackEntry;
+use crate::pack::{pack_key, PackEntry};
 use crate::storage::{Storage, StorageError};
 
 /// Every indexed pack with its size and entries, merged over all readable index files.
@@ -81,4 +82,29 @@ pub fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id
         }
     }
     Ok((packs, idx))
+}
+
+/// The chunk ids in chunk list `list`, read from its pack at the location `view` gives and
+/// checked against its id.
+///
+/// # Errors
+/// [`Error::Corruption`] naming the chunk list when it is not indexed, does not decode or has a
+/// length that is not a multiple of 32; [`Error::Storage`] when its pack cannot be read.
+pub fn read_chunk_list(
+    storage: &dyn Storage,
+    keys: &Keys,
+    view: &IndexView,
+    list: &Id,
+) -> Result<Vec<Id>> {
+    let loc = view
+        .blobs
+        .get(list)
+        .ok_or_else(|| Error::corruption(format!("chunk list {list}"), "not in the index"))?;
+    let stored = storage.get_range(
+        &pack_key(&loc.pack),
+        loc.entry.offset as u64,
+        loc.entry.stored_len as u64,
+    )?;
+    let raw = decode_blob(keys, loc, &stored)?;
+    decode_chunk_list(&raw).map_err(|why| Error::corruption(format!("chunk list {list}"), why))
 }

@@ -358,8 +358,8 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
 #[derive(Debug, PartialEq)]
 struct PruneLike(Vec<Id>, Vec<Id>, u64, u64, u64);
 
-impl From<&containerarchive_core::maintenance::PruneReport> for PruneLike {
-    fn from(r: &containerarchive_core::maintenance::PruneReport) -> Self {
+impl From<&containerarchive_core::ops::prune::PruneReport> for PruneLike {
+    fn from(r: &containerarchive_core::ops::prune::PruneReport) -> Self {
         PruneLike(
             r.kept.clone(),
             r.removed.clone(),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use containerarchive_core::crypto::KdfParams;
 use containerarchive_core::lock::{HeldLock, LockPolicy, DEFAULT_STALE_AFTER_MS};
-use containerarchive_core::maintenance::{PruneReport, Retention};
+use containerarchive_core::ops::prune::{PruneReport, Retention};
 use containerarchive_core::ops::verify::VerifyLevel;
 use containerarchive_core::retention::{parse_tag_set, GroupBy, Policy, Span};
 use containerarchive_core::snapshot::parse_time;

@@ -177,12 +177,12 @@ pub fn memory_repo(
 pub fn retention(
     policy: &containerarchive_core::retention::Policy,
     tags: &BTreeMap<String, String>,
-) -> containerarchive_core::maintenance::Retention {
-    containerarchive_core::maintenance::Retention {
+) -> containerarchive_core::ops::prune::Retention {
+    containerarchive_core::ops::prune::Retention {
         filter: SnapshotFilter {
             tags: tags.clone(),
             ..SnapshotFilter::default()
         },
-        ..containerarchive_core::maintenance::Retention::new(policy.clone())
+        ..containerarchive_core::ops::prune::Retention::new(policy.clone())
     }
 }

@@ -1,0 +1,275 @@
+//! `repair`: remove stale locks, rebuild missing or damaged packs from their parity group,
+//! rewrite damaged parity, protect unprotected packs, rebuild the index, move legacy parity
+//! groups, and name what could not be saved with the snapshots it affects.
+
+use crate::ops::reindex::ReindexReport;
+use crate::upkeep::{delete_if_present, protect_packs};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::crypto::{random_bytes, RandomSource};
+use crate::error::Result;
+use crate::id::Id;
+use crate::layout::{self};
+use crate::lock::{LockInfo, StaleCheck};
+use crate::pack::pack_key;
+use crate::parity::{load_groups, rebuild_member, Group, ParityBuilder};
+use crate::repo::Repository;
+use crate::scan::{list_packs, read_chunk_list, read_index_view, IndexView};
+use crate::snapshot::Snapshot;
+use crate::storage::{put_exact, Storage, StorageError};
+
+/// A pack repair could not save, and the snapshots that need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unrecoverable {
+    /// The pack.
+    pub pack: Id,
+    /// Why it could not be rebuilt.
+    pub reason: String,
+    /// Snapshots with chunks (or chunk lists) in it.
+    pub snapshots: Vec<Id>,
+}
+
+/// What repair did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// Whether the index was rebuilt from the packs.
+    pub index_rebuilt: bool,
+    /// Packs rebuilt byte-identical from parity.
+    pub packs_repaired: Vec<Id>,
+    /// Stale lock files removed.
+    pub locks_removed: Vec<String>,
+    /// Parity groups written anew (damaged parity, or packs that had none).
+    pub groups_written: u64,
+    /// What could not be saved.
+    pub unrecoverable: Vec<Unrecoverable>,
+    /// The reindex that repair ran.
+    pub reindex: ReindexReport,
+    /// Parity groups moved from `packs/parity/` to `parity/` (repositories made before the
+    /// `parity-dir` feature).
+    pub parity_groups_moved: u64,
+    /// Files at the location that this repository did not write (left alone).
+    pub foreign_files: Vec<String>,
+}
+
+/// Move groups kept in `packs/parity/` (before the `parity-dir` feature) to `parity/`: the
+/// shard is written first, then the description (the same bytes, so the same id), then the old
+/// description and shard are deleted. A crash in between leaves two identical, valid groups.
+fn move_legacy_groups(storage: &dyn Storage, groups: &[Group]) -> Result<u64> {
+    let mut moved = 0;
+    for g in groups
+        .iter()
+        .filter(|g| g.key.starts_with(layout::LEGACY_PARITY_PREFIX))
+    {
+        let data = storage.get(&g.key)?;
+        let parity = storage.get(&g.parity_key())?;
+        let id = layout::classify(&g.key).and_then(|(_, id)| id);
+        let (Some(id), true) = (id, Id::sha256(&parity) == g.desc.parity) else {
+            continue; // a damaged shard is not copied: the group is rebuilt instead
+        };
+        put_exact(storage, &crate::parity::parity_key(&g.desc.parity), &parity)?;
+        put_exact(storage, &crate::parity::group_key(&id), &data)?;
+        crate::parity::remove_group(storage, g)?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+impl<S: Storage> Repository<S> {
+    /// Repair what can be repaired: remove stale locks, rebuild missing or damaged packs from
+    /// their parity group, rewrite damaged parity, protect unprotected packs, rebuild the index,
+    /// and name what could not be saved with the snapshots it affects.
+    pub fn repair(
+        &self,
+        info: &LockInfo,
+        rng: &mut dyn RandomSource,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<RepairReport> {
+        self.with_exclusive(info, rng, is_stale, |rng, held| {
+            let mut report = self.repair_locked(rng)?;
+            report.locks_removed = held.locks_removed.clone();
+            Ok(report)
+        })
+    }
+
+    fn repair_locked(&self, rng: &mut dyn RandomSource) -> Result<RepairReport> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let mut report = RepairReport::default();
+        // What the index knew before, to name the blobs of packs that are gone.
+        let (old_view, _) = read_index_view(storage, keys, |_, _| {})?;
+        let (present, _) = list_packs(storage)?;
+        let (groups, _) = load_groups(storage, keys)?;
+
+        let mut intact: HashMap<Id, bool> = HashMap::new();
+        let mut check = |id: &Id, size: u64| -> Result<bool> {
+            if let Some(ok) = intact.get(id) {
+                return Ok(*ok);
+            }
+            let ok = present.get(id) == Some(&size)
+                && match storage.get(&pack_key(id)) {
+                    Ok(d) => Id::sha256(&d) == *id,
+                    Err(StorageError::NotFound(_)) => false,
+                    Err(e) => return Err(e.into()),
+                };
+            intact.insert(*id, ok);
+            Ok(ok)
+        };
+        let mut lost: BTreeMap<Id, String> = BTreeMap::new();
+        let mut repaired = BTreeSet::new();
+        for g in &groups {
+            self.check_interrupt()?;
+            let mut bad = Vec::new();
+            for (i, m) in g.desc.members.iter().enumerate() {
+                if !repaired.contains(&m.pack) && !check(&m.pack, m.size)? {
+                    bad.push(i);
+                }
+            }
+            let parity_ok = match storage.get(&g.parity_key()) {
+                Ok(p) => Id::sha256(&p) == g.desc.parity,
+                Err(StorageError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            match (bad.as_slice(), parity_ok) {
+                ([], true) => {}
+                ([], false) => {
+                    // Members intact, parity damaged: compute it again.
+                    let mut b = ParityBuilder::new();
+                    for m in &g.desc.members {
+                        b.add(m.pack, &storage.get(&pack_key(&m.pack))?);
+                    }
+                    b.replaces = Some(g.clone());
+                    b.store(storage, keys, random_bytes(rng))?;
+                    report.groups_written += 1;
+                }
+                ([one], true) => {
+                    let m = g.desc.members[*one];
+                    match rebuild_member(storage, g, *one) {
+                        Ok(bytes) => {
+                            put_exact(storage, &pack_key(&m.pack), &bytes)?;
+                            repaired.insert(m.pack);
+                            lost.remove(&m.pack);
+                            report.packs_repaired.push(m.pack);
+                        }
+                        Err(e) => {
+                            lost.entry(m.pack).or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                (many, _) => {
+                    let why = if parity_ok {
+                        format!("{} packs of its parity group {} are lost or damaged; one parity shard rebuilds only one", many.len(), g.key)
+                    } else {
+                        format!(
+                            "its parity group {} has a damaged or missing parity shard",
+                            g.key
+                        )
+                    };
+                    for i in many {
+                        lost.entry(g.desc.members[*i].pack)
+                            .or_insert_with(|| why.clone());
+                    }
+                }
+            }
+        }
+        lost.retain(|id, _| !repaired.contains(id));
+
+        // The index, from what is on storage now.
+        report.reindex = self.rebuild_index(rng)?;
+        report.index_rebuilt = true;
+
+        // Indexed packs that no group protects (and that are intact) get a group.
+        let (groups, bad_groups) = load_groups(storage, keys)?;
+        let grouped: HashSet<Id> = groups
+            .iter()
+            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
+            .collect();
+        let (present, _) = list_packs(storage)?;
+        let mut unprotected: Vec<(Id, u64)> = Vec::new();
+        let mut sorted: Vec<(&Id, &u64)> = present.iter().collect();
+        sorted.sort();
+        for (id, size) in sorted {
+            self.check_interrupt()?;
+            if grouped.contains(id) || report.reindex.unreadable_packs.contains(id) {
+                continue;
+            }
+            if check(id, *size)? {
+                unprotected.push((*id, *size));
+            } else {
+                lost.entry(*id)
+                    .or_insert_with(|| "damaged and in no parity group".into());
+            }
+        }
+        report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
+        // Unreadable group descriptions protect nothing (their packs were just regrouped):
+        // removed when recognisably ours.
+        for (key, _) in &bad_groups {
+            if layout::owned(storage, key)? {
+                delete_if_present(storage, key)?;
+            }
+        }
+        report.parity_groups_moved = move_legacy_groups(storage, &groups)?;
+        report.foreign_files = layout::foreign(storage)?;
+
+        // Name the snapshots that need what is lost.
+        if !lost.is_empty() {
+            let mut blob_pack: HashMap<Id, Id> = HashMap::new();
+            for (pack, (_, entries)) in &old_view.packs {
+                if lost.contains_key(pack) {
+                    for e in entries {
+                        blob_pack.insert(e.id, *pack);
+                    }
+                }
+            }
+            let mut affected: HashMap<Id, BTreeSet<Id>> = HashMap::new();
+            for sid in self.snapshot_ids()? {
+                let Ok(snap) = self.load_snapshot(sid) else {
+                    continue;
+                };
+                for pack in self.packs_needed_by(&snap, &old_view, &blob_pack) {
+                    affected.entry(pack).or_default().insert(sid);
+                }
+            }
+            for (pack, reason) in lost {
+                report.unrecoverable.push(Unrecoverable {
+                    pack,
+                    reason,
+                    snapshots: affected
+                        .remove(&pack)
+                        .map(|s| s.into_iter().collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Which of the packs in `blob_pack` (blob → lost pack) snapshot `snap` needs.
+    fn packs_needed_by(
+        &self,
+        snap: &Snapshot,
+        view: &IndexView,
+        blob_pack: &HashMap<Id, Id>,
+    ) -> BTreeSet<Id> {
+        let mut needed = BTreeSet::new();
+        for item in &snap.manifest.items {
+            for list in &item.chunk_lists {
+                if let Some(p) = blob_pack.get(list) {
+                    needed.insert(*p);
+                    continue;
+                }
+                let Ok(ids) = read_chunk_list(self.storage(), self.keys(), view, list) else {
+                    continue;
+                };
+                for id in ids {
+                    if let Some(p) = blob_pack.get(&id) {
+                        needed.insert(*p);
+                    }
+                }
+            }
+        }
+        needed
+    }
+}
