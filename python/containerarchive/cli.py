@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import errors
+from ._args import _iso, parse_duration
 from ._format import human_size
 from ._native import __version__
+from ._signals import defer_signal
 from .events import Progress, ProgressEvent, Subscription
-from .repository import Repository, _iso, defer_signal, parse_duration
+from .repository import Repository
 from .types import PlanFile, PruneResult, Snapshot
 
 EXIT_ERROR = 1
