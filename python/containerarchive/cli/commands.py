@@ -27,12 +27,13 @@ from ..types import PlanFile, Snapshot
 from . import terminal
 from .exits import EXIT_ARCHIVED, EXIT_ERROR, UsageError
 from .terminal import (
+    _CURRENT,
+    _NEW,
     _Bars,
     _collect_text,
     _emit,
     _foreign_lines,
-    _new_passphrase,
-    _passphrase,
+    _read_passphrase,
     _snapshot_text,
     _stdout_unusable,
 )
@@ -73,7 +74,7 @@ def _open(args: argparse.Namespace) -> Repository:
     try:
         repo = Repository.open(path, None, retry_lock=wait, retry_storage=storage_wait)
     except errors.WrongPassphraseError:
-        passphrase = _passphrase(args, creating=False)
+        passphrase = _read_passphrase(args, _CURRENT, creating=False)
         if passphrase is None:
             raise errors.WrongPassphraseError(
                 f"the repository at {path} is encrypted: give --password-file or "
@@ -185,7 +186,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise UsageError("--no-encryption and --password-file contradict each other")
         passphrase = None
     else:
-        passphrase = _passphrase(args, creating=True)
+        passphrase = _read_passphrase(args, _CURRENT, creating=True)
     with (
         _empty_passphrase_words(init=True),
         Repository.init(
@@ -522,10 +523,10 @@ def cmd_key(args: argparse.Namespace) -> int:
                 ),
             )
         elif args.key_command == "add":
-            key_id = repo.add_key(_new_passphrase(args))
+            key_id = repo.add_key(_read_passphrase(args, _NEW, creating=True))
             _emit(args, {"added": key_id}, f"added key {key_id}")
         elif args.key_command == "passwd":
-            key_id = repo.change_passphrase(_new_passphrase(args))
+            key_id = repo.change_passphrase(_read_passphrase(args, _NEW, creating=True))
             _emit(
                 args, {"current": key_id}, f"passphrase changed: key {key_id} replaces the old one"
             )

@@ -1,8 +1,7 @@
 """What the CLI says and asks on the terminal: results on standard output (:func:`_emit`,
 text or one JSON document), the JSON error document, progress bars on standard error
 (:class:`_Bars`), passphrases read from a file, the environment or a prompt
-(:func:`_passphrase`, :func:`_new_passphrase`), and the text renderings of snapshots and
-prune results.
+(:func:`_read_passphrase`), and the text renderings of snapshots and prune results.
 
 Must not open a repository or decide an exit code.
 """
@@ -17,7 +16,8 @@ import json
 import os
 import shlex
 import sys
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import errors
 from .._format import human_size
@@ -72,43 +72,76 @@ def _read_password_file(path: str, what: str = "password file") -> str:
     return text.rstrip("\r\n")
 
 
-def _passphrase(args: argparse.Namespace, *, creating: bool) -> str | None:
-    if getattr(args, "password_file", None):
-        return _read_password_file(args.password_file)
-    env = os.environ.get("CONTAINERARCHIVE_PASSWORD")
+@dataclass(frozen=True)
+class _PassphraseSource:
+    """Where a passphrase comes from, in order: the file option ``option`` (an attribute of
+    the parsed arguments), the variable ``env`` (used even when empty), the file the variable
+    ``env_file`` names (ignored when empty), a prompt on a terminal."""
+
+    option: str
+    file_what: str
+    env: str
+    env_file: str | None
+    prompt: str
+    repeat: str
+    missing: str
+
+
+#: The passphrase of the repository to open or create.
+_CURRENT = _PassphraseSource(
+    option="password_file",
+    file_what="password file",
+    env="CONTAINERARCHIVE_PASSWORD",
+    env_file="CONTAINERARCHIVE_PASSWORD_FILE",
+    prompt="repository passphrase: ",
+    repeat="repeat passphrase: ",
+    missing="no passphrase: give --password-file or CONTAINERARCHIVE_PASSWORD, "
+    "or --no-encryption for an unencrypted repository",
+)
+
+#: The new passphrase of ``key add`` and ``key passwd``.
+_NEW = _PassphraseSource(
+    option="new_password_file",
+    file_what="new password file",
+    env="CONTAINERARCHIVE_NEW_PASSWORD",
+    env_file=None,
+    prompt="new passphrase: ",
+    repeat="repeat new passphrase: ",
+    missing="no new passphrase: give --new-password-file or CONTAINERARCHIVE_NEW_PASSWORD",
+)
+
+
+@overload
+def _read_passphrase(
+    args: argparse.Namespace, source: _PassphraseSource, *, creating: Literal[True]
+) -> str: ...
+@overload
+def _read_passphrase(
+    args: argparse.Namespace, source: _PassphraseSource, *, creating: bool
+) -> str | None: ...
+def _read_passphrase(
+    args: argparse.Namespace, source: _PassphraseSource, *, creating: bool
+) -> str | None:
+    """The passphrase from ``source``. ``creating`` (a new repository or a new key): a prompt
+    asks twice, and no passphrase at all raises WrongPassphraseError (exit 12); otherwise no
+    passphrase is None."""
+    path = getattr(args, source.option, None)
+    if path:
+        return _read_password_file(path, source.file_what)
+    env = os.environ.get(source.env)
     if env is not None:
         return env
-    env_file = os.environ.get("CONTAINERARCHIVE_PASSWORD_FILE")
+    env_file = os.environ.get(source.env_file) if source.env_file else None
     if env_file:
-        args.password_file = env_file
-        return _passphrase(args, creating=creating)
+        return _read_password_file(env_file, source.file_what)
     if sys.stdin.isatty() and sys.stderr.isatty():
-        first = getpass.getpass("repository passphrase: ")
-        if creating and getpass.getpass("repeat passphrase: ") != first:
+        first = getpass.getpass(source.prompt)
+        if creating and getpass.getpass(source.repeat) != first:
             raise UsageError("the passphrases differ")
         return first
     if creating:
-        raise errors.WrongPassphraseError(
-            "no passphrase: give --password-file or CONTAINERARCHIVE_PASSWORD, "
-            "or --no-encryption for an unencrypted repository"
-        )
+        raise errors.WrongPassphraseError(source.missing)
     return None
-
-
-def _new_passphrase(args: argparse.Namespace) -> str:
-    if args.new_password_file:
-        return _read_password_file(args.new_password_file, "new password file")
-    env = os.environ.get("CONTAINERARCHIVE_NEW_PASSWORD")
-    if env is not None:
-        return env
-    if sys.stdin.isatty() and sys.stderr.isatty():
-        first = getpass.getpass("new passphrase: ")
-        if getpass.getpass("repeat new passphrase: ") != first:
-            raise UsageError("the passphrases differ")
-        return first
-    raise errors.WrongPassphraseError(
-        "no new passphrase: give --new-password-file or CONTAINERARCHIVE_NEW_PASSWORD"
-    )
 
 
 def _terminal_size() -> tuple[int, int]:
