@@ -134,7 +134,7 @@ def retry_seconds(value: float | None) -> float | None:
     text = os.environ.get("CONTAINERARCHIVE_RETRY_STORAGE")
     if not text:
         return None
-    from .repository import parse_duration
+    from ._args import parse_duration
 
     try:
         return parse_duration(text).total_seconds()

@@ -1,9 +1,14 @@
-"""Formatting shared by the CLI and the notebook views: human sizes and small HTML tables."""
+"""Formatting shared by the CLI and the notebook views: human sizes, small HTML tables and
+the notebook view of a repository."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import RepoStats, Snapshot
 
 
 def human_size(n: int) -> str:
@@ -47,3 +52,51 @@ def titled(title: str, *parts: str, ok: bool | None = None) -> str:
         + "".join(parts)
         + "</div>"
     )
+
+
+def repository_html(
+    location: str, cfg: dict[str, Any], st: RepoStats, latest: list[Snapshot]
+) -> str:
+    """A repository in a notebook: its settings ``cfg``, its totals ``st`` and its ``latest``
+    snapshots (oldest first; shown newest first)."""
+    about = table(
+        ["path", "encryption", "compression", "chunking (min/avg/max)"],
+        [
+            (
+                location,
+                cfg["encryption"],
+                f"{cfg['compression']['algorithm']} {cfg['compression']['level']}",
+                "/".join(
+                    human_size(cfg["chunker"][k]) for k in ("min_size", "avg_size", "max_size")
+                ),
+            )
+        ],
+    )
+    totals = table(
+        ["snapshots", "content", "stored", "deduplication", "compression"],
+        [
+            (
+                st.snapshots,
+                human_size(st.original_bytes),
+                human_size(st.repository_bytes),
+                ratio(st.dedup_ratio),
+                ratio(st.compression_ratio),
+            )
+        ],
+    )
+    recent = table(
+        ["latest snapshots", "created", "host", "size", "added", "items", "tags"],
+        [
+            (
+                s.short_id,
+                s.created_at.isoformat(timespec="seconds"),
+                s.host or "(unknown)",
+                human_size(s.original_size),
+                human_size(s.stored_size),
+                ", ".join(i.name for i in s.items),
+                ", ".join(f"{k}={v}" for k, v in sorted(s.tags.items())),
+            )
+            for s in reversed(latest)
+        ],
+    )
+    return titled(f"Repository {location}", about, totals, recent)
