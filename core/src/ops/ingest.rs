@@ -1,0 +1,603 @@
+//! Ingest: byte streams in, a snapshot out (`containerarchive ingest`, `Repository.ingest`).
+//!
+//! [`Repository::ingest`] takes a shared lock and returns an [`Ingest`]; each item's bytes go
+//! through the pipeline in order: FastCDC cut ([`crate::chunk`]) → chunk ids on all cores →
+//! dedup against the index and this session → blob codec ([`crate::blob`]) → pack builder
+//! ([`crate::pack`]) → when a pack is full: its id and parity in one pass ([`crate::parity`]),
+//! pack and `.idx` stored, every 64 packs an index file. [`Ingest::commit`] flushes, writes
+//! parity and index, and publishes the manifest in the crash-safe order of docs/FORMAT.md
+//! ("Write order"): pending manifest, presence check, final manifest.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::blob::{encode_blob, encode_chunk_list};
+use crate::chunk::Chunker;
+use crate::compress::Compression;
+use crate::config::CompressionConfig;
+use crate::crypto::{random_bytes, RandomSource, NONCE_LEN};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{encode_index_file, index_key, Index, IndexedPack};
+use crate::lock::{HeldLock, LockInfo, StaleCheck};
+use crate::notice::{check_packs_present, read_notices};
+use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
+use crate::parallel::par_map;
+use crate::parity::{ParityBuilder, GROUP_SIZE};
+use crate::repo::Repository;
+use crate::snapshot::{
+    encode_snapshot, format_time, pending_snapshot_key, snapshot_key, Item, ItemCommand, Manifest,
+    Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
+};
+use crate::storage::{put_exact, Storage, StorageError};
+use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
+
+/// Packs written before their index entries are flushed to a new index file.
+const PACKS_PER_INDEX_FILE: usize = 64;
+
+impl<S: Storage> Repository<S> {
+    /// Start an ingest under a shared lock. Nothing becomes visible until [`Ingest::commit`].
+    /// The index is first brought up to date with what other processes changed, and chunks in
+    /// packs a running prune is deleting are not reused (they are stored again).
+    pub fn ingest(
+        &self,
+        lock_info: &LockInfo,
+        mut rng: Box<dyn RandomSource + Send>,
+        is_stale: StaleCheck<'_>,
+    ) -> Result<Ingest<S>> {
+        let lock = self.lock(lock_info, rng.as_mut(), is_stale)?;
+        let prepared = self
+            .refresh_index()
+            .and_then(|_| read_notices(self.storage(), self.keys()));
+        let doomed = match prepared {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.unlock(&lock);
+                return Err(e);
+            }
+        };
+        let chunker = Chunker::new(self.config().chunker);
+        Ok(Ingest {
+            chunker,
+            writer: Writer {
+                repo: self.clone(),
+                rng,
+                lock: Some(lock),
+                avoid: doomed.packs,
+                packs_used: HashSet::new(),
+                pack: PackBuilder::new(),
+                unindexed: Vec::new(),
+                session: HashSet::new(),
+                item: None,
+                items: Vec::new(),
+                stats: Stats::default(),
+                parity: None,
+                groups_written: HashSet::new(),
+                host: None,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    original_size: u64,
+    stored_size: u64,
+    chunk_count: u64,
+    new_chunks: u64,
+    reused_chunks: u64,
+}
+
+struct ItemState {
+    name: String,
+    kind: String,
+    size: u64,
+    chunk_count: u64,
+    ids: Vec<Id>,
+    lists: Vec<Id>,
+    command: Option<ItemCommand>,
+}
+
+/// Everything an ingest keeps apart from its chunker.
+struct Writer<S: Storage> {
+    repo: Repository<S>,
+    rng: Box<dyn RandomSource + Send>,
+    lock: Option<Arc<HeldLock>>,
+    /// Packs a running prune announced it deletes: chunks there are stored again.
+    avoid: HashSet<Id>,
+    /// Every pack holding a blob this snapshot references (checked at commit).
+    packs_used: HashSet<Id>,
+    pack: PackBuilder,
+    /// Packs stored whose entries are in no index file yet.
+    unindexed: Vec<IndexedPack>,
+    /// Blobs added by this ingest (the global index learns them once an index file is written).
+    session: HashSet<Id>,
+    item: Option<ItemState>,
+    items: Vec<Item>,
+    stats: Stats,
+    /// The parity group new packs join (started or extended at the first pack).
+    parity: Option<ParityBuilder>,
+    /// Parity groups this ingest stored (checked at commit for members a prune deleted).
+    groups_written: HashSet<String>,
+    /// The host the snapshot records.
+    host: Option<String>,
+}
+
+/// An ingest in progress: items are written one after another, then committed as one snapshot.
+pub struct Ingest<S: Storage> {
+    chunker: Chunker,
+    writer: Writer<S>,
+}
+
+impl<S: Storage> Writer<S> {
+    fn nonce(&mut self) -> [u8; NONCE_LEN] {
+        random_bytes(self.rng.as_mut())
+    }
+
+    /// Whether blob `id` is stored already (by this ingest, or in a pack not being deleted);
+    /// the pack it is in joins those the commit checks.
+    fn is_known(&mut self, id: &Id, index: &Index) -> bool {
+        if self.session.contains(id) {
+            return true;
+        }
+        match index.get(id) {
+            Some(loc) if !self.avoid.contains(&loc.pack) => {
+                self.packs_used.insert(loc.pack);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Hash, deduplicate, compress, encrypt and pack a batch of chunks of the current item.
+    fn process(&mut self, chunks: &[&[u8]]) -> Result<()> {
+        let repo = self.repo.clone();
+        let keys = repo.keys();
+        let cfg = repo.config().compression;
+        let ids = par_map(chunks.to_vec(), |c| keys.chunk_id(c));
+        let mut todo = Vec::new();
+        {
+            let guard = repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            for (i, id) in ids.iter().enumerate() {
+                if self.is_known(id, index) {
+                    self.stats.reused_chunks += 1;
+                } else {
+                    self.session.insert(*id);
+                    self.stats.new_chunks += 1;
+                    todo.push((chunks[i], *id, [0u8; NONCE_LEN]));
+                }
+            }
+        }
+        for t in &mut todo {
+            t.2 = self.nonce();
+        }
+        let encoded = par_map(todo, |(data, id, nonce)| {
+            let (stored, used) = encode_blob(keys, cfg, &id, data, nonce);
+            (id, stored, used, data.len())
+        });
+        for (id, stored, used, raw_len) in encoded {
+            self.add_blob(id, &stored, raw_len, used, BlobKind::Data)?;
+        }
+        self.stats.chunk_count += ids.len() as u64;
+        let item = self.item.as_mut().expect("an item is open");
+        item.chunk_count += ids.len() as u64;
+        item.ids.extend_from_slice(&ids);
+        while self.item.as_ref().expect("open").ids.len() >= IDS_PER_LIST_BLOB {
+            self.emit_list(IDS_PER_LIST_BLOB)?;
+        }
+        Ok(())
+    }
+
+    /// Store the first `n` pending chunk ids of the current item as a chunk-list blob.
+    fn emit_list(&mut self, n: usize) -> Result<()> {
+        let item = self.item.as_mut().expect("an item is open");
+        let raw = encode_chunk_list(item.ids.drain(..n));
+        let repo = self.repo.clone();
+        let id = repo.keys().chunk_id(&raw);
+        self.item.as_mut().expect("open").lists.push(id);
+        let known = {
+            let guard = repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            self.is_known(&id, index)
+        };
+        if !known {
+            self.session.insert(id);
+            let nonce = self.nonce();
+            let none = CompressionConfig {
+                algorithm: Compression::None,
+                level: 0,
+            };
+            let (stored, used) = encode_blob(repo.keys(), none, &id, &raw, nonce);
+            self.add_blob(id, &stored, raw.len(), used, BlobKind::ChunkList)?;
+        }
+        Ok(())
+    }
+
+    fn add_blob(
+        &mut self,
+        id: Id,
+        stored: &[u8],
+        raw_len: usize,
+        used: Compression,
+        kind: BlobKind,
+    ) -> Result<()> {
+        self.pack.add(id, stored, raw_len, used, kind);
+        self.stats.stored_size += stored.len() as u64;
+        if self.pack.len() as u64 >= self.repo.config().pack_size {
+            self.flush_pack()?;
+        }
+        Ok(())
+    }
+
+    /// Store the current pack and its `.idx`.
+    fn flush_pack(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let nonce = self.nonce();
+        let (data, entries) =
+            std::mem::take(&mut self.pack).finish_unhashed(self.repo.keys(), nonce);
+        if self.parity.is_none() {
+            self.parity = Some(open_parity_group(&self.repo)?);
+        }
+        // The pack id (SHA-256) is computed while the parity takes the pack in.
+        let id = self.parity.as_mut().expect("just set").add_hashing(&data);
+        let size = data.len() as u64;
+        let idx_nonce = self.nonce();
+        let idx = encode_idx(self.repo.keys(), &id, size, &entries, idx_nonce);
+        let storage = self.repo.storage();
+        storage.put_exact_owned(&pack_key(&id), data)?;
+        storage.put_exact_owned(&idx_key(&id), idx)?;
+        self.packs_used.insert(id);
+        let blobs: u64 = entries.iter().map(|e| e.stored_len as u64).sum();
+        self.stats.stored_size += size - blobs;
+        // A full group is stored once its last pack is (the storage orders them).
+        if self.parity.as_ref().is_some_and(ParityBuilder::is_full) {
+            self.store_parity()?;
+        }
+        self.unindexed.push(IndexedPack { id, size, entries });
+        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    /// Store the open parity group (also when not full: no pack stays unprotected).
+    fn store_parity(&mut self) -> Result<()> {
+        if let Some(builder) = self.parity.take() {
+            let nonce = self.nonce();
+            if let Some(g) = builder.store(self.repo.storage(), self.repo.keys(), nonce)? {
+                self.groups_written.insert(g.key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Store an index file for the packs not yet indexed and teach the global index.
+    fn write_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let nonce = self.nonce();
+        let data = encode_index_file(self.repo.keys(), &self.unindexed, nonce);
+        let key = index_key(&Id::sha256(&data));
+        put_exact(self.repo.storage(), &key, &data)?;
+        self.repo.index_add(&self.unindexed)?;
+        self.repo.index_file_written(&key);
+        self.unindexed.clear();
+        // The global index knows these blobs now; only those of the open pack stay here, so
+        // memory does not grow with the length of the stream.
+        let open: HashSet<Id> = self.pack.ids().collect();
+        self.session.retain(|id| open.contains(id));
+        Ok(())
+    }
+
+    fn finish_item(&mut self) -> Result<()> {
+        let pending = self.item.as_ref().map_or(0, |i| i.ids.len());
+        if pending > 0 {
+            self.emit_list(pending)?;
+        }
+        if let Some(i) = self.item.take() {
+            self.stats.original_size += i.size;
+            self.items.push(Item {
+                name: i.name,
+                kind: i.kind,
+                size: i.size,
+                chunk_count: i.chunk_count,
+                chunk_lists: i.lists,
+                command: i.command,
+            });
+        }
+        Ok(())
+    }
+
+    fn release_lock(&mut self) -> Result<()> {
+        match self.lock.take() {
+            Some(l) => self.repo.unlock(&l),
+            None => Ok(()),
+        }
+    }
+
+    /// Make the manifest `data` (of snapshot `id`) visible, keeping every committed snapshot
+    /// complete whatever other processes do (docs/FORMAT.md, "Commit protocol"):
+    /// 1. write it under `snapshots/pending/` (a prune that looks from now on keeps its data);
+    /// 2. check that every pack it needs is still listed and named by no deletion notice (a
+    ///    prune that looked before step 1 wrote its notice before looking, so the check sees
+    ///    the notice, or the packs gone); on failure remove the pending manifest: nothing is
+    ///    committed;
+    /// 3. write it under its final name, then remove the pending one. If the pending manifest
+    ///    vanished meanwhile (an exclusive operation settled it), check again and withdraw on
+    ///    failure.
+    fn publish(&mut self, id: &Id, data: &[u8]) -> Result<()> {
+        let storage = self.repo.storage();
+        let keys = self.repo.keys();
+        let pending = pending_snapshot_key(id);
+        put_exact(storage, &pending, data)?;
+        let final_key = snapshot_key(id);
+        if let Err(e) = check_packs_present(storage, keys, &self.packs_used) {
+            // While this ingest was paused, an exclusive operation may have committed its
+            // pending manifest (after checking it): then the snapshot is saved.
+            if storage.get(&final_key).as_deref() == Ok(data) {
+                let _ = storage.delete(&pending);
+                return Ok(());
+            }
+            let _ = storage.delete(&pending);
+            return Err(e);
+        }
+        put_exact(storage, &final_key, data)?;
+        match storage.delete(&pending) {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound(_)) => check_packs_present(storage, keys, &self.packs_used)
+                .inspect_err(|_| {
+                    let _ = storage.delete(&final_key);
+                }),
+            // A pending manifest left behind only keeps data alive; repair removes it.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The parity group the next new pack joins: the fullest group that still has room and whose
+/// parity shard is intact, or a new one.
+fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> {
+    let storage = repo.storage();
+    let (mut groups, _) = crate::parity::load_groups_with(storage, repo.keys(), true)?;
+    groups.retain(|g| g.desc.members.len() < GROUP_SIZE);
+    groups.sort_by_key(|g| std::cmp::Reverse(g.desc.members.len()));
+    for g in groups {
+        match storage.get(&g.parity_key()) {
+            Ok(parity) if Id::sha256(&parity) == g.desc.parity => {
+                return Ok(ParityBuilder::extend(g, parity))
+            }
+            // Damaged, missing, or in an archive class: start or extend another group.
+            Ok(_) | Err(StorageError::NotFound(_) | StorageError::Archived { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ParityBuilder::new())
+}
+
+/// Bytes buffered before chunking: enough for many chunks per parallel batch.
+const CHUNK_BATCH_BYTES: usize = 4 << 20;
+
+impl<S: Storage> Ingest<S> {
+    /// Begin a new item; the previous one must be finished.
+    pub fn start_item(&mut self, name: &str, kind: &str) -> Result<()> {
+        validate_item_name(name)?;
+        validate_item_type(kind)?;
+        let w = &mut self.writer;
+        if let Some(open) = &w.item {
+            return Err(Error::InvalidArgument(format!(
+                "item {:?} is still open: finish it before starting {name:?}",
+                open.name
+            )));
+        }
+        if w.items.iter().any(|i| i.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "item name {name:?} appears twice in one snapshot"
+            )));
+        }
+        // Items are restored into a directory as files at their names: one cannot be both a
+        // file and the directory of another (`x` and `x/y`).
+        let under = |dir: &str, path: &str| {
+            path.len() > dir.len() + 1
+                && path.starts_with(dir)
+                && path.as_bytes()[dir.len()] == b'/'
+        };
+        if let Some(other) = w
+            .items
+            .iter()
+            .find(|i| under(&i.name, name) || under(name, &i.name))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "item names {:?} and {name:?} clash: restored into a directory, one would have to \
+                 be both a file and a directory",
+                other.name
+            )));
+        }
+        w.item = Some(ItemState {
+            name: name.into(),
+            kind: kind.into(),
+            size: 0,
+            chunk_count: 0,
+            ids: Vec::new(),
+            lists: Vec::new(),
+            command: None,
+        });
+        Ok(())
+    }
+
+    /// Record `host` as the machine that makes this snapshot (its hostname, or a name the
+    /// user chose, as restic's `--host`). Errors: [`Error::InvalidArgument`] for an empty name,
+    /// one over 255 bytes or one with control characters or surrounding blanks.
+    pub fn set_host(&mut self, host: &str) -> Result<()> {
+        crate::validate::validate_host(host)?;
+        self.writer.host = Some(host.to_string());
+        Ok(())
+    }
+
+    /// Record that the open item is the standard output of `argv`, which exited with
+    /// `exit_status`. Only a zero status is accepted: a failed command must not become a
+    /// snapshot (abort the ingest instead).
+    pub fn set_item_command(&mut self, argv: Vec<String>, exit_status: i32) -> Result<()> {
+        let item = self.writer.item.as_mut().ok_or_else(|| {
+            Error::InvalidArgument("no item is open: call start_item first".into())
+        })?;
+        if exit_status != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "item {:?}: its command exited with status {exit_status}; abort the ingest",
+                item.name
+            )));
+        }
+        validate_command(&argv)?;
+        item.command = Some(ItemCommand { argv, exit_status });
+        Ok(())
+    }
+
+    /// Add bytes to the current item.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.write_inner(data).map_err(overtaken)
+    }
+
+    fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+        let item = self.writer.item.as_mut().ok_or_else(|| {
+            Error::InvalidArgument("no item is open: call start_item first".into())
+        })?;
+        item.size += data.len() as u64;
+        let limit = CHUNK_BATCH_BYTES + self.writer.repo.config().chunker.max_size as usize;
+        while !data.is_empty() {
+            let room = limit.saturating_sub(self.chunker.pending()).max(1);
+            let (now, later) = data.split_at(room.min(data.len()));
+            self.chunker.push(now);
+            data = later;
+            if self.chunker.pending() >= limit {
+                let writer = &mut self.writer;
+                self.chunker.cut(false, |chunks| writer.process(chunks))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End the current item.
+    pub fn finish_item(&mut self) -> Result<()> {
+        self.finish_item_inner().map_err(overtaken)
+    }
+
+    fn finish_item_inner(&mut self) -> Result<()> {
+        if self.writer.item.is_none() {
+            return Err(Error::InvalidArgument("no item is open".into()));
+        }
+        let writer = &mut self.writer;
+        self.chunker.cut(true, |chunks| writer.process(chunks))?;
+        writer.finish_item()
+    }
+
+    /// Renew this ingest's lock (also done by [`Repository::refresh_locks`] from a timer).
+    pub fn refresh_lock(&mut self, now: &str) -> Result<()> {
+        let w = &mut self.writer;
+        if let Some(lock) = &w.lock {
+            lock.refresh(w.repo.storage(), w.repo.keys(), now, w.rng.as_mut())?;
+        }
+        Ok(())
+    }
+
+    /// Whether another process removed this ingest's lock meanwhile (`unlock --force`, or a
+    /// host that judged it stale). The commit check still decides whether it can commit.
+    pub fn lock_lost(&self) -> bool {
+        self.writer.lock.as_ref().is_some_and(|l| l.lost())
+    }
+
+    /// Bytes of content written so far (all items).
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.stats.original_size + self.writer.item.as_ref().map_or(0, |i| i.size)
+    }
+
+    /// Make everything durable and write the snapshot manifest; only now does it appear.
+    pub fn commit(
+        mut self,
+        created_at: &DateTime<FixedOffset>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Snapshot> {
+        self.commit_inner(created_at, tags).map_err(overtaken)
+    }
+
+    fn commit_inner(
+        &mut self,
+        created_at: &DateTime<FixedOffset>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Snapshot> {
+        validate_tags(&tags)?;
+        if self.writer.item.is_some() {
+            self.finish_item_inner()?;
+        }
+        let w = &mut self.writer;
+        if w.items.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a snapshot needs at least one item".into(),
+            ));
+        }
+        w.flush_pack()?;
+        w.store_parity()?;
+        w.write_index()?;
+        // A group extended from one a concurrent prune replaced names the packs it deleted.
+        let repo = w.repo.clone();
+        repo.regroup_broken_groups(Some(&w.groups_written), w.rng.as_mut())?;
+        let s = w.stats;
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            created_at: format_time(created_at),
+            tags,
+            host: w.host.clone(),
+            original_size: s.original_size,
+            stored_size: s.stored_size,
+            chunk_count: s.chunk_count,
+            new_chunks: s.new_chunks,
+            reused_chunks: s.reused_chunks,
+            items: std::mem::take(&mut w.items),
+        };
+        let nonce = w.nonce();
+        let (id, data) = encode_snapshot(w.repo.keys(), &manifest, nonce);
+        if let Err(e) = w.publish(&id, &data) {
+            // What this handle believed about the repository is out of date: read it afresh
+            // before the next ingest or restore.
+            w.repo.forget_index();
+            return Err(e);
+        }
+        // Committed: a lock that could not be removed now goes stale by itself; failing here
+        // would make the caller back the same data up again.
+        let _ = w.release_lock();
+        Ok(Snapshot {
+            id,
+            time: *created_at,
+            manifest,
+        })
+    }
+
+    /// Give up: no snapshot is written; stored packs stay until garbage collection.
+    pub fn abort(mut self) -> Result<()> {
+        self.writer.release_lock()
+    }
+}
+
+/// An ingest's own file vanished while it wrote (a prune that judged its lock stale removed
+/// its temporary files, or the pack it had just stored): say so as a concurrent change, not as
+/// damage — nothing was committed, and running the backup again is right.
+fn overtaken(e: Error) -> Error {
+    match e {
+        Error::Storage(StorageError::NotFound(key)) => Error::ConcurrentModification {
+            object: key,
+            reason: "a file this backup was writing was removed by another process (a prune that judged its lock stale); nothing was committed (run the backup again)".into(),
+        },
+        e => e,
+    }
+}
+
+impl<S: Storage> Drop for Writer<S> {
+    fn drop(&mut self) {
+        // Best effort: a lock we cannot remove now is left for stale-lock detection.
+        let _ = self.release_lock();
+    }
+}

@@ -1,0 +1,272 @@
+//! Restore: a snapshot's item back as bytes, in order (`containerarchive restore`).
+//!
+//! [`Repository::item_reader`] returns an [`ItemReader`] that reads the item's chunk lists and
+//! then its chunks in batches of about 8 MiB: blobs of one pack that lie close together are
+//! read in one ranged request, all requests of a batch are issued at once, and blobs are
+//! decoded on all cores ([`crate::blob::read_blob`]). A pack found gone (a prune moved its
+//! blobs) makes the reader reload the index and try again before reporting it missing.
+
+use std::ops::Range;
+
+use crate::blob::{decode_chunk_list, read_blob};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{decode_index_file, Location};
+use crate::pack::pack_key;
+use crate::parallel::par_map;
+use crate::repo::{Repository, RELOCATE_ATTEMPTS};
+use crate::snapshot::{Item, Snapshot};
+use crate::storage::{Storage, StorageError};
+
+/// Bytes of chunks restored per batch (decoded in parallel).
+const RESTORE_BATCH_BYTES: u64 = 8 << 20;
+
+/// Gap between two blobs of one pack below which restore reads them in one request.
+const COALESCE_GAP: u64 = 256 << 10;
+
+impl<S: Storage> Repository<S> {
+    /// Read blobs (already located) from storage, reading neighbours in one request.
+    /// Read the stored bytes of `locs` with one ranged read per run of nearby blobs of a pack:
+    /// the buffers read, and for each location its buffer and range (no per-blob copy).
+    #[allow(clippy::type_complexity)]
+    fn fetch(&self, locs: &[Location]) -> Result<(Vec<Vec<u8>>, Vec<(usize, Range<usize>)>)> {
+        // Coalesce neighbouring blobs of one pack into one read, then issue all reads at once
+        // (object storage runs them concurrently).
+        let mut groups: Vec<(Range<usize>, u64)> = Vec::new();
+        let mut requests: Vec<(String, u64, u64)> = Vec::new();
+        let mut i = 0;
+        while i < locs.len() {
+            let first = &locs[i];
+            let start = first.entry.offset as u64;
+            let mut end = start + first.entry.stored_len as u64;
+            let mut j = i + 1;
+            while j < locs.len()
+                && locs[j].pack == first.pack
+                && (locs[j].entry.offset as u64) >= start
+                && (locs[j].entry.offset as u64) <= end + COALESCE_GAP
+            {
+                end = end.max(locs[j].entry.offset as u64 + locs[j].entry.stored_len as u64);
+                j += 1;
+            }
+            requests.push((pack_key(&first.pack), start, end - start));
+            groups.push((i..j, start));
+            i = j;
+        }
+        let results = self.storage().get_ranges(&requests);
+        let mut buffers = Vec::with_capacity(groups.len());
+        let mut ranges = Vec::with_capacity(locs.len());
+        for (((members, start), (_, _, len)), data) in
+            groups.into_iter().zip(&requests).zip(results)
+        {
+            let first = &locs[members.start];
+            let data = data?;
+            if (data.len() as u64) < *len {
+                return Err(Error::corruption(
+                    format!("pack {}", first.pack),
+                    format!("truncated (chunk {} lies past its end)", first.entry.id),
+                ));
+            }
+            for l in &locs[members] {
+                let o = (l.entry.offset as u64 - start) as usize;
+                ranges.push((buffers.len(), o..o + l.entry.stored_len as usize));
+            }
+            buffers.push(data);
+        }
+        Ok((buffers, ranges))
+    }
+
+    /// Locate, fetch and decode blobs, in parallel where enabled. A pack found gone makes the
+    /// index be read again (a prune in another process moved its blobs to new packs and wrote
+    /// the new index before deleting the old packs) and the read retried.
+    fn read_blobs(&self, ids: &[Id], what: &dyn Fn(&Id) -> String) -> Result<Vec<Vec<u8>>> {
+        let mut attempt = 0;
+        loop {
+            match self.read_blobs_once(ids)? {
+                Ok(blobs) => return Ok(blobs),
+                Err(_) if attempt < RELOCATE_ATTEMPTS => {
+                    attempt += 1;
+                    self.forget_index();
+                }
+                Err(Missing::Chunk(id)) => return Err(self.not_found_error(&id, &what(&id))),
+                Err(Missing::Pack(pack, id)) => {
+                    return Err(Error::corruption(
+                        format!("pack {pack}"),
+                        format!(
+                        "missing (it holds chunk {id} of {}), also after reading the index again",
+                        what(&id)
+                    ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Repository::read_blobs`]: the blobs, or what was missing (a chunk the
+    /// index does not know, a pack that is gone) so that the caller may reload and retry.
+    fn read_blobs_once(&self, ids: &[Id]) -> Result<std::result::Result<Vec<Vec<u8>>, Missing>> {
+        let locs = {
+            let guard = self.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            let mut locs = Vec::with_capacity(ids.len());
+            for id in ids {
+                match index.get(id) {
+                    Some(loc) => locs.push(loc),
+                    None => return Ok(Err(Missing::Chunk(*id))),
+                }
+            }
+            locs
+        };
+        let (buffers, ranges) = match self.fetch(&locs) {
+            Ok(fetched) => fetched,
+            Err(Error::Storage(StorageError::NotFound(key))) => {
+                let loc = locs
+                    .iter()
+                    .find(|l| key == pack_key(&l.pack))
+                    .unwrap_or(&locs[0]);
+                return Ok(Err(Missing::Pack(loc.pack, loc.entry.id)));
+            }
+            Err(e) => return Err(e),
+        };
+        let keys = self.keys();
+        let jobs: Vec<(Location, &[u8])> = locs
+            .into_iter()
+            .zip(ranges)
+            .map(|(loc, (b, r))| (loc, &buffers[b][r]))
+            .collect();
+        par_map(jobs, |(loc, stored)| read_blob(keys, &loc, stored))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()
+            .map(Ok)
+    }
+
+    /// Why blob `id` cannot be read: the pack an index file names for it is missing, or no
+    /// index file names it at all. Reads the index files again (an error path only).
+    fn not_found_error(&self, id: &Id, what: &str) -> Error {
+        let storage = self.storage();
+        let listed = crate::index::list_index_files(storage).unwrap_or_default();
+        for (key, _) in listed {
+            let Ok(data) = storage.get(&key) else {
+                continue;
+            };
+            let Ok(packs) = decode_index_file(self.keys(), &key, &data) else {
+                continue;
+            };
+            if let Some(p) = packs.iter().find(|p| p.entries.iter().any(|e| e.id == *id)) {
+                return Error::corruption(
+                    format!("pack {}", p.id),
+                    format!("missing (it holds chunk {id} of {what})"),
+                );
+            }
+        }
+        Error::corruption(what, format!("chunk {id} is not in the index"))
+    }
+
+    /// A reader over one item of a snapshot (the index is first brought up to date).
+    pub fn item_reader(&self, snapshot: &Snapshot, item: &str) -> Result<ItemReader<S>> {
+        self.refresh_index()?;
+        Ok(ItemReader {
+            repo: self.clone(),
+            snapshot: snapshot.id,
+            item: snapshot.item(item)?.clone(),
+            list_pos: 0,
+            ids: Vec::new(),
+            id_pos: 0,
+            produced: 0,
+            chunks: 0,
+        })
+    }
+}
+
+/// What a read found missing.
+enum Missing {
+    /// A chunk no loaded index file names.
+    Chunk(Id),
+    /// A pack that is gone (with a chunk it held).
+    Pack(Id, Id),
+}
+
+/// Streams the content of one item, chunk by chunk, each checked against its id.
+pub struct ItemReader<S: Storage> {
+    repo: Repository<S>,
+    snapshot: Id,
+    item: Item,
+    list_pos: usize,
+    ids: Vec<Id>,
+    id_pos: usize,
+    produced: u64,
+    chunks: u64,
+}
+
+impl<S: Storage> ItemReader<S> {
+    /// The item being read.
+    pub fn item(&self) -> &Item {
+        &self.item
+    }
+
+    fn whose(&self) -> String {
+        format!("item {:?} of snapshot {}", self.item.name, self.snapshot)
+    }
+
+    fn load_next_list(&mut self) -> Result<bool> {
+        let Some(list_id) = self.item.chunk_lists.get(self.list_pos).copied() else {
+            return Ok(false);
+        };
+        let whose = self.whose();
+        let raw = self
+            .repo
+            .read_blobs(&[list_id], &|_| whose.clone())?
+            .pop()
+            .expect("one blob asked, one returned");
+        let ids = decode_chunk_list(&raw).map_err(|why| {
+            Error::corruption(format!("chunk list {list_id} of {}", self.whose()), why)
+        })?;
+        // State advances only after a successful read, so a failed call can be retried.
+        self.list_pos += 1;
+        self.ids = ids;
+        self.id_pos = 0;
+        Ok(true)
+    }
+
+    /// The next chunks of content in order (about 8 MiB), or `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        while self.id_pos >= self.ids.len() {
+            if !self.load_next_list()? {
+                if self.produced != self.item.size || self.chunks != self.item.chunk_count {
+                    return Err(Error::corruption(
+                        self.whose(),
+                        format!(
+                            "restored {} bytes in {} chunks, manifest says {} bytes in {} chunks",
+                            self.produced, self.chunks, self.item.size, self.item.chunk_count
+                        ),
+                    ));
+                }
+                return Ok(None);
+            }
+        }
+        let mut take = Vec::new();
+        let mut bytes = 0u64;
+        {
+            let guard = self.repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            let mut pos = self.id_pos;
+            while pos < self.ids.len() && bytes < RESTORE_BATCH_BYTES {
+                let id = self.ids[pos];
+                bytes += index.get(&id).map_or(0, |l| l.entry.raw_len as u64);
+                take.push(id);
+                pos += 1;
+            }
+        }
+        let whose = self.whose();
+        let out = self.repo.read_blobs(&take, &|_| whose.clone())?;
+        self.id_pos += take.len();
+        self.chunks += out.len() as u64;
+        self.produced += out.iter().map(|c| c.len() as u64).sum::<u64>();
+        if self.produced > self.item.size {
+            return Err(Error::corruption(
+                self.whose(),
+                "more content than the manifest's size",
+            ));
+        }
+        Ok(Some(out))
+    }
+}
