@@ -24,7 +24,7 @@ use crate::parallel::par_map;
 use crate::parity::{load_groups, Group, ParityBuilder};
 use crate::repo::Repository;
 use crate::scan::{list_packs, read_index_view, IndexView};
-use crate::snapshot::{decode_snapshot, snapshot_id_of_key, SNAPSHOT_PREFIX};
+use crate::snapshot::{decode_snapshot, snapshot_id_of_key, Item, SNAPSHOT_PREFIX};
 use crate::storage::{Storage, StorageError};
 
 /// How deep to verify.
@@ -50,11 +50,125 @@ impl VerifyLevel {
     }
 }
 
+/// The kind of a [`Finding`]; serialised (JSON, Python, JS) as its snake_case name, e.g.
+/// `pack_missing`. The level that can first see each kind is given in parentheses (quick
+/// when not said).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// An index file does not decode.
+    Index,
+    /// A snapshot manifest does not decode, or an item's chunk lists disagree with its chunk count.
+    Snapshot,
+    /// A chunk or chunk list a snapshot references is in no index file.
+    ChunkMissing,
+    /// A chunk list does not decode or its length is not a multiple of 32.
+    ChunkList,
+    /// An indexed pack is not in storage.
+    PackMissing,
+    /// A pack's size differs from its index entry or its parity group.
+    PackSize,
+    /// A parity group description does not decode.
+    ParityGroup,
+    /// A pack a parity group protects is gone and no index lists it.
+    ParityMemberMissing,
+    /// A parity group's shard is missing.
+    ParityMissing,
+    /// A parity shard's size differs from its group description.
+    ParitySize,
+    /// An indexed pack belongs to no parity group.
+    PackUnprotected,
+    /// A parity shard does not match its intact members (full).
+    ParityMismatch,
+    /// A pack does not hash to its id (standard).
+    PackChecksum,
+    /// A pack's header does not decode or differs from the index (standard).
+    PackHeader,
+    /// An indexed pack has no `.idx` file (standard).
+    IdxMissing,
+    /// A pack's `.idx` does not decode or differs from its pack (standard).
+    Idx,
+    /// A blob does not decrypt, decompress or hash to its chunk id (full).
+    ChunkCorrupt,
+}
+
+impl FindingKind {
+    /// Every kind, in the order verify can report them.
+    pub const ALL: [FindingKind; 17] = [
+        FindingKind::Index,
+        FindingKind::Snapshot,
+        FindingKind::ChunkMissing,
+        FindingKind::ChunkList,
+        FindingKind::PackMissing,
+        FindingKind::PackSize,
+        FindingKind::ParityGroup,
+        FindingKind::ParityMemberMissing,
+        FindingKind::ParityMissing,
+        FindingKind::ParitySize,
+        FindingKind::PackUnprotected,
+        FindingKind::ParityMismatch,
+        FindingKind::PackChecksum,
+        FindingKind::PackHeader,
+        FindingKind::IdxMissing,
+        FindingKind::Idx,
+        FindingKind::ChunkCorrupt,
+    ];
+
+    /// The snake_case name (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Index => "index",
+            FindingKind::Snapshot => "snapshot",
+            FindingKind::ChunkMissing => "chunk_missing",
+            FindingKind::ChunkList => "chunk_list",
+            FindingKind::PackMissing => "pack_missing",
+            FindingKind::PackSize => "pack_size",
+            FindingKind::ParityGroup => "parity_group",
+            FindingKind::ParityMemberMissing => "parity_member_missing",
+            FindingKind::ParityMissing => "parity_missing",
+            FindingKind::ParitySize => "parity_size",
+            FindingKind::PackUnprotected => "pack_unprotected",
+            FindingKind::ParityMismatch => "parity_mismatch",
+            FindingKind::PackChecksum => "pack_checksum",
+            FindingKind::PackHeader => "pack_header",
+            FindingKind::IdxMissing => "idx_missing",
+            FindingKind::Idx => "idx",
+            FindingKind::ChunkCorrupt => "chunk_corrupt",
+        }
+    }
+
+    /// Whether an ingest or prune running at the same time can cause it for a moment: verify
+    /// lists packs, reads the index and reads parity groups at different instants, so a pack
+    /// uploaded, indexed or grouped in between looks missing, unindexed or unprotected. Such
+    /// findings are reported only if a second look at the end confirms them.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            FindingKind::PackMissing
+                | FindingKind::ParityMemberMissing
+                | FindingKind::PackUnprotected
+                | FindingKind::ChunkMissing
+        )
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FindingKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One problem found, naming its object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// What kind of problem (`pack_missing`, `pack_checksum`, `chunk_corrupt`, …).
-    pub kind: String,
+    /// What kind of problem.
+    pub kind: FindingKind,
     /// The pack concerned, if any.
     pub pack: Option<String>,
     /// The chunk concerned, if any.
@@ -102,20 +216,11 @@ struct Checker<'a> {
     chunk_user: HashMap<Id, Id>,
     /// Per pack: the snapshots referencing a blob in it.
     pack_users: HashMap<Id, PackUsers>,
-    /// Findings that another process's work in progress can explain (see [`TRANSIENT`]):
+    /// Findings that another process's work in progress can explain (see
+    /// [`FindingKind::is_transient`]):
     /// reported only if a second look at the end confirms them.
     deferred: Vec<Finding>,
 }
-
-/// Kinds of finding an ingest or prune running at the same time can cause for a moment:
-/// verify lists packs, reads the index and reads parity groups at different instants, so a
-/// pack uploaded, indexed or grouped in between looks missing, unindexed or unprotected.
-const TRANSIENT: [&str; 4] = [
-    "pack_missing",
-    "parity_member_missing",
-    "pack_unprotected",
-    "chunk_missing",
-];
 
 /// How many snapshots use a pack, and the first few.
 #[derive(Default)]
@@ -153,7 +258,7 @@ impl Checker<'_> {
     /// that need it: the chunk's first user, or those of the pack (up to five, and how many).
     fn find(
         &mut self,
-        kind: &str,
+        kind: FindingKind,
         pack: Option<&Id>,
         chunk: Option<&Id>,
         snapshot: Option<&Id>,
@@ -176,13 +281,13 @@ impl Checker<'_> {
             }
         }
         let f = Finding {
-            kind: kind.into(),
+            kind,
             pack: pack.map(Id::to_hex),
             chunk: chunk.map(Id::to_hex),
             snapshot: snapshot.as_ref().map(Id::to_hex),
             message,
         };
-        if TRANSIENT.contains(&kind) {
+        if kind.is_transient() {
             self.deferred.push(f);
             return;
         }
@@ -204,17 +309,17 @@ impl Checker<'_> {
             .collect();
         let id = |h: &Option<String>| h.as_deref().and_then(Id::from_hex);
         for f in std::mem::take(&mut self.deferred) {
-            let holds = match (f.kind.as_str(), id(&f.pack), id(&f.chunk)) {
-                ("pack_missing", Some(p), _) => {
+            let holds = match (f.kind, id(&f.pack), id(&f.chunk)) {
+                (FindingKind::PackMissing, Some(p), _) => {
                     !present.contains_key(&p) && view.packs.contains_key(&p)
                 }
-                ("parity_member_missing", Some(p), _) => {
+                (FindingKind::ParityMemberMissing, Some(p), _) => {
                     !present.contains_key(&p) && grouped.contains(&p)
                 }
-                ("pack_unprotected", Some(p), _) => {
+                (FindingKind::PackUnprotected, Some(p), _) => {
                     !grouped.contains(&p) && view.packs.contains_key(&p)
                 }
-                ("chunk_missing", _, Some(c)) => !view.blobs.contains_key(&c),
+                (FindingKind::ChunkMissing, _, Some(c)) => !view.blobs.contains_key(&c),
                 _ => true,
             };
             if holds {
@@ -225,7 +330,13 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn find_error(&mut self, kind: &str, pack: Option<&Id>, snapshot: Option<&Id>, e: &Error) {
+    fn find_error(
+        &mut self,
+        kind: FindingKind,
+        pack: Option<&Id>,
+        snapshot: Option<&Id>,
+        e: &Error,
+    ) {
         self.find(kind, pack, None, snapshot, e.to_string());
     }
 }
@@ -236,6 +347,38 @@ fn same_entries(a: &[PackEntry], b: &[PackEntry]) -> bool {
     a.sort_by_key(|e| e.offset);
     b.sort_by_key(|e| e.offset);
     a == b
+}
+
+/// What phase 1 found: the merged index, the packs in storage, and the indexed packs missing.
+struct Scan {
+    view: IndexView,
+    present: HashMap<Id, u64>,
+    idx_present: HashSet<Id>,
+    missing: BTreeSet<Id>,
+}
+
+/// Phase 3: every indexed pack is present, with its indexed size.
+fn check_presence(c: &mut Checker<'_>, scan: &Scan) {
+    for id in &scan.missing {
+        c.find(
+            FindingKind::PackMissing,
+            Some(id),
+            None,
+            None,
+            format!("pack {id} is indexed but missing"),
+        );
+    }
+    for (id, (size, _)) in &scan.view.packs {
+        if let Some(s) = scan.present.get(id).filter(|s| *s != size) {
+            c.find(
+                FindingKind::PackSize,
+                Some(id),
+                None,
+                None,
+                format!("pack {id} is {s} bytes, the index says {size}"),
+            );
+        }
+    }
 }
 
 impl<S: Storage> Repository<S> {
@@ -273,29 +416,56 @@ impl<S: Storage> Repository<S> {
             pack_users: HashMap::new(),
             deferred: Vec::new(),
         };
+        let scan = self.check_index(&mut c)?;
+        self.check_snapshots(&mut c, &scan)?;
+        check_presence(&mut c, &scan);
+        let groups = self.check_parity_groups(&mut c, &scan)?;
+        if level >= VerifyLevel::Standard {
+            self.verify_packs(level, &mut c, &scan, &groups)?;
+        } else {
+            c.report.stats.packs_checked = scan.view.packs.len() as u64;
+        }
+        c.second_look(storage, keys)?;
+        c.report.ok = c.report.errors.is_empty();
+        c.progress(1.0)?;
+        Ok(c.report)
+    }
+
+    /// Phase 1: every index file decodes; what is indexed, what is in storage, and which
+    /// indexed packs are missing (reported in phase 3, once their users are known).
+    fn check_index(&self, c: &mut Checker<'_>) -> Result<Scan> {
+        let storage: &dyn Storage = self.storage();
         let mut bad_index = Vec::new();
-        let (view, read) =
-            read_index_view(storage, keys, |key, e| bad_index.push((key.to_string(), e)))?;
+        let (view, read) = read_index_view(storage, self.keys(), |key, e| {
+            bad_index.push((key.to_string(), e))
+        })?;
         c.report.stats.bytes_read += read;
         for (_, e) in bad_index {
-            c.find_error("index", None, None, &e);
+            c.find_error(FindingKind::Index, None, None, &e);
         }
         let (present, idx_present) = list_packs(storage)?;
         c.report.stats.unindexed_packs = present
             .keys()
             .filter(|p| !view.packs.contains_key(p))
             .count() as u64;
-
-        // Every indexed pack present with its size (reported once the snapshots are read,
-        // naming those that need the pack).
-        let missing: BTreeSet<Id> = view
+        let missing = view
             .packs
             .keys()
             .filter(|id| !present.contains_key(id))
             .copied()
             .collect();
+        Ok(Scan {
+            view,
+            present,
+            idx_present,
+            missing,
+        })
+    }
 
-        // Snapshots, their chunk lists, and every chunk they reference.
+    /// Phase 2: every snapshot manifest decodes, its chunk lists decode, and every chunk they
+    /// name is indexed; records which snapshots use which pack.
+    fn check_snapshots(&self, c: &mut Checker<'_>, scan: &Scan) -> Result<()> {
+        let storage: &dyn Storage = self.storage();
         let mut referenced = HashSet::new();
         let mut ids: Vec<Id> = storage
             .list(SNAPSHOT_PREFIX)?
@@ -315,130 +485,131 @@ impl<S: Storage> Repository<S> {
                 Err(e) => return Err(e.into()),
             };
             c.report.stats.bytes_read += data.len() as u64;
-            let snap = match decode_snapshot(keys, sid, &data) {
+            let snap = match decode_snapshot(self.keys(), sid, &data) {
                 Ok(s) => s,
                 Err(e) => {
-                    c.find_error("snapshot", None, Some(&sid), &e);
+                    c.find_error(FindingKind::Snapshot, None, Some(&sid), &e);
                     continue;
                 }
             };
             for item in &snap.manifest.items {
-                let mut count = 0u64;
-                let mut lists_read = true;
-                for list_id in &item.chunk_lists {
-                    let Some(loc) = view.blobs.get(list_id) else {
-                        c.find(
-                            "chunk_missing",
-                            None,
-                            Some(list_id),
-                            Some(&sid),
-                            format!(
-                                "chunk list {list_id} of item {:?} is not indexed",
-                                item.name
-                            ),
-                        );
-                        lists_read = false;
-                        continue;
-                    };
-                    c.used_by(sid, *list_id, Some(loc.pack));
-                    if missing.contains(&loc.pack) {
-                        // Reported as pack_missing: one finding per damaged object.
-                        lists_read = false;
-                        continue;
-                    }
-                    let raw = storage
-                        .get_range(
-                            &pack_key(&loc.pack),
-                            loc.entry.offset as u64,
-                            loc.entry.stored_len as u64,
-                        )
-                        .map_err(Error::from)
-                        .and_then(|b| {
-                            c.report.stats.bytes_read += b.len() as u64;
-                            decode_blob(keys, loc, &b)
-                        });
-                    let ids = match raw.map(|r| decode_chunk_list(&r)) {
-                        Ok(Ok(ids)) => ids,
-                        Ok(Err(why)) => {
-                            c.find(
-                                "chunk_list",
-                                Some(&loc.pack),
-                                Some(list_id),
-                                Some(&sid),
-                                format!("chunk list {why}"),
-                            );
-                            lists_read = false;
-                            continue;
-                        }
-                        // Intact but in an archive class: verify cannot go on without it,
-                        // and it is no damage.
-                        Err(e @ Error::Storage(StorageError::Archived { .. })) => return Err(e),
-                        Err(e) => {
-                            c.find(
-                                "chunk_list",
-                                Some(&loc.pack),
-                                Some(list_id),
-                                Some(&sid),
-                                e.to_string(),
-                            );
-                            lists_read = false;
-                            continue;
-                        }
-                    };
-                    for id in ids {
-                        count += 1;
-                        c.used_by(sid, id, view.blobs.get(&id).map(|l| l.pack));
-                        if referenced.insert(id) && !view.blobs.contains_key(&id) {
-                            c.find(
-                                "chunk_missing",
-                                None,
-                                Some(&id),
-                                Some(&sid),
-                                format!("chunk {id} of item {:?} is not indexed", item.name),
-                            );
-                        }
-                    }
-                }
-                if lists_read && count != item.chunk_count {
+                self.check_item(c, scan, sid, item, &mut referenced)?;
+            }
+        }
+        c.report.stats.chunks_checked = referenced.len() as u64;
+        Ok(())
+    }
+
+    /// One item of snapshot `sid`: its chunk lists, the chunks they name, and their count.
+    fn check_item(
+        &self,
+        c: &mut Checker<'_>,
+        scan: &Scan,
+        sid: Id,
+        item: &Item,
+        referenced: &mut HashSet<Id>,
+    ) -> Result<()> {
+        let view = &scan.view;
+        let mut count = 0u64;
+        let mut lists_read = true;
+        for list_id in &item.chunk_lists {
+            let Some(loc) = view.blobs.get(list_id) else {
+                c.find(
+                    FindingKind::ChunkMissing,
+                    None,
+                    Some(list_id),
+                    Some(&sid),
+                    format!(
+                        "chunk list {list_id} of item {:?} is not indexed",
+                        item.name
+                    ),
+                );
+                lists_read = false;
+                continue;
+            };
+            c.used_by(sid, *list_id, Some(loc.pack));
+            if scan.missing.contains(&loc.pack) {
+                // Reported as pack_missing: one finding per damaged object.
+                lists_read = false;
+                continue;
+            }
+            let raw = self
+                .storage()
+                .get_range(
+                    &pack_key(&loc.pack),
+                    loc.entry.offset as u64,
+                    loc.entry.stored_len as u64,
+                )
+                .map_err(Error::from)
+                .and_then(|b| {
+                    c.report.stats.bytes_read += b.len() as u64;
+                    decode_blob(self.keys(), loc, &b)
+                });
+            let ids = match raw.map(|r| decode_chunk_list(&r)) {
+                Ok(Ok(ids)) => ids,
+                Ok(Err(why)) => {
                     c.find(
-                        "snapshot",
-                        None,
-                        None,
+                        FindingKind::ChunkList,
+                        Some(&loc.pack),
+                        Some(list_id),
                         Some(&sid),
-                        format!(
-                            "item {:?} lists {count} chunks, its manifest says {}",
-                            item.name, item.chunk_count
-                        ),
+                        format!("chunk list {why}"),
+                    );
+                    lists_read = false;
+                    continue;
+                }
+                // Intact but in an archive class: verify cannot go on without it, and it is
+                // no damage.
+                Err(e @ Error::Storage(StorageError::Archived { .. })) => return Err(e),
+                Err(e) => {
+                    c.find(
+                        FindingKind::ChunkList,
+                        Some(&loc.pack),
+                        Some(list_id),
+                        Some(&sid),
+                        e.to_string(),
+                    );
+                    lists_read = false;
+                    continue;
+                }
+            };
+            for id in ids {
+                count += 1;
+                c.used_by(sid, id, view.blobs.get(&id).map(|l| l.pack));
+                if referenced.insert(id) && !view.blobs.contains_key(&id) {
+                    c.find(
+                        FindingKind::ChunkMissing,
+                        None,
+                        Some(&id),
+                        Some(&sid),
+                        format!("chunk {id} of item {:?} is not indexed", item.name),
                     );
                 }
             }
         }
-        c.report.stats.chunks_checked = referenced.len() as u64;
-        for id in &missing {
+        if lists_read && count != item.chunk_count {
             c.find(
-                "pack_missing",
-                Some(id),
+                FindingKind::Snapshot,
                 None,
                 None,
-                format!("pack {id} is indexed but missing"),
+                Some(&sid),
+                format!(
+                    "item {:?} lists {count} chunks, its manifest says {}",
+                    item.name, item.chunk_count
+                ),
             );
         }
-        for (id, (size, _)) in &view.packs {
-            if let Some(s) = present.get(id).filter(|s| *s != size) {
-                c.find(
-                    "pack_size",
-                    Some(id),
-                    None,
-                    None,
-                    format!("pack {id} is {s} bytes, the index says {size}"),
-                );
-            }
-        }
+        Ok(())
+    }
 
-        // Parity groups.
-        let (groups, bad_groups) = load_groups(storage, keys)?;
+    /// Phase 4: every parity group decodes, its members are present with their sizes, its
+    /// shard is present with its size, and every indexed pack belongs to a group. Returns the
+    /// groups for the pack phase.
+    fn check_parity_groups(&self, c: &mut Checker<'_>, scan: &Scan) -> Result<Vec<Group>> {
+        let storage: &dyn Storage = self.storage();
+        let (groups, bad_groups) = load_groups(storage, self.keys())?;
         for (_, e) in &bad_groups {
-            c.find_error("parity_group", None, None, e);
+            c.find_error(FindingKind::ParityGroup, None, None, e);
         }
         let mut protected = HashSet::new();
         let parity_sizes: HashMap<Id, u64> = crate::parity::list_parity(storage)?
@@ -452,16 +623,16 @@ impl<S: Storage> Repository<S> {
             c.report.stats.groups_checked += 1;
             for m in &g.desc.members {
                 protected.insert(m.pack);
-                match present.get(&m.pack) {
-                    None if !view.packs.contains_key(&m.pack) => c.find(
-                        "parity_member_missing",
+                match scan.present.get(&m.pack) {
+                    None if !scan.view.packs.contains_key(&m.pack) => c.find(
+                        FindingKind::ParityMemberMissing,
                         Some(&m.pack),
                         None,
                         None,
                         format!("pack {} of parity group {} is missing", m.pack, g.key),
                     ),
                     Some(s) if *s != m.size => c.find(
-                        "pack_size",
+                        FindingKind::PackSize,
                         Some(&m.pack),
                         None,
                         None,
@@ -475,7 +646,7 @@ impl<S: Storage> Repository<S> {
             }
             match parity_sizes.get(&g.desc.parity) {
                 None => c.find(
-                    "parity_missing",
+                    FindingKind::ParityMissing,
                     None,
                     None,
                     None,
@@ -485,7 +656,7 @@ impl<S: Storage> Repository<S> {
                     ),
                 ),
                 Some(s) if *s != g.desc.shard_len => c.find(
-                    "parity_size",
+                    FindingKind::ParitySize,
                     None,
                     None,
                     None,
@@ -497,10 +668,10 @@ impl<S: Storage> Repository<S> {
                 Some(_) => {}
             }
         }
-        for id in view.packs.keys() {
+        for id in scan.view.packs.keys() {
             if !protected.contains(id) {
                 c.find(
-                    "pack_unprotected",
+                    FindingKind::PackUnprotected,
                     Some(id),
                     None,
                     None,
@@ -508,28 +679,18 @@ impl<S: Storage> Repository<S> {
                 );
             }
         }
-
-        if level >= VerifyLevel::Standard {
-            self.verify_packs(level, &mut c, &view, &present, &idx_present, &groups)?;
-        } else {
-            c.report.stats.packs_checked = view.packs.len() as u64;
-        }
-        c.second_look(storage, keys)?;
-        c.report.ok = c.report.errors.is_empty();
-        c.progress(1.0)?;
-        Ok(c.report)
+        Ok(groups)
     }
 
     fn verify_packs(
         &self,
         level: VerifyLevel,
         c: &mut Checker<'_>,
-        view: &IndexView,
-        present: &HashMap<Id, u64>,
-        idx_present: &HashSet<Id>,
+        scan: &Scan,
         groups: &[Group],
     ) -> Result<()> {
         let storage: &dyn Storage = self.storage();
+        let (view, present) = (&scan.view, &scan.present);
         let mut checked = HashSet::new();
         let mut chunks = HashSet::new();
         let pack_total = present.len().max(1) as f64;
@@ -567,7 +728,7 @@ impl<S: Storage> Repository<S> {
                 }
                 if first_time {
                     c.report.stats.packs_checked += 1;
-                    self.check_pack(level, c, view, idx_present, pack, &data, &mut chunks);
+                    self.check_pack(level, c, scan, pack, &data, &mut chunks);
                     let share = c.metadata_share;
                     c.progress(share + (1.0 - share) * checked.len() as f64 / pack_total)?;
                 }
@@ -582,7 +743,7 @@ impl<S: Storage> Repository<S> {
                         c.report.stats.bytes_read += stored.len() as u64;
                         if stored != computed {
                             c.find(
-                                "parity_mismatch",
+                                FindingKind::ParityMismatch,
                                 None,
                                 None,
                                 None,
@@ -604,22 +765,21 @@ impl<S: Storage> Repository<S> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn check_pack(
         &self,
         level: VerifyLevel,
         c: &mut Checker<'_>,
-        view: &IndexView,
-        idx_present: &HashSet<Id>,
+        scan: &Scan,
         pack: Id,
         data: &[u8],
         chunks: &mut HashSet<Id>,
     ) {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
+        let (view, idx_present) = (&scan.view, &scan.idx_present);
         if Id::sha256(data) != pack {
             c.find(
-                "pack_checksum",
+                FindingKind::PackChecksum,
                 Some(&pack),
                 None,
                 None,
@@ -629,7 +789,7 @@ impl<S: Storage> Repository<S> {
         let header = match read_pack_entries(keys, &pack.to_hex(), data) {
             Ok(h) => Some(h),
             Err(e) => {
-                c.find_error("pack_header", Some(&pack), None, &e);
+                c.find_error(FindingKind::PackHeader, Some(&pack), None, &e);
                 None
             }
         };
@@ -637,7 +797,7 @@ impl<S: Storage> Repository<S> {
         if let (Some(h), Some(i)) = (&header, indexed) {
             if !same_entries(h, i) {
                 c.find(
-                    "pack_header",
+                    FindingKind::PackHeader,
                     Some(&pack),
                     None,
                     None,
@@ -648,7 +808,7 @@ impl<S: Storage> Repository<S> {
         if indexed.is_some() {
             if !idx_present.contains(&pack) {
                 c.find(
-                    "idx_missing",
+                    FindingKind::IdxMissing,
                     Some(&pack),
                     None,
                     None,
@@ -666,7 +826,7 @@ impl<S: Storage> Repository<S> {
                             && header.as_ref().is_none_or(|h| same_entries(h, &entries));
                         if !matches {
                             c.find(
-                                "idx",
+                                FindingKind::Idx,
                                 Some(&pack),
                                 None,
                                 None,
@@ -674,7 +834,7 @@ impl<S: Storage> Repository<S> {
                             );
                         }
                     }
-                    Err(e) => c.find_error("idx", Some(&pack), None, &e),
+                    Err(e) => c.find_error(FindingKind::Idx, Some(&pack), None, &e),
                 }
             }
         }
@@ -702,7 +862,13 @@ impl<S: Storage> Repository<S> {
                 .map(|err| (e.id, err.to_string()))
         });
         for (id, message) in failures.into_iter().flatten() {
-            c.find("chunk_corrupt", Some(&pack), Some(&id), None, message);
+            c.find(
+                FindingKind::ChunkCorrupt,
+                Some(&pack),
+                Some(&id),
+                None,
+                message,
+            );
         }
     }
 }
