@@ -2,13 +2,17 @@
 //! start), whether a lock's holder on this very machine is gone, and a timer that renews every
 //! lock it holds. Staleness by age is the core's rule (the storage's clock, `lock::LockPolicy`).
 
+use crate::errors::py_err;
+use crate::repository::Repo;
+use containerarchive_core::lock::HeldLock;
+use pyo3::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use containerarchive_core::{LockInfo, Repository, Storage};
 
-use crate::OsRng;
+use crate::os::OsRng;
 
 /// This process as a lock holder: `boot=<boot id>;pidns=<namespace>;start=<start ticks>`.
 pub fn process_identity() -> String {
@@ -111,7 +115,7 @@ impl Refresher {
                     drop(stopped);
                     // A failed renewal is retried at the next tick; the lock is stale only
                     // after the stale age, several ticks later.
-                    let _ = repo.refresh_locks(&crate::now_rfc3339(), &mut OsRng);
+                    let _ = repo.refresh_locks(&crate::os::now_rfc3339(), &mut OsRng);
                     stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                 }
             })
@@ -143,4 +147,31 @@ impl Drop for Refresher {
 /// between one second and five minutes.
 pub fn refresh_interval(stale_after_ms: i64) -> Duration {
     Duration::from_millis((stale_after_ms / 6).clamp(1_000, 300_000) as u64)
+}
+
+/// A lock held through [`NativeRepository::lock`].
+#[pyclass(module = "containerarchive._native", frozen)]
+pub(crate) struct NativeLock {
+    pub(crate) repo: Repo,
+    pub(crate) held: Arc<HeldLock>,
+    /// The process that took it: only that process releases it (a forked child leaving a
+    /// `with repo.lock():` block must not remove its parent's lock).
+    pub(crate) pid: u32,
+}
+
+#[pymethods]
+impl NativeLock {
+    /// The lock file's current key (it changes at each renewal), or None once released.
+    #[getter]
+    fn key(&self) -> Option<String> {
+        self.held.key()
+    }
+
+    /// Remove the lock (retried; an error names the lock file left behind).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid != std::process::id() {
+            return Ok(()); // the parent's lock: it releases it
+        }
+        py.detach(|| self.repo.unlock(&self.held)).map_err(py_err)
+    }
 }

@@ -23,7 +23,7 @@ use containerarchive_core::crypto::{random_bytes, RandomSource};
 use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
 
-use crate::OsRng;
+use crate::os::OsRng;
 
 /// A repository directory on a local or mounted filesystem.
 #[derive(Debug)]

@@ -4,8 +4,11 @@ use std::path::Path;
 
 use containerarchive_core::{Storage, StorageError};
 
-use crate::fs::FsStorage;
-use crate::s3::{S3Settings, S3Storage};
+pub mod fs;
+pub mod s3;
+
+use fs::FsStorage;
+use s3::{S3Settings, S3Storage};
 
 /// Filesystem or S3 storage behind one type, so that one repository type serves both.
 #[derive(Debug)]
