@@ -16,9 +16,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::write_behind::{Ticket, WriteBehind};
 use containerarchive_core::crypto::{random_bytes, RandomSource};
 use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
@@ -30,31 +31,10 @@ use crate::os::OsRng;
 pub struct FsStorage {
     root: PathBuf,
     background: Mutex<Option<Background>>,
-    state: Arc<(Mutex<Pending>, Condvar)>,
+    writes: Arc<WriteBehind>,
 }
 
-/// Writes in flight and the first background error.
-#[derive(Debug, Default)]
-struct Pending {
-    count: usize,
-    error: Option<StorageError>,
-    /// Bumped each time an error is reported: a write queued before that belongs to the
-    /// operation that failed, and its own failure (the disk is still full) is not reported
-    /// again to whatever runs next.
-    epoch: u64,
-}
-
-impl Pending {
-    fn take_error(&mut self) -> Option<StorageError> {
-        let e = self.error.take();
-        if e.is_some() {
-            self.epoch += 1;
-        }
-        e
-    }
-}
-
-type Job = (String, PathBuf, Vec<u8>, u64);
+type Job = (String, PathBuf, Vec<u8>, Ticket);
 
 #[derive(Debug)]
 struct Background {
@@ -88,34 +68,23 @@ impl FsStorage {
         FsStorage {
             root: std::path::absolute(&root).unwrap_or(root),
             background: Mutex::new(None),
-            state: Arc::new((Mutex::new(Pending::default()), Condvar::new())),
+            writes: Arc::default(),
         }
     }
 
-    /// In a forked child, forget the parent's writer thread (it does not exist here) and the
-    /// writes it had queued (the parent finishes them): the child starts a thread of its own.
+    /// In a forked child, forget the parent's writer thread (it does not exist here; the
+    /// parent finishes the writes it had queued): the child starts a thread of its own.
     fn leave_parents_writer(&self) {
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
         if bg.as_ref().is_some_and(|b| b.pid != std::process::id()) {
             std::mem::forget(bg.take());
-            let mut p = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
-            p.count = 0;
-            p.error = None;
         }
     }
 
     /// Wait until every background write is durable; the first error of any of them.
     fn settle(&self) -> Result<(), StorageError> {
         self.leave_parents_writer();
-        let (lock, cvar) = &*self.state;
-        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while p.count > 0 {
-            p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-        match p.take_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.writes.settle()
     }
 
     fn put_in_background(
@@ -124,40 +93,32 @@ impl FsStorage {
         path: PathBuf,
         data: Vec<u8>,
     ) -> Result<(), StorageError> {
-        if let Some(e) = self
-            .state
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_error()
-        {
-            return Err(e);
-        }
         self.leave_parents_writer();
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        // The channel below bounds what is queued; no further limit here.
+        let ticket = self.writes.begin(usize::MAX)?;
         if bg.is_none() {
             // One job queued beside the one being written bounds memory to two packs.
             let (jobs, rx) = sync_channel::<Job>(1);
-            let state = self.state.clone();
-            let thread = std::thread::Builder::new()
+            let writes = self.writes.clone();
+            let spawned = std::thread::Builder::new()
                 .name("ca-pack-write".into())
                 .spawn(move || {
-                    for (key, path, data, epoch) in rx {
+                    for (key, path, data, ticket) in rx {
                         let result = write_exact(&key, &path, &data);
                         drop(data);
                         release_free_memory();
-                        let (lock, cvar) = &*state;
-                        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        p.count -= 1;
-                        if let Err(e) = result {
-                            if epoch == p.epoch {
-                                p.error.get_or_insert(e);
-                            }
-                        }
-                        cvar.notify_all();
+                        writes.finish(ticket, result);
                     }
-                })
-                .map_err(|e| backend(key, e))?;
+                });
+            let thread = match spawned {
+                Ok(t) => t,
+                Err(e) => {
+                    let e = backend(key, e);
+                    self.writes.finish(ticket, Ok(()));
+                    return Err(e);
+                }
+            };
             *bg = Some(Background {
                 jobs,
                 thread,
@@ -165,14 +126,9 @@ impl FsStorage {
             });
         }
         let worker = bg.as_ref().expect("just started");
-        let epoch = {
-            let mut p = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
-            p.count += 1;
-            p.epoch
-        };
         worker
             .jobs
-            .send((key.to_string(), path, data, epoch))
+            .send((key.to_string(), path, data, ticket))
             .expect("the writer thread lives as long as the storage");
         Ok(())
     }

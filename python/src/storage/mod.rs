@@ -6,6 +6,7 @@ use containerarchive_core::{Storage, StorageError};
 
 pub mod fs;
 pub mod s3;
+pub mod write_behind;
 
 use fs::FsStorage;
 use s3::{S3Settings, S3Storage};

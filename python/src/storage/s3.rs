@@ -29,13 +29,13 @@
 //! forked child the first use builds a new client, and uploads the parent had in flight are
 //! the parent's to finish.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::write_behind::WriteBehind;
 use containerarchive_core::storage::{may_write_in_background, waits_for_background};
 use containerarchive_core::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
@@ -51,7 +51,6 @@ use object_store::{
 };
 use serde::Deserialize;
 use tokio::runtime::Runtime;
-use tokio::task::JoinHandle;
 
 /// Uploads in flight at once (each holds one pack in memory).
 const PARALLEL_UPLOADS: usize = 4;
@@ -104,7 +103,8 @@ pub struct S3Storage {
     health: Arc<Health>,
     /// Built on first use in each process (`None` until then).
     client: Mutex<Option<Arc<Client>>>,
-    uploads: Mutex<Uploads>,
+    /// Background uploads of pack data (see [`WriteBehind`]).
+    uploads: Arc<WriteBehind>,
 }
 
 /// The HTTP client and the threads it runs on, owned by one process.
@@ -112,12 +112,6 @@ struct Client {
     pid: u32,
     store: Arc<AmazonS3>,
     runtime: Runtime,
-}
-
-/// Background uploads, with the process that started them.
-struct Uploads {
-    pid: u32,
-    handles: VecDeque<JoinHandle<Result<(), StorageError>>>,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -444,10 +438,7 @@ impl S3Storage {
             url,
             settings,
             client: Mutex::new(None),
-            uploads: Mutex::new(Uploads {
-                pid: std::process::id(),
-                handles: VecDeque::new(),
-            }),
+            uploads: Arc::default(),
         };
         // Build the real client now, so that a configuration error shows at open.
         storage.client()?;
@@ -791,66 +782,37 @@ impl S3Storage {
         }
     }
 
-    /// This process's background uploads (in a forked child, the parent's are not ours to
-    /// wait for: they are dropped from the list without waiting).
-    fn uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        if uploads.pid != pid {
-            let parents = std::mem::take(&mut uploads.handles);
-            std::mem::forget(parents);
-            uploads.pid = pid;
-        }
-        uploads
-    }
-
     /// Wait for every background upload; the first error of any of them.
     fn settle(&self) -> Result<(), StorageError> {
-        let pending: Vec<_> = self.uploads().handles.drain(..).collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let client = self.client()?;
-        let mut first = Ok(());
-        for handle in pending {
-            let result = client.runtime.block_on(handle).unwrap_or_else(|e| {
-                Err(StorageError::Backend {
-                    key: "upload".into(),
-                    message: format!("upload task failed: {e}"),
-                })
-            });
-            if first.is_ok() {
-                first = result.map_err(|e| self.explained("upload", e));
-            }
-        }
-        first
+        self.uploads
+            .settle()
+            .map_err(|e| self.explained("upload", e))
     }
 
     fn upload_in_background(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let client = self.client()?;
-        let mut uploads = self.uploads();
-        // Bound memory and connections: wait for the oldest upload when enough are in flight.
-        while uploads.handles.len() >= PARALLEL_UPLOADS {
-            let oldest = uploads.handles.pop_front().expect("non-empty");
-            client
-                .runtime
-                .block_on(oldest)
-                .unwrap_or_else(|e| {
-                    Err(StorageError::Backend {
-                        key: key.into(),
-                        message: format!("upload task failed: {e}"),
-                    })
-                })
-                .map_err(|e| self.explained(key, e))?;
-        }
+        // Bound memory and connections: wait for a slot when enough are in flight.
+        let ticket = self
+            .uploads
+            .begin(PARALLEL_UPLOADS)
+            .map_err(|e| self.explained(key, e))?;
         let store = client.store.clone();
         let key = key.to_string();
-        uploads.handles.push_back(
-            client
-                .runtime
-                .spawn(async move { put_exact_async(&store, &key, &path, data).await }),
-        );
+        let upload = client
+            .runtime
+            .spawn(async move { put_exact_async(&store, &key, &path, data).await });
+        // The barrier hears of every end, a panicked upload included.
+        let uploads = self.uploads.clone();
+        client.runtime.spawn(async move {
+            let result = upload.await.unwrap_or_else(|e| {
+                Err(StorageError::Backend {
+                    key: "upload".into(),
+                    message: format!("upload task failed: {e}"),
+                })
+            });
+            uploads.finish(ticket, result);
+        });
         Ok(())
     }
 
