@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,27 @@ def _mypy(*paths: Path | str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         timeout=600,
     )
+
+
+def test_the_native_stub_matches_the_compiled_module(tmp_path):
+    """``_native.pyi`` is written by hand: stubtest imports the compiled module next to it and
+    fails on any name, parameter, default or class property the two disagree on."""
+    pytest.importorskip("mypy")
+    import containerarchive
+
+    # The stub and the module the tests import, not another installed copy.
+    python_dir = str(Path(containerarchive.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [python_dir, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "containerarchive._native"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # its cache goes there, and no configuration file is read
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_the_package_ships_its_type_information():

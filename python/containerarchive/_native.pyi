@@ -1,11 +1,25 @@
 from collections.abc import Callable
 from pathlib import Path
+from typing import final
+
+# What the module exports; stubtest compares it with the module's own __all__, and the @final
+# below with PyO3's classes, which cannot be subclassed.
+__all__ = [
+    "_after_fork_in_child",
+    "_report_storage_waits",
+    "NativeRepository",
+    "NativeIngest",
+    "NativeLock",
+    "NativeReader",
+    "__version__",
+]
 
 __version__: str
 
 def _after_fork_in_child() -> None: ...
 def _report_storage_waits(enabled: bool) -> None: ...
 
+@final
 class NativeRepository:
     @staticmethod
     def init(
@@ -82,14 +96,14 @@ class NativeRepository:
         passphrase: bytes,
         kdf_memory_kib: int | None = None,
         kdf_iterations: int | None = None,
-        comment: str = "",
+        comment: str = ...,  # "" (the runtime signature shows it as ...)
     ) -> str: ...
     def change_passphrase(
         self,
         passphrase: bytes,
         kdf_memory_kib: int | None = None,
         kdf_iterations: int | None = None,
-        comment: str = "",
+        comment: str = ...,  # "" (the runtime signature shows it as ...)
     ) -> str: ...
     def remove_key(self, id: str) -> None: ...
     def restore_plan(self, snapshot_id: str, item: str | None = None) -> str: ...
@@ -108,11 +122,13 @@ class NativeRepository:
         progress: Callable[[int], object] | None = None,
     ) -> int: ...
 
+@final
 class NativeLock:
     @property
     def key(self) -> str | None: ...
     def release(self) -> None: ...
 
+@final
 class NativeIngest:
     def start_item(self, name: str, kind: str) -> None: ...
     def write(self, data: bytes) -> None: ...
@@ -123,5 +139,6 @@ class NativeIngest:
     def commit(self, created_at: str, tags: dict[str, str]) -> str: ...
     def abort(self) -> None: ...
 
+@final
 class NativeReader:
     def read_batch(self) -> bytes | None: ...

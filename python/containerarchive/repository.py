@@ -582,7 +582,7 @@ class Repository:
             )
 
         text = self._n.verify(level, callback, progress if throttle.active else None)
-        return VerifyResult._from_json(text, level)
+        return VerifyResult._from_json(text, level=level)
 
     def repair(self) -> RepairResult:
         """Remove stale locks, rebuild lost or damaged packs from parity, rebuild the index,
@@ -592,7 +592,7 @@ class Repository:
     def reindex(self) -> ReindexResult:
         """Rebuild the global index from the ``.idx`` files and, where one is missing or
         damaged, from the packs themselves."""
-        return ReindexResult(**json.loads(self._locking(lambda: self._n.reindex(os.getpid()))))
+        return ReindexResult._from_json(self._locking(lambda: self._n.reindex(os.getpid())))
 
     def prune(
         self,

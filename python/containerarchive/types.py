@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ._fields import Fields
+from ._fields import Fields, key_before, source
 from ._format import human_size, ratio, table, tags_text, titled
 
 
@@ -20,9 +19,9 @@ class Item(Fields):
     size: int
     chunk_count: int
     #: The command whose standard output this item is (``ingest --exec``), else None.
-    command: list[str] | None = field(default=None, hash=False)
+    command: list[str] | None = field(default=None, hash=False, metadata=source("command", "argv"))
     #: That command's exit status (0: a failed command commits nothing).
-    exit_status: int | None = None
+    exit_status: int | None = field(default=None, metadata=source("command", "exit_status"))
 
 
 @dataclass(frozen=True)
@@ -31,14 +30,14 @@ class Snapshot(Fields):
 
     id: str
     version: int
-    created_at: datetime
+    created_at: datetime = field(metadata=source(read=datetime.fromisoformat))
     tags: dict[str, str] = field(hash=False)
     original_size: int
     stored_size: int
     chunk_count: int
     new_chunks: int
     reused_chunks: int
-    items: list[Item] = field(hash=False)
+    items: list[Item] = field(hash=False, metadata=source(nested=Item))
     #: The host that made the snapshot (its hostname, or ``host=`` / ``--host``); None for
     #: snapshots written before hosts were recorded.
     host: str | None = None
@@ -63,20 +62,9 @@ class Snapshot(Fields):
         raise err
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        return {
-            "id": self.id,
-            "version": self.version,
-            "created_at": self.created_at.isoformat(),
-            "host": self.host,
-            "tags": dict(self.tags),
-            "original_size": self.original_size,
-            "stored_size": self.stored_size,
-            "chunk_count": self.chunk_count,
-            "new_chunks": self.new_chunks,
-            "reused_chunks": self.reused_chunks,
-            "items": [vars(i).copy() for i in self.items],
-        }
+        """A JSON-ready dictionary (``host`` after ``created_at``, as documents have always
+        had it, although the field comes last: it has a default)."""
+        return key_before(super().to_dict(), "host", before="tags")
 
     def __repr__(self) -> str:
         items = ", ".join(i.name for i in self.items)
@@ -86,33 +74,6 @@ class Snapshot(Fields):
             f"items=[{items}], original_size={self.original_size}, "
             f"stored_size={self.stored_size}, new_chunks={self.new_chunks}, "
             f"reused_chunks={self.reused_chunks}, tags={self.tags})"
-        )
-
-    @classmethod
-    def _from_json(cls, text: str) -> Snapshot:
-        d = json.loads(text)
-        return cls(
-            id=d["id"],
-            version=d["version"],
-            created_at=datetime.fromisoformat(d["created_at"]),
-            host=d.get("host"),
-            tags=dict(d["tags"]),
-            original_size=d["original_size"],
-            stored_size=d["stored_size"],
-            chunk_count=d["chunk_count"],
-            new_chunks=d["new_chunks"],
-            reused_chunks=d["reused_chunks"],
-            items=[
-                Item(
-                    name=i["name"],
-                    type=i["type"],
-                    size=i["size"],
-                    chunk_count=i["chunk_count"],
-                    command=(i.get("command") or {}).get("argv"),
-                    exit_status=(i.get("command") or {}).get("exit_status"),
-                )
-                for i in d["items"]
-            ],
         )
 
     @property
@@ -160,10 +121,6 @@ class VerifyError(Fields):
     snapshot: str | None
     message: str
 
-    @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> VerifyError:
-        return cls(d["kind"], d.get("pack"), d.get("chunk"), d.get("snapshot"), d["message"])
-
 
 @dataclass(frozen=True)
 class VerifyStats(Fields):
@@ -182,8 +139,9 @@ class VerifyResult(Fields):
     """The outcome of :meth:`Repository.verify`."""
 
     ok: bool
-    errors: list[VerifyError]
-    stats: VerifyStats
+    errors: list[VerifyError] = field(metadata=source(nested=VerifyError))
+    stats: VerifyStats = field(metadata=source(nested=VerifyStats))
+    #: The level verify ran at (not in the native module's report: set by Python).
     level: str = "standard"
 
     def __bool__(self) -> bool:
@@ -222,16 +180,6 @@ class VerifyResult(Fields):
         state = "ok" if self.ok else f"{len(self.errors)} errors"
         return titled(f"Verify ({self.level}): {state}", stats, errors, more, ok=self.ok)
 
-    @classmethod
-    def _from_json(cls, text: str, level: str) -> VerifyResult:
-        d = json.loads(text)
-        return cls(
-            ok=d["ok"],
-            errors=[VerifyError._from_dict(e) for e in d["errors"]],
-            stats=VerifyStats(**d["stats"]),
-            level=level,
-        )
-
 
 @dataclass(frozen=True)
 class ReindexResult(Fields):
@@ -260,9 +208,9 @@ class RepairResult(Fields):
     index_rebuilt: bool
     packs_repaired: list[str]
     locks_removed: list[str]
-    unrecoverable: list[UnrecoverablePack]
+    unrecoverable: list[UnrecoverablePack] = field(metadata=source(nested=UnrecoverablePack))
     groups_written: int
-    reindex: ReindexResult
+    reindex: ReindexResult = field(metadata=source(nested=ReindexResult))
     #: Parity groups moved from ``packs/parity/`` to ``parity/`` (older repositories).
     parity_groups_moved: int = 0
     #: Files at the location this repository did not write: never read, changed or deleted.
@@ -299,20 +247,6 @@ class RepairResult(Fields):
         title = "Repair: everything saved" if self.ok else "Repair: data lost"
         return titled(title, done, lost, ok=self.ok)
 
-    @classmethod
-    def _from_json(cls, text: str) -> RepairResult:
-        d = json.loads(text)
-        return cls(
-            index_rebuilt=d["index_rebuilt"],
-            packs_repaired=d["packs_repaired"],
-            locks_removed=d["locks_removed"],
-            unrecoverable=[UnrecoverablePack(**u) for u in d["unrecoverable"]],
-            groups_written=d["groups_written"],
-            reindex=ReindexResult(**d["reindex"]),
-            parity_groups_moved=d.get("parity_groups_moved", 0),
-            foreign_files=list(d.get("foreign_files", [])),
-        )
-
 
 @dataclass(frozen=True)
 class KeptSnapshot(Fields):
@@ -334,7 +268,7 @@ class PruneGroup(Fields):
 
     key: dict[str, Any] = field(hash=False)
     #: Kept snapshots, newest first, with their reasons.
-    kept: list[KeptSnapshot] = field(hash=False)
+    kept: list[KeptSnapshot] = field(hash=False, metadata=source(nested=KeptSnapshot))
     #: Removed snapshot ids, newest first.
     removed: list[str] = field(hash=False)
 
@@ -359,7 +293,7 @@ class PruneResult(Fields):
 
     kept: list[str]
     removed: list[str]
-    removed_snapshots: int
+    removed_snapshots: int = field(metadata=source("removed", read=len))
     removed_packs: int
     #: Packs whose live blobs were copied into new packs (garbage, or merged small packs).
     rewritten_packs: int
@@ -369,7 +303,9 @@ class PruneResult(Fields):
     #: Of the rewritten packs, small ones merged into full-size packs (many small ingests).
     merged_packs: int = 0
     #: Per group, what the policy kept (and why) and removed; empty for forget.
-    groups: list[PruneGroup] = field(default_factory=list, hash=False)
+    groups: list[PruneGroup] = field(
+        default_factory=list, hash=False, metadata=source(nested=PruneGroup)
+    )
     #: Files at the location this repository did not write: never read, changed or deleted.
     foreign_files: list[str] = field(default_factory=list, hash=False)
 
@@ -401,30 +337,6 @@ class PruneResult(Fields):
         )
         return titled("Prune (dry run)" if self.dry_run else "Prune", body, groups)
 
-    @classmethod
-    def _from_json(cls, text: str) -> PruneResult:
-        d = json.loads(text)
-        return cls(
-            kept=d["kept"],
-            removed=d["removed"],
-            removed_snapshots=len(d["removed"]),
-            removed_packs=d["removed_packs"],
-            rewritten_packs=d["rewritten_packs"],
-            new_packs=d["new_packs"],
-            freed_bytes=d["freed_bytes"],
-            dry_run=d["dry_run"],
-            merged_packs=d.get("merged_packs", 0),
-            groups=[
-                PruneGroup(
-                    key=g["key"],
-                    kept=[KeptSnapshot(k["id"], list(k["reasons"])) for k in g["kept"]],
-                    removed=list(g["removed"]),
-                )
-                for g in d.get("groups", [])
-            ],
-            foreign_files=list(d.get("foreign_files", [])),
-        )
-
 
 @dataclass(frozen=True)
 class PlanFile(Fields):
@@ -444,7 +356,7 @@ class RestorePlan(Fields):
 
     snapshot: str
     items: list[str]
-    files: list[PlanFile]
+    files: list[PlanFile] = field(metadata=source(nested=PlanFile))
     total_bytes: int
     missing: list[str]
     #: Whether the plan is final and every file in it is present and whole.
@@ -460,20 +372,6 @@ class RestorePlan(Fields):
         """The pack files among :attr:`files`."""
         return [f.path for f in self.files if f.path.endswith(".pack")]
 
-    @classmethod
-    def _from_json(cls, text: str) -> RestorePlan:
-        d = json.loads(text)
-        return cls(
-            snapshot=d["snapshot"],
-            items=d["items"],
-            files=[PlanFile(**f) for f in d["files"]],
-            total_bytes=d["total_bytes"],
-            missing=d["missing"],
-            complete=d["complete"],
-            damaged=d.get("damaged", []),
-            archived=d.get("archived", []),
-        )
-
 
 @dataclass(frozen=True)
 class KeyInfo(Fields):
@@ -482,20 +380,9 @@ class KeyInfo(Fields):
     id: str
     created_at: str
     comment: str
-    kdf_memory_kib: int
-    kdf_iterations: int
+    kdf_memory_kib: int = field(metadata=source("kdf", "memory_kib"))
+    kdf_iterations: int = field(metadata=source("kdf", "iterations"))
     current: bool
-
-    @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> KeyInfo:
-        return cls(
-            id=d["id"],
-            created_at=d["created_at"],
-            comment=d["comment"],
-            kdf_memory_kib=d["kdf"]["memory_kib"],
-            kdf_iterations=d["kdf"]["iterations"],
-            current=d["current"],
-        )
 
 
 @dataclass(frozen=True)
@@ -545,10 +432,6 @@ class RepoStats(Fields):
 
     def _repr_html_(self) -> str:
         return titled("Repository totals", table(["", ""], self._rows()))
-
-    @classmethod
-    def _from_json(cls, text: str) -> RepoStats:
-        return cls(**json.loads(text))
 
 
 class UnlockResult(list[str]):

@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import errors
 from .._args import _iso, parse_duration
+from .._fields import key_before
 from .._format import human_size
 from ..repository import Repository
 from ..types import PlanFile, Snapshot
@@ -283,16 +284,7 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
     with _open(args) as repo:
         snap = _resolve(repo, args.snapshot, args)
         plan = repo.restore_plan(snap.id, args.item)
-    doc = {
-        "snapshot": plan.snapshot,
-        "items": plan.items,
-        "files": [vars(f) for f in plan.files],
-        "total_bytes": plan.total_bytes,
-        "missing": plan.missing,
-        "damaged": plan.damaged,
-        "complete": plan.complete,
-        "archived": plan.archived,
-    }
+    doc = key_before(plan.to_dict(), "damaged", before="complete")
 
     def mark(f: PlanFile) -> str:
         if not f.present:
@@ -374,12 +366,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     st = result.stats
     _emit(
         args,
-        {
-            "ok": result.ok,
-            "level": args.level,
-            "errors": [vars(e) for e in result.errors],
-            "stats": vars(st),
-        },
+        key_before(result.to_dict(), "level", before="errors"),
         f"verify ({args.level}): {'ok' if result.ok else f'{len(result.errors)} errors'}; "
         f"{st.snapshots_checked} snapshots, {st.packs_checked} packs, {st.chunks_checked} "
         f"chunks, {st.groups_checked} parity groups checked, {human_size(st.bytes_read)} read"
@@ -408,17 +395,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     for u in r.unrecoverable:
         lines.append(f"UNRECOVERABLE pack {u.pack}: {u.reason}")
         lines += [f"  affects snapshot {s}" for s in u.snapshots]
-    doc = {
-        "ok": r.ok,
-        "index_rebuilt": r.index_rebuilt,
-        "packs_repaired": r.packs_repaired,
-        "locks_removed": r.locks_removed,
-        "groups_written": r.groups_written,
-        "unrecoverable": [vars(u) for u in r.unrecoverable],
-        "reindex": vars(r.reindex),
-        "parity_groups_moved": r.parity_groups_moved,
-        "foreign_files": r.foreign_files,
-    }
+    doc = key_before({"ok": r.ok, **r.to_dict()}, "groups_written", before="unrecoverable")
     _emit(args, doc, "\n".join(lines))
     return 0 if r.ok else EXIT_ERROR
 
@@ -428,7 +405,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         r = repo.reindex()
     _emit(
         args,
-        vars(r),
+        r.to_dict(),
         f"indexed {r.packs_indexed} packs into {r.index_files_written} index files "
         f"({len(r.idx_rebuilt)} .idx rebuilt from packs, {len(r.unreadable_packs)} unreadable)",
     )
@@ -515,7 +492,7 @@ def cmd_key(args: argparse.Namespace) -> int:
             keys = repo.list_keys()
             _emit(
                 args,
-                [vars(k) for k in keys],
+                [k.to_dict() for k in keys],
                 "\n".join(
                     f"{'*' if k.current else ' '} {k.id[:12]}  {k.created_at}  {k.comment}  "
                     f"(argon2id {k.kdf_memory_kib // 1024} MiB, {k.kdf_iterations} passes)"
