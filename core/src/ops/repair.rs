@@ -2,7 +2,7 @@
 //! rewrite damaged parity, protect unprotected packs, rebuild the index, move legacy parity
 //! groups, and name what could not be saved with the snapshots it affects.
 
-use crate::ops::reindex::ReindexReport;
+use crate::upkeep::ReindexReport;
 use crate::upkeep::{delete_if_present, protect_packs};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -54,6 +54,29 @@ pub struct RepairReport {
     pub foreign_files: Vec<String>,
 }
 
+/// Whether packs are intact (present with their size and hashing to their id), each read at
+/// most once.
+struct PackCheck {
+    present: HashMap<Id, u64>,
+    intact: HashMap<Id, bool>,
+}
+
+impl PackCheck {
+    fn intact(&mut self, storage: &dyn Storage, id: &Id, size: u64) -> Result<bool> {
+        if let Some(ok) = self.intact.get(id) {
+            return Ok(*ok);
+        }
+        let ok = self.present.get(id) == Some(&size)
+            && match storage.get(&pack_key(id)) {
+                Ok(d) => Id::sha256(&d) == *id,
+                Err(StorageError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+        self.intact.insert(*id, ok);
+        Ok(ok)
+    }
+}
+
 /// Move groups kept in `packs/parity/` (before the `parity-dir` feature) to `parity/`: the
 /// shard is written first, then the description (the same bytes, so the same id), then the old
 /// description and shard are deleted. A crash in between leaves two identical, valid groups.
@@ -101,29 +124,70 @@ impl<S: Storage> Repository<S> {
         // What the index knew before, to name the blobs of packs that are gone.
         let (old_view, _) = read_index_view(storage, keys, |_, _| {})?;
         let (present, _) = list_packs(storage)?;
-        let (groups, _) = load_groups(storage, keys)?;
-
-        let mut intact: HashMap<Id, bool> = HashMap::new();
-        let mut check = |id: &Id, size: u64| -> Result<bool> {
-            if let Some(ok) = intact.get(id) {
-                return Ok(*ok);
-            }
-            let ok = present.get(id) == Some(&size)
-                && match storage.get(&pack_key(id)) {
-                    Ok(d) => Id::sha256(&d) == *id,
-                    Err(StorageError::NotFound(_)) => false,
-                    Err(e) => return Err(e.into()),
-                };
-            intact.insert(*id, ok);
-            Ok(ok)
+        let mut packs = PackCheck {
+            present,
+            intact: HashMap::new(),
         };
+        let mut lost = self.repair_groups(&mut packs, &mut report, rng)?;
+
+        // The index, from what is on storage now.
+        report.reindex = self.rebuild_index(rng)?;
+        report.index_rebuilt = true;
+
+        // Indexed packs that no group protects (and that are intact) get a group.
+        let (groups, bad_groups) = load_groups(storage, keys)?;
+        let grouped: HashSet<Id> = groups
+            .iter()
+            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
+            .collect();
+        let (present, _) = list_packs(storage)?;
+        let mut unprotected: Vec<(Id, u64)> = Vec::new();
+        let mut sorted: Vec<(&Id, &u64)> = present.iter().collect();
+        sorted.sort();
+        for (id, size) in sorted {
+            self.check_interrupt()?;
+            if grouped.contains(id) || report.reindex.unreadable_packs.contains(id) {
+                continue;
+            }
+            if packs.intact(storage, id, *size)? {
+                unprotected.push((*id, *size));
+            } else {
+                lost.entry(*id)
+                    .or_insert_with(|| "damaged and in no parity group".into());
+            }
+        }
+        report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
+        // Unreadable group descriptions protect nothing (their packs were just regrouped):
+        // removed when recognisably ours.
+        for (key, _) in &bad_groups {
+            if layout::owned(storage, key)? {
+                delete_if_present(storage, key)?;
+            }
+        }
+        report.parity_groups_moved = move_legacy_groups(storage, &groups)?;
+        report.foreign_files = layout::foreign(storage)?;
+        report.unrecoverable = self.name_affected_snapshots(lost, &old_view)?;
+        Ok(report)
+    }
+
+    /// Rebuild every pack that is missing or damaged from its parity group where one shard
+    /// suffices, and recompute damaged parity of intact groups. Returns what could not be
+    /// rebuilt, with why.
+    fn repair_groups(
+        &self,
+        packs: &mut PackCheck,
+        report: &mut RepairReport,
+        rng: &mut dyn RandomSource,
+    ) -> Result<BTreeMap<Id, String>> {
+        let storage: &dyn Storage = self.storage();
+        let (groups, _) = load_groups(storage, self.keys())?;
         let mut lost: BTreeMap<Id, String> = BTreeMap::new();
         let mut repaired = BTreeSet::new();
         for g in &groups {
             self.check_interrupt()?;
             let mut bad = Vec::new();
             for (i, m) in g.desc.members.iter().enumerate() {
-                if !repaired.contains(&m.pack) && !check(&m.pack, m.size)? {
+                if !repaired.contains(&m.pack) && !packs.intact(storage, &m.pack, m.size)? {
                     bad.push(i);
                 }
             }
@@ -141,7 +205,7 @@ impl<S: Storage> Repository<S> {
                         b.add(m.pack, &storage.get(&pack_key(&m.pack))?);
                     }
                     b.replaces = Some(g.clone());
-                    b.store(storage, keys, random_bytes(rng))?;
+                    b.store(storage, self.keys(), random_bytes(rng))?;
                     report.groups_written += 1;
                 }
                 ([one], true) => {
@@ -175,75 +239,47 @@ impl<S: Storage> Repository<S> {
             }
         }
         lost.retain(|id, _| !repaired.contains(id));
+        Ok(lost)
+    }
 
-        // The index, from what is on storage now.
-        report.reindex = self.rebuild_index(rng)?;
-        report.index_rebuilt = true;
-
-        // Indexed packs that no group protects (and that are intact) get a group.
-        let (groups, bad_groups) = load_groups(storage, keys)?;
-        let grouped: HashSet<Id> = groups
-            .iter()
-            .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
-            .collect();
-        let (present, _) = list_packs(storage)?;
-        let mut unprotected: Vec<(Id, u64)> = Vec::new();
-        let mut sorted: Vec<(&Id, &u64)> = present.iter().collect();
-        sorted.sort();
-        for (id, size) in sorted {
-            self.check_interrupt()?;
-            if grouped.contains(id) || report.reindex.unreadable_packs.contains(id) {
+    /// What is `lost`, each pack with the snapshots that need it (found through the index as
+    /// it was before repair, `old_view`).
+    fn name_affected_snapshots(
+        &self,
+        lost: BTreeMap<Id, String>,
+        old_view: &IndexView,
+    ) -> Result<Vec<Unrecoverable>> {
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut blob_pack: HashMap<Id, Id> = HashMap::new();
+        for (pack, (_, entries)) in &old_view.packs {
+            if lost.contains_key(pack) {
+                for e in entries {
+                    blob_pack.insert(e.id, *pack);
+                }
+            }
+        }
+        let mut affected: HashMap<Id, BTreeSet<Id>> = HashMap::new();
+        for sid in self.snapshot_ids()? {
+            let Ok(snap) = self.load_snapshot(sid) else {
                 continue;
-            }
-            if check(id, *size)? {
-                unprotected.push((*id, *size));
-            } else {
-                lost.entry(*id)
-                    .or_insert_with(|| "damaged and in no parity group".into());
+            };
+            for pack in self.packs_needed_by(&snap, old_view, &blob_pack) {
+                affected.entry(pack).or_default().insert(sid);
             }
         }
-        report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
-        // Unreadable group descriptions protect nothing (their packs were just regrouped):
-        // removed when recognisably ours.
-        for (key, _) in &bad_groups {
-            if layout::owned(storage, key)? {
-                delete_if_present(storage, key)?;
-            }
-        }
-        report.parity_groups_moved = move_legacy_groups(storage, &groups)?;
-        report.foreign_files = layout::foreign(storage)?;
-
-        // Name the snapshots that need what is lost.
-        if !lost.is_empty() {
-            let mut blob_pack: HashMap<Id, Id> = HashMap::new();
-            for (pack, (_, entries)) in &old_view.packs {
-                if lost.contains_key(pack) {
-                    for e in entries {
-                        blob_pack.insert(e.id, *pack);
-                    }
-                }
-            }
-            let mut affected: HashMap<Id, BTreeSet<Id>> = HashMap::new();
-            for sid in self.snapshot_ids()? {
-                let Ok(snap) = self.load_snapshot(sid) else {
-                    continue;
-                };
-                for pack in self.packs_needed_by(&snap, &old_view, &blob_pack) {
-                    affected.entry(pack).or_default().insert(sid);
-                }
-            }
-            for (pack, reason) in lost {
-                report.unrecoverable.push(Unrecoverable {
-                    pack,
-                    reason,
-                    snapshots: affected
-                        .remove(&pack)
-                        .map(|s| s.into_iter().collect())
-                        .unwrap_or_default(),
-                });
-            }
-        }
-        Ok(report)
+        Ok(lost
+            .into_iter()
+            .map(|(pack, reason)| Unrecoverable {
+                pack,
+                reason,
+                snapshots: affected
+                    .remove(&pack)
+                    .map(|s| s.into_iter().collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Which of the packs in `blob_pack` (blob → lost pack) snapshot `snap` needs.

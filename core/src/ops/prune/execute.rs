@@ -21,7 +21,24 @@ use crate::scan::{read_chunk_list, read_index_view};
 use crate::snapshot::{snapshot_id_of_key, snapshot_key, Snapshot, SNAPSHOT_PREFIX};
 use crate::storage::{put_exact, Storage};
 
+/// Byte progress of one execution: the packs read for rewriting and the packs deleted.
+struct Tally<'a> {
+    done: u64,
+    total: u64,
+    report: &'a mut dyn FnMut(u64, u64, &str) -> Result<()>,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, bytes: u64, what: &str) -> Result<()> {
+        self.done += bytes;
+        (self.report)(self.done, self.total, what)
+    }
+}
+
 impl<S: Storage> Repository<S> {
+    /// Carry out `plan` under the exclusive lock `own`, in the order of the module doc;
+    /// returns the bytes freed. Progress is `(bytes done, bytes in all, what)`; an error the
+    /// callback returns stops execution there, as a crash would.
     pub(super) fn execute_prune(
         &self,
         plan: &PrunePlan,
@@ -30,14 +47,67 @@ impl<S: Storage> Repository<S> {
         on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<i64> {
         let storage: &dyn Storage = self.storage();
-        let keys = self.keys();
         let sizes: HashMap<String, u64> = storage.list("packs/data/")?.into_iter().collect();
         let size_of = |id: &Id| sizes.get(&pack_key(id)).copied().unwrap_or(0);
         let sources: HashSet<Id> = plan.new_packs.iter().flatten().map(|l| l.pack).collect();
-        let total: u64 = sources.iter().chain(&plan.doomed).map(size_of).sum();
-        let mut done = 0u64;
-        let rewrite_total = sources.len();
+        let mut tally = Tally {
+            done: 0,
+            total: sources.iter().chain(&plan.doomed).map(size_of).sum(),
+            report: on_progress,
+        };
         // 1. New packs (and their .idx) with the live blobs of rewritten packs.
+        let progress_text = format!("rewriting packs ({} partly used)", sources.len());
+        let new_indexed = self.write_new_packs(plan, rng, &mut tally, &progress_text)?;
+        // 2. Parity groups over the survivors of changed groups and the new packs.
+        let mut new_iter = new_indexed.iter();
+        let members: Vec<(Id, u64)> = plan
+            .regroup
+            .iter()
+            .map(|(id, _)| {
+                let id = id
+                    .unwrap_or_else(|| new_iter.next().expect("one new pack per planned slot").id);
+                (id, 0)
+            })
+            .collect();
+        protect_packs(storage, self.keys(), &members, rng)?;
+        // 3. The new index.
+        tally.add(0, "writing the index")?;
+        let copied: HashSet<Id> = new_indexed
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.id))
+            .collect();
+        let mut all = plan.keep.clone();
+        all.extend(new_indexed);
+        let written = match plan.rewrite_index {
+            true => self.write_index_files(&all, rng)?.0,
+            false => Default::default(),
+        };
+        let notice = self.announce_deletions(plan, own, &copied, rng)?;
+        self.delete_planned(plan, &written, &mut tally, &size_of)?;
+        if let Some(n) = &notice {
+            delete_if_present(storage, n)?;
+        }
+        // Notices of prunes that died: ours deleted what they named.
+        self.remove_finished_notices()?;
+        // 8. A group written meanwhile by an ingest that extended a replaced group (it read the
+        // group before this prune removed it) may name deleted packs: protect its survivors anew.
+        self.regroup_broken_groups(None, rng)?;
+        // What this prune deleted less what it wrote (the plan's exact sizes): the repository's
+        // size before and after would count what other processes wrote meanwhile.
+        Ok(plan.freed)
+    }
+
+    /// Step 1: write the planned new packs and their `.idx`, each blob checked before it is
+    /// copied (prune must never spread damage into new packs).
+    fn write_new_packs(
+        &self,
+        plan: &PrunePlan,
+        rng: &mut dyn RandomSource,
+        tally: &mut Tally<'_>,
+        progress_text: &str,
+    ) -> Result<Vec<IndexedPack>> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
         let mut new_indexed: Vec<IndexedPack> = Vec::new();
         let mut source: Option<(Id, Vec<u8>)> = None;
         for locs in &plan.new_packs {
@@ -45,12 +115,7 @@ impl<S: Storage> Repository<S> {
             for loc in locs {
                 if source.as_ref().is_none_or(|(id, _)| *id != loc.pack) {
                     let bytes = storage.get(&pack_key(&loc.pack))?;
-                    done += bytes.len() as u64;
-                    on_progress(
-                        done,
-                        total,
-                        &format!("rewriting packs ({rewrite_total} partly used)"),
-                    )?;
+                    tally.add(bytes.len() as u64, progress_text)?;
                     source = Some((loc.pack, bytes));
                 }
                 let (_, bytes) = source.as_ref().expect("just loaded");
@@ -58,7 +123,6 @@ impl<S: Storage> Repository<S> {
                 let stored = bytes
                     .get(e.offset as usize..(e.offset + e.stored_len) as usize)
                     .ok_or_else(|| Error::corruption(format!("pack {}", loc.pack), "truncated"))?;
-                // Check before copying: prune must never spread damage into new packs.
                 decode_blob(keys, loc, stored)?;
                 builder.add(e.id, stored, e.raw_len as usize, e.compression, e.kind);
             }
@@ -76,40 +140,26 @@ impl<S: Storage> Repository<S> {
                 entries: pack.entries,
             });
         }
-        // 2. Parity groups over the survivors of changed groups and the new packs.
-        let mut new_iter = new_indexed.iter();
-        let members: Vec<Id> = plan
-            .regroup
-            .iter()
-            .map(|(id, _)| {
-                id.unwrap_or_else(|| new_iter.next().expect("one new pack per planned slot").id)
-            })
-            .collect();
-        protect_packs(
-            storage,
-            keys,
-            &members.iter().map(|id| (*id, 0)).collect::<Vec<_>>(),
-            rng,
-        )?;
-        // 3. The new index.
-        on_progress(done, total, "writing the index")?;
-        let copied: HashSet<Id> = new_indexed
-            .iter()
-            .flat_map(|p| p.entries.iter().map(|e| e.id))
-            .collect();
-        let mut all = plan.keep.clone();
-        all.extend(new_indexed);
-        let written = match plan.rewrite_index {
-            true => self.write_index_files(&all, rng)?.0,
-            false => Default::default(),
-        };
-        // Announce the deletions, then look for snapshots written since the plan (an ingest
-        // whose lock this prune judged stale, or that started without seeing our lock).
+        Ok(new_indexed)
+    }
+
+    /// Announce the deletions (a notice), then look for snapshots written since the plan (an
+    /// ingest whose lock this prune judged stale, or that started without seeing our lock)
+    /// and check that our lock is still ours. Returns the notice; on any doubt, withdraws it
+    /// and fails with nothing deleted.
+    fn announce_deletions(
+        &self,
+        plan: &PrunePlan,
+        own: &HeldLock,
+        copied: &HashSet<Id>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Option<String>> {
+        let storage: &dyn Storage = self.storage();
         let notice = match plan.doomed.is_empty() {
             true => None,
             false => Some(write_notice(
                 storage,
-                keys,
+                self.keys(),
                 &own.key().unwrap_or_default(),
                 &plan.doomed,
                 rng,
@@ -121,7 +171,7 @@ impl<S: Storage> Repository<S> {
             }
             e
         };
-        self.check_new_snapshots(plan, &copied).map_err(withdraw)?;
+        self.check_new_snapshots(plan, copied).map_err(withdraw)?;
         // Our lock may be renewed (a new key) while we list: list again until the key is
         // the same before and after.
         let mut still_locked = false;
@@ -140,11 +190,22 @@ impl<S: Storage> Repository<S> {
                 reason: "another process removed this prune's lock (unlock --force, or it judged the lock stale); nothing was deleted".into(),
             }));
         }
-        // 4. Snapshots.
+        Ok(notice)
+    }
+
+    /// Steps 4–7: snapshots, old index files (but those just `written`), replaced groups,
+    /// orphan parity shards, dead packs (reporting progress), orphan `.idx` files.
+    fn delete_planned(
+        &self,
+        plan: &PrunePlan,
+        written: &[String],
+        tally: &mut Tally<'_>,
+        size_of: &dyn Fn(&Id) -> u64,
+    ) -> Result<()> {
+        let storage: &dyn Storage = self.storage();
         for id in &plan.removed {
             delete_if_present(storage, &snapshot_key(id))?;
         }
-        // 5. Old index files, 6. replaced groups, 7. dead packs and leftovers.
         for key in plan.old_index.iter().filter(|k| !written.contains(k)) {
             delete_if_present(storage, key)?;
         }
@@ -161,31 +222,20 @@ impl<S: Storage> Repository<S> {
         for (i, p) in plan.doomed.iter().enumerate() {
             delete_if_present(storage, &pack_key(p))?;
             delete_if_present(storage, &idx_key(p))?;
-            done += size_of(p);
             // Asked to stop: the packs left are unindexed garbage, and stay announced (an
             // ingest that loaded the old index must not reuse them); the next prune deletes
             // them and then the notice.
-            on_progress(
-                done,
-                total,
+            tally.add(
+                size_of(p),
                 &format!("deleted {} of {} unused packs", i + 1, plan.doomed.len()),
             )?;
         }
-        on_progress(total, total, "done")?;
+        tally.done = tally.total;
+        tally.add(0, "done")?;
         for p in &plan.orphan_idx {
             delete_if_present(storage, &idx_key(p))?;
         }
-        if let Some(n) = &notice {
-            delete_if_present(storage, n)?;
-        }
-        // Notices of prunes that died: ours deleted what they named.
-        self.remove_finished_notices()?;
-        // 8. A group written meanwhile by an ingest that extended a replaced group (it read the
-        // group before this prune removed it) may name deleted packs: protect its survivors anew.
-        self.regroup_broken_groups(None, rng)?;
-        // What this prune deleted less what it wrote (the plan's exact sizes): the repository's
-        // size before and after would count what other processes wrote meanwhile.
-        Ok(plan.freed)
+        Ok(())
     }
 
     /// After announcing its deletions, prune looks once more for snapshots (committed or

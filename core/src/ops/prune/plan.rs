@@ -77,14 +77,113 @@ impl PrunePlan {
     }
 }
 
-impl<S: Storage> Repository<S> {
-    pub(super) fn plan_prune(&self, selection: &Selection<'_>) -> Result<PrunePlan> {
-        let storage: &dyn Storage = self.storage();
-        let keys = self.keys();
-        let mut ledger = Ledger::default();
+/// Phase 1's result: the snapshots, those pending, and what the selection removes.
+struct SnapshotsRead {
+    all: Vec<Snapshot>,
+    pending: Vec<Snapshot>,
+    seen: HashSet<Id>,
+    removed: HashSet<Id>,
+    decisions: Vec<GroupDecision>,
+}
 
-        // Snapshots: every one must be readable, or we cannot know what is still needed.
-        let snapshot_sizes: HashMap<Id, u64> = storage
+/// Phase 2's result: the index (blobs moved away from unusable packs) and what storage holds.
+struct Stored {
+    view: IndexView,
+    old_index: Vec<(String, u64)>,
+    present: HashMap<Id, u64>,
+    idx_present: HashSet<Id>,
+    /// Packs another prune announced it deletes.
+    noticed: HashSet<Id>,
+    /// `.idx` file sizes by pack.
+    idx_sizes: HashMap<Id, u64>,
+}
+
+/// Phase 4's result: each pack's fate.
+#[derive(Default)]
+struct PackFates {
+    keep: Vec<IndexedPack>,
+    doomed: BTreeSet<Id>,
+    /// Live blobs of rewritten packs, in pack and offset order.
+    rewrite: Vec<Location>,
+    rewritten: u64,
+    merged: u64,
+    orphan_idx: Vec<Id>,
+}
+
+/// Phase 6's result: the parity groups replaced and the packs regrouped.
+struct ParityPlan {
+    regroup: Vec<(Option<Id>, u64)>,
+    affected: Vec<Group>,
+    orphan_parity: Vec<String>,
+}
+
+impl<S: Storage> Repository<S> {
+    /// Plan a prune: read snapshots and index, mark what is used, decide each pack's fate, lay
+    /// out new packs, parity and index, and predict the bytes freed. Nothing is written.
+    pub(super) fn plan_prune(&self, selection: &Selection<'_>) -> Result<PrunePlan> {
+        let mut ledger = Ledger::default();
+        let snaps = self.read_snapshots(selection, &mut ledger)?;
+        let stored = self.read_stored()?;
+        let used = self.mark_used(&snaps, &stored.view)?;
+        let fates = self.decide_packs(&stored, &used, &mut ledger)?;
+        let (new_packs, new_sizes) = self.lay_out_new_packs(&fates.rewrite, &mut ledger);
+        let parity = self.plan_parity(&stored, &fates, &new_sizes, &mut ledger)?;
+        // The new index: every kept pack and every new pack. Written only when the packs it
+        // lists change or the old one is spread over more files than needed: a prune with
+        // nothing to do writes nothing.
+        let mut counts: Vec<usize> = fates.keep.iter().map(|p| p.entries.len()).collect();
+        counts.extend(new_packs.iter().map(Vec::len));
+        let rewrite_index = fates.keep.len() != stored.view.packs.len()
+            || !new_packs.is_empty()
+            || stored.old_index.len() != counts.chunks(PACKS_PER_INDEX_FILE).count();
+        let mut old_index = Vec::new();
+        if rewrite_index {
+            ledger.deleted += stored.old_index.iter().map(|(_, s)| s).sum::<u64>();
+            for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
+                ledger.written += index_file_size(self.keys(), batch);
+            }
+            old_index = stored.old_index.into_iter().map(|(k, _)| k).collect();
+        }
+
+        let mut newest_first = snaps.all.clone();
+        newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+        Ok(PrunePlan {
+            seen: snaps.seen,
+            kept: snaps
+                .decisions
+                .iter()
+                .flat_map(|g| g.kept.iter().map(|k| k.id))
+                .collect(),
+            removed: newest_first
+                .iter()
+                .filter(|s| snaps.removed.contains(&s.id))
+                .map(|s| s.id)
+                .collect(),
+            groups: snaps.decisions,
+            keep: fates.keep,
+            doomed: fates.doomed,
+            rewritten: fates.rewritten,
+            new_packs,
+            regroup: parity.regroup,
+            affected: parity.affected,
+            orphan_idx: fates.orphan_idx,
+            orphan_parity: parity.orphan_parity,
+            foreign_files: layout::foreign(self.storage())?,
+            rewrite_index,
+            merged: fates.merged,
+            old_index,
+            freed: ledger.freed(),
+        })
+    }
+
+    /// Phase 1: every snapshot must be readable, or we cannot know what is still needed.
+    fn read_snapshots(
+        &self,
+        selection: &Selection<'_>,
+        ledger: &mut Ledger,
+    ) -> Result<SnapshotsRead> {
+        let snapshot_sizes: HashMap<Id, u64> = self
+            .storage()
             .list(crate::snapshot::SNAPSHOT_PREFIX)?
             .into_iter()
             .filter_map(|(k, s)| Some((crate::snapshot::snapshot_id_of_key(&k)?, s)))
@@ -103,12 +202,25 @@ impl<S: Storage> Repository<S> {
         let pending = self.pending_snapshots(&snapshot_sizes.keys().copied().collect())?;
         let mut seen: HashSet<Id> = snapshot_sizes.keys().copied().collect();
         seen.extend(pending.iter().map(|s| s.id));
-        let (removed_ids, decisions) = self.select(selection, &all)?;
-        for id in &removed_ids {
+        let (removed, decisions) = self.select(selection, &all)?;
+        for id in &removed {
             ledger.deleted += snapshot_sizes[id];
         }
+        Ok(SnapshotsRead {
+            all,
+            pending,
+            seen,
+            removed,
+            decisions,
+        })
+    }
 
-        // Index: every file must be readable too.
+    /// Phase 2: every index file must be readable too; packs another prune announced it
+    /// deletes (it died, or is paused) are never used as a blob's location: their live blobs
+    /// are copied out and they are deleted with ours.
+    fn read_stored(&self) -> Result<Stored> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
         let mut bad = None;
         let (mut view, _) = read_index_view(storage, keys, |key, e| {
             bad.get_or_insert_with(|| (key.to_string(), e.to_string()));
@@ -121,8 +233,6 @@ impl<S: Storage> Repository<S> {
         }
         let old_index: Vec<(String, u64)> = layout::only(Kind::Index, storage.list(INDEX_PREFIX)?);
         let (present, idx_present) = list_packs(storage)?;
-        // Packs another prune announced it deletes (it died, or is paused) are never used as a
-        // blob's location: their live blobs are copied out and they are deleted with ours.
         let noticed = read_notices(storage, keys)?;
         if let Some(n) = noticed.unreadable.first() {
             return Err(Error::corruption(
@@ -132,14 +242,35 @@ impl<S: Storage> Repository<S> {
         }
         let unusable = |p: &Id| noticed.packs.contains(p) || !present.contains_key(p);
         relocate_blobs(&mut view, &unusable);
+        // Named as `list_packs` names them, so every `.idx` it lists has its size here.
+        let idx_sizes: HashMap<Id, u64> = storage
+            .list("packs/data/")?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                Some((
+                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".idx")?)?,
+                    s,
+                ))
+            })
+            .collect();
+        Ok(Stored {
+            view,
+            old_index,
+            present,
+            idx_present,
+            noticed: noticed.packs,
+            idx_sizes,
+        })
+    }
 
-        // Mark every blob a remaining snapshot needs (a pending manifest's too, where indexed:
-        // one whose ingest failed may name blobs that are gone).
+    /// Phase 3: every blob a remaining snapshot needs (a pending manifest's too, where
+    /// indexed: one whose ingest failed may name blobs that are gone).
+    fn mark_used(&self, snaps: &SnapshotsRead, view: &IndexView) -> Result<HashSet<Id>> {
         let mut used: HashSet<Id> = HashSet::new();
-        let remaining = all.iter().filter(|s| !removed_ids.contains(&s.id));
+        let remaining = snaps.all.iter().filter(|s| !snaps.removed.contains(&s.id));
         for (snap, required) in remaining
             .map(|s| (s, true))
-            .chain(pending.iter().map(|s| (s, false)))
+            .chain(snaps.pending.iter().map(|s| (s, false)))
         {
             self.check_interrupt()?;
             for item in &snap.manifest.items {
@@ -149,7 +280,7 @@ impl<S: Storage> Repository<S> {
                     }
                     used.insert(*list);
                     let ids =
-                        read_chunk_list(self.storage(), self.keys(), &view, list).map_err(|e| {
+                        read_chunk_list(self.storage(), self.keys(), view, list).map_err(|e| {
                             match e {
                                 // Intact but in an archive class: say that, never "corrupted".
                                 e @ Error::Storage(StorageError::Archived { .. }) => e,
@@ -171,24 +302,21 @@ impl<S: Storage> Repository<S> {
                 }
             }
         }
+        Ok(used)
+    }
 
-        // Sort packs into keep / rewrite / delete.
-        let idx_sizes: HashMap<Id, u64> = storage
-            .list("packs/data/")?
-            .into_iter()
-            .filter_map(|(k, s)| {
-                Some((
-                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".idx")?)?,
-                    s,
-                ))
-            })
-            .collect();
+    /// Phase 4: sort packs into keep / rewrite / delete; merge small packs; collect leftovers
+    /// of interrupted writers.
+    fn decide_packs(
+        &self,
+        stored: &Stored,
+        used: &HashSet<Id>,
+        ledger: &mut Ledger,
+    ) -> Result<PackFates> {
+        let storage: &dyn Storage = self.storage();
+        let (view, present) = (&stored.view, &stored.present);
         let is_live =
             |pack: &Id, e: &PackEntry| used.contains(&e.id) && view.blobs[&e.id].pack == *pack;
-        let mut keep: Vec<IndexedPack> = Vec::new();
-        let mut doomed: BTreeSet<Id> = BTreeSet::new();
-        let mut rewrite: Vec<Location> = Vec::new();
-        let mut rewritten = 0;
         let live_entries_of = |pack: &Id, entries: &[PackEntry]| {
             let mut live: Vec<Location> = entries
                 .iter()
@@ -201,6 +329,7 @@ impl<S: Storage> Repository<S> {
             live.sort_by_key(|l| l.entry.offset);
             live
         };
+        let mut f = PackFates::default();
         // Packs kept as they are that are small (under a quarter of the target size).
         let mut small: Vec<usize> = Vec::new();
         for (pack, (size, entries)) in &view.packs {
@@ -223,18 +352,18 @@ impl<S: Storage> Repository<S> {
                 continue;
             }
             if live == 0 {
-                doomed.insert(*pack);
+                f.doomed.insert(*pack);
             } else if dead * 100 >= REWRITE_THRESHOLD_PERCENT * (live + dead)
-                || noticed.packs.contains(pack)
+                || stored.noticed.contains(pack)
             {
-                doomed.insert(*pack);
-                rewritten += 1;
-                rewrite.extend(live_entries_of(pack, entries));
+                f.doomed.insert(*pack);
+                f.rewritten += 1;
+                f.rewrite.extend(live_entries_of(pack, entries));
             } else {
                 if *size * SMALL_PACK_DIVISOR < self.config().pack_size {
-                    small.push(keep.len());
+                    small.push(f.keep.len());
                 }
-                keep.push(IndexedPack {
+                f.keep.push(IndexedPack {
                     id: *pack,
                     size: *size,
                     entries: entries.clone(),
@@ -243,57 +372,58 @@ impl<S: Storage> Repository<S> {
         }
         // Many small packs (many small ingests each store one): merge them into full-size
         // packs, which cuts the pack count at least fourfold.
-        let mut merged = 0;
         if small.len() >= MERGE_MIN_SMALL_PACKS {
             let small: HashSet<usize> = small.into_iter().collect();
             let mut stay = Vec::new();
-            for (i, p) in keep.into_iter().enumerate() {
+            for (i, p) in std::mem::take(&mut f.keep).into_iter().enumerate() {
                 if small.contains(&i) {
-                    doomed.insert(p.id);
-                    rewrite.extend(live_entries_of(&p.id, &p.entries));
-                    merged += 1;
+                    f.doomed.insert(p.id);
+                    f.rewrite.extend(live_entries_of(&p.id, &p.entries));
+                    f.merged += 1;
                 } else {
                     stay.push(p);
                 }
             }
-            keep = stay;
-            rewritten += merged;
+            f.keep = stay;
+            f.rewritten += f.merged;
         }
         // Packs no index lists are left by interrupted writers: garbage, when recognisably
         // ours (no key vouches for them).
         for pack in present.keys().filter(|p| !view.packs.contains_key(p)) {
             if layout::owned(storage, &pack_key(pack))? {
-                doomed.insert(*pack);
+                f.doomed.insert(*pack);
             }
         }
-        for pack in &doomed {
-            ledger.deleted += present[pack] + idx_sizes.get(pack).copied().unwrap_or(0);
+        for pack in &f.doomed {
+            ledger.deleted += present[pack] + stored.idx_sizes.get(pack).copied().unwrap_or(0);
         }
         // `.idx` files whose pack is gone.
-        let orphan_idx: Vec<Id> = idx_present
+        for p in stored
+            .idx_present
             .iter()
             .filter(|p| !present.contains_key(p))
-            .copied()
-            .collect::<Vec<Id>>()
-            .into_iter()
-            .filter_map(|p| match layout::owned(storage, &idx_key(&p)) {
-                Ok(true) => Some(Ok(p)),
-                Ok(false) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_>>()?;
-        for p in &orphan_idx {
-            ledger.deleted += idx_sizes[p];
+        {
+            if layout::owned(storage, &idx_key(p))? {
+                f.orphan_idx.push(*p);
+                ledger.deleted += stored.idx_sizes[p];
+            }
         }
+        Ok(f)
+    }
 
-        // New packs for the live blobs of rewritten packs, filled in order and closed, as at
-        // ingest, once their blobs reach the target pack size.
+    /// Phase 5: new packs for the live blobs of rewritten packs, filled in order and closed,
+    /// as at ingest, once their blobs reach the target pack size; with their predicted sizes.
+    fn lay_out_new_packs(
+        &self,
+        rewrite: &[Location],
+        ledger: &mut Ledger,
+    ) -> (Vec<Vec<Location>>, Vec<u64>) {
         let mut new_packs: Vec<Vec<Location>> = Vec::new();
         let mut current: Vec<Location> = Vec::new();
         let mut len = crate::pack::PACK_MAGIC.len() as u64;
         for loc in rewrite {
             len += loc.entry.stored_len as u64;
-            current.push(loc);
+            current.push(*loc);
             if len >= self.config().pack_size {
                 new_packs.push(std::mem::take(&mut current));
                 len = crate::pack::PACK_MAGIC.len() as u64;
@@ -305,17 +435,29 @@ impl<S: Storage> Repository<S> {
         let mut new_sizes: Vec<u64> = Vec::new();
         for p in &new_packs {
             let size = pack_file_size(
-                keys,
+                self.keys(),
                 p.len(),
                 p.iter().map(|l| l.entry.stored_len as u64).sum(),
             );
             new_sizes.push(size);
-            ledger.written += size + idx_file_size(keys, p.len());
+            ledger.written += size + idx_file_size(self.keys(), p.len());
         }
+        (new_packs, new_sizes)
+    }
 
-        // Parity: groups that lose a member are replaced by groups over their survivors and the
-        // new packs; indexed packs without a group are protected too.
-        let (groups, _) = load_groups(storage, keys)?;
+    /// Phase 6: groups that lose a member are replaced by groups over their survivors and the
+    /// new packs; indexed packs without a group are protected too; parity shards no group
+    /// names are garbage.
+    fn plan_parity(
+        &self,
+        stored: &Stored,
+        fates: &PackFates,
+        new_sizes: &[u64],
+        ledger: &mut Ledger,
+    ) -> Result<ParityPlan> {
+        let storage: &dyn Storage = self.storage();
+        let (doomed, present) = (&fates.doomed, &stored.present);
+        let (groups, _) = load_groups(storage, self.keys())?;
         let mut affected: Vec<Group> = Vec::new();
         let mut regroup: Vec<(Option<Id>, u64)> = Vec::new();
         let mut grouped: HashSet<Id> = HashSet::new();
@@ -339,7 +481,7 @@ impl<S: Storage> Repository<S> {
                 grouped.extend(g.desc.members.iter().map(|m| m.pack));
             }
         }
-        for p in &keep {
+        for p in &fates.keep {
             if !grouped.contains(&p.id) {
                 regroup.push((Some(p.id), p.size));
                 grouped.insert(p.id);
@@ -382,53 +524,10 @@ impl<S: Storage> Repository<S> {
             let shard_len = batch.iter().map(|(_, s)| *s).max().unwrap_or(0);
             ledger.written += shard_len + group_description_size(self, batch);
         }
-
-        // The new index: every kept pack and every new pack. Written only when the packs it
-        // lists change or the old one is spread over more files than needed: a prune with
-        // nothing to do writes nothing.
-        let mut counts: Vec<usize> = keep.iter().map(|p| p.entries.len()).collect();
-        counts.extend(new_packs.iter().map(Vec::len));
-        let rewrite_index = keep.len() != view.packs.len()
-            || !new_packs.is_empty()
-            || old_index.len() != counts.chunks(PACKS_PER_INDEX_FILE).count();
-        let old_index = match rewrite_index {
-            true => old_index,
-            false => Vec::new(),
-        };
-        if rewrite_index {
-            ledger.deleted += old_index.iter().map(|(_, s)| s).sum::<u64>();
-            for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
-                ledger.written += index_file_size(keys, batch);
-            }
-        }
-
-        let mut newest_first = all.clone();
-        newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
-        Ok(PrunePlan {
-            seen,
-            kept: decisions
-                .iter()
-                .flat_map(|g| g.kept.iter().map(|k| k.id))
-                .collect(),
-            removed: newest_first
-                .iter()
-                .filter(|s| removed_ids.contains(&s.id))
-                .map(|s| s.id)
-                .collect(),
-            groups: decisions,
-            keep,
-            doomed,
-            rewritten,
-            new_packs,
+        Ok(ParityPlan {
             regroup,
             affected,
-            orphan_idx,
             orphan_parity,
-            foreign_files: layout::foreign(storage)?,
-            rewrite_index,
-            merged,
-            old_index: old_index.into_iter().map(|(k, _)| k).collect(),
-            freed: ledger.freed(),
         })
     }
 
