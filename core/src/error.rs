@@ -8,15 +8,23 @@ use crate::storage::StorageError;
 pub enum Error {
     /// No `config.json` at the repository location.
     #[error("no repository at {location}: config.json is missing")]
-    RepositoryNotFound { location: String },
+    RepositoryNotFound {
+        /// Where the repository is (a path or URL).
+        location: String,
+    },
     /// `init` was asked to create a repository where one already is.
     #[error("a repository already exists at {location}")]
-    RepositoryExists { location: String },
+    RepositoryExists {
+        /// Where the repository is (a path or URL).
+        location: String,
+    },
     /// `init` was asked to create a repository where other files are (another program's
     /// repository, unrelated data): it never mixes its files with them.
     #[error("cannot create a repository at {location}: it holds {} that containerarchive did not write ({}); choose an empty location", plural(.found.len()), sample(.found))]
     NotEmpty {
+        /// Where the repository is (a path or URL).
         location: String,
+        /// What is there (paths, sorted).
         found: Vec<String>,
     },
     /// No key file under `keys/` opens with the passphrase given (or none was given).
@@ -31,27 +39,47 @@ pub enum Error {
     /// The id prefix matches more than one snapshot.
     #[error("snapshot id prefix {prefix} is ambiguous: it matches {}", .matches.join(", "))]
     AmbiguousSnapshotId {
+        /// The prefix given.
         prefix: String,
+        /// The snapshot ids it matches (sorted).
         matches: Vec<String>,
     },
     /// The snapshot has no item of this name.
     #[error("item {item:?} not found in snapshot {snapshot} (items: {})", .available.join(", "))]
     ItemNotFound {
+        /// The snapshot (id).
         snapshot: String,
+        /// The item asked for.
         item: String,
+        /// The items the snapshot has.
         available: Vec<String>,
     },
     /// Stored data does not decode, authenticate or hash to what refers to it.
     #[error("corrupted {object}: {reason}")]
-    Corruption { object: String, reason: String },
+    Corruption {
+        /// The object concerned (e.g. `pack <id>`, `chunk <id> in pack <id>`).
+        object: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// Another process holds a lock that conflicts with the one asked for.
     #[error("repository is locked: {lock} is held by {holder}. If that process has ended, `containerarchive unlock` removes stale locks; `unlock --force` removes every lock (first check on that host that it is not running); `--retry-lock 10m` waits for it")]
-    Locked { lock: String, holder: String },
+    Locked {
+        /// The conflicting lock file.
+        lock: String,
+        /// Who holds it (host, process, operation, since when).
+        holder: String,
+    },
     /// Another process changed the repository under an operation in a way that would make its
     /// result wrong (a prune deleted data an ingest reuses, a snapshot appeared during a prune):
     /// nothing was committed; running the operation again is safe.
     #[error("{object} changed concurrently: {reason}")]
-    ConcurrentModification { object: String, reason: String },
+    ConcurrentModification {
+        /// The object concerned (e.g. `pack <id>`, `chunk <id> in pack <id>`).
+        object: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// The caller asked the operation to stop (its progress callback returned this): what
     /// was done so far is consistent, as after a crash at that point.
     #[error("stopped: {0}")]

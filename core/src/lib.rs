@@ -6,6 +6,8 @@
 //! [`crypto`] → [`compress`] → [`pack`] → [`index`] → [`snapshot`], driven by [`repo`].
 //! The on-disk format is specified in `docs/FORMAT.md`.
 
+#![warn(missing_docs)]
+
 pub mod blob;
 pub mod chunk;
 pub mod compress;

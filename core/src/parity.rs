@@ -341,7 +341,7 @@ pub fn remove_group(storage: &dyn Storage, group: &Group) -> Result<()> {
 }
 
 /// Rebuild member `missing` of `group` from the other members and the parity, reading
-/// [`WINDOW`]-sized column slices so that memory stays bounded. The result is checked against
+/// `WINDOW`-sized column slices so that memory stays bounded. The result is checked against
 /// the pack id; `Err` names what is missing or inconsistent.
 pub fn rebuild_member(storage: &dyn Storage, group: &Group, missing: usize) -> Result<Vec<u8>> {
     let desc = &group.desc;

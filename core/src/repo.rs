@@ -119,9 +119,12 @@ impl<S: Storage> Clone for Repository<S> {
 }
 
 impl<S: Storage> Repository<S> {
-    /// Create a repository in empty storage. With a passphrase it is encrypted. Errors:
-    /// [`Error::RepositoryExists`]; [`Error::InvalidArgument`] for an empty passphrase (see
-    /// [`crate::keyfile::check_new_passphrase`]).
+    /// Create a repository in empty storage. With a passphrase it is encrypted (an empty one is
+    /// refused: see [`crate::keyfile::check_new_passphrase`]).
+    ///
+    /// # Errors
+    /// [`Error::RepositoryExists`] when a repository is there; [`Error::NotEmpty`] when other files are;
+    /// [`Error::InvalidArgument`] for an empty passphrase or invalid options; [`Error::Storage`].
     pub fn init(
         storage: S,
         passphrase: Option<&[u8]>,
@@ -133,74 +136,9 @@ impl<S: Storage> Repository<S> {
         if let Some(p) = passphrase {
             check_new_passphrase(p)?;
         }
-        match storage.get(CONFIG_KEY) {
-            Ok(_) => {
-                return Err(Error::RepositoryExists {
-                    location: storage.location(),
-                })
-            }
-            Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        // The location must be empty but for what an unfinished init of ours left: key files
-        // (whose repository was never created; they open nothing and are left alone).
-        let mut found = Vec::new();
-        for (key, _) in storage.list("")? {
-            if key == CONFIG_KEY {
-                // Another init finished since the look above.
-                return Err(Error::RepositoryExists {
-                    location: storage.location(),
-                });
-            }
-            let leftover = crate::layout::is(crate::layout::Kind::Key, &key)
-                && match storage.get(&key) {
-                    Ok(data) => crate::crypto::KeyFile::parse(&data).is_ok(),
-                    Err(StorageError::NotFound(_)) => true,
-                    Err(e) => return Err(e.into()),
-                };
-            if !leftover {
-                found.push(key);
-            }
-        }
-        if !found.is_empty() {
-            found.sort();
-            return Err(Error::NotEmpty {
-                location: storage.location(),
-                found,
-            });
-        }
+        check_location_free(&storage)?;
         let repo_id = Id(random_bytes(rng));
-        let algorithm = options.compression;
-        let config = Config {
-            format: FORMAT_NAME.into(),
-            version: FORMAT_VERSION,
-            id: repo_id.to_hex(),
-            chunker: options.chunker,
-            compression: CompressionConfig {
-                algorithm,
-                level: options
-                    .compression_level
-                    .unwrap_or_else(|| algorithm.default_level()),
-            },
-            encryption: if passphrase.is_some() {
-                "aes-256-gcm"
-            } else {
-                "none"
-            }
-            .into(),
-            chunk_id: if passphrase.is_some() {
-                "hmac-sha256"
-            } else {
-                "sha256"
-            }
-            .into(),
-            pack_size: options.pack_size,
-            parity: ParityConfig::default(),
-            features: Features {
-                read: Vec::new(),
-                write: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
-            },
-        };
+        let config = new_config(options, &repo_id, passphrase.is_some());
         config.validate().map_err(Error::InvalidArgument)?;
         let mut unlocked = None;
         let keys = match passphrase {
@@ -319,6 +257,11 @@ impl<S: Storage> Repository<S> {
     }
 
     /// Open an existing repository.
+    ///
+    /// # Errors
+    /// [`Error::RepositoryNotFound`] without `config.json`; [`Error::Unsupported`] for a format or
+    /// feature this build cannot read; [`Error::WrongPassphrase`] when no key file opens;
+    /// [`Error::Corruption`] for a damaged `config.json` or no readable key file; [`Error::Storage`].
     pub fn open(storage: S, passphrase: Option<&[u8]>) -> Result<Self> {
         let raw = match storage.get(CONFIG_KEY) {
             Ok(raw) => raw,
@@ -540,6 +483,9 @@ impl<S: Storage> Repository<S> {
     }
 
     /// Read one snapshot manifest.
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`]; [`Error::Corruption`]; [`Error::Storage`].
     pub fn load_snapshot(&self, id: Id) -> Result<Snapshot> {
         let data = self
             .inner
@@ -553,6 +499,9 @@ impl<S: Storage> Repository<S> {
     }
 
     /// Snapshots passing `filter`, oldest first. Reads manifests only, never chunk lists.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] for a manifest that does not decode; [`Error::Storage`].
     pub fn list_snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<Snapshot>> {
         let mut out = Vec::new();
         for id in self.snapshot_ids()? {
@@ -566,6 +515,10 @@ impl<S: Storage> Repository<S> {
     }
 
     /// A snapshot by full id, unique id prefix, or `latest`.
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`], [`Error::AmbiguousSnapshotId`]; [`Error::Corruption`] for a
+    /// manifest that does not decode; [`Error::Storage`].
     pub fn get_snapshot(&self, id_or_prefix: &str) -> Result<Snapshot> {
         let wanted = id_or_prefix.trim().to_ascii_lowercase();
         if wanted == "latest" {
@@ -603,6 +556,9 @@ impl<S: Storage> Repository<S> {
 
     /// Take a lock for an operation (after [`Repository::prepare_write`]); it is renewed by
     /// [`Repository::refresh_locks`] until released with [`Repository::unlock`].
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming a conflicting lock that is not stale; [`Error::Storage`].
     pub fn lock(
         &self,
         info: &LockInfo,
@@ -696,4 +652,72 @@ pub(crate) fn resolve_snapshot_prefix(
             matches: matches.iter().map(Id::to_hex).collect(),
         }),
     }
+}
+
+/// The configuration of a new repository with `options` (and id `repo_id`).
+fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
+    let algorithm = options.compression;
+    Config {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        id: repo_id.to_hex(),
+        chunker: options.chunker,
+        compression: CompressionConfig {
+            algorithm,
+            level: options
+                .compression_level
+                .unwrap_or_else(|| algorithm.default_level()),
+        },
+        encryption: if encrypted { "aes-256-gcm" } else { "none" }.into(),
+        chunk_id: if encrypted { "hmac-sha256" } else { "sha256" }.into(),
+        pack_size: options.pack_size,
+        parity: ParityConfig::default(),
+        features: Features {
+            read: Vec::new(),
+            write: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
+        },
+    }
+}
+
+/// Refuse a location that holds a repository, or anything but the key files an unfinished
+/// init of ours left (whose repository was never created; they open nothing and are left
+/// alone).
+fn check_location_free(storage: &dyn Storage) -> Result<()> {
+    match storage.get(CONFIG_KEY) {
+        Ok(_) => {
+            return Err(Error::RepositoryExists {
+                location: storage.location(),
+            })
+        }
+        Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The location must be empty but for what an unfinished init of ours left: key files
+    // (whose repository was never created; they open nothing and are left alone).
+    let mut found = Vec::new();
+    for (key, _) in storage.list("")? {
+        if key == CONFIG_KEY {
+            // Another init finished since the look above.
+            return Err(Error::RepositoryExists {
+                location: storage.location(),
+            });
+        }
+        let leftover = crate::layout::is(crate::layout::Kind::Key, &key)
+            && match storage.get(&key) {
+                Ok(data) => crate::crypto::KeyFile::parse(&data).is_ok(),
+                Err(StorageError::NotFound(_)) => true,
+                Err(e) => return Err(e.into()),
+            };
+        if !leftover {
+            found.push(key);
+        }
+    }
+    if !found.is_empty() {
+        found.sort();
+        return Err(Error::NotEmpty {
+            location: storage.location(),
+            found,
+        });
+    }
+    Ok(())
 }

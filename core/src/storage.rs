@@ -20,10 +20,20 @@ pub enum StorageError {
     /// Deep Archive…): it must be restored from the archive before it can be read. Never a
     /// sign of damage.
     #[error("object {key} is in archive storage class {class}: restore it from the archive first (for example `aws s3api restore-object`), then run this again")]
-    Archived { key: String, class: String },
+    Archived {
+        /// The object's storage path.
+        key: String,
+        /// Its storage class (e.g. `GLACIER`).
+        class: String,
+    },
     /// Any other backend failure (I/O error, no space left, permission denied…).
     #[error("storage error on {key}: {message}")]
-    Backend { key: String, message: String },
+    Backend {
+        /// The object's storage path.
+        key: String,
+        /// The backend's message.
+        message: String,
+    },
 }
 
 /// Result of a storage operation.

@@ -41,6 +41,11 @@ impl<S: Storage> Repository<S> {
     /// Start an ingest under a shared lock. Nothing becomes visible until [`Ingest::commit`].
     /// The index is first brought up to date with what other processes changed, and chunks in
     /// packs a running prune is deleting are not reused (they are stored again).
+    ///
+    /// # Errors
+    /// [`Error::Locked`]; [`Error::Unsupported`] when `config.json` needs a feature this build
+    /// cannot write; [`Error::Corruption`] for an index or notice that does not decode;
+    /// [`Error::Storage`].
     pub fn ingest(
         &self,
         lock_info: &LockInfo,
@@ -431,8 +436,11 @@ impl<S: Storage> Ingest<S> {
     }
 
     /// Record `host` as the machine that makes this snapshot (its hostname, or a name the
-    /// user chose, as restic's `--host`). Errors: [`Error::InvalidArgument`] for an empty name,
-    /// one over 255 bytes or one with control characters or surrounding blanks.
+    /// user chose, as restic's `--host`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty name, one over 255 bytes or one with control
+    /// characters or surrounding blanks.
     pub fn set_host(&mut self, host: &str) -> Result<()> {
         crate::validate::validate_host(host)?;
         self.writer.host = Some(host.to_string());
@@ -516,6 +524,11 @@ impl<S: Storage> Ingest<S> {
     }
 
     /// Make everything durable and write the snapshot manifest; only now does it appear.
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentModification`] when a prune removed data this snapshot needs or this
+    /// ingest's lock (nothing is committed; run the backup again); [`Error::InvalidArgument`] for
+    /// bad tags or time; [`Error::Storage`].
     pub fn commit(
         mut self,
         created_at: &DateTime<FixedOffset>,

@@ -32,6 +32,9 @@ pub struct KeyInfo {
 
 impl<S: Storage> Repository<S> {
     /// Every readable key file.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unencrypted repository; [`Error::Storage`].
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.master_key()?;
         let current = self.current_key();
@@ -48,6 +51,10 @@ impl<S: Storage> Repository<S> {
     }
 
     /// Add a key file that opens the repository with `passphrase`; returns its id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unencrypted repository, an empty passphrase or invalid KDF
+    /// costs; [`Error::Storage`].
     pub fn add_key(
         &self,
         passphrase: &[u8],
@@ -71,6 +78,10 @@ impl<S: Storage> Repository<S> {
 
     /// Remove the key file `id` (or a unique prefix of it). The last key file and the one this
     /// repository was opened with cannot be removed.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`]; [`Error::InvalidArgument`] for an ambiguous prefix, the last key or
+    /// the one in use; [`Error::Storage`].
     pub fn remove_key(&self, id: &str) -> Result<()> {
         self.master_key()?;
         let files = read_key_files(self.storage())?;
@@ -101,6 +112,9 @@ impl<S: Storage> Repository<S> {
 
     /// Replace the key file in use by a new one with `new_passphrase`; returns the new key id.
     /// The new key file is stored before the old one is removed.
+    ///
+    /// # Errors
+    /// As [`Repository::add_key`].
     pub fn change_passphrase(
         &self,
         new_passphrase: &[u8],

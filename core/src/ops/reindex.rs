@@ -11,6 +11,9 @@ use crate::storage::Storage;
 impl<S: Storage> Repository<S> {
     /// Rebuild the global index from the `.idx` files, and from the packs' own headers where
     /// an `.idx` is missing or damaged (rewriting that `.idx`). Takes an exclusive lock.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](crate::Error::Locked); [`Error::Storage`](crate::Error::Storage).
     pub fn reindex(
         &self,
         info: &LockInfo,

@@ -104,6 +104,10 @@ impl<S: Storage> Repository<S> {
     /// Repair what can be repaired: remove stale locks, rebuild missing or damaged packs from
     /// their parity group, rewrite damaged parity, protect unprotected packs, rebuild the index,
     /// and name what could not be saved with the snapshots it affects.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](crate::Error::Locked); [`Error::Storage`](crate::Error::Storage) (`Archived` for an object in an archive class). What
+    /// cannot be saved is reported in [`RepairReport::unrecoverable`], not as an error.
     pub fn repair(
         &self,
         info: &LockInfo,

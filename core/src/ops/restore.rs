@@ -162,6 +162,9 @@ impl<S: Storage> Repository<S> {
     }
 
     /// A reader over one item of a snapshot (the index is first brought up to date).
+    ///
+    /// # Errors
+    /// [`Error::ItemNotFound`]; [`Error::Storage`].
     pub fn item_reader(&self, snapshot: &Snapshot, item: &str) -> Result<ItemReader<S>> {
         self.refresh_index()?;
         Ok(ItemReader {
@@ -228,6 +231,10 @@ impl<S: Storage> ItemReader<S> {
     }
 
     /// The next chunks of content in order (about 8 MiB), or `None` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the chunk, pack and snapshot for damaged or missing data;
+    /// [`Error::Storage`] (`Archived` for a pack in an archive class).
     pub fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
         while self.id_pos >= self.ids.len() {
             if !self.load_next_list()? {

@@ -59,6 +59,9 @@ pub struct RestorePlan {
 
 impl<S: Storage> Repository<S> {
     /// Plan the restore of `item` (or of every item) of `snapshot`.
+    ///
+    /// # Errors
+    /// [`Error::ItemNotFound`](crate::Error::ItemNotFound); [`Error::Storage`](crate::Error::Storage).
     pub fn restore_plan(&self, snapshot: &Snapshot, item: Option<&str>) -> Result<RestorePlan> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();

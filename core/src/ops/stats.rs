@@ -48,6 +48,9 @@ fn ratio(a: u64, b: u64) -> f64 {
 impl<S: Storage> Repository<S> {
     /// Repository totals. Reads the index, lists parity files and reads every snapshot manifest;
     /// no pack is read.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`](crate::Error::Corruption); [`Error::Storage`](crate::Error::Storage).
     pub fn stats(&self) -> Result<RepoStats> {
         let mut st = RepoStats::default();
         let mut data_stored = 0u64;

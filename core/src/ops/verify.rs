@@ -383,6 +383,10 @@ fn check_presence(c: &mut Checker<'_>, scan: &Scan) {
 
 impl<S: Storage> Repository<S> {
     /// Verify the repository at `level`; `on_error` sees each finding as it is made.
+    ///
+    /// # Errors
+    /// Damage is reported as findings, not errors. [`Error::Storage`] when storage cannot be
+    /// listed or read (`Archived` for a pack in an archive class).
     pub fn verify(
         &self,
         level: VerifyLevel,
@@ -394,6 +398,9 @@ impl<S: Storage> Repository<S> {
     /// [`Repository::verify`], also reporting progress: the fraction done (0 to 1) and the
     /// bytes read so far. An error the callback returns (`Cancelled`: a signal arrived) stops
     /// verify at once and is returned.
+    ///
+    /// # Errors
+    /// As [`Repository::verify`], and the error `on_progress` returns.
     pub fn verify_with_progress(
         &self,
         level: VerifyLevel,

@@ -1,7 +1,7 @@
 //! `prune` and `forget`: remove snapshots (by retention policy, or by id) and collect the
-//! garbage they leave, under the exclusive lock. A run is a plan ([`plan`]: read everything,
+//! garbage they leave, under the exclusive lock. A run is a plan (`plan.rs`: read everything,
 //! decide every pack's fate, predict the bytes freed) and, unless it is a dry run, its
-//! execution ([`execute`]: write new packs, parity and index, announce deletions, re-check for
+//! execution (`execute.rs`: write new packs, parity and index, announce deletions, re-check for
 //! snapshots written meanwhile, then delete in crash-safe order).
 
 mod execute;
@@ -91,8 +91,10 @@ pub struct PruneReport {
 impl<S: Storage> Repository<S> {
     /// Apply a retention policy and collect garbage: the snapshots `retention.filter` selects
     /// are grouped and the policy applied to each group. With `dry_run` nothing changes and the
-    /// report is what a real run would do. Errors: [`Error::InvalidArgument`] for an empty or
-    /// invalid policy; see [`Repository::prune_with_progress`].
+    /// report is what a real run would do.
+    ///
+    /// # Errors
+    /// See [`Repository::prune_with_progress`].
     pub fn prune(
         &self,
         retention: &Retention,
@@ -110,6 +112,13 @@ impl<S: Storage> Repository<S> {
     /// done)`: the bytes are those of the packs read for rewriting and of the packs deleted.
     /// An error the callback returns (`Cancelled`: a signal arrived) stops prune there, as a
     /// crash would (every step is safe to interrupt), and is returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty or invalid policy; [`Error::Locked`];
+    /// [`Error::Corruption`] (run repair first) for a snapshot, index file or notice that does not
+    /// decode, or data a remaining snapshot needs that is missing; [`Error::ConcurrentModification`]
+    /// when a snapshot written meanwhile needs a pack it was deleting or its lock was removed
+    /// (nothing deleted); the error `on_progress` returns; [`Error::Storage`].
     pub fn prune_with_progress(
         &self,
         retention: &Retention,
@@ -137,8 +146,12 @@ impl<S: Storage> Repository<S> {
 
     /// Remove exactly the snapshots `refs` names (full ids or unique prefixes; `latest` is
     /// refused: name the snapshot) and collect the garbage only they made, in prune's
-    /// crash-safe order. Errors: [`Error::InvalidArgument`] for `latest` or no snapshot,
-    /// [`Error::SnapshotNotFound`] / [`Error::AmbiguousSnapshotId`] for a bad reference.
+    /// crash-safe order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `latest` or no snapshot; [`Error::SnapshotNotFound`] /
+    /// [`Error::AmbiguousSnapshotId`] for a bad reference; otherwise as
+    /// [`Repository::prune_with_progress`].
     pub fn forget(
         &self,
         refs: &[String],
