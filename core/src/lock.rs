@@ -112,6 +112,13 @@ pub fn format_duration(ms: i64) -> String {
     }
 }
 
+/// How often a holder renews its locks for a stale age of `stale_after_ms`, in milliseconds:
+/// six times per stale age, between one second and five minutes, so that a lock is renewed
+/// several times before anyone may judge it stale by age. The caller's timer applies it.
+pub fn refresh_interval_ms(stale_after_ms: i64) -> u64 {
+    (stale_after_ms / 6).clamp(1_000, 300_000) as u64
+}
+
 impl LockPolicy<'_> {
     /// Why `lock` is stale, judged at storage time `now_ms`; `None` if it is live.
     pub fn stale_reason(&self, lock: &LockState, now_ms: Option<i64>) -> Option<String> {

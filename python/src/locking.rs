@@ -143,10 +143,11 @@ impl Drop for Refresher {
     }
 }
 
-/// How often locks are renewed for a stale age of `stale_after_ms`: six times per stale age,
-/// between one second and five minutes.
+/// How often locks are renewed for a stale age of `stale_after_ms` (the core's rule).
 pub fn refresh_interval(stale_after_ms: i64) -> Duration {
-    Duration::from_millis((stale_after_ms / 6).clamp(1_000, 300_000) as u64)
+    Duration::from_millis(containerarchive_core::lock::refresh_interval_ms(
+        stale_after_ms,
+    ))
 }
 
 /// A lock held through [`NativeRepository::lock`].
