@@ -9,6 +9,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, IndexedPack, Location};
+use crate::layout::Kind;
 use crate::pack::{pack_key, PackEntry};
 use crate::storage::{Storage, StorageError};
 
@@ -66,19 +67,24 @@ pub fn add_packs(view: &mut IndexView, packs: Vec<IndexedPack>) {
     }
 }
 
-/// Packs present in storage: id → size, and which have an `.idx`.
+/// Packs present in storage under their own names: id → size, and which have an `.idx`.
 ///
 /// # Errors
 /// [`Error::Storage`] when listing fails.
 pub fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id>)> {
     let mut packs = HashMap::new();
     let mut idx = HashSet::new();
+    // Only names this repository writes: a pack copied to another fan-out folder or renamed
+    // (upper-case hex) is not where readers look, so it is not present.
     for (key, size) in storage.list("packs/data/")? {
-        let name = key.rsplit('/').next().unwrap_or("");
-        if let Some(id) = name.strip_suffix(".pack").and_then(Id::from_hex) {
-            packs.insert(id, size);
-        } else if let Some(id) = name.strip_suffix(".idx").and_then(Id::from_hex) {
-            idx.insert(id);
+        match crate::layout::classify(&key) {
+            Some((Kind::Pack, Some(id))) => {
+                packs.insert(id, size);
+            }
+            Some((Kind::PackIdx, Some(id))) => {
+                idx.insert(id);
+            }
+            _ => {}
         }
     }
     Ok((packs, idx))

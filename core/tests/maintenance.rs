@@ -3,6 +3,8 @@
 mod common;
 
 use containerarchive_core::lock::LockPolicy;
+use containerarchive_core::ops::prune::PruneOptions;
+use containerarchive_core::ops::verify::VerifyOptions;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
@@ -39,7 +41,9 @@ fn repo_with_two_groups() -> (
 
 fn verify(repo: &Repository<MemoryStorage>, level: VerifyLevel) -> VerifyReport {
     let mut seen = 0;
-    let report = repo.verify(level, &mut |_| seen += 1).unwrap();
+    let report = repo
+        .verify(VerifyOptions::new(level).on_error(&mut |_| seen += 1))
+        .unwrap();
     assert_eq!(
         seen,
         report.errors.len(),
@@ -268,7 +272,7 @@ fn reindex_restores_function_after_every_index_file_and_idx_is_gone() {
     assert!(r.unreadable_packs.is_empty());
     assert_eq!(restore(&fresh, &a, "big").unwrap(), big);
     assert_eq!(restore(&fresh, &b, "small").unwrap(), small);
-    let v = fresh.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    let v = fresh.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
     assert!(v.ok, "{:?}", v.errors);
 }
 
@@ -305,7 +309,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     let dry = repo
         .prune(
             &retention(&policy, &none),
-            true,
+            PruneOptions::new().dry_run(true),
             &maintenance_lock(),
             &mut TestRng(10),
             &LockPolicy::NEVER,
@@ -315,7 +319,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     let real = repo
         .prune(
             &retention(&policy, &none),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(11),
             &LockPolicy::NEVER,
@@ -333,7 +337,7 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     for (s, data) in &snaps[4..] {
         assert_eq!(restore(&repo, s, "db").unwrap(), *data);
     }
-    let r = repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    let r = repo.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
     assert!(r.ok, "{:?}", r.errors);
     assert_eq!(
         repo.list_snapshots(&SnapshotFilter::default())
@@ -345,14 +349,18 @@ fn prune_removes_what_the_policy_drops_and_frees_exactly_what_it_reports() {
     let again = repo
         .prune(
             &retention(&policy, &none),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(12),
             &LockPolicy::NEVER,
         )
         .unwrap();
     assert!(again.removed.is_empty());
-    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+    assert!(
+        repo.verify(VerifyOptions::new(VerifyLevel::Full))
+            .unwrap()
+            .ok
+    );
 }
 
 #[derive(Debug, PartialEq)]
@@ -377,7 +385,7 @@ fn prune_without_a_rule_is_refused() {
     let err = repo
         .prune(
             &retention(&Policy::default(), &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(2),
             &LockPolicy::NEVER,
@@ -425,7 +433,7 @@ fn prune_with_tags_only_considers_those_snapshots() {
     let r = repo
         .prune(
             &retention(&policy, &tags),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(2),
             &LockPolicy::NEVER,
@@ -459,7 +467,7 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
     let err = repo
         .prune(
             &retention(&policy, &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(6),
             &LockPolicy::NEVER,
@@ -502,7 +510,7 @@ fn prune_is_refused_while_an_ingest_holds_its_lock_and_stale_locks_can_be_remove
     assert_eq!(report.removed.len(), 1);
     repo.prune(
         &retention(&policy, &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &maintenance_lock(),
         &mut TestRng(8),
         &LockPolicy::NEVER,
@@ -530,11 +538,10 @@ fn forget_removes_exactly_the_named_snapshots_and_frees_only_their_data() {
     let forget = |refs: &[String], dry: bool, seed: u64| {
         repo.forget(
             refs,
-            dry,
+            PruneOptions::new().dry_run(dry),
             &maintenance_lock(),
             &mut TestRng(seed),
             &LockPolicy::NEVER,
-            &mut |_, _, _| Ok(()),
         )
     };
     // `latest`, nothing, unknown and ambiguous references change nothing.
@@ -581,7 +588,11 @@ fn forget_removes_exactly_the_named_snapshots_and_frees_only_their_data() {
     for (s, data) in [&snaps[0], &snaps[2]] {
         assert_eq!(&restore(&repo, s, "db").unwrap(), data);
     }
-    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+    assert!(
+        repo.verify(VerifyOptions::new(VerifyLevel::Full))
+            .unwrap()
+            .ok
+    );
 }
 
 #[test]
@@ -613,7 +624,7 @@ fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
     let r = repo
         .prune(
             &retention(&policy, &BTreeMap::new()),
-            true,
+            PruneOptions::new().dry_run(true),
             &maintenance_lock(),
             &mut TestRng(1),
             &LockPolicy::NEVER,
@@ -631,7 +642,7 @@ fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
     let r = repo
         .prune(
             &other,
-            true,
+            PruneOptions::new().dry_run(true),
             &maintenance_lock(),
             &mut TestRng(2),
             &LockPolicy::NEVER,
@@ -647,7 +658,7 @@ fn prune_applies_the_policy_per_series_and_refuses_to_wipe_one_out() {
     let e = repo
         .prune(
             &retention(&tag_only, &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(3),
             &LockPolicy::NEVER,
@@ -707,7 +718,7 @@ fn prune_merges_many_small_packs_and_then_reaches_a_fixed_point() {
     let prune = |seed: u64| {
         repo.prune(
             &retention(&policy, &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(seed),
             &LockPolicy::NEVER,
@@ -721,7 +732,11 @@ fn prune_merges_many_small_packs_and_then_reaches_a_fixed_point() {
     for (s, data) in &snaps[4..] {
         assert_eq!(&restore(&repo, s, "db.sql").unwrap(), data);
     }
-    assert!(repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap().ok);
+    assert!(
+        repo.verify(VerifyOptions::new(VerifyLevel::Full))
+            .unwrap()
+            .ok
+    );
     // Nothing new: the second prune writes, rewrites and deletes nothing; nor does a third.
     for seed in [2, 3] {
         let before = objects_but_locks(&repo);
@@ -756,7 +771,7 @@ fn a_pack_of_small_live_blobs_is_not_rewritten_for_its_overhead() {
     let r = repo
         .prune(
             &retention(&policy, &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance_lock(),
             &mut TestRng(5),
             &LockPolicy::NEVER,
@@ -764,4 +779,48 @@ fn a_pack_of_small_live_blobs_is_not_rewritten_for_its_overhead() {
         .unwrap();
     assert_eq!((r.removed_packs, r.rewritten_packs, r.new_packs), (0, 0, 0));
     assert_eq!(objects_but_locks(&repo), before);
+}
+
+#[test]
+fn a_pack_moved_to_a_name_we_do_not_write_is_missing_for_verify_and_rebuilt_by_repair() {
+    let (repo, ..) = repo_with_two_groups();
+    let (full, _) = groups(&repo);
+    let victim = &full[3];
+    let key = pack_keys(&repo)
+        .into_iter()
+        .find(|k| id_of(k) == *victim)
+        .unwrap();
+    let bytes = repo.storage().get(&key).unwrap();
+    let name = key.rsplit('/').next().unwrap();
+    // Another fan-out folder, and the same folder with upper-case hex: neither is where a
+    // restore reads, so verify must not count the pack as present.
+    for moved in [
+        format!("packs/data/zz/{name}"),
+        key.replace(name, &name.replace(".pack", "").to_uppercase()) + ".pack",
+    ] {
+        repo.storage().delete(&key).unwrap();
+        repo.storage().put(&moved, &bytes).unwrap();
+        for level in [VerifyLevel::Quick, VerifyLevel::Full] {
+            let r = verify(&repo, level);
+            assert!(
+                r.errors
+                    .iter()
+                    .any(|f| f.kind == "pack_missing" && f.pack.as_deref() == Some(victim)),
+                "{moved} at {level:?}: {:?}",
+                r.errors
+            );
+        }
+        let rep = repo
+            .repair(&maintenance_lock(), &mut TestRng(78), &LockPolicy::NEVER)
+            .unwrap();
+        assert_eq!(rep.packs_repaired.len(), 1, "{moved}");
+        assert!(
+            rep.foreign_files.contains(&moved),
+            "{moved}: {:?}",
+            rep.foreign_files
+        );
+        assert_eq!(repo.storage().get(&key).unwrap(), bytes);
+        assert!(verify(&repo, VerifyLevel::Full).ok);
+        repo.storage().delete(&moved).unwrap();
+    }
 }

@@ -246,11 +246,9 @@ impl<S: Storage> Repository<S> {
         let idx_sizes: HashMap<Id, u64> = storage
             .list("packs/data/")?
             .into_iter()
-            .filter_map(|(k, s)| {
-                Some((
-                    Id::from_hex(k.rsplit('/').next()?.strip_suffix(".idx")?)?,
-                    s,
-                ))
+            .filter_map(|(k, s)| match layout::classify(&k)? {
+                (Kind::PackIdx, Some(id)) => Some((id, s)),
+                _ => None,
             })
             .collect();
         Ok(Stored {
