@@ -25,6 +25,7 @@ pub mod ops;
 pub mod pack;
 pub mod parallel;
 pub mod parity;
+pub mod progress;
 pub mod repo;
 pub mod retention;
 pub mod scan;

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use common::*;
 use containerarchive_core::lock::{LockPolicy, DEFAULT_STALE_AFTER_MS};
+use containerarchive_core::ops::prune::PruneOptions;
 use containerarchive_core::ops::verify::VerifyLevel;
+use containerarchive_core::ops::verify::VerifyOptions;
 use containerarchive_core::retention::Policy;
 use containerarchive_core::storage::StorageResult;
 use containerarchive_core::*;
@@ -158,7 +160,7 @@ fn prune_as<S: Storage>(repo: &Repository<S>, policy: StaleCheck<'_>, seed: u64)
     info.operation = "prune".into();
     repo.prune(
         &retention(&keep_last(1), &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &info,
         &mut TestRng(seed),
         policy,
@@ -197,14 +199,16 @@ fn assert_every_snapshot_restores(mem: &MemoryStorage, data: &HashMap<&str, Vec<
     info.operation = "prune".into();
     repo.prune(
         &retention(&keep_last(100), &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &info,
         &mut TestRng(77),
         &STORAGE_CLOCK,
     )
     .unwrap_or_else(|e| panic!("{case}: the next prune: {e}"));
     check_restores(&repo, data, case);
-    let report = repo.verify(VerifyLevel::Standard, &mut |_| {}).unwrap();
+    let report = repo
+        .verify(VerifyOptions::new(VerifyLevel::Standard))
+        .unwrap();
     assert!(report.ok, "{case}: verify: {:?}", report.errors);
 }
 
@@ -758,7 +762,7 @@ fn a_dead_prunes_notice_stays_until_a_later_prune_has_moved_and_deleted_its_pack
     // packs, deletes them, and only then the notice.
     repo.prune(
         &retention(&keep_last(100), &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &info,
         &mut TestRng(93),
         &STORAGE_CLOCK,
@@ -795,21 +799,20 @@ fn a_prune_stopped_while_deleting_keeps_its_notice_until_the_next_prune_finishes
     info.operation = "prune".into();
     let mut deleted = 0;
     let err = cron
-        .prune_with_progress(
+        .prune(
             &retention(&keep_last(1), &BTreeMap::new()),
-            false,
-            &info,
-            &mut TestRng(30),
-            &STORAGE_CLOCK,
-            &mut |_, _, what| {
-                if what.starts_with("deleted") {
+            PruneOptions::new().on_progress(&mut |p| {
+                if p.message.starts_with("deleted") {
                     deleted += 1;
                     if deleted == 2 {
                         return Err(Error::Cancelled("SIGTERM".into()));
                     }
                 }
                 Ok(())
-            },
+            }),
+            &info,
+            &mut TestRng(30),
+            &STORAGE_CLOCK,
         )
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled(_)), "{err}");
@@ -833,7 +836,7 @@ fn a_prune_stopped_while_deleting_keeps_its_notice_until_the_next_prune_finishes
     }
     cron.prune(
         &retention(&keep_last(100), &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &info,
         &mut TestRng(3100),
         &STORAGE_CLOCK,

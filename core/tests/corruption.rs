@@ -8,6 +8,7 @@
 mod common;
 
 use containerarchive_core::lock::LockPolicy;
+use containerarchive_core::ops::verify::VerifyOptions;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -190,7 +191,7 @@ fn run_case(f: &Fixture, kind: &str, how: Damage, seed: u64) -> Outcome {
         }
     };
     let mut reported = false;
-    match repo.verify(VerifyLevel::Full, &mut |_| {}) {
+    match repo.verify(VerifyOptions::new(VerifyLevel::Full)) {
         Ok(report) => {
             if !report.ok {
                 let names = report.errors.iter().any(|f| {
@@ -247,7 +248,7 @@ fn run_case(f: &Fixture, kind: &str, how: Damage, seed: u64) -> Outcome {
     }
     let after = restores_exactly(&repo);
     let clean = repo
-        .verify(VerifyLevel::Full, &mut |_| {})
+        .verify(VerifyOptions::new(VerifyLevel::Full))
         .map(|r| r.ok)
         .unwrap_or(false);
     if after && clean {

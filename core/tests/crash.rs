@@ -7,6 +7,8 @@
 mod common;
 
 use containerarchive_core::lock::LockPolicy;
+use containerarchive_core::ops::prune::PruneOptions;
+use containerarchive_core::ops::verify::VerifyOptions;
 use std::collections::BTreeMap;
 
 use common::*;
@@ -70,7 +72,7 @@ fn check_after_crash(
 ) {
     let repo = Repository::open(MemoryStorage::from_objects(objects), Some(PASS))
         .unwrap_or_else(|e| panic!("{what}: reopening failed: {e}"));
-    let report = repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    let report = repo.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
     assert!(report.ok, "{what}: verify full found {:?}", report.errors);
     for (snap, item, data) in complete {
         let snap = repo
@@ -107,13 +109,13 @@ fn check_after_crash(
     };
     repo.prune(
         &retention(&policy, &BTreeMap::new()),
-        false,
+        PruneOptions::new().dry_run(false),
         &maintenance(),
         &mut TestRng(7),
         &dead_and_old,
     )
     .unwrap_or_else(|e| panic!("{what}: prune after the crash failed: {e}"));
-    let report = repo.verify(VerifyLevel::Full, &mut |_| {}).unwrap();
+    let report = repo.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
     assert!(
         report.ok,
         "{what}: verify after prune found {:?}",
@@ -209,7 +211,7 @@ fn a_prune_killed_after_any_change_loses_no_kept_snapshot() {
     let tried = sweep(&w, &w.complete[2..], "prune", |repo| {
         repo.prune(
             &retention(&policy, &BTreeMap::new()),
-            false,
+            PruneOptions::new().dry_run(false),
             &maintenance(),
             &mut TestRng(41),
             &LockPolicy::NEVER,

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use containerarchive_core::lock::{LockPolicy, DEFAULT_STALE_AFTER_MS};
-use containerarchive_core::ops::prune::{PruneReport, Retention};
-use containerarchive_core::ops::verify::VerifyLevel;
+use containerarchive_core::ops::prune::{PruneOptions, PruneReport, Retention};
+use containerarchive_core::ops::verify::{Finding, VerifyLevel, VerifyOptions};
+use containerarchive_core::progress::Progress;
 use containerarchive_core::retention::{parse_tag_set, GroupBy, Policy, Span};
 use containerarchive_core::{
     Compression, Error, InitOptions, ItemReader, LockInfo, Repository, SnapshotFilter,
@@ -91,22 +92,29 @@ impl NativeRepository {
                 &Repo,
                 &LockInfo,
                 &LockPolicy<'_>,
-                &mut dyn FnMut(u64, u64, &str) -> Result<(), Error>,
+                PruneOptions<'_>,
             ) -> Result<PruneReport, Error>
             + Send,
     ) -> PyResult<String> {
         let mut callback_error: Option<PyErr> = None;
         let report = self.maintain(py, pid, operation, |repo, info, stale| {
-            run(repo, info, stale, &mut |done, total, message| {
+            let on_progress = &mut |p: &Progress<'_>| {
                 if let Some(cb) = &progress {
+                    let total = p.total_bytes.unwrap_or(0);
                     Python::attach(|py| {
-                        if let Err(e) = cb.call1(py, (done, total, message)) {
+                        if let Err(e) = cb.call1(py, (p.bytes, total, p.message)) {
                             callback_error.get_or_insert(e);
                         }
                     });
                 }
                 self.interrupts.poll()
-            })
+            };
+            run(
+                repo,
+                info,
+                stale,
+                PruneOptions::new().on_progress(on_progress),
+            )
         })?;
         match callback_error {
             Some(e) => Err(e),
@@ -392,22 +400,24 @@ impl NativeRepository {
         })?;
         let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
         let report = py.detach(|| {
-            self.repo.verify_with_progress(
-                level,
-                &mut |finding| {
-                    if let Some(cb) = &on_error {
-                        let json = serde_json::to_string(finding).expect("finding serializes");
-                        Python::attach(|py| keep_first(&callback_error, cb.call1(py, (json,))));
-                    }
-                },
-                &mut |fraction, bytes| {
-                    if let Some(cb) = &progress {
-                        Python::attach(|py| {
-                            keep_first(&callback_error, cb.call1(py, (fraction, bytes)))
-                        });
-                    }
-                    self.interrupts.poll()
-                },
+            let on_error = &mut |finding: &Finding| {
+                if let Some(cb) = &on_error {
+                    let json = serde_json::to_string(finding).expect("finding serializes");
+                    Python::attach(|py| keep_first(&callback_error, cb.call1(py, (json,))));
+                }
+            };
+            let on_progress = &mut |p: &Progress<'_>| {
+                if let Some(cb) = &progress {
+                    Python::attach(|py| {
+                        keep_first(&callback_error, cb.call1(py, (p.fraction, p.bytes)))
+                    });
+                }
+                self.interrupts.poll()
+            };
+            self.repo.verify(
+                VerifyOptions::new(level)
+                    .on_error(on_error)
+                    .on_progress(on_progress),
             )
         });
         let report = self.interrupts.outcome(report.map_err(py_err))?;
@@ -486,15 +496,15 @@ impl NativeRepository {
             },
             now: time_arg("now", Some(now))?,
         };
-        self.collecting(
-            py,
-            pid,
-            "prune",
-            progress,
-            |repo, info, stale, on_progress| {
-                repo.prune_with_progress(&retention, dry_run, info, &mut OsRng, stale, on_progress)
-            },
-        )
+        self.collecting(py, pid, "prune", progress, |repo, info, stale, options| {
+            repo.prune(
+                &retention,
+                options.dry_run(dry_run),
+                info,
+                &mut OsRng,
+                stale,
+            )
+        })
     }
 
     /// Remove exactly the snapshots `ids` names (ids or unique prefixes) and collect the
@@ -508,15 +518,9 @@ impl NativeRepository {
         dry_run: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        self.collecting(
-            py,
-            pid,
-            "forget",
-            progress,
-            |repo, info, stale, on_progress| {
-                repo.forget(&ids, dry_run, info, &mut OsRng, stale, on_progress)
-            },
-        )
+        self.collecting(py, pid, "forget", progress, |repo, info, stale, options| {
+            repo.forget(&ids, options.dry_run(dry_run), info, &mut OsRng, stale)
+        })
     }
 
     /// Repository totals as JSON.

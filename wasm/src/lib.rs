@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use containerarchive_core::layout::{self, CONFIG_KEY};
 use containerarchive_core::ops::restore_plan::RestorePlan;
-use containerarchive_core::ops::verify::{Finding, VerifyLevel};
+use containerarchive_core::ops::verify::{Finding, VerifyLevel, VerifyOptions};
+use containerarchive_core::progress::Progress;
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::storage::StorageResult;
 use containerarchive_core::{
@@ -375,17 +376,18 @@ impl Engine {
             )))
         })?;
         let mut last = -1.0;
+        let progress = &mut |p: &Progress<'_>| {
+            if let Some(cb) = &on_progress {
+                if p.fraction - last >= 0.01 || p.fraction >= 1.0 {
+                    last = p.fraction;
+                    let _ = cb.call1(&JsValue::NULL, &JsValue::from_f64(p.fraction));
+                }
+            }
+            Ok(())
+        };
         let report = self
             .repo
-            .verify_with_progress(level, &mut |_| {}, &mut |fraction, _| {
-                if let Some(cb) = &on_progress {
-                    if fraction - last >= 0.01 || fraction >= 1.0 {
-                        last = fraction;
-                        let _ = cb.call1(&JsValue::NULL, &JsValue::from_f64(fraction));
-                    }
-                }
-                Ok(())
-            })
+            .verify(VerifyOptions::new(level).on_progress(progress))
             .map_err(js_error)?;
         let st = &report.stats;
         Ok(to_json(&JsVerifyResult {

@@ -22,6 +22,7 @@ use crate::index::Location;
 use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
 use crate::parity::{load_groups, Group, ParityBuilder};
+use crate::progress::{OnProgress, Progress};
 use crate::repo::Repository;
 use crate::scan::{list_packs, read_index_view, IndexView};
 use crate::snapshot::{decode_snapshot, snapshot_id_of_key, Item, SNAPSHOT_PREFIX};
@@ -209,8 +210,8 @@ pub struct VerifyReport {
 
 struct Checker<'a> {
     report: VerifyReport,
-    on_error: &'a mut dyn FnMut(&Finding),
-    on_progress: &'a mut dyn FnMut(f64, u64) -> Result<()>,
+    on_error: Option<&'a mut dyn FnMut(&Finding)>,
+    on_progress: Option<OnProgress<'a>>,
     metadata_share: f64,
     /// The first snapshot (by id) referencing each chunk or chunk list.
     chunk_user: HashMap<Id, Id>,
@@ -235,7 +236,22 @@ const USERS_NAMED: usize = 5;
 
 impl Checker<'_> {
     fn progress(&mut self, fraction: f64) -> Result<()> {
-        (self.on_progress)(fraction, self.report.stats.bytes_read)
+        let p = Progress {
+            fraction,
+            bytes: self.report.stats.bytes_read,
+            total_bytes: None,
+            message: "",
+        };
+        match self.on_progress.as_mut() {
+            Some(report) => report(&p),
+            None => Ok(()),
+        }
+    }
+
+    fn tell(&mut self, f: &Finding) {
+        if let Some(on_error) = self.on_error.as_mut() {
+            on_error(f);
+        }
     }
 
     /// Note that snapshot `sid` references blob `blob`, stored in `pack` (if indexed).
@@ -291,7 +307,7 @@ impl Checker<'_> {
             self.deferred.push(f);
             return;
         }
-        (self.on_error)(&f);
+        self.tell(&f);
         self.report.errors.push(f);
     }
 
@@ -323,7 +339,7 @@ impl Checker<'_> {
                 _ => true,
             };
             if holds {
-                (self.on_error)(&f);
+                self.tell(&f);
                 self.report.errors.push(f);
             }
         }
@@ -381,32 +397,54 @@ fn check_presence(c: &mut Checker<'_>, scan: &Scan) {
     }
 }
 
-impl<S: Storage> Repository<S> {
-    /// Verify the repository at `level`; `on_error` sees each finding as it is made.
-    ///
-    /// # Errors
-    /// Damage is reported as findings, not errors. [`Error::Storage`] when storage cannot be
-    /// listed or read (`Archived` for a pack in an archive class).
-    pub fn verify(
-        &self,
-        level: VerifyLevel,
-        on_error: &mut dyn FnMut(&Finding),
-    ) -> Result<VerifyReport> {
-        self.verify_with_progress(level, on_error, &mut |_, _| Ok(()))
+/// What to verify and whom to tell: [`VerifyOptions::new`], then the setters.
+pub struct VerifyOptions<'a> {
+    /// How deep.
+    pub level: VerifyLevel,
+    /// Sees each finding as it is made.
+    pub on_error: Option<&'a mut dyn FnMut(&Finding)>,
+    /// Sees progress: the fraction done and the bytes read so far (no total).
+    pub on_progress: Option<OnProgress<'a>>,
+}
+
+impl<'a> VerifyOptions<'a> {
+    /// Verify at `level`, telling no one along the way.
+    pub fn new(level: VerifyLevel) -> Self {
+        VerifyOptions {
+            level,
+            on_error: None,
+            on_progress: None,
+        }
     }
 
-    /// [`Repository::verify`], also reporting progress: the fraction done (0 to 1) and the
-    /// bytes read so far. An error the callback returns (`Cancelled`: a signal arrived) stops
-    /// verify at once and is returned.
+    /// Tell `f` each finding as it is made.
+    pub fn on_error(mut self, f: &'a mut dyn FnMut(&Finding)) -> Self {
+        self.on_error = Some(f);
+        self
+    }
+
+    /// Tell `f` the progress (see [`crate::progress`]).
+    pub fn on_progress(mut self, f: OnProgress<'a>) -> Self {
+        self.on_progress = Some(f);
+        self
+    }
+}
+
+impl<S: Storage> Repository<S> {
+    /// Verify the repository at `options.level`. Damage is collected as findings in the
+    /// report (and told to `options.on_error` as found); an error `options.on_progress`
+    /// returns (`Cancelled`: a signal arrived) stops verify at once and is returned.
     ///
     /// # Errors
-    /// As [`Repository::verify`], and the error `on_progress` returns.
-    pub fn verify_with_progress(
-        &self,
-        level: VerifyLevel,
-        on_error: &mut dyn FnMut(&Finding),
-        on_progress: &mut dyn FnMut(f64, u64) -> Result<()>,
-    ) -> Result<VerifyReport> {
+    /// Damage is reported as findings, not errors. [`Error::Storage`](crate::Error::Storage)
+    /// when storage cannot be listed or read (`Archived` for a pack in an archive class); the
+    /// error `on_progress` returns.
+    pub fn verify(&self, options: VerifyOptions<'_>) -> Result<VerifyReport> {
+        let VerifyOptions {
+            level,
+            on_error,
+            on_progress,
+        } = options;
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         let mut c = Checker {

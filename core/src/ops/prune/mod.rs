@@ -9,6 +9,8 @@ mod plan;
 
 use std::collections::HashSet;
 
+use crate::progress::{OnProgress, Progress};
+
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
@@ -88,45 +90,56 @@ pub struct PruneReport {
     pub foreign_files: Vec<String>,
 }
 
+/// How to run a prune or forget: [`PruneOptions::new`], then the setters.
+#[derive(Default)]
+pub struct PruneOptions<'a> {
+    /// Change nothing; report what a real run would do.
+    pub dry_run: bool,
+    /// Sees progress (see [`Repository::prune`]).
+    pub on_progress: Option<OnProgress<'a>>,
+}
+
+impl<'a> PruneOptions<'a> {
+    /// A real run, telling no one along the way.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether to only plan and report (`true`) or also carry out.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Tell `f` the progress.
+    pub fn on_progress(mut self, f: OnProgress<'a>) -> Self {
+        self.on_progress = Some(f);
+        self
+    }
+}
+
 impl<S: Storage> Repository<S> {
     /// Apply a retention policy and collect garbage: the snapshots `retention.filter` selects
-    /// are grouped and the policy applied to each group. With `dry_run` nothing changes and the
-    /// report is what a real run would do.
+    /// are grouped and the policy applied to each group. With `options.dry_run` nothing
+    /// changes and the report is what a real run would do. Progress (see
+    /// [`crate::progress`]) counts the bytes of the packs read for rewriting and of the packs
+    /// deleted; an error the callback returns (`Cancelled`: a signal arrived) stops prune
+    /// there, as a crash would (every step is safe to interrupt), and is returned.
     ///
     /// # Errors
-    /// See [`Repository::prune_with_progress`].
+    /// [`Error::InvalidArgument`] for an empty or invalid policy; [`Error::Locked`](crate::Error::Locked);
+    /// [`Error::Corruption`](crate::Error::Corruption) (run repair first) for a snapshot, index
+    /// file or notice that does not decode, or data a remaining snapshot needs that is missing;
+    /// [`Error::ConcurrentModification`](crate::Error::ConcurrentModification) when a snapshot
+    /// written meanwhile needs a pack it was deleting or its lock was removed (nothing
+    /// deleted); the error `on_progress` returns; [`Error::Storage`](crate::Error::Storage).
     pub fn prune(
         &self,
         retention: &Retention,
-        dry_run: bool,
+        options: PruneOptions<'_>,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-    ) -> Result<PruneReport> {
-        self.prune_with_progress(retention, dry_run, info, rng, is_stale, &mut |_, _, _| {
-            Ok(())
-        })
-    }
-
-    /// [`Repository::prune`], reporting progress as `(bytes done, bytes in all, what is being
-    /// done)`: the bytes are those of the packs read for rewriting and of the packs deleted.
-    /// An error the callback returns (`Cancelled`: a signal arrived) stops prune there, as a
-    /// crash would (every step is safe to interrupt), and is returned.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for an empty or invalid policy; [`Error::Locked`];
-    /// [`Error::Corruption`] (run repair first) for a snapshot, index file or notice that does not
-    /// decode, or data a remaining snapshot needs that is missing; [`Error::ConcurrentModification`]
-    /// when a snapshot written meanwhile needs a pack it was deleting or its lock was removed
-    /// (nothing deleted); the error `on_progress` returns; [`Error::Storage`].
-    pub fn prune_with_progress(
-        &self,
-        retention: &Retention,
-        dry_run: bool,
-        info: &LockInfo,
-        rng: &mut dyn RandomSource,
-        is_stale: StaleCheck<'_>,
-        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<PruneReport> {
         retention.policy.validate()?;
         if retention.policy.is_empty() {
@@ -134,14 +147,7 @@ impl<S: Storage> Repository<S> {
                 "no retention rule given (keep-last, keep-hourly/daily/weekly/monthly/yearly, keep-within*, keep-tag): prune would remove every snapshot".into(),
             ));
         }
-        self.collect(
-            Selection::Policy(retention),
-            dry_run,
-            info,
-            rng,
-            is_stale,
-            on_progress,
-        )
+        self.collect(Selection::Policy(retention), options, info, rng, is_stale)
     }
 
     /// Remove exactly the snapshots `refs` names (full ids or unique prefixes; `latest` is
@@ -151,15 +157,14 @@ impl<S: Storage> Repository<S> {
     /// # Errors
     /// [`Error::InvalidArgument`] for `latest` or no snapshot; [`Error::SnapshotNotFound`] /
     /// [`Error::AmbiguousSnapshotId`] for a bad reference; otherwise as
-    /// [`Repository::prune_with_progress`].
+    /// [`Repository::prune`].
     pub fn forget(
         &self,
         refs: &[String],
-        dry_run: bool,
+        options: PruneOptions<'_>,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<PruneReport> {
         if refs.is_empty() {
             return Err(Error::InvalidArgument(
@@ -174,25 +179,25 @@ impl<S: Storage> Repository<S> {
                 "forget does not take {r:?}: give the snapshot's id (see `snapshots`)"
             )));
         }
-        self.collect(
-            Selection::Snapshots(refs),
-            dry_run,
-            info,
-            rng,
-            is_stale,
-            on_progress,
-        )
+        self.collect(Selection::Snapshots(refs), options, info, rng, is_stale)
     }
 
     fn collect(
         &self,
         selection: Selection<'_>,
-        dry_run: bool,
+        options: PruneOptions<'_>,
         info: &LockInfo,
         rng: &mut dyn RandomSource,
         is_stale: StaleCheck<'_>,
-        on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<PruneReport> {
+        let PruneOptions {
+            dry_run,
+            mut on_progress,
+        } = options;
+        let on_progress = &mut |done: u64, total: u64, what: &str| match on_progress.as_mut() {
+            Some(report) => report(&Progress::of_bytes(done, total, what)),
+            None => Ok(()),
+        };
         if dry_run {
             // A shared lock: a dry run changes nothing, but must see a repository no prune is changing.
             let mut shared = info.clone();
