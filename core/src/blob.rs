@@ -3,7 +3,7 @@
 //! Encoding compresses the plaintext with the repository's compression (stored as is when it
 //! does not shrink) and, in an encrypted repository, seals it with AES-256-GCM under the label
 //! `"ca blob" ‖ chunk id`, so a blob cannot be moved to another id without failing to open.
-//! Decoding reverses this and checks the plaintext against its id (docs/FORMAT.md, "Blobs").
+//! Decoding reverses this and checks the plaintext against its id (docs/FORMAT.md, "Chunks and blobs").
 //! Ingest, restore, verify, prune, repair and restore plans all read blobs through here.
 //!
 //! A chunk-list blob is the concatenation of 32-byte chunk ids of one item, in order.

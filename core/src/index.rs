@@ -7,6 +7,7 @@
 //! ```
 //! In memory it is one hash map from blob id to location, merged from every file.
 
+pub use crate::layout::{INDEX_MAGIC, INDEX_PREFIX};
 use std::collections::HashMap;
 
 use crate::crypto::{Keys, NONCE_LEN};
@@ -14,12 +15,8 @@ use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::pack::{decode_entries, PackEntry, ENTRY_LEN, MAX_BLOB_LEN};
 
-/// Magic at the start of every index file.
-pub const INDEX_MAGIC: &[u8; 8] = b"CA-INDX1";
 /// Seal label of index files.
 pub const INDEX_LABEL: &[u8] = b"ca index";
-/// Prefix of index files in storage.
-pub const INDEX_PREFIX: &str = "index/";
 
 /// Every index file of the repository, with sizes (other files under `index/` are foreign:
 /// never read, see [`crate::layout`]).

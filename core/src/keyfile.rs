@@ -7,10 +7,8 @@
 use crate::crypto::{KdfParams, KeyFile, RandomSource, MAX_KEY_FILE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
+pub use crate::layout::KEYS_PREFIX;
 use crate::storage::{Storage, StorageError};
-
-/// Prefix of key files.
-pub const KEYS_PREFIX: &str = "keys/";
 
 /// The storage key of the key file whose content hashes to `id`: `keys/<id>.key`.
 pub fn key_file_key(id: &Id) -> String {

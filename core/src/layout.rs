@@ -13,6 +13,37 @@ use crate::id::Id;
 use crate::storage::{Storage, StorageError};
 
 pub use crate::config::CONFIG_KEY;
+// The path prefixes and magics of every kind, defined here (and re-exported by the module of
+// each format) so that this table depends on no format module.
+/// Magic at the start of every index file.
+pub const INDEX_MAGIC: &[u8; 8] = b"CA-INDX1";
+/// Prefix of index files in storage.
+pub const INDEX_PREFIX: &str = "index/";
+/// Magic at the start of every lock file.
+pub const LOCK_MAGIC: &[u8; 8] = b"CA-LOCK1";
+/// Prefix of lock files.
+pub const LOCK_PREFIX: &str = "locks/";
+/// Prefix of deletion notices.
+pub const NOTICE_PREFIX: &str = "deleting/";
+/// Magic at the start of every notice.
+pub const NOTICE_MAGIC: &[u8; 8] = b"CA-DEL01";
+/// Magic at the start of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"CA-PACK1";
+/// Magic at the end of every pack.
+pub const PACK_END_MAGIC: &[u8; 8] = b"CA-PEND1";
+/// Magic at the start of every `.idx` file.
+pub const IDX_MAGIC: &[u8; 8] = b"CA-IDX01";
+/// Magic at the start of every group description.
+pub const GROUP_MAGIC: &[u8; 8] = b"CA-GRUP1";
+/// Magic at the start of every snapshot file.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CA-SNAP1";
+/// Prefix of snapshot files in storage.
+pub const SNAPSHOT_PREFIX: &str = "snapshots/";
+/// Prefix of manifests an ingest has written but not yet committed (docs/FORMAT.md, commit
+/// protocol): not snapshots, but prune keeps everything they reference.
+pub const PENDING_PREFIX: &str = "snapshots/pending/";
+/// Prefix of key files.
+pub const KEYS_PREFIX: &str = "keys/";
 /// Parity shards and group descriptions (format feature `parity-dir`: outside `packs/`, so
 /// that an archive-class rule on `packs/` leaves what ingest reads in a readable class).
 pub const PARITY_PREFIX: &str = "parity/";
@@ -50,13 +81,13 @@ pub enum Kind {
 /// shards have none).
 pub fn magic(kind: Kind) -> Option<&'static [u8; 8]> {
     Some(match kind {
-        Kind::Pack => crate::pack::PACK_MAGIC,
-        Kind::PackIdx => crate::pack::IDX_MAGIC,
-        Kind::Group => crate::parity::GROUP_MAGIC,
-        Kind::Index => crate::index::INDEX_MAGIC,
-        Kind::Snapshot | Kind::PendingSnapshot => crate::snapshot::SNAPSHOT_MAGIC,
-        Kind::Lock => crate::lock::LOCK_MAGIC,
-        Kind::Notice => crate::notice::NOTICE_MAGIC,
+        Kind::Pack => PACK_MAGIC,
+        Kind::PackIdx => IDX_MAGIC,
+        Kind::Group => GROUP_MAGIC,
+        Kind::Index => INDEX_MAGIC,
+        Kind::Snapshot | Kind::PendingSnapshot => SNAPSHOT_MAGIC,
+        Kind::Lock => LOCK_MAGIC,
+        Kind::Notice => NOTICE_MAGIC,
         Kind::Config | Kind::Key | Kind::Parity => return None,
     })
 }

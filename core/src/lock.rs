@@ -18,6 +18,7 @@
 //! are not what keeps snapshots complete: that is the commit check of an ingest and the
 //! deletion notices of prune (docs/RELIABILITY.md).
 
+pub use crate::layout::{LOCK_MAGIC, LOCK_PREFIX};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -28,12 +29,8 @@ use crate::id::Id;
 use crate::layout::{self, Kind};
 use crate::storage::{Storage, StorageError};
 
-/// Magic at the start of every lock file.
-pub const LOCK_MAGIC: &[u8; 8] = b"CA-LOCK1";
 /// Seal label of lock files.
 pub const LOCK_LABEL: &[u8] = b"ca lock";
-/// Prefix of lock files.
-pub const LOCK_PREFIX: &str = "locks/";
 /// Default age (storage clock) after which a lock that was not renewed is stale: 30 minutes.
 pub const DEFAULT_STALE_AFTER_MS: i64 = 30 * 60 * 1000;
 /// Attempts at removing a lock before its removal is reported as failed.

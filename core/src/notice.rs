@@ -13,6 +13,7 @@
 //! check comes after the notice (and the ingest commits nothing). No clock, lock or pause
 //! enters the argument (docs/RELIABILITY.md).
 
+pub use crate::layout::{NOTICE_MAGIC, NOTICE_PREFIX};
 use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -24,10 +25,6 @@ use crate::layout::{self, Kind};
 use crate::pack::pack_key;
 use crate::storage::{Storage, StorageError};
 
-/// Prefix of deletion notices.
-pub const NOTICE_PREFIX: &str = "deleting/";
-/// Magic at the start of every notice.
-pub const NOTICE_MAGIC: &[u8; 8] = b"CA-DEL01";
 /// Seal label of notices.
 pub const NOTICE_LABEL: &[u8] = b"ca deleting";
 

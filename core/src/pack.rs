@@ -13,13 +13,8 @@ use crate::compress::Compression;
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
+pub use crate::layout::{IDX_MAGIC, PACK_END_MAGIC, PACK_MAGIC};
 
-/// Magic at the start of every pack.
-pub const PACK_MAGIC: &[u8; 8] = b"CA-PACK1";
-/// Magic at the end of every pack.
-pub const PACK_END_MAGIC: &[u8; 8] = b"CA-PEND1";
-/// Magic at the start of every `.idx` file.
-pub const IDX_MAGIC: &[u8; 8] = b"CA-IDX01";
 /// Seal label of pack headers.
 pub const HEADER_LABEL: &[u8] = b"ca pack header";
 /// Seal label of `.idx` files.

@@ -7,10 +7,12 @@
 //! the new member's contribution to the old parity, without reading the old members.
 //!
 //! ```text
-//! packs/parity/<id>.parity = the parity shard (shard_len bytes); id = SHA-256(file)
-//! packs/parity/<id>.group  = "CA-GRUP1" ‖ seal("ca parity group", JSON GroupDescription); id = SHA-256(file)
+//! parity/<id>.parity = the parity shard (shard_len bytes); id = SHA-256(file)
+//! parity/<id>.group  = "CA-GRUP1" ‖ seal("ca parity group", JSON GroupDescription); id = SHA-256(file)
+//! (under `packs/parity/` in repositories made before the `parity-dir` feature)
 //! ```
 
+pub use crate::layout::GROUP_MAGIC;
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +27,6 @@ use crate::storage::{put_exact, Storage, StorageError};
 pub const GROUP_SIZE: usize = 20;
 /// Parity shards per group.
 pub const PARITY_SHARDS: usize = 1;
-/// Magic at the start of every group description.
-pub const GROUP_MAGIC: &[u8; 8] = b"CA-GRUP1";
 /// Seal label of group descriptions.
 pub const GROUP_LABEL: &[u8] = b"ca parity group";
 pub use crate::layout::{LEGACY_PARITY_PREFIX, PARITY_PREFIX};

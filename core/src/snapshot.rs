@@ -6,6 +6,7 @@
 //! The manifest is small: each item's chunk list lives in chunk-list blobs inside packs and
 //! the manifest only names those blobs, so listing snapshots never reads a chunk list.
 
+pub use crate::layout::{PENDING_PREFIX, SNAPSHOT_MAGIC, SNAPSHOT_PREFIX};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
@@ -18,12 +19,8 @@ use crate::validate::{
     validate_command, validate_host, validate_item_name, validate_item_type, validate_tags,
 };
 
-/// Magic at the start of every snapshot file.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CA-SNAP1";
 /// Seal label of snapshot files.
 pub const SNAPSHOT_LABEL: &[u8] = b"ca snapshot";
-/// Prefix of snapshot files in storage.
-pub const SNAPSHOT_PREFIX: &str = "snapshots/";
 /// Suffix of snapshot files.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Manifest format version.
@@ -43,10 +40,6 @@ pub fn snapshot_id_of_key(key: &str) -> Option<Id> {
             .strip_suffix(SNAPSHOT_SUFFIX)?,
     )
 }
-
-/// Prefix of manifests an ingest has written but not yet committed (docs/FORMAT.md, commit
-/// protocol): not snapshots, but prune keeps everything they reference.
-pub const PENDING_PREFIX: &str = "snapshots/pending/";
 
 /// The storage key of a manifest pending commit.
 pub fn pending_snapshot_key(id: &Id) -> String {

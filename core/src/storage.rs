@@ -366,7 +366,7 @@ pub fn may_write_in_background(key: &str) -> bool {
 /// from a timer thread — that thread must neither wait for an operation's writes nor take
 /// their errors away from it.
 pub fn waits_for_background(key: &str) -> bool {
-    !key.starts_with(crate::lock::LOCK_PREFIX)
+    !key.starts_with(crate::layout::LOCK_PREFIX)
 }
 
 /// Store an object that must have exactly these bytes: if the key is taken by other (damaged)

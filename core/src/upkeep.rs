@@ -26,7 +26,7 @@ use crate::snapshot::{decode_snapshot, pending_id_of_key, snapshot_key, Snapshot
 use crate::storage::{put_exact, Storage, StorageError};
 
 /// Packs listed per index file written by reindex and prune.
-pub(crate) const PACKS_PER_INDEX_FILE: usize = 256;
+pub(crate) const PACKS_PER_REBUILT_INDEX_FILE: usize = 256;
 
 /// What reindex did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -202,7 +202,7 @@ impl<S: Storage> Repository<S> {
     ) -> Result<(Vec<String>, u64)> {
         let mut keys = Vec::new();
         let mut bytes = 0;
-        for batch in packs.chunks(PACKS_PER_INDEX_FILE) {
+        for batch in packs.chunks(PACKS_PER_REBUILT_INDEX_FILE) {
             let data = encode_index_file(self.keys(), batch, random_bytes(rng));
             let key = index_key(&Id::sha256(&data));
             match self.storage().put(&key, &data) {

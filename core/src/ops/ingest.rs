@@ -35,7 +35,7 @@ use crate::storage::{put_exact, Storage, StorageError};
 use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
 
 /// Packs written before their index entries are flushed to a new index file.
-const PACKS_PER_INDEX_FILE: usize = 64;
+const PACKS_PER_INGEST_INDEX_FILE: usize = 64;
 
 impl<S: Storage> Repository<S> {
     /// Start an ingest under a shared lock. Nothing becomes visible until [`Ingest::commit`].
@@ -264,7 +264,7 @@ impl<S: Storage> Writer<S> {
             self.store_parity()?;
         }
         self.unindexed.push(IndexedPack { id, size, entries });
-        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
+        if self.unindexed.len() >= PACKS_PER_INGEST_INDEX_FILE {
             self.write_index()?;
         }
         Ok(())

@@ -436,7 +436,7 @@ impl<S: Storage> Repository<S> {
     /// returns (`Cancelled`: a signal arrived) stops verify at once and is returned.
     ///
     /// # Errors
-    /// Damage is reported as findings, not errors. [`Error::Storage`](crate::Error::Storage)
+    /// Damage is reported as findings, not errors. [`Error::Storage`]
     /// when storage cannot be listed or read (`Archived` for a pack in an archive class); the
     /// error `on_progress` returns.
     pub fn verify(&self, options: VerifyOptions<'_>) -> Result<VerifyReport> {

@@ -1,12 +1,8 @@
 """The ``containerarchive`` command line.
 
-Exit codes: 0 success; 1 not ok (verify or repair found damage) or any other error; 2 usage
-error; 3 snapshot or item not found; 4 a command given with ``--exec`` failed (nothing was
-committed); 10 no repository; 11 locked; 12 wrong or missing passphrase; 13 another process
-changed the repository under the operation (nothing was committed or deleted: run it again);
-130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (nothing was committed).
-With ``--json`` every command prints exactly one JSON document on standard output, errors
-included (``{"error": {"type", "message", "exit_code"}}``).
+Exit codes: see :data:`.exits.EXIT_TABLE` (the one table; ``--help`` and the README show
+it). With ``--json`` every command prints exactly one JSON document on standard output,
+errors included (``{"error": {"type", "message", "exit_code"}}``).
 
 The package: ``main`` (here: error reporting, exit codes, signals), the parser
 (:mod:`.parser`), the commands (:mod:`.commands`), what is said and asked on the terminal

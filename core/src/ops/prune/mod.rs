@@ -127,12 +127,12 @@ impl<S: Storage> Repository<S> {
     /// there, as a crash would (every step is safe to interrupt), and is returned.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an empty or invalid policy; [`Error::Locked`](crate::Error::Locked);
-    /// [`Error::Corruption`](crate::Error::Corruption) (run repair first) for a snapshot, index
+    /// [`Error::InvalidArgument`] for an empty or invalid policy; [`Error::Locked`];
+    /// [`Error::Corruption`] (run repair first) for a snapshot, index
     /// file or notice that does not decode, or data a remaining snapshot needs that is missing;
-    /// [`Error::ConcurrentModification`](crate::Error::ConcurrentModification) when a snapshot
+    /// [`Error::ConcurrentModification`] when a snapshot
     /// written meanwhile needs a pack it was deleting or its lock was removed (nothing
-    /// deleted); the error `on_progress` returns; [`Error::Storage`](crate::Error::Storage).
+    /// deleted); the error `on_progress` returns; [`Error::Storage`].
     pub fn prune(
         &self,
         retention: &Retention,

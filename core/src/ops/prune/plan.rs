@@ -5,7 +5,7 @@
 use super::{
     PruneReport, Selection, MERGE_MIN_SMALL_PACKS, REWRITE_THRESHOLD_PERCENT, SMALL_PACK_DIVISOR,
 };
-use crate::upkeep::PACKS_PER_INDEX_FILE;
+use crate::upkeep::PACKS_PER_REBUILT_INDEX_FILE;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -135,11 +135,11 @@ impl<S: Storage> Repository<S> {
         counts.extend(new_packs.iter().map(Vec::len));
         let rewrite_index = fates.keep.len() != stored.view.packs.len()
             || !new_packs.is_empty()
-            || stored.old_index.len() != counts.chunks(PACKS_PER_INDEX_FILE).count();
+            || stored.old_index.len() != counts.chunks(PACKS_PER_REBUILT_INDEX_FILE).count();
         let mut old_index = Vec::new();
         if rewrite_index {
             ledger.deleted += stored.old_index.iter().map(|(_, s)| s).sum::<u64>();
-            for batch in counts.chunks(PACKS_PER_INDEX_FILE) {
+            for batch in counts.chunks(PACKS_PER_REBUILT_INDEX_FILE) {
                 ledger.written += index_file_size(self.keys(), batch);
             }
             old_index = stored.old_index.into_iter().map(|(k, _)| k).collect();
