@@ -19,6 +19,8 @@ pub use crate::config::CONFIG_KEY;
 pub const INDEX_MAGIC: &[u8; 8] = b"CA-INDX1";
 /// Prefix of index files in storage.
 pub const INDEX_PREFIX: &str = "index/";
+/// Packs and their `.idx` files, fanned out by the first two hex digits of the pack id.
+pub const PACK_DATA_PREFIX: &str = "packs/data/";
 /// Magic at the start of every lock file.
 pub const LOCK_MAGIC: &[u8; 8] = b"CA-LOCK1";
 /// Prefix of lock files.

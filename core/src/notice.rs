@@ -128,7 +128,7 @@ pub fn check_packs_present(storage: &dyn Storage, keys: &Keys, packs: &HashSet<I
         });
     }
     let listed: HashSet<String> = storage
-        .list("packs/data/")?
+        .list(crate::layout::PACK_DATA_PREFIX)?
         .into_iter()
         .map(|(k, _)| k)
         .collect();

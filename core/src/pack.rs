@@ -13,7 +13,7 @@ use crate::compress::Compression;
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
-pub use crate::layout::{IDX_MAGIC, PACK_END_MAGIC, PACK_MAGIC};
+pub use crate::layout::{IDX_MAGIC, PACK_DATA_PREFIX, PACK_END_MAGIC, PACK_MAGIC};
 
 /// Seal label of pack headers.
 pub const HEADER_LABEL: &[u8] = b"ca pack header";
@@ -139,13 +139,13 @@ fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
 /// The storage key of a data pack.
 pub fn pack_key(id: &Id) -> String {
     let h = id.to_hex();
-    format!("packs/data/{}/{h}.pack", &h[..2])
+    format!("{PACK_DATA_PREFIX}{}/{h}.pack", &h[..2])
 }
 
 /// The storage key of a pack's `.idx`.
 pub fn idx_key(id: &Id) -> String {
     let h = id.to_hex();
-    format!("packs/data/{}/{h}.idx", &h[..2])
+    format!("{PACK_DATA_PREFIX}{}/{h}.idx", &h[..2])
 }
 
 /// A pack being filled.

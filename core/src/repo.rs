@@ -380,7 +380,7 @@ impl<S: Storage> Repository<S> {
         Ok(self
             .inner
             .storage
-            .list("packs/data/")?
+            .list(crate::layout::PACK_DATA_PREFIX)?
             .into_iter()
             .map(|(k, _)| k)
             .filter(|k| crate::layout::is(crate::layout::Kind::Pack, k))

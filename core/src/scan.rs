@@ -76,7 +76,7 @@ pub fn list_packs(storage: &dyn Storage) -> Result<(HashMap<Id, u64>, HashSet<Id
     let mut idx = HashSet::new();
     // Only names this repository writes: a pack copied to another fan-out folder or renamed
     // (upper-case hex) is not where readers look, so it is not present.
-    for (key, size) in storage.list("packs/data/")? {
+    for (key, size) in storage.list(crate::layout::PACK_DATA_PREFIX)? {
         match crate::layout::classify(&key) {
             Some((Kind::Pack, Some(id))) => {
                 packs.insert(id, size);

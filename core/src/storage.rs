@@ -358,7 +358,8 @@ impl<S: Storage> Storage for CrashingStorage<S> {
 /// does must make every write or delete for which [`waits_for_background`] holds wait until
 /// those writes are durable, and report their first error there.
 pub fn may_write_in_background(key: &str) -> bool {
-    key.starts_with("packs/data/") && (key.ends_with(".pack") || key.ends_with(".idx"))
+    key.starts_with(crate::layout::PACK_DATA_PREFIX)
+        && (key.ends_with(".pack") || key.ends_with(".idx"))
 }
 
 /// Whether a write or delete of `key` must first wait for background writes (see

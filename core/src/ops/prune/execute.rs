@@ -47,7 +47,10 @@ impl<S: Storage> Repository<S> {
         on_progress: &mut dyn FnMut(u64, u64, &str) -> Result<()>,
     ) -> Result<i64> {
         let storage: &dyn Storage = self.storage();
-        let sizes: HashMap<String, u64> = storage.list("packs/data/")?.into_iter().collect();
+        let sizes: HashMap<String, u64> = storage
+            .list(crate::layout::PACK_DATA_PREFIX)?
+            .into_iter()
+            .collect();
         let size_of = |id: &Id| sizes.get(&pack_key(id)).copied().unwrap_or(0);
         let sources: HashSet<Id> = plan.new_packs.iter().flatten().map(|l| l.pack).collect();
         let mut tally = Tally {

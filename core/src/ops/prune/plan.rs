@@ -244,7 +244,7 @@ impl<S: Storage> Repository<S> {
         relocate_blobs(&mut view, &unusable);
         // Named as `list_packs` names them, so every `.idx` it lists has its size here.
         let idx_sizes: HashMap<Id, u64> = storage
-            .list("packs/data/")?
+            .list(crate::layout::PACK_DATA_PREFIX)?
             .into_iter()
             .filter_map(|(k, s)| match layout::classify(&k)? {
                 (Kind::PackIdx, Some(id)) => Some((id, s)),
