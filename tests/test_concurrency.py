@@ -237,6 +237,13 @@ def test_restore_to_a_slow_reader_completes_while_prune_rewrites_its_packs(
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child: SIGINT handled by default, as for a program started at a terminal. A test
+    run started in the background of a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler (the CLI installs its own handlers)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_and_wait(proc: subprocess.Popen[str], target: int, sig: int) -> float:
     os.kill(target, sig)
     sent = time.monotonic()
@@ -350,7 +357,10 @@ def test_the_python_api_raises_keyboard_interrupt_with_a_silent_producer(tmp_pat
         "    sys.exit(7)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(repo_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(repo_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     _wait_for_lock(repo_path)
     time.sleep(0.5)
@@ -517,7 +527,10 @@ def test_a_signal_stops_a_long_maintenance_operation_without_waiting_for_its_end
         "    sys.exit(7)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(big_repo)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(big_repo)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "starting"
     time.sleep(0.1)
