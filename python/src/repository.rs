@@ -23,8 +23,7 @@ use crate::errors::{io_err, py_err};
 use crate::ingest::NativeIngest;
 use crate::locking;
 use crate::locking::NativeLock;
-use crate::os::OsRng;
-use crate::os::{dup_fd, now_rfc3339, Interrupts};
+use crate::os::{dup_fd, now_rfc3339, Interrupts, OsRng};
 use crate::reader::{drain_reader, NativeReader};
 use crate::storage::AnyStorage;
 
