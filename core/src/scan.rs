@@ -106,11 +106,20 @@ pub fn read_chunk_list(
         .blobs
         .get(list)
         .ok_or_else(|| Error::corruption(format!("chunk list {list}"), "not in the index"))?;
+    read_chunk_list_at(storage, keys, loc)
+}
+
+/// The chunk ids in the chunk list stored at `loc`, checked against its id.
+///
+/// # Errors
+/// As [`read_chunk_list`], but for the lookup.
+pub fn read_chunk_list_at(storage: &dyn Storage, keys: &Keys, loc: &Location) -> Result<Vec<Id>> {
     let stored = storage.get_range(
         &pack_key(&loc.pack),
         loc.entry.offset as u64,
         loc.entry.stored_len as u64,
     )?;
     let raw = decode_blob(keys, loc, &stored)?;
-    decode_chunk_list(&raw).map_err(|why| Error::corruption(format!("chunk list {list}"), why))
+    decode_chunk_list(&raw)
+        .map_err(|why| Error::corruption(format!("chunk list {}", loc.entry.id), why))
 }

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::blob::{decode_blob, decode_chunk_list};
 use crate::config::CONFIG_KEY;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, Location, INDEX_PREFIX};
 use crate::pack::pack_key;
 use crate::repo::Repository;
+use crate::scan::read_chunk_list_at;
 use crate::snapshot::{snapshot_key, Snapshot};
 use crate::storage::{Storage, StorageError};
 
@@ -61,7 +61,7 @@ impl<S: Storage> Repository<S> {
     /// Plan the restore of `item` (or of every item) of `snapshot`.
     ///
     /// # Errors
-    /// [`Error::ItemNotFound`](crate::Error::ItemNotFound); [`Error::Storage`](crate::Error::Storage).
+    /// [`Error::ItemNotFound`]; [`Error::Storage`].
     pub fn restore_plan(&self, snapshot: &Snapshot, item: Option<&str>) -> Result<RestorePlan> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
@@ -107,15 +107,9 @@ impl<S: Storage> Repository<S> {
                     continue;
                 };
                 packs.insert(loc.pack);
-                let raw = match storage.get_range(
-                    &pack_key(&loc.pack),
-                    loc.entry.offset as u64,
-                    loc.entry.stored_len as u64,
-                ) {
-                    Ok(stored) => decode_blob(keys, &loc, &stored)
-                        .ok()
-                        .and_then(|raw| decode_chunk_list(&raw).ok()),
-                    Err(StorageError::Archived { key, .. }) => {
+                let raw = match read_chunk_list_at(storage, keys, &loc) {
+                    Ok(ids) => Some(ids),
+                    Err(Error::Storage(StorageError::Archived { key, .. })) => {
                         archived.insert(key);
                         None
                     }
