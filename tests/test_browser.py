@@ -253,6 +253,59 @@ def test_the_js_module_api(page, repos):
     assert out["ok"] is True and out["packsChecked"] > 0
 
 
+#: Filters given to the JS API's `snapshots()` and to the Python API's `list_snapshots()`:
+#: both are the engine's rule (issue 16: the filter lives only in core), so their answers agree.
+FILTERS = [
+    {},
+    {"tags": {"db": "shop"}},
+    {"tags": {"kind": "full"}},
+    {"tags": {"db": "shop", "kind": "full"}},
+    {"tags": {"kind": "nope"}},
+    {"after": "2026-02-01T00:00:00Z"},
+    {"after": "2026-02-01T00:00:00.000001Z"},
+    {"before": "2026-01-01T00:00:00+00:00"},
+    {"before": "2026-01-31T23:30:00-01:00"},
+    {"after": "2026-01-01T00:00:00Z", "before": "2026-01-31T23:59:59.999999Z"},
+    {"host": socket.gethostname()},
+    {"host": "another-host"},
+    {"tags": {"kind": "full"}, "host": socket.gethostname(), "before": "2026-03-01T00:00:00Z"},
+]
+
+
+def test_the_js_snapshot_filter_is_the_engines(page, repos):
+    open_repo(page, repos["enc"], PASSPHRASE)
+    expect(page.locator("#snapshots tbody tr")).to_have_count(2)
+    out = page.evaluate(
+        """async ([pass, filters]) => {
+            const { Archive } = await import("./pkg/containerarchive_wasm.js");
+            const files = document.querySelector("#repo-files").files;
+            const archive = await Archive.open(files, pass);
+            const ids = (list) => list.map((s) => s.id);
+            const error = (f) => { try { archive.snapshots(f); return null; } catch (e) { return e.name; } };
+            const out = {
+                answers: filters.map((f) => ids(archive.snapshots(f))),
+                dateObject: ids(archive.snapshots({ after: new Date(Date.UTC(2026, 0, 15)) })),
+                dateOnly: ids(archive.snapshots({ before: "2026-01-15" })),
+                copies: archive.snapshots()[0] !== archive.snapshots()[0],
+                badTime: error({ after: "yesterday" }),
+                badTag: error({ tags: { db: 1 } }),
+            };
+            archive.close();
+            return out;
+        }""",
+        [PASSPHRASE, FILTERS],
+    )
+    with ca.Repository.open(repos["enc"], PASSPHRASE) as r:
+        expected = [[s.id for s in r.list_snapshots(**f)] for f in FILTERS]
+    assert out["answers"] == expected
+    first, multi = repos["first"].id, repos["multi"].id
+    assert expected[0] == [first, multi] and expected[6] == [] and expected[8] == [first, multi]
+    assert out["dateObject"] == [multi] and out["dateOnly"] == [first]
+    assert out["copies"] is True
+    assert out["badTime"] == "InvalidArgumentError"
+    assert out["badTag"] == "InvalidArgumentError"
+
+
 # -- streaming to a file the user picks ------------------------------------------------------
 
 # showSaveFilePicker answered by a file in the origin-private file system (the picker itself is

@@ -72,15 +72,22 @@ pub struct SnapshotFilter {
 impl SnapshotFilter {
     /// Whether `s` passes the filter.
     pub fn matches(&self, s: &Snapshot) -> bool {
-        self.tags
-            .iter()
-            .all(|(k, v)| s.manifest.tags.get(k) == Some(v))
-            && self.after.is_none_or(|a| s.time >= a)
-            && self.before.is_none_or(|b| s.time <= b)
-            && self
-                .host
-                .as_ref()
-                .is_none_or(|h| s.manifest.host.as_ref() == Some(h))
+        self.admits(s.time, &s.manifest.tags, s.manifest.host.as_deref())
+    }
+
+    /// Whether a snapshot created at `time`, with `tags`, made by `host` (`None`: unknown)
+    /// passes the filter: the rule [`matches`](Self::matches) applies, for faces that hold
+    /// snapshots as views rather than as [`Snapshot`]s (the browser's snapshot list).
+    pub fn admits(
+        &self,
+        time: DateTime<FixedOffset>,
+        tags: &BTreeMap<String, String>,
+        host: Option<&str>,
+    ) -> bool {
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+            && self.after.is_none_or(|a| time >= a)
+            && self.before.is_none_or(|b| time <= b)
+            && self.host.as_deref().is_none_or(|h| host == Some(h))
     }
 }
 

@@ -122,6 +122,21 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot as every face shows it: the manifest's fields (snake_case, as stored) plus
+    /// `id` (64 hex digits), with `host` always present (`null` when unknown). Python's
+    /// `Snapshot`, the CLI's `--json` and the JS API (camelCased) are all read from this one
+    /// object.
+    pub fn view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.manifest).expect("a manifest always serializes");
+        v["id"] = serde_json::Value::String(self.id.to_hex());
+        v["host"] = self
+            .manifest
+            .host
+            .clone()
+            .map_or(serde_json::Value::Null, serde_json::Value::String);
+        v
+    }
+
     /// The item called `name`.
     pub fn item(&self, name: &str) -> Result<&Item> {
         self.manifest

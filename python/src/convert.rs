@@ -12,9 +12,7 @@ use crate::errors::py_err;
 use crate::storage::s3::S3Settings;
 
 pub(crate) fn snapshot_json(s: &Snapshot) -> String {
-    let mut v = serde_json::to_value(&s.manifest).expect("manifest serializes");
-    v["id"] = serde_json::Value::String(s.id.to_hex());
-    v.to_string()
+    s.view().to_string()
 }
 
 pub(crate) fn time_arg(

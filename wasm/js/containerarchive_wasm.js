@@ -13,11 +13,16 @@
 // restored item is ever held whole in memory. Errors are Error objects whose `name` is the
 // class name the Python package uses (WrongPassphraseError, CorruptionError, …).
 
-const workerUrl = new URL("./worker.js", import.meta.url);
+import initEngine, { engineTime, selectSnapshots } from "./engine.js";
 
-/** Kept for the wasm-bindgen calling convention; the engine loads in each archive's worker. */
+const workerUrl = new URL("./worker.js", import.meta.url);
+let engineReady = null;
+
+/** Load the engine on the page too (each archive's worker loads its own): the page filters
+ * snapshot lists with it, by the engine's rule. `Archive.open` calls it when needed. */
 export default async function init() {
-  return undefined;
+  engineReady ??= initEngine();
+  await engineReady;
 }
 
 function remoteError({ name, message, roots }) {
@@ -27,18 +32,21 @@ function remoteError({ name, message, roots }) {
   return err;
 }
 
+/** A time argument as the engine reads it (RFC 3339): such strings as they are, `Date`
+ * objects and the other forms `Date.parse` reads converted; `null` when not given. */
 function toTime(value) {
   if (value === undefined || value === null) return null;
+  if (typeof value === "string" && engineTime(value) !== undefined) return value;
   const t = value instanceof Date ? value.getTime() : Date.parse(value);
   if (Number.isNaN(t)) throw Object.assign(new Error(`not a time: ${value}`), { name: "InvalidArgumentError" });
-  return t;
+  return new Date(t).toISOString();
 }
 
 export class Archive {
   #worker;
   #pending = new Map();
   #next = 1;
-  #snapshots = [];
+  #snapshots = "[]"; // JSON text, as the engine listed them
   #keys = [];
 
   constructor(worker) {
@@ -75,6 +83,7 @@ export class Archive {
    * names the one to open (one of the `roots` of the `MultipleRepositoriesError` thrown
    * without it). A selection without any repository throws `RepositoryNotFoundError`. */
   static async open(files, passphrase, { root } = {}) {
+    await init();
     const worker = new Worker(workerUrl, { type: "module" });
     const archive = new Archive(worker);
     const entries = Array.from(files, (file) => ({ path: file.webkitRelativePath || file.name, file }));
@@ -98,16 +107,8 @@ export class Archive {
   /** Snapshots with all `tags` (and made by `host`, if given), created in [after, before]
    * (inclusive), oldest first. `host` is `null` for snapshots from before hosts were recorded. */
   snapshots({ tags = {}, after, before, host } = {}) {
-    const from = toTime(after);
-    const to = toTime(before);
-    return this.#snapshots
-      .filter((s) => Object.entries(tags).every(([k, v]) => s.tags[k] === v))
-      .filter((s) => host === undefined || host === null || s.host === host)
-      .filter((s) => {
-        const t = Date.parse(s.createdAt);
-        return (from === null || t >= from) && (to === null || t <= to);
-      })
-      .map((s) => structuredClone(s));
+    const filter = { tags, after: toTime(after), before: toTime(before), host: host ?? null };
+    return JSON.parse(selectSnapshots(this.#snapshots, JSON.stringify(filter)));
   }
 
   /** Verify: resolves to { ok, errors: [{kind, pack, chunk, snapshot, message}], stats }. */

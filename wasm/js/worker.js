@@ -30,10 +30,7 @@ const ops = {
     }
     engine?.free();
     engine = Engine.open(paths, sizes, read, passphrase || undefined, chosen);
-    return { snapshots: JSON.parse(engine.snapshots("{}")), keys: [...files.keys()], root: chosen ?? null };
-  },
-  snapshots({ filter }) {
-    return JSON.parse(engine.snapshots(JSON.stringify(filter ?? {})));
+    return { snapshots: engine.snapshots("{}"), keys: [...files.keys()], root: chosen ?? null };
   },
   verify({ level }, id) {
     return JSON.parse(engine.verify(level, (fraction) => self.postMessage({ id, progress: fraction })));

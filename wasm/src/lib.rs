@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use containerarchive_core::layout::{self, CONFIG_KEY};
 use containerarchive_core::ops::restore_plan::RestorePlan;
-use containerarchive_core::ops::verify::{Finding, VerifyLevel, VerifyOptions};
+use containerarchive_core::ops::verify::{VerifyLevel, VerifyOptions};
 use containerarchive_core::progress::Progress;
 use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::storage::StorageResult;
@@ -18,7 +18,7 @@ use containerarchive_core::{
     Error, ItemReader, Repository, Snapshot, SnapshotFilter, Storage, StorageError,
 };
 use js_sys::{Function, Uint8Array};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 /// The folders holding a repository among the selected paths (`config.json` is there), as
@@ -134,10 +134,6 @@ fn js_error(e: Error) -> JsValue {
     err.into()
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("serializes")
-}
-
 /// Selected files, read through a JavaScript callback `read(key, offset, length) → Uint8Array`.
 struct JsStorage {
     sizes: BTreeMap<String, u64>,
@@ -199,100 +195,118 @@ impl Storage for JsStorage {
     }
 }
 
-/// A snapshot as the JS API shows it (camelCase, same fields as the Python `Snapshot`).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsSnapshot {
-    id: String,
-    version: u32,
-    created_at: String,
-    tags: BTreeMap<String, String>,
-    /// The host that made it; `null` for snapshots from before hosts were recorded.
-    host: Option<String>,
-    original_size: u64,
-    stored_size: u64,
-    chunk_count: u64,
-    new_chunks: u64,
-    reused_chunks: u64,
-    items: Vec<JsItem>,
-}
+/// Keys of the core's JSON the JS API leaves out, with why: the ids of an item's chunk-list
+/// blobs are a storage detail only restore needs, and restore reads them inside the engine (the
+/// Python API leaves them out for the same reason).
+const NOT_SHOWN: &[&str] = &["chunk_lists"];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsItem {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    size: u64,
-    chunk_count: u64,
-}
+/// Objects whose keys are data, not field names: never renamed.
+const DATA_KEYS: &[&str] = &["tags"];
 
-impl From<&Snapshot> for JsSnapshot {
-    fn from(s: &Snapshot) -> Self {
-        let m = &s.manifest;
-        JsSnapshot {
-            id: s.id.to_hex(),
-            version: m.version,
-            created_at: m.created_at.clone(),
-            tags: m.tags.clone(),
-            host: m.host.clone(),
-            original_size: m.original_size,
-            stored_size: m.stored_size,
-            chunk_count: m.chunk_count,
-            new_chunks: m.new_chunks,
-            reused_chunks: m.reused_chunks,
-            items: m
-                .items
-                .iter()
-                .map(|i| JsItem {
-                    name: i.name.clone(),
-                    kind: i.kind.clone(),
-                    size: i.size,
-                    chunk_count: i.chunk_count,
+/// The one place the JS API renames the core's JSON: object keys from snake_case to camelCase
+/// (`created_at` → `createdAt`), except inside [`DATA_KEYS`], and [`NOT_SHOWN`] dropped.
+fn js_view(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| !NOT_SHOWN.contains(&k.as_str()))
+                .map(|(k, v)| {
+                    let v = if DATA_KEYS.contains(&k.as_str()) {
+                        v
+                    } else {
+                        js_view(v)
+                    };
+                    (camel_case(&k), v)
                 })
                 .collect(),
-        }
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(js_view).collect()),
+        other => other,
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsVerifyStats {
-    packs_checked: u64,
-    chunks_checked: u64,
-    snapshots_checked: u64,
-    bytes_read: u64,
-    groups_checked: u64,
-    unindexed_packs: u64,
+fn camel_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-#[derive(Serialize)]
-struct JsVerifyResult<'a> {
-    ok: bool,
-    errors: &'a [Finding],
-    stats: JsVerifyStats,
+/// `value` (a core result) as the JS API's JSON text.
+fn to_js_json<T: Serialize>(value: &T) -> String {
+    js_view(serde_json::to_value(value).expect("a result always serializes")).to_string()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsPlan<'a> {
-    snapshot: &'a str,
-    items: &'a [String],
-    files: &'a [containerarchive_core::ops::restore_plan::PlanFile],
-    total_bytes: u64,
-    missing: &'a [String],
-    damaged: &'a [String],
-    complete: bool,
-}
-
-/// Filter given by JavaScript: `{tags, after, before}` (times as ISO 8601 strings).
-#[derive(serde::Deserialize, Default)]
+/// Filter given by JavaScript: `{tags, after, before, host}` (times as RFC 3339 strings).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct JsFilter {
     #[serde(default)]
     tags: BTreeMap<String, String>,
     after: Option<String>,
     before: Option<String>,
     host: Option<String>,
+}
+
+/// The core's snapshot filter for the JSON `filter_json`; `InvalidArgumentError` when it is
+/// not one (a tag value that is not a string, a time that is not RFC 3339).
+fn snapshot_filter(filter_json: &str) -> Result<SnapshotFilter, JsValue> {
+    let invalid = |e: String| js_error(Error::InvalidArgument(e));
+    let f: JsFilter = serde_json::from_str(filter_json)
+        .map_err(|e| invalid(format!("not a snapshot filter: {e}")))?;
+    let time = |s: Option<String>| s.map(|s| parse_time(&s).map_err(invalid)).transpose();
+    Ok(SnapshotFilter {
+        tags: f.tags,
+        after: time(f.after)?,
+        before: time(f.before)?,
+        host: f.host,
+    })
+}
+
+/// The snapshots of `snapshots_json` (a JSON array as [`Engine::snapshots`] returns) that pass
+/// the filter `filter_json` (`{tags, after, before, host}`), as a JSON array, order kept. The
+/// rule is the core's ([`SnapshotFilter::admits`]): the page filters the list it holds with it,
+/// without a round trip to its worker. Throws `InvalidArgumentError` for a bad filter.
+#[wasm_bindgen(js_name = selectSnapshots)]
+pub fn select_snapshots(snapshots_json: &str, filter_json: &str) -> Result<String, JsValue> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Listed {
+        created_at: String,
+        tags: BTreeMap<String, String>,
+        host: Option<String>,
+    }
+    let filter = snapshot_filter(filter_json)?;
+    let invalid = |e: String| js_error(Error::InvalidArgument(e));
+    let all: Vec<serde_json::Value> = serde_json::from_str(snapshots_json)
+        .map_err(|e| invalid(format!("not a snapshot list: {e}")))?;
+    let mut kept = Vec::with_capacity(all.len());
+    for value in all {
+        let s = Listed::deserialize(&value)
+            .map_err(|e| invalid(format!("not a listed snapshot: {e}")))?;
+        let time = parse_time(&s.created_at).map_err(invalid)?;
+        if filter.admits(time, &s.tags, s.host.as_deref()) {
+            kept.push(value);
+        }
+    }
+    Ok(serde_json::Value::Array(kept).to_string())
+}
+
+/// `time` itself when the engine reads it as a time (RFC 3339), else `undefined`: the page
+/// converts the other forms it accepts (`Date` objects, other `Date.parse` forms) to RFC 3339.
+#[wasm_bindgen(js_name = engineTime)]
+pub fn engine_time(time: &str) -> Option<String> {
+    parse_time(time).ok().map(|_| time.to_string())
 }
 
 /// An opened repository.
@@ -350,21 +364,10 @@ impl Engine {
 
     /// Snapshots matching a JSON filter `{tags, after, before, host}`, oldest first, as JSON.
     pub fn snapshots(&self, filter_json: &str) -> Result<String, JsValue> {
-        let f: JsFilter = serde_json::from_str(filter_json).unwrap_or_default();
-        let time = |s: Option<String>| {
-            s.map(|s| parse_time(&s).map_err(|e| js_error(Error::InvalidArgument(e))))
-                .transpose()
-        };
-        let filter = SnapshotFilter {
-            tags: f.tags,
-            after: time(f.after)?,
-            before: time(f.before)?,
-            host: f.host,
-        };
+        let filter = snapshot_filter(filter_json)?;
         let snaps = self.repo.list_snapshots(&filter).map_err(js_error)?;
-        Ok(to_json(
-            &snaps.iter().map(JsSnapshot::from).collect::<Vec<_>>(),
-        ))
+        let views: Vec<_> = snaps.iter().map(Snapshot::view).collect();
+        Ok(to_js_json(&views))
     }
 
     /// Verify at `level`; `on_progress(fraction)` is called as it goes. Returns
@@ -389,19 +392,7 @@ impl Engine {
             .repo
             .verify(VerifyOptions::new(level).on_progress(progress))
             .map_err(js_error)?;
-        let st = &report.stats;
-        Ok(to_json(&JsVerifyResult {
-            ok: report.ok,
-            errors: &report.errors,
-            stats: JsVerifyStats {
-                packs_checked: st.packs_checked,
-                chunks_checked: st.chunks_checked,
-                snapshots_checked: st.snapshots_checked,
-                bytes_read: st.bytes_read,
-                groups_checked: st.groups_checked,
-                unindexed_packs: st.unindexed_packs,
-            },
-        }))
+        Ok(to_js_json(&report))
     }
 
     /// The files restoring `item` (or the whole snapshot) needs, as JSON
@@ -414,15 +405,7 @@ impl Engine {
             .repo
             .restore_plan(&snap, item.as_deref())
             .map_err(js_error)?;
-        Ok(to_json(&JsPlan {
-            snapshot: &p.snapshot,
-            items: &p.items,
-            files: &p.files,
-            total_bytes: p.total_bytes,
-            missing: &p.missing,
-            damaged: &p.damaged,
-            complete: p.complete,
-        }))
+        Ok(to_js_json(&p))
     }
 
     /// Start restoring an item; returns a handle for [`Engine::restore_next`].
@@ -470,7 +453,31 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::{repository_key, repository_roots};
+    use super::{js_view, repository_key, repository_roots};
+    use serde_json::json;
+
+    #[test]
+    fn the_js_view_camel_cases_field_names_but_not_tag_names_and_drops_chunk_lists() {
+        let core = json!([{
+            "id": "ab",
+            "created_at": "2026-01-01T00:00:00Z",
+            "tags": {"snake_case_tag": "v", "x": "y_z"},
+            "host": null,
+            "items": [{"name": "a_b.sql", "type": "raw", "chunk_count": 2, "chunk_lists": ["cd"],
+                       "command": {"argv": ["pg_dump"], "exit_status": 0}}],
+        }]);
+        assert_eq!(
+            js_view(core),
+            json!([{
+                "id": "ab",
+                "createdAt": "2026-01-01T00:00:00Z",
+                "tags": {"snake_case_tag": "v", "x": "y_z"},
+                "host": null,
+                "items": [{"name": "a_b.sql", "type": "raw", "chunkCount": 2,
+                           "command": {"argv": ["pg_dump"], "exitStatus": 0}}],
+            }])
+        );
+    }
 
     #[test]
     fn selected_paths_and_flat_downloads_map_to_repository_keys() {
