@@ -17,7 +17,7 @@ use crate::index::{decode_index_file, Location, INDEX_PREFIX};
 use crate::pack::pack_key;
 use crate::repo::Repository;
 use crate::scan::read_chunk_list_at;
-use crate::snapshot::{snapshot_key, Snapshot};
+use crate::snapshot::{snapshot_key, Item, Snapshot};
 use crate::storage::{Storage, StorageError};
 
 /// One file a restore needs.
@@ -63,122 +63,25 @@ impl<S: Storage> Repository<S> {
     /// # Errors
     /// [`Error::ItemNotFound`]; [`Error::Storage`].
     pub fn restore_plan(&self, snapshot: &Snapshot, item: Option<&str>) -> Result<RestorePlan> {
-        let storage: &dyn Storage = self.storage();
-        let keys = self.keys();
-        let items: Vec<&crate::snapshot::Item> = match item {
+        let items: Vec<&Item> = match item {
             Some(name) => vec![snapshot.item(name)?],
             None => snapshot.manifest.items.iter().collect(),
         };
-        let listed: HashMap<String, u64> = storage.list("")?.into_iter().collect();
-
-        // Which index file lists which pack (and every blob's pack).
-        let mut blob_pack: HashMap<Id, Location> = HashMap::new();
-        let mut pack_index: BTreeMap<Id, String> = BTreeMap::new();
-        let mut pack_size: HashMap<Id, u64> = HashMap::new();
-        let mut index_keys: Vec<&String> = listed
-            .keys()
-            .filter(|k| crate::layout::is(crate::layout::Kind::Index, k))
-            .collect();
-        index_keys.sort();
-        for key in index_keys {
-            let Ok(data) = storage.get(key) else { continue };
-            let Ok(packs) = decode_index_file(keys, key, &data) else {
-                continue;
-            };
-            for p in packs {
-                pack_index.entry(p.id).or_insert_with(|| key.clone());
-                pack_size.insert(p.id, p.size);
-                for e in &p.entries {
-                    blob_pack.entry(e.id).or_insert(Location {
-                        pack: p.id,
-                        entry: *e,
-                    });
-                }
-            }
-        }
-
-        let mut packs: BTreeSet<Id> = BTreeSet::new();
-        let mut archived: BTreeSet<String> = BTreeSet::new();
-        let mut complete = !blob_pack.is_empty() || items.iter().all(|i| i.chunk_lists.is_empty());
-        for it in &items {
-            for list in &it.chunk_lists {
-                let Some(loc) = blob_pack.get(list).copied() else {
-                    complete = false;
-                    continue;
-                };
-                packs.insert(loc.pack);
-                let raw = match read_chunk_list_at(storage, keys, &loc) {
-                    Ok(ids) => Some(ids),
-                    Err(Error::Storage(StorageError::Archived { key, .. })) => {
-                        archived.insert(key);
-                        None
-                    }
-                    Err(_) => None,
-                };
-                match raw {
-                    Some(ids) => {
-                        for id in ids {
-                            match blob_pack.get(&id) {
-                                Some(l) => {
-                                    packs.insert(l.pack);
-                                }
-                                None => complete = false,
-                            }
-                        }
-                    }
-                    None => complete = false,
-                }
-            }
-        }
-
-        let mut files = Vec::new();
-        let add = |files: &mut Vec<PlanFile>, path: String, known: Option<u64>| {
-            let found = listed.get(&path).copied();
-            files.push(PlanFile {
-                present: found.is_some(),
-                damaged: found.is_some() && known.is_some() && found != known,
-                size: known.or(found),
-                path,
-            });
-        };
-        add(&mut files, CONFIG_KEY.to_string(), None);
-        let mut key_files: Vec<&String> = listed
-            .keys()
-            .filter(|k| crate::layout::is(crate::layout::Kind::Key, k))
-            .collect();
-        key_files.sort();
-        for k in key_files {
-            add(&mut files, k.clone(), None);
-        }
-        add(&mut files, snapshot_key(&snapshot.id), None);
-        let index_files: BTreeSet<&String> =
-            packs.iter().filter_map(|p| pack_index.get(p)).collect();
-        if pack_index.is_empty() {
-            complete = false;
-            files.push(PlanFile {
-                path: INDEX_PREFIX.to_string(),
-                size: None,
-                present: false,
-                damaged: false,
-            });
-        }
-        for k in index_files {
-            add(&mut files, k.clone(), None);
-        }
-        for p in &packs {
-            add(&mut files, pack_key(p), pack_size.get(p).copied());
-        }
+        let listed: HashMap<String, u64> = self.storage().list("")?.into_iter().collect();
+        let indexed = self.read_listed_indexes(&listed);
+        let needed = self.needed_packs(&items, &indexed);
+        let mut complete = needed.complete && !indexed.pack_index.is_empty();
+        let files = plan_files(snapshot, &listed, &indexed, &needed.packs);
         let total_bytes = files.iter().filter_map(|f| f.size).sum();
-        let missing = files
-            .iter()
-            .filter(|f| !f.present)
-            .map(|f| f.path.clone())
-            .collect();
-        let damaged: Vec<String> = files
-            .iter()
-            .filter(|f| f.damaged)
-            .map(|f| f.path.clone())
-            .collect();
+        let paths = |pick: fn(&PlanFile) -> bool| {
+            files
+                .iter()
+                .filter(|f| pick(f))
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let missing = paths(|f| !f.present);
+        let damaged = paths(|f| f.damaged);
         complete &= damaged.is_empty();
         Ok(RestorePlan {
             snapshot: snapshot.id.to_hex(),
@@ -188,7 +91,144 @@ impl<S: Storage> Repository<S> {
             missing,
             damaged,
             complete,
-            archived: archived.into_iter().collect(),
+            archived: needed.archived.into_iter().collect(),
         })
     }
+
+    /// Every index file among `listed` that can be read, merged: the first (in path order)
+    /// listing a pack names the index file a restore needs for it.
+    fn read_listed_indexes(&self, listed: &HashMap<String, u64>) -> Indexed {
+        let mut indexed = Indexed::default();
+        let mut index_keys: Vec<&String> = listed
+            .keys()
+            .filter(|k| crate::layout::is(crate::layout::Kind::Index, k))
+            .collect();
+        index_keys.sort();
+        for key in index_keys {
+            let Ok(data) = self.storage().get(key) else {
+                continue;
+            };
+            let Ok(packs) = decode_index_file(self.keys(), key, &data) else {
+                continue;
+            };
+            for p in packs {
+                indexed
+                    .pack_index
+                    .entry(p.id)
+                    .or_insert_with(|| key.clone());
+                indexed.pack_size.insert(p.id, p.size);
+                for e in &p.entries {
+                    indexed.blob_pack.entry(e.id).or_insert(Location {
+                        pack: p.id,
+                        entry: *e,
+                    });
+                }
+            }
+        }
+        indexed
+    }
+
+    /// The packs holding the items' chunk lists and, for the lists that can be read, their
+    /// chunks. Not complete when a list or chunk is in no index, or a list cannot be read
+    /// (missing, damaged, or in an archive class: then it is named in `archived`).
+    fn needed_packs(&self, items: &[&Item], indexed: &Indexed) -> NeededPacks {
+        let mut needed = NeededPacks {
+            complete: !indexed.blob_pack.is_empty()
+                || items.iter().all(|i| i.chunk_lists.is_empty()),
+            ..NeededPacks::default()
+        };
+        for list in items.iter().flat_map(|it| &it.chunk_lists) {
+            let Some(loc) = indexed.blob_pack.get(list).copied() else {
+                needed.complete = false;
+                continue;
+            };
+            needed.packs.insert(loc.pack);
+            let ids = match read_chunk_list_at(self.storage(), self.keys(), &loc) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    if let Error::Storage(StorageError::Archived { key, .. }) = e {
+                        needed.archived.insert(key);
+                    }
+                    needed.complete = false;
+                    continue;
+                }
+            };
+            for id in ids {
+                match indexed.blob_pack.get(&id) {
+                    Some(l) => {
+                        needed.packs.insert(l.pack);
+                    }
+                    None => needed.complete = false,
+                }
+            }
+        }
+        needed
+    }
+}
+
+/// The index files found, merged.
+#[derive(Default)]
+struct Indexed {
+    /// Where each blob is (the first index listing it).
+    blob_pack: HashMap<Id, Location>,
+    /// The index file a restore reads for each pack.
+    pack_index: BTreeMap<Id, String>,
+    /// Each pack's size as indexed.
+    pack_size: HashMap<Id, u64>,
+}
+
+/// What [`Repository::needed_packs`] found.
+#[derive(Default)]
+struct NeededPacks {
+    packs: BTreeSet<Id>,
+    archived: BTreeSet<String>,
+    complete: bool,
+}
+
+/// The files of a plan in the order they are needed: `config.json`, the key files, the
+/// snapshot, the index files of the `packs` (or the index folder, missing, when no index could
+/// be read), then the packs; each marked present (in `listed`) and damaged (present with
+/// another size than indexed).
+fn plan_files(
+    snapshot: &Snapshot,
+    listed: &HashMap<String, u64>,
+    indexed: &Indexed,
+    packs: &BTreeSet<Id>,
+) -> Vec<PlanFile> {
+    let file = |path: String, known: Option<u64>| {
+        let found = listed.get(&path).copied();
+        PlanFile {
+            present: found.is_some(),
+            damaged: found.is_some() && known.is_some() && found != known,
+            size: known.or(found),
+            path,
+        }
+    };
+    let mut files = vec![file(CONFIG_KEY.to_string(), None)];
+    let mut key_files: Vec<&String> = listed
+        .keys()
+        .filter(|k| crate::layout::is(crate::layout::Kind::Key, k))
+        .collect();
+    key_files.sort();
+    files.extend(key_files.into_iter().map(|k| file(k.clone(), None)));
+    files.push(file(snapshot_key(&snapshot.id), None));
+    if indexed.pack_index.is_empty() {
+        files.push(PlanFile {
+            path: INDEX_PREFIX.to_string(),
+            size: None,
+            present: false,
+            damaged: false,
+        });
+    }
+    let index_files: BTreeSet<&String> = packs
+        .iter()
+        .filter_map(|p| indexed.pack_index.get(p))
+        .collect();
+    files.extend(index_files.into_iter().map(|k| file(k.clone(), None)));
+    files.extend(
+        packs
+            .iter()
+            .map(|p| file(pack_key(p), indexed.pack_size.get(p).copied())),
+    );
+    files
 }
