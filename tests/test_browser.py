@@ -281,7 +281,9 @@ def test_the_js_snapshot_filter_is_the_engines(page, repos):
             const files = document.querySelector("#repo-files").files;
             const archive = await Archive.open(files, pass);
             const ids = (list) => list.map((s) => s.id);
-            const error = (f) => { try { archive.snapshots(f); return null; } catch (e) { return e.name; } };
+            const error = (f) => {
+                try { archive.snapshots(f); return null; } catch (e) { return e.name; }
+            };
             const out = {
                 answers: filters.map((f) => ids(archive.snapshots(f))),
                 dateObject: ids(archive.snapshots({ after: new Date(Date.UTC(2026, 0, 15)) })),
