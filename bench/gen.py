@@ -2,6 +2,7 @@
 
     python bench/gen.py sql --rows 3000000 --version 2 > v2.sql   # pg_dump-like SQL text
     python bench/gen.py random --size 2G --seed 7 | containerarchive ingest -
+    python bench/gen.py oltp --rows 1500000 --night 3 > night3.sql   # OLTP tables, night 3
 
 Version k of the SQL dump differs from version 1 as a new night's dump would: 20 runs of
 200 consecutive rows updated, 2000 rows inserted mid-file and 2000 appended (per version).
@@ -68,6 +69,113 @@ def sql_rows(rows: int, version: int = 1, seed: int = 0) -> Iterator[bytes]:
     yield "".join(out).encode()
 
 
+def _h(*parts: int) -> int:
+    """A deterministic 64-bit hash of integers (splitmix64 over them)."""
+    z = 0x9E3779B97F4A7C15
+    for p in parts:
+        z = (z ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        z ^= z >> 31
+    return z
+
+
+#: OLTP tables: (name, share of rows, percent of rows updated per night, percent deleted per
+#: night, percent inserted per night, row maker). Row shapes differ in width and
+#: compressibility: random tokens and e-mail-like strings, timestamps, short text.
+_FIRST = ["anna", "ben", "chloe", "dev", "emil", "fatima", "goran", "hana", "ivan", "jana"]
+_STATUS = ["new", "paid", "shipped", "delivered", "returned", "cancelled"]
+
+
+def _account(i: int, v: int, t: int) -> str:
+    return (
+        f"{i}\t{_h(t, i):016x}{_h(t, i, 1):016x}\t{_FIRST[i % 10]}.{_h(t, i, 2) % 99991}"
+        f"@mail{i % 37}.example\t2025-{_h(t, i, 3) % 12 + 1:02d}-{_h(t, i, 4) % 28 + 1:02d} "
+        f"{_h(t, i, 5) % 24:02d}:{_h(t, i, 6) % 60:02d}:00+00\t{_h(t, i, v, 7) % 1000000 / 100:.2f}"
+        f"\t2026-11-{v % 28 + 1:02d} {_h(t, i, v, 8) % 24:02d}:{_h(t, i, v, 9) % 60:02d}:"
+        f"{_h(t, i, v, 10) % 60:02d}.{_h(t, i, v, 11) % 1000000:06d}+00\n"
+    )
+
+
+def _order(i: int, v: int, t: int) -> str:
+    return (
+        f"{i}\t{_h(t, i) % 1000000}\t{_h(t, i, 1) % 500000 / 100:.2f}\tEUR\t"
+        f"{_STATUS[(_h(t, i, 2) + v) % 6]}\t{_h(t, i, v, 3):08x}\t"
+        f"2026-{_h(t, i, 4) % 12 + 1:02d}-{_h(t, i, 5) % 28 + 1:02d}\n"
+    )
+
+
+def _event(i: int, v: int, t: int) -> str:
+    kind = ["login", "view", "click", "purchase"][_h(t, i) % 4]
+    return (
+        f'{i}\t{kind}\t{{"session": "{_h(t, i, 1):012x}", "page": "/p/{_h(t, i, 2) % 5000}", '
+        f'"ms": {_h(t, i, 3) % 3000}}}\t2026-11-{_h(t, i, 4) % 28 + 1:02d}\n'
+    )
+
+
+_TABLES = [
+    ("accounts", 0.4, 3.0, 0.3, 1.0, _account),
+    ("orders", 0.4, 3.0, 0.2, 1.0, _order),
+    ("events", 0.2, 0.0, 0.0, 2.0, _event),
+]
+
+
+def _updated(t: int, i: int, night: int, pct: float) -> bool:
+    return night >= 2 and _h(t, i, night, 99) % 10000 < pct * 100
+
+
+def _last_update(t: int, i: int, night: int, pct: float) -> int:
+    for k in range(night, 1, -1):
+        if _updated(t, i, k, pct):
+            return k
+    return 1
+
+
+def oltp_night(rows: int, night: int, changed_only: bool = False) -> Iterator[bytes]:
+    """Night ``night`` (1, 2, …) of an OLTP database's text dump (``COPY`` blocks, as pg_dump
+    writes them): three tables of different row shapes (about 2.4:1 under zstd). Each night
+    updates ~3 % of the rows of two tables, scattered, deletes a few and inserts ~1 %; as in
+    PostgreSQL's heap, an updated row's new version moves to the end of its table (after the
+    versions of earlier nights), then the night's inserts follow. ``changed_only``: only the
+    rows that night updated or inserted (what really changed, for comparing stored bytes)."""
+    out: list[str] = []
+    size = 0
+    for t, (name, share, upd, dele, ins, make) in enumerate(_TABLES):
+        n = int(rows * share)
+        if not changed_only:
+            out.append(f"\nCOPY public.{name} FROM stdin;\n")
+        # Rows alive tonight, grouped by the night of their last update (0: never updated).
+        groups: dict[int, list[int]] = {}
+        for i in range(n):
+            if any(_h(t, i, k, 98) % 10000 < dele * 100 for k in range(2, night + 1)):
+                continue
+            groups.setdefault(_last_update(t, i, night, upd), []).append(i)
+        nights = sorted(groups) if not changed_only else [night] if night in groups else []
+        for k in nights:
+            for i in groups[k]:
+                line = make(i, k, t)
+                out.append(line)
+                size += len(line)
+                if size >= _BLOCK:
+                    yield "".join(out).encode()
+                    out, size = [], 0
+            if not changed_only or k == night:
+                pass
+        for k in range(2, night + 1):
+            if changed_only and k != night:
+                continue
+            for j in range(int(n * ins / 100)):
+                i = n + (k - 2) * int(n * ins / 100) + j
+                line = make(i, k, t)
+                out.append(line)
+                size += len(line)
+                if size >= _BLOCK:
+                    yield "".join(out).encode()
+                    out, size = [], 0
+        if not changed_only:
+            out.append("\\.\n")
+    yield "".join(out).encode()
+
+
 def random_blocks(size: int, seed: int) -> Iterator[bytes]:
     """``size`` pseudo-random (incompressible) bytes."""
     rnd = random.Random(seed)
@@ -121,6 +229,10 @@ def main() -> None:
     f = sub.add_parser("sql-fast", help="SQL text at memory speed, no repeated chunk")
     f.add_argument("--size", type=parse_size, required=True)
     f.add_argument("--seed", type=int, default=0)
+    o = sub.add_parser("oltp", help="an OLTP database's nightly dump (see oltp_night)")
+    o.add_argument("--rows", type=int, default=1_500_000)
+    o.add_argument("--night", type=int, default=1)
+    o.add_argument("--changed-only", action="store_true", help="only that night's changed rows")
     r = sub.add_parser("random", help="incompressible bytes")
     r.add_argument("--size", type=parse_size, required=True)
     r.add_argument("--seed", type=int, default=0)
@@ -133,6 +245,8 @@ def main() -> None:
         )
     elif args.kind == "sql-fast":
         blocks = sql_fast(args.size, args.seed)
+    elif args.kind == "oltp":
+        blocks = oltp_night(args.rows, args.night, args.changed_only)
     else:
         blocks = random_blocks(args.size, args.seed)
     out = sys.stdout.buffer

@@ -2,8 +2,11 @@
 
     bash bench/run.sh            # full run (a few GB of data; writes bench/RESULTS.md)
     bash bench/run.sh --smoke    # tiny data, every code path, no timing claims (CI)
+    bash bench/run.sh --sets oltp   # only the OLTP dump series
 
-Data sets are generated deterministically (bench/gen.py): a pg_dump-like SQL series (v1, then
+Data sets are generated deterministically (bench/gen.py): nightly dumps of an OLTP database
+(rows updated scattered and moved, deleted and inserted; stored bytes per night are compared
+with the compressed size of the rows that changed), a pg_dump-like SQL series (v1, then
 versions with clustered updates, a mid-file insert and appends), a tarball of system files and
 a version with a few hundred files changed, and random data plus a copy with 1 MiB inserted.
 Each phase (first ingest, incremental ingests, restore of the last version checked with cmp,
@@ -27,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from gen import random_blocks, sql_rows  # noqa: E402
+from gen import oltp_night, random_blocks, sql_rows  # noqa: E402
 
 PASSWORD = "bench-passphrase"
 MB = 1e6
@@ -56,6 +59,8 @@ class Row:
 class Results:
     rows: list[Row] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: OLTP night → (bytes of the rows that changed that night, those bytes under zstd -3).
+    changed: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def measure(
@@ -109,6 +114,8 @@ class Tool:
 
 class ContainerArchive(Tool):
     name = "containerarchive"
+    #: Extra `init` options (the defaults when empty).
+    init_options: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -121,7 +128,7 @@ class ContainerArchive(Tool):
         return [sys.executable, "-m", "containerarchive"]
 
     def init(self) -> None:
-        measure([*self.cli(), "init"], env=self.env)
+        measure([*self.cli(), "init", *self.init_options], env=self.env)
 
     def ingest(self, src: Path, name: str, version: int) -> Run:
         return measure(
@@ -217,9 +224,17 @@ class Borg(Tool):
         return measure(["borg", "check", "--verify-data", str(self.repo)], env=self.env)
 
 
+class ContainerArchiveNoDelta(ContainerArchive):
+    """As before delta encoding (issue 17), to show what it changes."""
+
+    name = "ca --no-delta"
+    init_options = ("--no-delta",)
+
+
 def tools(work: Path, label: str) -> list[Tool]:
     return [
         ContainerArchive(work / f"ca-{label}"),
+        ContainerArchiveNoDelta(work / f"ca-nodelta-{label}"),
         Restic(work / f"restic-{label}"),
         Borg(work / f"borg-zstd-{label}", "zstd,3"),
         Borg(work / f"borg-lz4-{label}", "lz4"),
@@ -241,6 +256,23 @@ def sql_series(work: Path, rows: int, versions: int) -> list[Path]:
         write_blocks(work / f"db-v{v}.sql", sql_rows(rows, v, seed=1))
         for v in range(1, versions + 1)
     ]
+
+
+def oltp_series(res: Results, work: Path, rows: int, nights: int) -> list[Path]:
+    """Nightly dumps of an OLTP database (bench/gen.py ``oltp``): rows updated scattered and
+    moved, deleted and inserted each night. Records, per night, the size of what really
+    changed: that night's updated and inserted rows alone, compressed with zstd -3."""
+    files = []
+    for n in range(1, nights + 1):
+        files.append(write_blocks(work / f"oltp-n{n}.sql", oltp_night(rows, n)))
+        if n > 1:
+            changed = write_blocks(work / "oltp-changed.sql", oltp_night(rows, n, True))
+            packed = subprocess.run(
+                ["zstd", "-3", "-q", "-c", str(changed)], capture_output=True, check=True
+            ).stdout
+            res.changed[n] = (changed.stat().st_size, len(packed))
+            changed.unlink()
+    return files
 
 
 def tar_series(work: Path, limit: int) -> list[Path]:
@@ -482,7 +514,31 @@ def report(res: Results, args, started: float) -> str:
                 f"{r.note}|"
             )
         out.append("")
+        if dataset == "oltp" and res.changed:
+            out += oltp_summary(res, rows)
     return "\n".join(out + res.extra)
+
+
+def oltp_summary(res: Results, rows: list[Row]) -> list[str]:
+    """Stored bytes per night against what changed and against restic."""
+    out = [
+        "Stored per night against what really changed (that night's updated and inserted rows "
+        "alone, zstd -3) and against restic:",
+        "",
+        "| night | changed rows MB | compressed MB | tool | added MB | × changed | restic ÷ tool |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for n, (raw, packed) in sorted(res.changed.items()):
+        night = [r for r in rows if r.phase == f"ingest v{n}"]
+        restic = next((r.added_bytes for r in night if r.tool == "restic"), None)
+        for r in night:
+            added = r.added_bytes or 0
+            vs = f"{restic / added:.1f}×" if restic and added else ""
+            out.append(
+                f"| {n} | {raw / MB:.2f} | {packed / MB:.2f} | {r.tool} | {added / MB:.2f} | "
+                f"{added / packed:.2f} | {vs} |"
+            )
+    return out + [""]
 
 
 def tool_version(cmd: list[str]) -> str:
@@ -498,37 +554,50 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
     ap.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md; smoke: none)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1–20 GB scaling run")
+    ap.add_argument(
+        "--sets",
+        default="oltp,sql,tar,random,extra",
+        help="comma-separated data sets to run (oltp, sql, tar, random; extra: scaling, many "
+        "snapshots, index memory); default all",
+    )
     args = ap.parse_args()
     started = time.time()
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"ca-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     res = Results()
     try:
+        sets = set(args.sets.split(","))
         if args.smoke:
             sql_rows_n, versions, tar_limit, rand = 20_000, 3, 4 << 20, 6 << 20
+            oltp_rows, nights = 20_000, 3
             scale = [32 << 20]
         else:
             sql_rows_n, versions, tar_limit, rand = 4_200_000, 5, 300 << 20, 1 << 30
+            oltp_rows, nights = 1_500_000, 5
             scale = (
                 []
                 if args.no_scaling
                 else [1_000_000_000, 5_000_000_000, 10_000_000_000, 20_000_000_000]
             )
-        print("generating data sets", flush=True)
-        series = [
-            ("sql", sql_series(work, sql_rows_n, versions), "db.sql"),
-            ("tar", tar_series(work, tar_limit), "volume.tar"),
-            ("random", random_series(work, rand), "random.bin"),
-        ]
-        for label, files, item in series:
-            print(f"data set {label}", flush=True)
+        makers = {
+            "oltp": lambda: (oltp_series(res, work, oltp_rows, nights), "db.sql"),
+            "sql": lambda: (sql_series(work, sql_rows_n, versions), "db.sql"),
+            "tar": lambda: (tar_series(work, tar_limit), "volume.tar"),
+            "random": lambda: (random_series(work, rand), "random.bin"),
+        }
+        for label, make in makers.items():
+            if label not in sets:
+                continue
+            print(f"data set {label}: generating", flush=True)
+            files, item = make()
             run_series(res, work, label, files, item)
             for f in files:
                 f.unlink()
-        if scale:
-            scaling(res, work, scale)
-        many_snapshots(res, work, 20 if args.smoke else 10_000)
-        index_memory(res, 100_000 if args.smoke else 10_000_000)
+        if "extra" in sets:
+            if scale:
+                scaling(res, work, scale)
+            many_snapshots(res, work, 20 if args.smoke else 10_000)
+            index_memory(res, 100_000 if args.smoke else 10_000_000)
         text = report(res, args, started)
         out = args.out or (None if args.smoke else HERE / "RESULTS.md")
         if out:

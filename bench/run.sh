@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .ci/setup
-if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
-  step "installing restic and borg (Debian packages)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null || ! command -v zstd >/dev/null; then
+  step "installing restic, borg and zstd (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup zstd
 fi
 if ! python -c 'import containerarchive' 2>/dev/null; then
   step "installing containerarchive (pip install .)"

@@ -243,6 +243,9 @@ def test_the_js_module_api(page, repos):
             "chunkCount",
             "newChunks",
             "reusedChunks",
+            "deltaChunks",
+            "deltaOriginalSize",
+            "deltaStoredSize",
             "items",
         ]
     )

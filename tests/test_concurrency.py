@@ -475,7 +475,11 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     ingest_cli(env, tmp_path, "x", b"night one")
     config = json.loads((repo_path / "config.json").read_text())
     features = ["deletion-notices", "parity-dir"]
-    assert config["version"] == 2 and config["features"]["write"] == features
+    # Delta encoding is chosen (on by default), so it is required to read as well as to write.
+    assert config["version"] == 2 and config["features"] == {
+        "read": ["delta"],
+        "write": [*features, "delta"],
+    }
     # As written by an older containerarchive.
     old = {k: v for k, v in config.items() if k != "features"} | {"version": 1}
     (repo_path / "config.json").write_text(json.dumps(old))
@@ -484,6 +488,7 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     assert json.loads((repo_path / "config.json").read_text())["version"] == 1
     ingest_cli(env, tmp_path, "y", b"night two")
     upgraded = json.loads((repo_path / "config.json").read_text())
+    # The upgrade adds what every write follows, never a choice such as delta encoding.
     assert upgraded["version"] == 2 and upgraded["features"]["write"] == features
     # A repository a newer version made needs a feature this one does not know: no writes.
     upgraded["features"]["write"].append("delta-blobs")

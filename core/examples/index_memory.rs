@@ -8,7 +8,7 @@
 
 use containerarchive_core::compress::Compression;
 use containerarchive_core::index::IndexBuilder;
-use containerarchive_core::pack::{BlobKind, PackEntry};
+use containerarchive_core::pack::{BlobExtra, BlobKind, PackEntry};
 use containerarchive_core::Id;
 
 fn rss_bytes() -> u64 {
@@ -42,6 +42,10 @@ fn main() {
                     raw_len: 262_144,
                     compression: Compression::Zstd,
                     kind: BlobKind::Data,
+                    // As in a repository with delta encoding: every full chunk has features.
+                    extra: BlobExtra::Features(
+                        [1u64, 2, 3, 4].map(|k| (counter ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    ),
                 }
             })
             .collect();

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 secs="${1:-60}"
 shift || true
-all=(pack idx index manifest key_file config parity_group lock blob)
+all=(pack idx index manifest key_file config parity_group lock blob delta)
 targets=("${@:-${all[@]}}")
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version =0.13.2 --locked
 cargo run -q -p containerarchive-core --example fuzz_seeds -- fuzz/corpus

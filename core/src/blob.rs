@@ -44,28 +44,57 @@ pub fn encode_blob(
     }
 }
 
-/// Open, decompress and check one stored blob against its id.
+/// Seal a delta `frame` ([`crate::delta::encode_delta`]) as the stored bytes of chunk `id`:
+/// the frame is the body (compressed already), sealed as any blob.
+pub fn encode_delta_blob(keys: &Keys, id: &Id, frame: Vec<u8>, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    if keys.encrypted() {
+        keys.seal(&blob_label(id), &frame, nonce)
+    } else {
+        frame
+    }
+}
+
+/// Open, decompress and check one stored blob against its id. A delta blob needs its base
+/// chunk's plaintext, `base` (ignored for a full blob).
 ///
 /// # Errors
 /// [`Error::Corruption`] naming the chunk and pack when the blob does not open, decompress to
-/// its recorded length, or hash to its id.
-pub fn decode_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_blob_with(keys, loc, stored, true)
+/// its recorded length, or hash to its id (a delta also when its base is not given).
+pub fn decode_blob(
+    keys: &Keys,
+    loc: &Location,
+    stored: &[u8],
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    decode_blob_with(keys, loc, stored, true, base)
 }
 
 /// Open and decompress one stored blob for reading. In an encrypted repository the AEAD tag
 /// binds the chunk id (it is the seal label), so a blob that opens is the one a key holder
 /// stored for that id and recomputing the HMAC (a third of a restore's CPU time) adds nothing;
-/// without encryption the id is the only check and is always recomputed. `verify --level full`
-/// recomputes every id either way.
+/// without encryption the id is the only check and is always recomputed. A delta's output is
+/// always checked against its id: it depends on the base too, which its seal does not bind.
+/// `verify --level full` recomputes every id either way.
 ///
 /// # Errors
 /// As [`decode_blob`].
-pub fn read_blob(keys: &Keys, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_blob_with(keys, loc, stored, !keys.encrypted())
+pub fn read_blob(
+    keys: &Keys,
+    loc: &Location,
+    stored: &[u8],
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let check = !keys.encrypted() || loc.entry.compression == Compression::ZstdDelta;
+    decode_blob_with(keys, loc, stored, check, base)
 }
 
-fn decode_blob_with(keys: &Keys, loc: &Location, stored: &[u8], check_id: bool) -> Result<Vec<u8>> {
+fn decode_blob_with(
+    keys: &Keys,
+    loc: &Location,
+    stored: &[u8],
+    check_id: bool,
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>> {
     let e = &loc.entry;
     let bad =
         |reason: String| Error::corruption(format!("chunk {} in pack {}", e.id, loc.pack), reason);
@@ -75,11 +104,21 @@ fn decode_blob_with(keys: &Keys, loc: &Location, stored: &[u8], check_id: bool) 
     } else {
         Cow::Borrowed(stored)
     };
-    let plain = if e.compression == Compression::None && body.len() == e.raw_len as usize {
-        // Stored as is: the opened plaintext is the chunk (no second copy).
-        body.into_owned()
-    } else {
-        decompress(e.compression, &body, e.raw_len as usize).map_err(bad)?
+    let plain = match e.compression {
+        Compression::None if body.len() == e.raw_len as usize => {
+            // Stored as is: the opened plaintext is the chunk (no second copy).
+            body.into_owned()
+        }
+        Compression::ZstdDelta => {
+            let base = base.ok_or_else(|| {
+                bad(format!(
+                    "a delta against chunk {}, which was not given",
+                    e.base().map_or("(none named)".into(), |b| b.to_hex())
+                ))
+            })?;
+            crate::delta::decode_delta(base, &body, e.raw_len as usize).map_err(bad)?
+        }
+        c => decompress(c, &body, e.raw_len as usize).map_err(bad)?,
     };
     if check_id && keys.chunk_id(&plain) != e.id {
         return Err(bad("content does not hash to the chunk id".into()));

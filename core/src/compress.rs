@@ -16,6 +16,10 @@ pub enum Compression {
     Zstd,
     /// Raw DEFLATE (RFC 1951), the algorithm of gzip.
     Gzip,
+    /// A zstd frame made with the blob's base chunk as raw-content prefix: a delta
+    /// ([`crate::delta`]). Recorded per blob, never chosen as a repository's compression.
+    #[serde(rename = "zstd-delta")]
+    ZstdDelta,
 }
 
 impl Compression {
@@ -25,6 +29,7 @@ impl Compression {
             Compression::None => 0,
             Compression::Zstd => 1,
             Compression::Gzip => 2,
+            Compression::ZstdDelta => 3,
         }
     }
 
@@ -34,6 +39,7 @@ impl Compression {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
             2 => Some(Compression::Gzip),
+            3 => Some(Compression::ZstdDelta),
             _ => None,
         }
     }
@@ -53,7 +59,7 @@ impl Compression {
         match self {
             Compression::Zstd => 3,
             Compression::Gzip => 1,
-            Compression::None => 0,
+            Compression::None | Compression::ZstdDelta => 0,
         }
     }
 }
@@ -77,7 +83,7 @@ fn looks_incompressible(algorithm: Compression, data: &[u8]) -> bool {
     let packed = match algorithm {
         Compression::Zstd => zstd_compress(&sample, 1),
         Compression::Gzip => Some(miniz_oxide::deflate::compress_to_vec(&sample, 1)),
-        Compression::None => return true,
+        Compression::None | Compression::ZstdDelta => return true,
     };
     packed.is_none_or(|p| p.len() * 100 >= sample.len() * 97)
 }
@@ -89,7 +95,7 @@ pub fn compress(algorithm: Compression, level: i32, data: &[u8]) -> Option<Vec<u
         return None;
     }
     let out = match algorithm {
-        Compression::None => return None,
+        Compression::None | Compression::ZstdDelta => return None,
         Compression::Zstd => zstd_compress(data, level)?,
         Compression::Gzip => miniz_oxide::deflate::compress_to_vec(data, level.clamp(0, 10) as u8),
     };
@@ -103,6 +109,9 @@ pub fn decompress(algorithm: Compression, data: &[u8], raw_len: usize) -> Result
         Compression::Zstd => zstd_decompress(data, raw_len)?,
         Compression::Gzip => miniz_oxide::inflate::decompress_to_vec_with_limit(data, raw_len)
             .map_err(|e| format!("deflate stream does not inflate to {raw_len} bytes: {e}"))?,
+        Compression::ZstdDelta => {
+            return Err("a delta blob decodes only against its base chunk".into())
+        }
     };
     if out.len() != raw_len {
         return Err(format!(

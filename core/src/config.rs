@@ -20,8 +20,16 @@ pub const FEATURE_DELETION_NOTICES: &str = "deletion-notices";
 /// readers look in both places. Required to write: an older binary would keep writing groups
 /// to `packs/parity/` and never see (nor update) those under `parity/` when it prunes.
 pub const FEATURE_PARITY_DIR: &str = "parity-dir";
+/// Feature: new chunks may be stored as deltas against a similar stored chunk, and pack
+/// headers, `.idx` and index files may carry an extras table (bases and resemblance features;
+/// docs/FORMAT.md, "Delta blobs"). Required to read: an older binary cannot decode a delta,
+/// and its prune would delete bases that deltas still need. Only repositories that turned
+/// delta encoding on carry it (`init --delta`, the default, or `Repository::enable_delta`).
+pub const FEATURE_DELTA: &str = "delta";
 /// Every feature this build knows, to read and to write.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR];
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR, FEATURE_DELTA];
+/// The features every write of this build brings a repository up to (the others are chosen).
+pub const ALWAYS_WRITTEN: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR];
 /// Storage key of the config.
 pub const CONFIG_KEY: &str = "config.json";
 
@@ -158,7 +166,7 @@ impl Config {
     /// write upgrades the config).
     pub fn needs_upgrade(&self) -> bool {
         self.version < FORMAT_VERSION
-            || KNOWN_FEATURES
+            || ALWAYS_WRITTEN
                 .iter()
                 .any(|k| !self.features.write.iter().any(|f| f == k))
     }
@@ -167,9 +175,26 @@ impl Config {
     pub fn upgraded(&self) -> Config {
         let mut c = self.clone();
         c.version = FORMAT_VERSION;
-        for k in KNOWN_FEATURES {
+        for k in ALWAYS_WRITTEN {
             if !c.features.write.iter().any(|f| f == k) {
                 c.features.write.push(k.to_string());
+            }
+        }
+        c
+    }
+
+    /// Whether new chunks may be stored as deltas (the `delta` feature).
+    pub fn delta(&self) -> bool {
+        self.features.read.iter().any(|f| f == FEATURE_DELTA)
+    }
+
+    /// This config with delta encoding on: the `delta` feature required to read and to write.
+    pub fn with_delta(&self) -> Config {
+        let mut c = self.clone();
+        c.version = FORMAT_VERSION;
+        for list in [&mut c.features.read, &mut c.features.write] {
+            if !list.iter().any(|f| f == FEATURE_DELTA) {
+                list.push(FEATURE_DELTA.to_string());
             }
         }
         c
@@ -204,6 +229,12 @@ impl Config {
         match (self.encryption.as_str(), self.chunk_id.as_str()) {
             ("aes-256-gcm", "hmac-sha256") | ("none", "sha256") => {}
             (e, c) => return Err(format!("unknown encryption {e:?} / chunk id {c:?}")),
+        }
+        if self.compression.algorithm == Compression::ZstdDelta {
+            return Err(
+                "compression \"zstd-delta\" is recorded per blob, not chosen for a repository"
+                    .into(),
+            );
         }
         let c = &self.chunker;
         if !(64..=c.avg_size).contains(&c.min_size)

@@ -44,6 +44,8 @@ pub fn random_bytes<const N: usize>(rng: &mut dyn RandomSource) -> [u8; N] {
 pub struct Keys {
     cipher: Option<Aes256Gcm>,
     id_mac: Option<Hmac<Sha256>>,
+    /// Keys resemblance features (`crate::delta`), so stored features say no more than ids.
+    feature_mac: Option<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -60,6 +62,7 @@ impl Keys {
         Keys {
             cipher: None,
             id_mac: None,
+            feature_mac: None,
         }
     }
 
@@ -68,16 +71,22 @@ impl Keys {
         let hk = Hkdf::<Sha256>::new(Some(&repo_id.0), master);
         let mut enc = [0u8; 32];
         let mut mac = [0u8; 32];
-        hk.expand(b"containerarchive v1 encryption", &mut enc)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        hk.expand(b"containerarchive v1 chunk-id", &mut mac)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut features = [0u8; 32];
+        for (info, out) in [
+            (b"containerarchive v1 encryption".as_slice(), &mut enc),
+            (b"containerarchive v1 chunk-id", &mut mac),
+            (b"containerarchive v1 resemblance", &mut features),
+        ] {
+            hk.expand(info, out)
+                .expect("32 bytes is a valid HKDF-SHA256 output length");
+        }
+        let hmac = |key: &[u8; 32]| {
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length")
+        };
         Keys {
             cipher: Some(Aes256Gcm::new((&enc).into())),
-            id_mac: Some(
-                <Hmac<Sha256> as KeyInit>::new_from_slice(&mac)
-                    .expect("HMAC takes keys of any length"),
-            ),
+            id_mac: Some(hmac(&mac)),
+            feature_mac: Some(hmac(&features)),
         }
     }
 
@@ -96,6 +105,20 @@ impl Keys {
             }
             None => Id::sha256(data),
         }
+    }
+
+    /// A resemblance feature's 64-bit value for the bytes `group`: the first 8 bytes
+    /// (little-endian) of HMAC-SHA256 under the resemblance key, or of SHA-256 when plain.
+    pub fn feature_hash(&self, group: &[u8]) -> u64 {
+        let digest: [u8; 32] = match &self.feature_mac {
+            Some(mac) => {
+                let mut mac = mac.clone();
+                mac.update(group);
+                mac.finalize().into_bytes().into()
+            }
+            None => Id::sha256(group).0,
+        };
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 
     /// Bytes a seal adds to its body.

@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("parity_group", parity_group),
     ("lock", lock),
     ("blob", blob),
+    ("delta", delta),
 ];
 
 /// `(body mode, rest)`: see the module documentation.
@@ -107,7 +108,7 @@ pub fn pack(data: &[u8]) -> bool {
     for entry in entries {
         let start = entry.offset as usize;
         let stored = &file[start..start + entry.stored_len as usize];
-        if let Ok(plain) = read_blob(&keys, &Location { pack: id, entry }, stored) {
+        if let Ok(plain) = read_blob(&keys, &Location { pack: id, entry }, stored, None) {
             assert_eq!(plain.len(), entry.raw_len as usize);
             assert_eq!(keys.chunk_id(&plain), entry.id);
         }
@@ -261,6 +262,52 @@ impl RandomSource for CounterRng {
     }
 }
 
+/// A delta blob against a base: `u16le(base length) ‖ base ‖ u24le(raw length) ‖ frame`. Both
+/// decoders (the C library natively, `ruzstd` as in the browser) stay within the recorded
+/// length, and the blob reader never hands out bytes that do not hash to the chunk id (here the
+/// id of the native decoder's output, or of the base when that fails).
+pub fn delta(data: &[u8]) -> bool {
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return false;
+    };
+    let Some((base, rest)) = rest.split_at_checked(u16::from_le_bytes(*len) as usize) else {
+        return false;
+    };
+    let Some((&[a, b, c], frame)) = rest.split_first_chunk::<3>() else {
+        return false;
+    };
+    let raw_len = u32::from_le_bytes([a, b, c, 0]) as usize;
+    let native = crate::delta::decode_delta(base, frame, raw_len);
+    let pure = crate::delta::ruzstd_decode_delta(base, frame, raw_len);
+    for out in [&native, &pure].into_iter().flatten() {
+        assert_eq!(
+            out.len(),
+            raw_len,
+            "a delta decodes to exactly its recorded length"
+        );
+    }
+    let keys = Keys::plain();
+    let id = keys.chunk_id(native.as_deref().unwrap_or(base));
+    let entry = crate::pack::PackEntry {
+        id,
+        offset: 8,
+        stored_len: frame.len() as u32,
+        raw_len: raw_len as u32,
+        compression: Compression::ZstdDelta,
+        kind: crate::pack::BlobKind::Data,
+        extra: crate::pack::BlobExtra::Base(keys.chunk_id(base)),
+    };
+    let loc = Location { pack: id, entry };
+    if let Ok(out) = read_blob(&keys, &loc, frame, Some(base)) {
+        assert_eq!(
+            keys.chunk_id(&out),
+            id,
+            "a delta is never read as other bytes"
+        );
+    }
+    native.is_ok()
+}
+
 /// Valid inputs for every target, taken from small real repositories (unencrypted with zstd
 /// and with gzip, and an encrypted one for its key file), in both input modes. Fuzzing starts
 /// from these so that mutations explore the structures rather than their magic numbers.
@@ -314,6 +361,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     out.push((target, seed));
                 }
                 for e in read_pack_entries(&Keys::plain(), "seed", file).expect("valid pack") {
+                    if e.compression == Compression::ZstdDelta {
+                        continue; // decoded against a base: the `delta` target's seeds
+                    }
                     let mut seed = vec![e.compression.code()];
                     seed.extend_from_slice(&e.raw_len.to_le_bytes()[..3]);
                     let start = e.offset as usize;
@@ -324,8 +374,38 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 out.push((target, [&[0u8][..], body].concat()));
             }
         }
+        if crate::delta::can_encode() {
+            out.extend(delta_seeds());
+        }
         let lock_json = serde_json::to_vec(&seed_lock()).expect("lock info serializes");
         out.push(("lock", [&[0u8][..], &lock_json].concat()));
+    }
+    out
+}
+
+/// Deltas of a few shapes (a night's changed rows, a cut, an empty chunk) against their bases.
+fn delta_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let rows = |n: usize, v: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                format!("{i}\t{}\tv{}\n", i * 7919 % 1000, (i % 9 == 0) as usize * v).into_bytes()
+            })
+            .collect()
+    };
+    let base = rows(2000, 1);
+    let mut out = Vec::new();
+    for data in [
+        rows(2000, 2),
+        base[500..].to_vec(),
+        Vec::new(),
+        rows(300, 3),
+    ] {
+        let frame = crate::delta::encode_delta(&base, &data, 3).expect("native builds encode");
+        let mut seed = (base.len() as u16).to_le_bytes().to_vec();
+        seed.extend_from_slice(&base);
+        seed.extend_from_slice(&(data.len() as u32).to_le_bytes()[..3]);
+        seed.extend_from_slice(&frame);
+        out.push(("delta", seed));
     }
     out
 }
@@ -362,7 +442,7 @@ fn small_repository(compression: Compression, pass: Option<&[u8]>) -> BTreeMap<S
         &mut CounterRng(7),
     )
     .expect("init in memory");
-    let text: Vec<u8> = (0..600)
+    let text: Vec<u8> = (0..3000)
         .flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {}');\n", i % 37).into_bytes())
         .collect();
     let mut noise = CounterRng(11);
@@ -382,6 +462,29 @@ fn small_repository(compression: Compression, pass: Option<&[u8]>) -> BTreeMap<S
     }
     let tags = BTreeMap::from([("host".to_string(), "seed".to_string())]);
     let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").expect("valid time");
+    ingest.commit(&at, tags.clone()).expect("commit in memory");
+    // A second night with a few rows changed: delta blobs, and the extras table (bases,
+    // features) in pack headers, `.idx` and index files.
+    let night2: Vec<u8> = (0..3000)
+        .flat_map(|i| {
+            format!(
+                "INSERT INTO t VALUES ({i}, 'row {}');\n",
+                i % (37 + (i % 50 == 0) as usize)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut ingest = repo
+        .ingest(
+            &seed_lock(),
+            Box::new(CounterRng(17)),
+            &crate::lock::LockPolicy::NEVER,
+        )
+        .expect("ingest in memory");
+    ingest.start_item("db/dump.sql", "raw").expect("valid name");
+    ingest.write(&night2).expect("memory write");
+    ingest.finish_item().expect("memory write");
+    let at = chrono::DateTime::parse_from_rfc3339("2026-01-03T03:04:05Z").expect("valid time");
     ingest.commit(&at, tags).expect("commit in memory");
     repo.storage().snapshot_objects()
 }

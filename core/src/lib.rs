@@ -13,6 +13,7 @@ pub mod chunk;
 pub mod compress;
 pub mod config;
 pub mod crypto;
+pub mod delta;
 pub mod error;
 pub mod fuzzing;
 pub mod id;

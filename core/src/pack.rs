@@ -6,6 +6,10 @@
 //! entry  = id[32] ‖ u32le(offset) ‖ u32le(stored_len) ‖ u32le(raw_len) ‖ flags ‖ 0[3]
 //! idx    = "CA-IDX01" ‖ seal("ca pack idx", pack_id[32] ‖ u64le(pack_size) ‖ u32le(n) ‖ entry*n)
 //! ```
+//! With delta encoding on (feature `delta`), `u32le(n)` may carry [`EXTRAS_FLAG`]; then
+//! `u32le(m) ‖ extra*m` follows the entries, `extra = u32le(entry number) ‖ tag ‖ payload[32]`:
+//! tag 1 gives a delta blob's base chunk id, tag 2 a full chunk's resemblance features
+//! (4 × u64le). See [`BlobExtra`].
 //! A pack alone is enough to rebuild its index entries (the header at its end), and its id is
 //! the SHA-256 of the whole file, so any damage to it is detectable without a key.
 
@@ -26,6 +30,27 @@ pub const ENTRY_LEN: usize = ID_LEN + 4 + 4 + 4 + 4;
 pub const MAX_BLOB_LEN: u32 = (1 << 24) - 1;
 /// Bytes after the header: its length and the end magic.
 pub const TRAILER_LEN: usize = 4 + 8;
+/// Set in an entry count when an extras table follows the entries.
+pub const EXTRAS_FLAG: u32 = 1 << 31;
+/// Bytes of one encoded extra: entry number, tag, payload.
+pub const EXTRA_LEN: usize = 4 + 1 + 32;
+const TAG_BASE: u8 = 1;
+const TAG_FEATURES: u8 = 2;
+
+/// What an entry records beyond where its blob is: a delta blob's base, or a full chunk's
+/// resemblance features (docs/FORMAT.md, "Delta blobs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlobExtra {
+    /// Nothing (every blob of a repository without delta encoding).
+    #[default]
+    None,
+    /// The chunk this delta blob ([`Compression::ZstdDelta`]) was encoded against: always a
+    /// full chunk.
+    Base(Id),
+    /// A full data chunk's resemblance features ([`crate::delta::features`]): it may serve
+    /// as a base.
+    Features(crate::delta::Features),
+}
 
 /// What a blob holds (high nibble of the entry flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +76,8 @@ pub struct PackEntry {
     pub compression: Compression,
     /// What the blob holds.
     pub kind: BlobKind,
+    /// Its base (a delta) or features (a full chunk that may be a base).
+    pub extra: BlobExtra,
 }
 
 impl PackEntry {
@@ -98,26 +125,57 @@ impl PackEntry {
             raw_len,
             compression,
             kind,
+            extra: BlobExtra::None,
         })
+    }
+
+    /// The base chunk of a delta blob.
+    pub fn base(&self) -> Option<Id> {
+        match self.extra {
+            BlobExtra::Base(id) => Some(id),
+            _ => None,
+        }
     }
 }
 
-/// Decode `u32le(n) ‖ entry*n`, checking that every blob lies inside `[PACK_MAGIC.len(), limit)`.
+/// Decode `u32le(n) ‖ entry*n` (and the extras table, when flagged), checking that every blob
+/// lies inside `[PACK_MAGIC.len(), limit)`; nothing may follow.
 pub fn decode_entries(body: &[u8], limit: u64) -> std::result::Result<Vec<PackEntry>, String> {
-    let n = u32::from_le_bytes(
-        body.get(..4)
-            .ok_or("missing entry count")?
-            .try_into()
-            .expect("4 bytes"),
-    ) as usize;
-    let rest = &body[4..];
-    if rest.len() != n.checked_mul(ENTRY_LEN).ok_or("entry count overflows")? {
+    let (entries, used) = decode_entries_prefix(body, limit)?;
+    if used != body.len() {
         return Err(format!(
-            "{n} entries announced, {} bytes of entries present",
-            rest.len()
+            "{} entries announced, {} bytes of entries present",
+            entries.len(),
+            body.len() - 4
         ));
     }
-    rest.chunks_exact(ENTRY_LEN)
+    Ok(entries)
+}
+
+/// [`decode_entries`] of the start of `body`: the entries and the bytes they took.
+pub fn decode_entries_prefix(
+    body: &[u8],
+    limit: u64,
+) -> std::result::Result<(Vec<PackEntry>, usize), String> {
+    let u32_at = |at: usize, what: &str| -> std::result::Result<u32, String> {
+        body.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| format!("missing {what}"))
+    };
+    let announced = u32_at(0, "entry count")?;
+    let n = (announced & !EXTRAS_FLAG) as usize;
+    let end = n
+        .checked_mul(ENTRY_LEN)
+        .and_then(|l| l.checked_add(4))
+        .ok_or("entry count overflows")?;
+    let rest = body.get(4..end).ok_or_else(|| {
+        format!(
+            "{n} entries announced, {} bytes of entries present",
+            body.len().saturating_sub(4)
+        )
+    })?;
+    let mut entries = rest
+        .chunks_exact(ENTRY_LEN)
         .map(|b| {
             let e = PackEntry::decode(b)?;
             let end = e.offset as u64 + e.stored_len as u64;
@@ -126,14 +184,102 @@ pub fn decode_entries(body: &[u8], limit: u64) -> std::result::Result<Vec<PackEn
             }
             Ok(e)
         })
-        .collect()
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let mut used = end;
+    if announced & EXTRAS_FLAG != 0 {
+        let m = u32_at(used, "extras count")? as usize;
+        let len = m.checked_mul(EXTRA_LEN).ok_or("extras count overflows")?;
+        let table = body
+            .get(used + 4..used + 4 + len)
+            .ok_or_else(|| format!("{m} extras announced, fewer present"))?;
+        for x in table.chunks_exact(EXTRA_LEN) {
+            decode_extra(x, &mut entries)?;
+        }
+        used += 4 + len;
+    }
+    for e in entries
+        .iter()
+        .filter(|e| e.compression == Compression::ZstdDelta)
+    {
+        if e.kind != BlobKind::Data {
+            return Err(format!("blob {} is a delta but not a chunk", e.id));
+        }
+        if e.base().is_none() {
+            return Err(format!("delta blob {} names no base", e.id));
+        }
+    }
+    Ok((entries, used))
 }
 
-fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+fn decode_extra(x: &[u8], entries: &mut [PackEntry]) -> std::result::Result<(), String> {
+    let no = u32::from_le_bytes(x[..4].try_into().expect("4 bytes")) as usize;
+    let e = entries
+        .get_mut(no)
+        .ok_or_else(|| format!("an extra names entry {no}, past the entries"))?;
+    if e.extra != BlobExtra::None {
+        return Err(format!("blob {} has two extras", e.id));
+    }
+    let payload = &x[5..];
+    e.extra = match x[4] {
+        TAG_BASE if e.compression == Compression::ZstdDelta => {
+            let base = Id::from_slice(payload).expect("32 bytes");
+            if base == e.id {
+                return Err(format!("delta blob {} names itself as its base", e.id));
+            }
+            BlobExtra::Base(base)
+        }
+        TAG_FEATURES if e.kind == BlobKind::Data && e.compression != Compression::ZstdDelta => {
+            let mut f = [0u64; crate::delta::SUPER_FEATURES];
+            for (v, b) in f.iter_mut().zip(payload.chunks_exact(8)) {
+                *v = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            }
+            BlobExtra::Features(f)
+        }
+        tag => return Err(format!("extra of tag {tag} does not fit blob {}", e.id)),
+    };
+    Ok(())
+}
+
+/// Append `u32le(n) ‖ entry*n` (and the extras table, when an entry has an extra).
+pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
+    let extras = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.extra != BlobExtra::None);
+    let m = extras.clone().count();
+    let flag = if m > 0 { EXTRAS_FLAG } else { 0 };
+    out.extend_from_slice(&(entries.len() as u32 | flag).to_le_bytes());
     for e in entries {
         e.encode(out);
     }
+    if m > 0 {
+        out.extend_from_slice(&(m as u32).to_le_bytes());
+        for (no, e) in extras {
+            out.extend_from_slice(&(no as u32).to_le_bytes());
+            match e.extra {
+                BlobExtra::Base(id) => {
+                    out.push(TAG_BASE);
+                    out.extend_from_slice(&id.0);
+                }
+                BlobExtra::Features(f) => {
+                    out.push(TAG_FEATURES);
+                    f.iter()
+                        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                }
+                BlobExtra::None => unreachable!("filtered"),
+            }
+        }
+    }
+}
+
+/// Bytes the entries of `entries` blobs, `extras` of them with an extra, take encoded.
+pub fn entries_len(entries: usize, extras: usize) -> usize {
+    4 + entries * ENTRY_LEN
+        + if extras > 0 {
+            4 + extras * EXTRA_LEN
+        } else {
+            0
+        }
 }
 
 /// The storage key of a data pack.
@@ -204,6 +350,7 @@ impl PackBuilder {
         raw_len: usize,
         compression: Compression,
         kind: BlobKind,
+        extra: BlobExtra,
     ) -> PackEntry {
         let entry = PackEntry {
             id,
@@ -212,6 +359,7 @@ impl PackBuilder {
             raw_len: raw_len as u32,
             compression,
             kind,
+            extra,
         };
         self.data.extend_from_slice(stored);
         self.entries.push(entry);
@@ -234,7 +382,7 @@ impl PackBuilder {
         keys: &Keys,
         nonce: [u8; NONCE_LEN],
     ) -> (Vec<u8>, Vec<PackEntry>) {
-        let mut body = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
+        let mut body = Vec::with_capacity(entries_len(self.entries.len(), self.entries.len()));
         encode_entries(&self.entries, &mut body);
         let header = keys.seal(HEADER_LABEL, &body, nonce);
         self.data.extend_from_slice(&header);
@@ -253,7 +401,7 @@ pub fn encode_idx(
     entries: &[PackEntry],
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(ID_LEN + 12 + entries.len() * ENTRY_LEN);
+    let mut body = Vec::with_capacity(ID_LEN + 8 + entries_len(entries.len(), entries.len()));
     body.extend_from_slice(&pack.0);
     body.extend_from_slice(&pack_size.to_le_bytes());
     encode_entries(entries, &mut body);
@@ -324,15 +472,16 @@ pub fn read_pack_entries(keys: &Keys, pack_name: &str, pack: &[u8]) -> Result<Ve
     )
 }
 
-/// Size of a pack file holding `entries` blobs of `blob_bytes` stored bytes in all.
-pub fn pack_file_size(keys: &Keys, entries: usize, blob_bytes: u64) -> u64 {
-    (PACK_MAGIC.len() + 4 + entries * ENTRY_LEN + keys.seal_overhead() + TRAILER_LEN) as u64
+/// Size of a pack file holding `entries` blobs (`extras` of them with a [`BlobExtra`]) of
+/// `blob_bytes` stored bytes in all.
+pub fn pack_file_size(keys: &Keys, entries: usize, extras: usize, blob_bytes: u64) -> u64 {
+    (PACK_MAGIC.len() + entries_len(entries, extras) + keys.seal_overhead() + TRAILER_LEN) as u64
         + blob_bytes
 }
 
-/// Size of the `.idx` file of a pack with `entries` blobs.
-pub fn idx_file_size(keys: &Keys, entries: usize) -> u64 {
-    (IDX_MAGIC.len() + keys.seal_overhead() + ID_LEN + 8 + 4 + entries * ENTRY_LEN) as u64
+/// Size of the `.idx` file of a pack with `entries` blobs, `extras` of them with an extra.
+pub fn idx_file_size(keys: &Keys, entries: usize, extras: usize) -> u64 {
+    (IDX_MAGIC.len() + keys.seal_overhead() + ID_LEN + 8 + entries_len(entries, extras)) as u64
 }
 
 /// Read the entries of a pack from its own header, with two ranged reads.

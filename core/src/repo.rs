@@ -9,8 +9,8 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::compress::Compression;
 use crate::config::{
-    ChunkerConfig, CompressionConfig, Config, Features, ParityConfig, CONFIG_KEY, FORMAT_NAME,
-    FORMAT_VERSION, KNOWN_FEATURES, OLDEST_FORMAT_VERSION,
+    ChunkerConfig, CompressionConfig, Config, Features, ParityConfig, ALWAYS_WRITTEN, CONFIG_KEY,
+    FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
 };
 use crate::crypto::{random_bytes, KdfParams, Keys, RandomSource};
 use crate::error::{Error, Result};
@@ -41,6 +41,9 @@ pub struct InitOptions {
     pub chunker: ChunkerConfig,
     /// Target pack size in bytes.
     pub pack_size: u64,
+    /// Whether new chunks may be stored as deltas against similar stored chunks (requires the
+    /// `delta` feature to read the repository: binaries from before it cannot open it).
+    pub delta: bool,
 }
 
 impl Default for InitOptions {
@@ -51,6 +54,7 @@ impl Default for InitOptions {
             kdf: KdfParams::default(),
             chunker: ChunkerConfig::default(),
             pack_size: 8 << 20,
+            delta: crate::delta::can_encode(),
         }
     }
 }
@@ -102,6 +106,9 @@ struct Inner<S> {
     held: Mutex<Vec<Weak<HeldLock>>>,
     /// Whether `config.json` is known to carry every feature this build writes.
     writable: AtomicBool,
+    /// Whether new chunks may be delta-encoded (`config.json`'s `delta` feature, or turned on
+    /// through this handle).
+    delta: AtomicBool,
     /// Asked between steps of long operations whether to stop (see [`Repository::set_interrupt`]).
     interrupt: RwLock<Option<InterruptCheck>>,
     /// The master key and the key file it was unlocked with (encrypted repositories).
@@ -200,6 +207,7 @@ impl<S: Storage> Repository<S> {
         };
         Repository {
             inner: Arc::new(Inner {
+                delta: AtomicBool::new(config.delta()),
                 storage,
                 config,
                 keys,
@@ -540,6 +548,35 @@ impl<S: Storage> Repository<S> {
         self.load_snapshot(id)
     }
 
+    /// Whether new chunks may be stored as deltas (docs/FORMAT.md, "Delta blobs").
+    pub fn delta(&self) -> bool {
+        self.inner.delta.load(Ordering::SeqCst) && crate::delta::can_encode()
+    }
+
+    /// Turn delta encoding on for this repository: `config.json` gains the `delta` feature
+    /// (read and write), so binaries that do not know it stop opening the repository. Does
+    /// nothing when it is on already.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when this build cannot write here or make deltas;
+    /// [`Error::Corruption`] for an unreadable `config.json`; [`Error::Storage`].
+    pub fn enable_delta(&self) -> Result<()> {
+        if !crate::delta::can_encode() {
+            return Err(Error::Unsupported(
+                "this build cannot make deltas (it has no zstd encoder that takes a prefix)".into(),
+            ));
+        }
+        self.prepare_write()?;
+        let stored: Config = serde_json::from_slice(&self.inner.storage.get(CONFIG_KEY)?)
+            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
+        if !stored.delta() {
+            let json = serde_json::to_vec_pretty(&stored.with_delta()).expect("config serializes");
+            self.inner.storage.replace(CONFIG_KEY, &json)?;
+        }
+        self.inner.delta.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Make sure this build may write here, upgrading `config.json` on the first write to a
     /// repository of an older format (docs/FORMAT.md, "Format versions and features").
     pub fn prepare_write(&self) -> Result<()> {
@@ -664,7 +701,7 @@ pub(crate) fn resolve_snapshot_prefix(
 /// The configuration of a new repository with `options` (and id `repo_id`).
 fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
     let algorithm = options.compression;
-    Config {
+    let config = Config {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         id: repo_id.to_hex(),
@@ -681,8 +718,13 @@ fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
         parity: ParityConfig::default(),
         features: Features {
             read: Vec::new(),
-            write: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
+            write: ALWAYS_WRITTEN.iter().map(|f| f.to_string()).collect(),
         },
+    };
+    if options.delta {
+        config.with_delta()
+    } else {
+        config
     }
 }
 

@@ -3,6 +3,7 @@
 //! repository through these, so they agree on what "indexed" and "present" mean.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 
 use crate::blob::{decode_blob, decode_chunk_list};
 use crate::crypto::Keys;
@@ -119,7 +120,86 @@ pub fn read_chunk_list_at(storage: &dyn Storage, keys: &Keys, loc: &Location) ->
         loc.entry.offset as u64,
         loc.entry.stored_len as u64,
     )?;
-    let raw = decode_blob(keys, loc, &stored)?;
+    let raw = decode_blob(keys, loc, &stored, None)?;
     decode_chunk_list(&raw)
         .map_err(|why| Error::corruption(format!("chunk list {}", loc.entry.id), why))
+}
+
+/// The plaintext of the full (non-delta) chunk stored at `loc`, checked against its id: how a
+/// delta's base is read.
+///
+/// # Errors
+/// [`Error::Corruption`] naming the chunk when it does not decode (or is itself a delta, which
+/// no base may be); [`Error::Storage`] when its pack cannot be read.
+pub fn read_full_chunk_at(storage: &dyn Storage, keys: &Keys, loc: &Location) -> Result<Vec<u8>> {
+    let stored = storage.get_range(
+        &pack_key(&loc.pack),
+        loc.entry.offset as u64,
+        loc.entry.stored_len as u64,
+    )?;
+    if (stored.len() as u64) < loc.entry.stored_len as u64 {
+        return Err(Error::corruption(
+            format!("pack {}", loc.pack),
+            format!("truncated (chunk {} lies past its end)", loc.entry.id),
+        ));
+    }
+    decode_blob(keys, loc, &stored, None)
+}
+
+/// Gap between two blobs of one pack below which they are read in one request.
+const COALESCE_GAP: u64 = 256 << 10;
+
+/// Read the stored bytes of `locs` with one ranged read per run of nearby blobs of a pack (all
+/// requests issued at once: object storage runs them concurrently): the buffers read, and for
+/// each location its buffer and range (no per-blob copy).
+///
+/// # Errors
+/// [`Error::Storage`] (`NotFound` for a pack that is gone); [`Error::Corruption`] for a pack
+/// shorter than a blob's range.
+#[allow(clippy::type_complexity)]
+pub fn fetch_blobs(
+    storage: &dyn Storage,
+    locs: &[Location],
+) -> Result<(Vec<Vec<u8>>, Vec<(usize, Range<usize>)>)> {
+    // Coalesce neighbouring blobs of one pack into one read, then issue all reads at once
+    // (object storage runs them concurrently).
+    let mut groups: Vec<(Range<usize>, u64)> = Vec::new();
+    let mut requests: Vec<(String, u64, u64)> = Vec::new();
+    let mut i = 0;
+    while i < locs.len() {
+        let first = &locs[i];
+        let start = first.entry.offset as u64;
+        let mut end = start + first.entry.stored_len as u64;
+        let mut j = i + 1;
+        while j < locs.len()
+            && locs[j].pack == first.pack
+            && (locs[j].entry.offset as u64) >= start
+            && (locs[j].entry.offset as u64) <= end + COALESCE_GAP
+        {
+            end = end.max(locs[j].entry.offset as u64 + locs[j].entry.stored_len as u64);
+            j += 1;
+        }
+        requests.push((pack_key(&first.pack), start, end - start));
+        groups.push((i..j, start));
+        i = j;
+    }
+    let results = storage.get_ranges(&requests);
+    let mut buffers = Vec::with_capacity(groups.len());
+    let mut ranges = Vec::with_capacity(locs.len());
+    for (((members, start), (_, _, len)), data) in groups.into_iter().zip(&requests).zip(results) {
+        let first = &locs[members.start];
+        let data = data?;
+        if (data.len() as u64) < *len {
+            return Err(Error::corruption(
+                format!("pack {}", first.pack),
+                format!("truncated (chunk {} lies past its end)", first.entry.id),
+            ));
+        }
+        for l in &locs[members] {
+            let o = (l.entry.offset as u64 - start) as usize;
+            ranges.push((buffers.len(), o..o + l.entry.stored_len as usize));
+        }
+        buffers.push(data);
+    }
+    Ok((buffers, ranges))
 }

@@ -106,6 +106,16 @@ pub struct Manifest {
     pub new_chunks: u64,
     /// Chunks already in the repository (or earlier in this snapshot).
     pub reused_chunks: u64,
+    /// New chunks stored as deltas against a similar stored chunk (0 in snapshots from before
+    /// delta encoding).
+    #[serde(default)]
+    pub delta_chunks: u64,
+    /// Bytes of content in those chunks.
+    #[serde(default)]
+    pub delta_original_size: u64,
+    /// Bytes those chunks take stored (part of `stored_size`).
+    #[serde(default)]
+    pub delta_stored_size: u64,
     /// Items, in the order they were ingested.
     pub items: Vec<Item>,
 }

@@ -762,7 +762,9 @@ fn a_blob_read_under_another_chunk_id_is_refused_with_or_without_encryption() {
         let stored = &bytes[a.offset as usize..(a.offset + a.stored_len) as usize];
         let honest = index::Location { pack, entry: a };
         assert_eq!(
-            blob::read_blob(repo.keys(), &honest, stored).unwrap().len(),
+            blob::read_blob(repo.keys(), &honest, stored, None)
+                .unwrap()
+                .len(),
             a.raw_len as usize
         );
         // The index claims blob a's bytes are chunk b: the seal label (encrypted) or the
@@ -772,8 +774,8 @@ fn a_blob_read_under_another_chunk_id_is_refused_with_or_without_encryption() {
             entry: pack::PackEntry { id: b.id, ..a },
         };
         for err in [
-            blob::read_blob(repo.keys(), &lying, stored).unwrap_err(),
-            blob::decode_blob(repo.keys(), &lying, stored).unwrap_err(),
+            blob::read_blob(repo.keys(), &lying, stored, None).unwrap_err(),
+            blob::decode_blob(repo.keys(), &lying, stored, None).unwrap_err(),
         ] {
             assert!(err.to_string().contains(&b.id.to_string()), "{err}");
         }

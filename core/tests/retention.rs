@@ -22,6 +22,9 @@ fn snap(t: &str) -> Snapshot {
             chunk_count: 0,
             new_chunks: 0,
             reused_chunks: 0,
+            delta_chunks: 0,
+            delta_original_size: 0,
+            delta_stored_size: 0,
             items: vec![],
         },
     }

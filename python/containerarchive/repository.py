@@ -141,12 +141,18 @@ class Repository:
         retry_lock: timedelta | float | str | None = None,
         lock_stale_after: timedelta | float | str | None = None,
         retry_storage: timedelta | float | str | None = None,
+        delta: bool = True,
     ) -> Repository:
         """Create a repository at ``path``; with a passphrase it is encrypted.
 
         ``compression`` is ``"zstd"`` (default, level 3), ``"gzip"`` (DEFLATE, level 1) or
         ``"none"``. ``kdf_memory_kib``/``kdf_iterations`` tune Argon2id (default 64 MiB, 3);
         ``pack_size`` is the target pack size in bytes (default 8 MiB, at least 1 MiB).
+        ``delta`` (default on): a new chunk similar to one stored before (tomorrow's dump of a
+        table) may be stored as the difference to it; the repository then needs a
+        containerarchive that knows the ``delta`` feature to be opened at all (see
+        docs/FORMAT.md). ``delta=False`` keeps it readable by older versions;
+        :meth:`enable_delta` turns it on later.
         ``retry_lock``, ``lock_stale_after`` and ``retry_storage`` are as for :meth:`open`.
 
         A local ``path`` must be missing or an empty directory: raises
@@ -178,6 +184,7 @@ class Repository:
             pack_size,
             _stale_after_ms(lock_stale_after),
             _storage_options(p, retry_storage),
+            delta=bool(delta),
         )
         return cls(native, p, wait)
 
@@ -284,6 +291,17 @@ class Repository:
     def encrypted(self) -> bool:
         """Whether data and metadata are encrypted."""
         return bool(self.config["encryption"] != "none")
+
+    @property
+    def delta(self) -> bool:
+        """Whether new chunks may be stored as deltas against similar stored chunks."""
+        return self._n.delta
+
+    def enable_delta(self) -> None:
+        """Turn delta encoding on for this repository (``config.json`` gains the ``delta``
+        feature, so versions that do not know it can no longer open it). Does nothing when it
+        is on. Raises :class:`UnsupportedError` when this build cannot write here."""
+        self._n.enable_delta()
 
     # -- ingest ----------------------------------------------------------------------------
 

@@ -38,6 +38,12 @@ class Snapshot(Fields):
     new_chunks: int
     reused_chunks: int
     items: list[Item] = field(hash=False, metadata=source(nested=Item))
+    #: New chunks stored as deltas against a similar stored chunk (0 without delta encoding).
+    delta_chunks: int = 0
+    #: Bytes of content in those chunks.
+    delta_original_size: int = 0
+    #: Bytes those chunks take stored (part of ``stored_size``).
+    delta_stored_size: int = 0
     #: The host that made the snapshot (its hostname, or ``host=`` / ``--host``); None for
     #: snapshots written before hosts were recorded.
     host: str | None = None

@@ -190,7 +190,7 @@ impl NativeRepository {
 impl NativeRepository {
     /// Create a repository at `path`.
     #[staticmethod]
-    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None, stale_after_ms=None, storage_options=None))]
+    #[pyo3(signature = (path, passphrase, compression, level, kdf_memory_kib, kdf_iterations, created_at, comment, hostname, pack_size=None, stale_after_ms=None, storage_options=None, delta=None))]
     #[allow(clippy::too_many_arguments)]
     fn init(
         py: Python<'_>,
@@ -206,6 +206,7 @@ impl NativeRepository {
         pack_size: Option<u64>,
         stale_after_ms: Option<i64>,
         storage_options: Option<String>,
+        delta: Option<bool>,
     ) -> PyResult<Self> {
         let settings = s3_settings(storage_options.as_deref())?;
         let algorithm = Compression::parse(compression).ok_or_else(|| {
@@ -218,6 +219,7 @@ impl NativeRepository {
             compression_level: level,
             kdf: kdf_params(kdf_memory_kib, kdf_iterations),
             pack_size: pack_size.unwrap_or(InitOptions::default().pack_size),
+            delta: delta.unwrap_or(InitOptions::default().delta),
             ..InitOptions::default()
         };
         if !AnyStorage::is_url(&path) && path.exists() && !path.is_dir() {
@@ -279,6 +281,18 @@ impl NativeRepository {
     }
 
     /// `config.json` as a JSON string.
+    /// Whether new chunks may be stored as deltas.
+    #[getter]
+    fn delta(&self) -> bool {
+        self.repo.delta()
+    }
+
+    /// Turn delta encoding on (`config.json` gains the `delta` feature).
+    fn enable_delta(&self, py: Python<'_>) -> PyResult<()> {
+        let repo = self.repo.clone();
+        py.detach(move || repo.enable_delta()).map_err(py_err)
+    }
+
     fn config_json(&self) -> String {
         serde_json::to_string(self.repo.config()).expect("config serializes")
     }

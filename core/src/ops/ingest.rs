@@ -13,20 +13,22 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::blob::{encode_blob, encode_chunk_list};
+use crate::blob::{encode_blob, encode_chunk_list, encode_delta_blob, read_blob};
 use crate::chunk::Chunker;
 use crate::compress::Compression;
 use crate::config::CompressionConfig;
 use crate::crypto::{random_bytes, RandomSource, NONCE_LEN};
+use crate::delta::{self, Features, MIN_DELTA_CHUNK};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{encode_index_file, index_key, Index, IndexedPack};
+use crate::index::{encode_index_file, index_key, Index, IndexedPack, Location};
 use crate::lock::{HeldLock, LockInfo, StaleCheck};
 use crate::notice::{check_packs_present, read_notices};
-use crate::pack::{encode_idx, idx_key, pack_key, BlobKind, PackBuilder};
+use crate::pack::{encode_idx, idx_key, pack_key, BlobExtra, BlobKind, PackBuilder};
 use crate::parallel::par_map;
 use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::repo::Repository;
+use crate::scan::fetch_blobs;
 use crate::snapshot::{
     encode_snapshot, format_time, pending_snapshot_key, snapshot_key, Item, ItemCommand, Manifest,
     Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
@@ -93,6 +95,77 @@ struct Stats {
     chunk_count: u64,
     new_chunks: u64,
     reused_chunks: u64,
+    delta_chunks: u64,
+    delta_original_size: u64,
+    delta_stored_size: u64,
+}
+
+/// A chunk this ingest stores: its bytes and id, the seal's nonce, and with delta encoding its
+/// features and the base found for it (id and plaintext).
+struct NewChunk<'a> {
+    data: &'a [u8],
+    id: Id,
+    nonce: [u8; NONCE_LEN],
+    features: Option<Features>,
+    base: Option<(Id, Vec<u8>)>,
+}
+
+/// A chunk encoded for its pack.
+struct EncodedChunk {
+    id: Id,
+    stored: Vec<u8>,
+    raw_len: usize,
+    compression: Compression,
+    extra: BlobExtra,
+}
+
+/// A delta this much smaller than the chunk is kept without also compressing the chunk whole
+/// to compare (a full compression rarely shrinks a database dump's chunk below a tenth).
+const DELTA_SURELY_PAYS: usize = 10;
+
+/// Encode one new chunk: as a delta against its base when it has one and the delta is smaller
+/// than the chunk compressed whole; else compressed whole, with its features (it may serve as
+/// a base later).
+fn encode_new_chunk(
+    keys: &crate::crypto::Keys,
+    cfg: CompressionConfig,
+    c: NewChunk<'_>,
+) -> EncodedChunk {
+    let delta = c.base.as_ref().and_then(|(base_id, base)| {
+        Some((*base_id, delta::encode_delta(base, c.data, cfg.level)?))
+    });
+    if let Some((base_id, frame)) = &delta {
+        if frame.len() * DELTA_SURELY_PAYS <= c.data.len() {
+            let (base_id, frame) = delta.expect("just matched");
+            return EncodedChunk {
+                id: c.id,
+                stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
+                raw_len: c.data.len(),
+                compression: Compression::ZstdDelta,
+                extra: BlobExtra::Base(base_id),
+            };
+        }
+        let _ = base_id;
+    }
+    let (stored, used) = encode_blob(keys, cfg, &c.id, c.data, c.nonce);
+    if let Some((base_id, frame)) = delta {
+        if frame.len() + keys.seal_overhead() < stored.len() {
+            return EncodedChunk {
+                id: c.id,
+                stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
+                raw_len: c.data.len(),
+                compression: Compression::ZstdDelta,
+                extra: BlobExtra::Base(base_id),
+            };
+        }
+    }
+    EncodedChunk {
+        id: c.id,
+        stored,
+        raw_len: c.data.len(),
+        compression: used,
+        extra: c.features.map_or(BlobExtra::None, BlobExtra::Features),
+    }
 }
 
 struct ItemState {
@@ -156,11 +229,11 @@ impl<S: Storage> Writer<S> {
         }
     }
 
-    /// Hash, deduplicate, compress, encrypt and pack a batch of chunks of the current item.
+    /// Hash, deduplicate, compress (or delta-encode), encrypt and pack a batch of chunks of the
+    /// current item.
     fn process(&mut self, chunks: &[&[u8]]) -> Result<()> {
         let repo = self.repo.clone();
         let keys = repo.keys();
-        let cfg = repo.config().compression;
         let ids = par_map(chunks.to_vec(), |c| keys.chunk_id(c));
         let mut todo = Vec::new();
         {
@@ -172,19 +245,38 @@ impl<S: Storage> Writer<S> {
                 } else {
                     self.session.insert(*id);
                     self.stats.new_chunks += 1;
-                    todo.push((chunks[i], *id, [0u8; NONCE_LEN]));
+                    todo.push(NewChunk {
+                        data: chunks[i],
+                        id: *id,
+                        nonce: [0u8; NONCE_LEN],
+                        features: None,
+                        base: None,
+                    });
                 }
             }
         }
         for t in &mut todo {
-            t.2 = self.nonce();
+            t.nonce = self.nonce();
         }
-        let encoded = par_map(todo, |(data, id, nonce)| {
-            let (stored, used) = encode_blob(keys, cfg, &id, data, nonce);
-            (id, stored, used, data.len())
-        });
-        for (id, stored, used, raw_len) in encoded {
-            self.add_blob(id, &stored, raw_len, used, BlobKind::Data)?;
+        if repo.delta() {
+            self.find_bases(&mut todo)?;
+        }
+        let cfg = repo.config().compression;
+        let encoded = par_map(todo, |c| encode_new_chunk(keys, cfg, c));
+        for e in encoded {
+            if let BlobExtra::Base(_) = e.extra {
+                self.stats.delta_chunks += 1;
+                self.stats.delta_original_size += e.raw_len as u64;
+                self.stats.delta_stored_size += e.stored.len() as u64;
+            }
+            self.add_blob(
+                e.id,
+                &e.stored,
+                e.raw_len,
+                e.compression,
+                BlobKind::Data,
+                e.extra,
+            )?;
         }
         self.stats.chunk_count += ids.len() as u64;
         let item = self.item.as_mut().expect("an item is open");
@@ -196,6 +288,51 @@ impl<S: Storage> Writer<S> {
         Ok(())
     }
 
+    /// Delta encoding: each new chunk's resemblance features (on all cores), the most similar
+    /// stored full chunk (in a pack no prune is deleting), and that base's plaintext, read for
+    /// the whole batch at once. A base that cannot be read is no error: the chunk is stored
+    /// full. A base used joins the packs the commit checks.
+    fn find_bases(&mut self, todo: &mut [NewChunk<'_>]) -> Result<()> {
+        let repo = self.repo.clone();
+        let keys = repo.keys();
+        let features = par_map(todo.iter().map(|c| c.data).collect(), |data| {
+            (data.len() >= MIN_DELTA_CHUNK).then(|| delta::features(keys, data))
+        });
+        let mut wanted: Vec<(usize, Location)> = Vec::new();
+        {
+            let guard = repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            for (i, (c, f)) in todo.iter_mut().zip(features).enumerate() {
+                c.features = f;
+                let Some(f) = &c.features else { continue };
+                let base = index
+                    .similar(f)
+                    .filter(|b| *b != c.id)
+                    .and_then(|b| index.get(&b))
+                    .filter(|l| !self.avoid.contains(&l.pack));
+                if let Some(loc) = base {
+                    wanted.push((i, loc));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let locs: Vec<Location> = wanted.iter().map(|(_, l)| *l).collect();
+        let Ok((buffers, ranges)) = fetch_blobs(repo.storage(), &locs) else {
+            return Ok(());
+        };
+        let plains = par_map(locs.iter().zip(&ranges).collect(), |(loc, (b, r))| {
+            read_blob(keys, loc, &buffers[*b][r.clone()], None).ok()
+        });
+        for ((i, loc), plain) in wanted.into_iter().zip(plains) {
+            if let Some(plain) = plain {
+                todo[i].base = Some((loc.entry.id, plain));
+                self.packs_used.insert(loc.pack);
+            }
+        }
+        Ok(())
+    }
     /// Store the first `n` pending chunk ids of the current item as a chunk-list blob.
     fn emit_list(&mut self, n: usize) -> Result<()> {
         let item = self.item.as_mut().expect("an item is open");
@@ -216,7 +353,14 @@ impl<S: Storage> Writer<S> {
                 level: 0,
             };
             let (stored, used) = encode_blob(repo.keys(), none, &id, &raw, nonce);
-            self.add_blob(id, &stored, raw.len(), used, BlobKind::ChunkList)?;
+            self.add_blob(
+                id,
+                &stored,
+                raw.len(),
+                used,
+                BlobKind::ChunkList,
+                BlobExtra::None,
+            )?;
         }
         Ok(())
     }
@@ -228,8 +372,9 @@ impl<S: Storage> Writer<S> {
         raw_len: usize,
         used: Compression,
         kind: BlobKind,
+        extra: BlobExtra,
     ) -> Result<()> {
-        self.pack.add(id, stored, raw_len, used, kind);
+        self.pack.add(id, stored, raw_len, used, kind, extra);
         self.stats.stored_size += stored.len() as u64;
         if self.pack.len() as u64 >= self.repo.config().pack_size {
             self.flush_pack()?;
@@ -569,6 +714,9 @@ impl<S: Storage> Ingest<S> {
             chunk_count: s.chunk_count,
             new_chunks: s.new_chunks,
             reused_chunks: s.reused_chunks,
+            delta_chunks: s.delta_chunks,
+            delta_original_size: s.delta_original_size,
+            delta_stored_size: s.delta_stored_size,
             items: std::mem::take(&mut w.items),
         };
         let nonce = w.nonce();

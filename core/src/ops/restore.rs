@@ -6,8 +6,6 @@
 //! decoded on all cores ([`crate::blob::read_blob`]). A pack found gone (a prune moved its
 //! blobs) makes the reader reload the index and try again before reporting it missing.
 
-use std::ops::Range;
-
 use crate::blob::{decode_chunk_list, read_blob};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -15,66 +13,14 @@ use crate::index::{decode_index_file, Location};
 use crate::pack::pack_key;
 use crate::parallel::par_map;
 use crate::repo::{Repository, RELOCATE_ATTEMPTS};
+use crate::scan::fetch_blobs;
 use crate::snapshot::{Item, Snapshot};
 use crate::storage::{Storage, StorageError};
 
 /// Bytes of chunks restored per batch (decoded in parallel).
 const RESTORE_BATCH_BYTES: u64 = 8 << 20;
 
-/// Gap between two blobs of one pack below which restore reads them in one request.
-const COALESCE_GAP: u64 = 256 << 10;
-
 impl<S: Storage> Repository<S> {
-    /// Read blobs (already located) from storage, reading neighbours in one request.
-    /// Read the stored bytes of `locs` with one ranged read per run of nearby blobs of a pack:
-    /// the buffers read, and for each location its buffer and range (no per-blob copy).
-    #[allow(clippy::type_complexity)]
-    fn fetch(&self, locs: &[Location]) -> Result<(Vec<Vec<u8>>, Vec<(usize, Range<usize>)>)> {
-        // Coalesce neighbouring blobs of one pack into one read, then issue all reads at once
-        // (object storage runs them concurrently).
-        let mut groups: Vec<(Range<usize>, u64)> = Vec::new();
-        let mut requests: Vec<(String, u64, u64)> = Vec::new();
-        let mut i = 0;
-        while i < locs.len() {
-            let first = &locs[i];
-            let start = first.entry.offset as u64;
-            let mut end = start + first.entry.stored_len as u64;
-            let mut j = i + 1;
-            while j < locs.len()
-                && locs[j].pack == first.pack
-                && (locs[j].entry.offset as u64) >= start
-                && (locs[j].entry.offset as u64) <= end + COALESCE_GAP
-            {
-                end = end.max(locs[j].entry.offset as u64 + locs[j].entry.stored_len as u64);
-                j += 1;
-            }
-            requests.push((pack_key(&first.pack), start, end - start));
-            groups.push((i..j, start));
-            i = j;
-        }
-        let results = self.storage().get_ranges(&requests);
-        let mut buffers = Vec::with_capacity(groups.len());
-        let mut ranges = Vec::with_capacity(locs.len());
-        for (((members, start), (_, _, len)), data) in
-            groups.into_iter().zip(&requests).zip(results)
-        {
-            let first = &locs[members.start];
-            let data = data?;
-            if (data.len() as u64) < *len {
-                return Err(Error::corruption(
-                    format!("pack {}", first.pack),
-                    format!("truncated (chunk {} lies past its end)", first.entry.id),
-                ));
-            }
-            for l in &locs[members] {
-                let o = (l.entry.offset as u64 - start) as usize;
-                ranges.push((buffers.len(), o..o + l.entry.stored_len as usize));
-            }
-            buffers.push(data);
-        }
-        Ok((buffers, ranges))
-    }
-
     /// Locate, fetch and decode blobs, in parallel where enabled. A pack found gone makes the
     /// index be read again (a prune in another process moved its blobs to new packs and wrote
     /// the new index before deleting the old packs) and the read retried.
@@ -103,8 +49,10 @@ impl<S: Storage> Repository<S> {
 
     /// One attempt of [`Repository::read_blobs`]: the blobs, or what was missing (a chunk the
     /// index does not know, a pack that is gone) so that the caller may reload and retry.
+    /// The bases of delta chunks are read in the same requests (after the chunks, so that
+    /// bases stored next to each other are read together) and decoded first.
     fn read_blobs_once(&self, ids: &[Id]) -> Result<std::result::Result<Vec<Vec<u8>>, Missing>> {
-        let locs = {
+        let (locs, base_locs) = {
             let guard = self.index()?;
             let index = guard.as_ref().expect("index loaded");
             let mut locs = Vec::with_capacity(ids.len());
@@ -114,29 +62,52 @@ impl<S: Storage> Repository<S> {
                     None => return Ok(Err(Missing::Chunk(*id))),
                 }
             }
-            locs
+            let mut base_locs: Vec<Location> = Vec::new();
+            for base in locs.iter().filter_map(|l| l.entry.base()) {
+                if base_locs.iter().any(|l| l.entry.id == base) {
+                    continue;
+                }
+                match index.get(&base) {
+                    Some(loc) => base_locs.push(loc),
+                    None => return Ok(Err(Missing::Chunk(base))),
+                }
+            }
+            (locs, base_locs)
         };
-        let (buffers, ranges) = match self.fetch(&locs) {
+        let all: Vec<Location> = locs.iter().chain(&base_locs).copied().collect();
+        let (buffers, ranges) = match fetch_blobs(self.storage(), &all) {
             Ok(fetched) => fetched,
             Err(Error::Storage(StorageError::NotFound(key))) => {
-                let loc = locs
+                let loc = all
                     .iter()
                     .find(|l| key == pack_key(&l.pack))
-                    .unwrap_or(&locs[0]);
+                    .unwrap_or(&all[0]);
                 return Ok(Err(Missing::Pack(loc.pack, loc.entry.id)));
             }
             Err(e) => return Err(e),
         };
         let keys = self.keys();
-        let jobs: Vec<(Location, &[u8])> = locs
+        let mut jobs: Vec<(Location, &[u8])> = all
             .into_iter()
             .zip(ranges)
             .map(|(loc, (b, r))| (loc, &buffers[b][r]))
             .collect();
-        par_map(jobs, |(loc, stored)| read_blob(keys, &loc, stored))
-            .into_iter()
-            .collect::<Result<Vec<_>>>()
-            .map(Ok)
+        let base_jobs = jobs.split_off(locs.len());
+        let bases: std::collections::HashMap<Id, Vec<u8>> = base_locs
+            .iter()
+            .map(|l| l.entry.id)
+            .zip(par_map(base_jobs, |(loc, stored)| {
+                read_blob(keys, &loc, stored, None)
+            }))
+            .map(|(id, plain)| plain.map(|p| (id, p)))
+            .collect::<Result<_>>()?;
+        par_map(jobs, |(loc, stored)| {
+            let base = loc.entry.base().and_then(|b| bases.get(&b));
+            read_blob(keys, &loc, stored, base.map(Vec::as_slice))
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .map(Ok)
     }
 
     /// Why blob `id` cannot be read: the pack an index file names for it is missing, or no

@@ -154,11 +154,19 @@ impl<S: Storage> Repository<S> {
                 }
             };
             for id in ids {
-                match indexed.blob_pack.get(&id) {
-                    Some(l) => {
-                        needed.packs.insert(l.pack);
+                let Some(l) = indexed.blob_pack.get(&id) else {
+                    needed.complete = false;
+                    continue;
+                };
+                needed.packs.insert(l.pack);
+                // A delta is restored from its base too.
+                if let Some(base) = l.entry.base() {
+                    match indexed.blob_pack.get(&base) {
+                        Some(b) => {
+                            needed.packs.insert(b.pack);
+                        }
+                        None => needed.complete = false,
                     }
-                    None => needed.complete = false,
                 }
             }
         }

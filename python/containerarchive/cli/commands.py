@@ -195,6 +195,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             passphrase,
             compression=args.compression,
             retry_storage=_duration(args, "retry_storage"),
+            delta=args.delta,
         ) as repo,
     ):
         cfg = repo.config
@@ -202,7 +203,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         args,
         {"repository": path, "config": cfg},
         f"created {'encrypted' if passphrase is not None else 'UNENCRYPTED'} repository at "
-        f"{path} (compression {cfg['compression']['algorithm']})",
+        f"{path} (compression {cfg['compression']['algorithm']}, "
+        f"delta {'on' if args.delta else 'off'})",
     )
     return 0
 

@@ -93,7 +93,8 @@ _EXAMPLES = {
     "init": """
         containerarchive init -r /backups/repo                 # asks for a passphrase
         CONTAINERARCHIVE_PASSWORD_FILE=/etc/ca.pw containerarchive init -r /backups/repo
-        containerarchive init -r /tmp/scratch --no-encryption --compression none""",
+        containerarchive init -r /tmp/scratch --no-encryption --compression none
+        containerarchive init -r /backups/shared --no-delta   # readable by older versions""",
     "ingest": """
         pg_dump -Fc mydb | containerarchive ingest - --name db.dump --tag db=mydb
         containerarchive ingest --exec "pg_dump -Fc mydb" --name db.dump --tag db=mydb
@@ -236,6 +237,13 @@ def _add_init(sub: Any, common: argparse.ArgumentParser) -> None:
         help="how chunks are compressed: zstd (default, level 3), gzip (DEFLATE, level 1) or none",
     )
     p.add_argument("--no-encryption", action="store_true", help="create an unencrypted repository")
+    p.add_argument(
+        "--delta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store a new chunk similar to a stored one as the difference to it (default on; "
+        "--no-delta keeps the repository readable by versions without the delta feature)",
+    )
     p.set_defaults(func=cmd_init)
 
 

@@ -17,6 +17,7 @@ use crate::lock::{HeldLock, LOCK_PREFIX};
 use crate::notice::write_notice;
 use crate::pack::{encode_idx, idx_key, pack_key, PackBuilder};
 use crate::repo::Repository;
+use crate::scan::read_full_chunk_at;
 use crate::scan::{read_chunk_list, read_index_view};
 use crate::snapshot::{snapshot_id_of_key, snapshot_key, Snapshot, SNAPSHOT_PREFIX};
 use crate::storage::{put_exact, Storage};
@@ -126,8 +127,27 @@ impl<S: Storage> Repository<S> {
                 let stored = bytes
                     .get(e.offset as usize..(e.offset + e.stored_len) as usize)
                     .ok_or_else(|| Error::corruption(format!("pack {}", loc.pack), "truncated"))?;
-                decode_blob(keys, loc, stored)?;
-                builder.add(e.id, stored, e.raw_len as usize, e.compression, e.kind);
+                let base = match e.base() {
+                    Some(b) => {
+                        let at = plan.bases.get(&b).ok_or_else(|| {
+                            Error::corruption(
+                                format!("chunk {}", e.id),
+                                format!("its base chunk {b} is not indexed; run repair"),
+                            )
+                        })?;
+                        Some(read_full_chunk_at(storage, keys, at)?)
+                    }
+                    None => None,
+                };
+                decode_blob(keys, loc, stored, base.as_deref())?;
+                builder.add(
+                    e.id,
+                    stored,
+                    e.raw_len as usize,
+                    e.compression,
+                    e.kind,
+                    e.extra,
+                );
             }
             let pack = builder.finish(keys, random_bytes(rng));
             let size = pack.data.len() as u64;

@@ -14,7 +14,7 @@ use crate::id::Id;
 use crate::index::{index_file_size, IndexedPack, Location, INDEX_PREFIX};
 use crate::layout::{self, Kind};
 use crate::notice::read_notices;
-use crate::pack::{idx_file_size, idx_key, pack_file_size, pack_key, PackEntry};
+use crate::pack::{idx_file_size, idx_key, pack_file_size, pack_key, BlobExtra, PackEntry};
 use crate::parity::{
     encode_group, load_groups, Group, GroupDescription, Member, GROUP_SIZE, PARITY_SHARDS,
 };
@@ -23,6 +23,11 @@ use crate::retention::GroupDecision;
 use crate::scan::{list_packs, read_chunk_list, read_index_view, IndexView};
 use crate::snapshot::{decode_snapshot, pending_id_of_key, Snapshot, PENDING_PREFIX};
 use crate::storage::{Storage, StorageError};
+
+/// How many of `entries` carry an extra (a base or features): copied with them.
+fn extras_in<'a>(entries: impl Iterator<Item = &'a PackEntry>) -> usize {
+    entries.filter(|e| e.extra != BlobExtra::None).count()
+}
 
 /// Sizes of objects a plan deletes and writes, for the freed-bytes figure.
 #[derive(Default)]
@@ -47,6 +52,8 @@ pub(super) struct PrunePlan {
     pub(super) doomed: BTreeSet<Id>,
     pub(super) rewritten: u64,
     pub(super) new_packs: Vec<Vec<Location>>,
+    /// Where the base of each delta in `new_packs` is (read to check the delta before copying).
+    pub(super) bases: HashMap<Id, Location>,
     pub(super) regroup: Vec<(Option<Id>, u64)>,
     pub(super) affected: Vec<Group>,
     pub(super) orphan_idx: Vec<Id>,
@@ -131,8 +138,16 @@ impl<S: Storage> Repository<S> {
         // The new index: every kept pack and every new pack. Written only when the packs it
         // lists change or the old one is spread over more files than needed: a prune with
         // nothing to do writes nothing.
-        let mut counts: Vec<usize> = fates.keep.iter().map(|p| p.entries.len()).collect();
-        counts.extend(new_packs.iter().map(Vec::len));
+        let mut counts: Vec<(usize, usize)> = fates
+            .keep
+            .iter()
+            .map(|p| (p.entries.len(), extras_in(p.entries.iter())))
+            .collect();
+        counts.extend(
+            new_packs
+                .iter()
+                .map(|p| (p.len(), extras_in(p.iter().map(|l| &l.entry)))),
+        );
         let rewrite_index = fates.keep.len() != stored.view.packs.len()
             || !new_packs.is_empty()
             || stored.old_index.len() != counts.chunks(PACKS_PER_REBUILT_INDEX_FILE).count();
@@ -145,6 +160,12 @@ impl<S: Storage> Repository<S> {
             old_index = stored.old_index.into_iter().map(|(k, _)| k).collect();
         }
 
+        let bases = new_packs
+            .iter()
+            .flatten()
+            .filter_map(|l| l.entry.base())
+            .filter_map(|b| Some((b, *stored.view.blobs.get(&b)?)))
+            .collect();
         let mut newest_first = snaps.all.clone();
         newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
         Ok(PrunePlan {
@@ -164,6 +185,7 @@ impl<S: Storage> Repository<S> {
             doomed: fates.doomed,
             rewritten: fates.rewritten,
             new_packs,
+            bases,
             regroup: parity.regroup,
             affected: parity.affected,
             orphan_idx: fates.orphan_idx,
@@ -300,6 +322,20 @@ impl<S: Storage> Repository<S> {
                 }
             }
         }
+        // A delta needs its base, whoever else does (bases are full chunks: one step).
+        let bases: Vec<Id> = used
+            .iter()
+            .filter_map(|id| view.blobs.get(id)?.entry.base())
+            .collect();
+        for base in bases {
+            if !view.blobs.contains_key(&base) {
+                return Err(Error::corruption(
+                    format!("chunk {base}"),
+                    "the base of a delta a remaining snapshot needs, but not indexed; run repair before prune",
+                ));
+            }
+            used.insert(base);
+        }
         Ok(used)
     }
 
@@ -432,13 +468,15 @@ impl<S: Storage> Repository<S> {
         }
         let mut new_sizes: Vec<u64> = Vec::new();
         for p in &new_packs {
+            let extras = extras_in(p.iter().map(|l| &l.entry));
             let size = pack_file_size(
                 self.keys(),
                 p.len(),
+                extras,
                 p.iter().map(|l| l.entry.stored_len as u64).sum(),
             );
             new_sizes.push(size);
-            ledger.written += size + idx_file_size(self.keys(), p.len());
+            ledger.written += size + idx_file_size(self.keys(), p.len(), extras);
         }
         (new_packs, new_sizes)
     }

@@ -433,7 +433,7 @@ impl<S: Storage> Repository<S> {
                 .map_err(Error::from)
                 .and_then(|b| {
                     c.report.stats.bytes_read += b.len() as u64;
-                    decode_blob(self.keys(), loc, &b)
+                    decode_blob(self.keys(), loc, &b, None)
                 });
             let ids = match raw.map(|r| decode_chunk_list(&r)) {
                 Ok(Ok(ids)) => ids,
@@ -465,14 +465,34 @@ impl<S: Storage> Repository<S> {
             };
             for id in ids {
                 count += 1;
-                c.used_by(sid, id, view.blobs.get(&id).map(|l| l.pack));
-                if referenced.insert(id) && !view.blobs.contains_key(&id) {
+                let loc = view.blobs.get(&id);
+                c.used_by(sid, id, loc.map(|l| l.pack));
+                // A delta needs its base: the snapshot uses the base's pack too.
+                let base = loc.and_then(|l| l.entry.base());
+                if let Some(b) = base {
+                    c.used_by(sid, b, view.blobs.get(&b).map(|l| l.pack));
+                }
+                if !referenced.insert(id) {
+                    continue;
+                }
+                if loc.is_none() {
                     c.find(
                         FindingKind::ChunkMissing,
                         None,
                         Some(&id),
                         Some(&sid),
                         format!("chunk {id} of item {:?} is not indexed", item.name),
+                    );
+                } else if let Some(b) = base.filter(|b| !view.blobs.contains_key(b)) {
+                    c.find(
+                        FindingKind::ChunkMissing,
+                        None,
+                        Some(&b),
+                        Some(&sid),
+                        format!(
+                            "chunk {b}, the base of delta chunk {id} of item {:?}, is not indexed",
+                            item.name
+                        ),
                     );
                 }
             }

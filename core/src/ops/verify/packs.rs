@@ -2,7 +2,7 @@
 //! header and `.idx` checked, at full every blob decoded on all cores and every group's parity
 //! recomputed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::blob::decode_blob;
 use crate::error::{Error, Result};
@@ -12,6 +12,7 @@ use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
 use crate::parity::{Group, ParityBuilder};
 use crate::repo::Repository;
+use crate::scan::read_full_chunk_at;
 use crate::storage::{Storage, StorageError};
 
 use super::checker::Checker;
@@ -182,9 +183,25 @@ impl<S: Storage> Repository<S> {
             return;
         };
         chunks.extend(entries.iter().map(|e| e.id));
-        // Blobs decode independently: on all cores where the build allows.
+        // Blobs decode independently: on all cores where the build allows. A delta is decoded
+        // against its base, read from wherever it is; when the base cannot be read, the delta
+        // is not judged here (the base's own pack, or the snapshot phase, reports that).
+        let mut bases: HashMap<Id, Vec<u8>> = HashMap::new();
+        for b in entries.iter().filter_map(PackEntry::base) {
+            let Some(at) = view.blobs.get(&b) else {
+                continue;
+            };
+            if let Ok(plain) = read_full_chunk_at(storage, keys, at) {
+                c.report.stats.bytes_read += at.entry.stored_len as u64;
+                bases.insert(b, plain);
+            }
+        }
         let failures = par_map(entries.to_vec(), |e| {
             let loc = Location { pack, entry: e };
+            let base = match e.base() {
+                Some(b) => Some(bases.get(&b)?),
+                None => None,
+            };
             let start = e.offset as usize;
             data.get(start..start + e.stored_len as usize)
                 .ok_or_else(|| {
@@ -193,7 +210,7 @@ impl<S: Storage> Repository<S> {
                         "lies past the end of the pack",
                     )
                 })
-                .and_then(|stored| decode_blob(keys, &loc, stored))
+                .and_then(|stored| decode_blob(keys, &loc, stored, base.map(Vec::as_slice)))
                 .err()
                 .map(|err| (e.id, err.to_string()))
         });
