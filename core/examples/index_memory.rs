@@ -44,7 +44,8 @@ fn main() {
                     kind: BlobKind::Data,
                     // As in a repository with delta encoding: every full chunk has features.
                     extra: BlobExtra::Features(
-                        [1u64, 2, 3, 4].map(|k| (counter ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                        [1u32, 2, 3, 4, 5, 6, 7, 8]
+                            .map(|k| (counter as u32 ^ k).wrapping_mul(0x9e37_79b9)),
                     ),
                 }
             })

@@ -54,8 +54,9 @@ pub fn encode_delta_blob(keys: &Keys, id: &Id, frame: Vec<u8>, nonce: [u8; NONCE
     }
 }
 
-/// Open, decompress and check one stored blob against its id. A delta blob needs its base
-/// chunk's plaintext, `base` (ignored for a full blob).
+/// Open, decompress and check one stored blob against its id. A delta blob needs its prefix,
+/// `base`: its base chunks' plaintexts concatenated in order ([`crate::pack::Bases::prefix`];
+/// ignored for a full blob).
 ///
 /// # Errors
 /// [`Error::Corruption`] naming the chunk and pack when the blob does not open, decompress to
@@ -113,7 +114,11 @@ fn decode_blob_with(
             let base = base.ok_or_else(|| {
                 bad(format!(
                     "a delta against chunk {}, which was not given",
-                    e.base().map_or("(none named)".into(), |b| b.to_hex())
+                    e.bases().map_or("(none named)".into(), |b| b
+                        .ids()
+                        .map(|id| id.to_hex())
+                        .collect::<Vec<_>>()
+                        .join(" and "))
                 ))
             })?;
             crate::delta::decode_delta(base, &body, e.raw_len as usize).map_err(bad)?

@@ -107,9 +107,9 @@ impl Keys {
         }
     }
 
-    /// A resemblance feature's 64-bit value for the bytes `group`: the first 8 bytes
+    /// A resemblance feature's 32-bit value for the bytes `group`: the first 4 bytes
     /// (little-endian) of HMAC-SHA256 under the resemblance key, or of SHA-256 when plain.
-    pub fn feature_hash(&self, group: &[u8]) -> u64 {
+    pub fn feature_hash(&self, group: &[u8]) -> u32 {
         let digest: [u8; 32] = match &self.feature_mac {
             Some(mac) => {
                 let mut mac = mac.clone();
@@ -118,7 +118,7 @@ impl Keys {
             }
             None => Id::sha256(group).0,
         };
-        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"))
     }
 
     /// Bytes a seal adds to its body.

@@ -16,7 +16,8 @@ use crate::delta::Features;
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::pack::{
-    decode_entries_prefix, encode_entries, entries_len, BlobExtra, PackEntry, MAX_BLOB_LEN,
+    decode_entries_prefix, encode_entries, entries_len, Bases, BlobExtra, PackEntry, MAX_BASES,
+    MAX_BLOB_LEN,
 };
 
 /// Seal label of index files.
@@ -192,7 +193,7 @@ pub struct IndexBuilder {
     index: Index,
     pack_slot: HashMap<Id, u32>,
     all: Vec<Slot>,
-    bases: HashMap<Id, Id>,
+    bases: HashMap<Id, Bases>,
     features: Vec<u64>,
 }
 
@@ -212,8 +213,8 @@ impl IndexBuilder {
         self.all.extend(entries.iter().map(|e| Slot::new(slot, e)));
         for e in entries {
             match e.extra {
-                BlobExtra::Base(base) => {
-                    self.bases.entry(e.id).or_insert(base);
+                BlobExtra::Base(bases) => {
+                    self.bases.entry(e.id).or_insert(bases);
                 }
                 BlobExtra::Features(f) => self.features.extend(feature_keys(&f, &e.id)),
                 BlobExtra::None => {}
@@ -255,7 +256,7 @@ impl IndexBuilder {
 /// The resemblance-table keys of a full chunk: per super-feature, its top 32 bits above the
 /// first 4 bytes of the chunk id (8 bytes each: the id is found again by prefix in the index).
 fn feature_keys<'a>(f: &'a Features, id: &'a Id) -> impl Iterator<Item = u64> + 'a {
-    f.iter().map(move |sf| feature_key((sf >> 32) as u32, id))
+    f.iter().map(move |sf| feature_key(*sf, id))
 }
 
 fn feature_key(top: u32, id: &Id) -> u64 {
@@ -271,18 +272,18 @@ const RECENT_LIMIT: usize = 1 << 14;
 /// every blob would take 120–150 bytes per blob. Packs are a list of (id, size) and a sorted
 /// permutation of it for lookups by id: 44 bytes per pack.
 ///
-/// With delta encoding: each delta's base (a hash map, about 100 bytes per delta chunk), and
-/// the resemblance table for finding bases: 8 bytes per super-feature of each full chunk that
-/// has features (32 bytes per chunk, 320 MB at 10 M chunks), in a sorted array; recent
-/// additions (with their full ids) in a small hash map folded in with the blobs.
+/// With delta encoding: each delta's bases (a hash map, about 130 bytes per delta chunk), and
+/// the resemblance table for finding bases: 8 bytes per feature of each full chunk that has
+/// features (64 bytes per chunk, 640 MB at 10 M chunks), in a sorted array; recent additions
+/// (with their full ids) in a small hash map folded in with the blobs.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<(Id, u64)>,
     pack_order: Vec<u32>,
     sorted: Vec<Slot>,
     recent: HashMap<Id, Slot>,
-    /// Delta chunk → its base chunk.
-    bases: HashMap<Id, Id>,
+    /// Delta chunk → its base chunks.
+    bases: HashMap<Id, Bases>,
     /// Sorted [`feature_keys`] of the chunks in `sorted`.
     features: Vec<u64>,
     /// Super-feature (top 32 bits) → chunk, for chunks in `recent`.
@@ -320,14 +321,12 @@ impl Index {
             }
             self.recent.insert(e.id, Slot::new(slot, e));
             match e.extra {
-                BlobExtra::Base(base) => {
-                    self.bases.insert(e.id, base);
+                BlobExtra::Base(bases) => {
+                    self.bases.insert(e.id, bases);
                 }
                 BlobExtra::Features(f) => {
                     for sf in f {
-                        self.recent_features
-                            .entry((sf >> 32) as u32)
-                            .or_insert(e.id);
+                        self.recent_features.entry(sf).or_insert(e.id);
                     }
                 }
                 BlobExtra::None => {}
@@ -404,21 +403,22 @@ impl Index {
         e
     }
 
-    /// The base of delta chunk `id` (`None` for a full chunk or an unknown one).
-    pub fn base_of(&self, id: &Id) -> Option<Id> {
+    /// The bases of delta chunk `id` (`None` for a full chunk or an unknown one).
+    pub fn bases_of(&self, id: &Id) -> Option<Bases> {
         self.bases.get(id).copied()
     }
 
-    /// The stored full chunk most similar to one with features `f`: the one sharing the most
-    /// super-features with it, if any does (only full data chunks are offered).
-    pub fn similar(&self, f: &Features) -> Option<Id> {
+    /// The stored full chunks most similar to one with features `f`, most similar first: those
+    /// sharing the most features with it, at most [`MAX_BASES`] (only full data chunks are
+    /// offered; none when no stored chunk shares a feature).
+    pub fn similar(&self, f: &Features) -> Vec<Id> {
         let mut votes: Vec<(Id, u32)> = Vec::new();
         let mut vote = |id: Id| match votes.iter_mut().find(|(c, _)| *c == id) {
             Some((_, n)) => *n += 1,
             None => votes.push((id, 1)),
         };
         for sf in f {
-            let top = (sf >> 32) as u32;
+            let top = *sf;
             if let Some(id) = self.recent_features.get(&top) {
                 vote(*id);
             }
@@ -432,11 +432,14 @@ impl Index {
                 }
             }
         }
+        votes.retain(|(id, _)| self.find(id).is_some_and(Slot::is_full_chunk));
+        // Stable: among equal votes, the chunk met first (by feature order) comes first.
+        votes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         votes
             .into_iter()
-            .filter(|(id, _)| self.find(id).is_some_and(Slot::is_full_chunk))
-            .max_by_key(|(_, n)| *n)
+            .take(MAX_BASES)
             .map(|(id, _)| id)
+            .collect()
     }
 
     /// The first full data chunk in the sorted array whose id starts with `prefix`.

@@ -37,6 +37,50 @@ pub const EXTRA_LEN: usize = 4 + 1 + 32;
 const TAG_BASE: u8 = 1;
 const TAG_FEATURES: u8 = 2;
 
+/// Most bases one delta may have: a chunk whose boundaries moved often holds the ends of two
+/// chunks of the night before.
+pub const MAX_BASES: usize = 2;
+
+/// The base chunks of a delta, in the order their plaintexts are concatenated into its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bases {
+    first: Id,
+    second: Option<Id>,
+}
+
+impl Bases {
+    /// One base.
+    pub fn one(id: Id) -> Self {
+        Bases {
+            first: id,
+            second: None,
+        }
+    }
+
+    /// `first`, then `second` if given and different.
+    pub fn new(first: Id, second: Option<Id>) -> Self {
+        Bases {
+            first,
+            second: second.filter(|s| *s != first),
+        }
+    }
+
+    /// The base ids in prefix order.
+    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+        std::iter::once(self.first).chain(self.second)
+    }
+
+    /// The delta's prefix: the bases' plaintexts in order, each looked up with `plain`
+    /// (`None` when one is missing).
+    pub fn prefix<'a>(&self, plain: impl Fn(&Id) -> Option<&'a [u8]>) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for id in self.ids() {
+            out.extend_from_slice(plain(&id)?);
+        }
+        Some(out)
+    }
+}
+
 /// What an entry records beyond where its blob is: a delta blob's base, or a full chunk's
 /// resemblance features (docs/FORMAT.md, "Delta blobs").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,9 +88,9 @@ pub enum BlobExtra {
     /// Nothing (every blob of a repository without delta encoding).
     #[default]
     None,
-    /// The chunk this delta blob ([`Compression::ZstdDelta`]) was encoded against: always a
-    /// full chunk.
-    Base(Id),
+    /// The chunks this delta blob ([`Compression::ZstdDelta`]) was encoded against: full
+    /// chunks, never deltas.
+    Base(Bases),
     /// A full data chunk's resemblance features ([`crate::delta::features`]): it may serve
     /// as a base.
     Features(crate::delta::Features),
@@ -129,10 +173,10 @@ impl PackEntry {
         })
     }
 
-    /// The base chunk of a delta blob.
-    pub fn base(&self) -> Option<Id> {
+    /// The base chunks of a delta blob.
+    pub fn bases(&self) -> Option<Bases> {
         match self.extra {
-            BlobExtra::Base(id) => Some(id),
+            BlobExtra::Base(b) => Some(b),
             _ => None,
         }
     }
@@ -204,7 +248,7 @@ pub fn decode_entries_prefix(
         if e.kind != BlobKind::Data {
             return Err(format!("blob {} is a delta but not a chunk", e.id));
         }
-        if e.base().is_none() {
+        if e.bases().is_none() {
             return Err(format!("delta blob {} names no base", e.id));
         }
     }
@@ -216,26 +260,36 @@ fn decode_extra(x: &[u8], entries: &mut [PackEntry]) -> std::result::Result<(), 
     let e = entries
         .get_mut(no)
         .ok_or_else(|| format!("an extra names entry {no}, past the entries"))?;
-    if e.extra != BlobExtra::None {
-        return Err(format!("blob {} has two extras", e.id));
-    }
     let payload = &x[5..];
-    e.extra = match x[4] {
-        TAG_BASE if e.compression == Compression::ZstdDelta => {
+    e.extra = match (x[4], e.extra) {
+        (TAG_BASE, BlobExtra::None | BlobExtra::Base(Bases { second: None, .. }))
+            if e.compression == Compression::ZstdDelta =>
+        {
             let base = Id::from_slice(payload).expect("32 bytes");
             if base == e.id {
                 return Err(format!("delta blob {} names itself as its base", e.id));
             }
-            BlobExtra::Base(base)
+            match e.extra {
+                BlobExtra::Base(b) if b.first == base => {
+                    return Err(format!("delta blob {} names one base twice", e.id))
+                }
+                BlobExtra::Base(b) => BlobExtra::Base(Bases::new(b.first, Some(base))),
+                _ => BlobExtra::Base(Bases::one(base)),
+            }
         }
-        TAG_FEATURES if e.kind == BlobKind::Data && e.compression != Compression::ZstdDelta => {
-            let mut f = [0u64; crate::delta::SUPER_FEATURES];
-            for (v, b) in f.iter_mut().zip(payload.chunks_exact(8)) {
-                *v = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        (_, extra) if extra != BlobExtra::None => {
+            return Err(format!("blob {} has too many extras", e.id));
+        }
+        (TAG_FEATURES, _)
+            if e.kind == BlobKind::Data && e.compression != Compression::ZstdDelta =>
+        {
+            let mut f = [0u32; crate::delta::SUPER_FEATURES];
+            for (v, b) in f.iter_mut().zip(payload.chunks_exact(4)) {
+                *v = u32::from_le_bytes(b.try_into().expect("4 bytes"));
             }
             BlobExtra::Features(f)
         }
-        tag => return Err(format!("extra of tag {tag} does not fit blob {}", e.id)),
+        (tag, _) => return Err(format!("extra of tag {tag} does not fit blob {}", e.id)),
     };
     Ok(())
 }
@@ -246,7 +300,7 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
         .iter()
         .enumerate()
         .filter(|(_, e)| e.extra != BlobExtra::None);
-    let m = extras.clone().count();
+    let m = extras_count(entries.iter());
     let flag = if m > 0 { EXTRAS_FLAG } else { 0 };
     out.extend_from_slice(&(entries.len() as u32 | flag).to_le_bytes());
     for e in entries {
@@ -257,9 +311,14 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
         for (no, e) in extras {
             out.extend_from_slice(&(no as u32).to_le_bytes());
             match e.extra {
-                BlobExtra::Base(id) => {
-                    out.push(TAG_BASE);
-                    out.extend_from_slice(&id.0);
+                BlobExtra::Base(bases) => {
+                    for (i, id) in bases.ids().enumerate() {
+                        if i > 0 {
+                            out.extend_from_slice(&(no as u32).to_le_bytes());
+                        }
+                        out.push(TAG_BASE);
+                        out.extend_from_slice(&id.0);
+                    }
                 }
                 BlobExtra::Features(f) => {
                     out.push(TAG_FEATURES);
@@ -272,7 +331,18 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
     }
 }
 
-/// Bytes the entries of `entries` blobs, `extras` of them with an extra, take encoded.
+/// Extra records `entries` need (one per base of a delta, one for a chunk's features).
+pub fn extras_count<'a>(entries: impl Iterator<Item = &'a PackEntry>) -> usize {
+    entries
+        .map(|e| match e.extra {
+            BlobExtra::None => 0,
+            BlobExtra::Base(b) => b.ids().count(),
+            BlobExtra::Features(_) => 1,
+        })
+        .sum()
+}
+
+/// Bytes the entries of `entries` blobs with `extras` extra records take encoded.
 pub fn entries_len(entries: usize, extras: usize) -> usize {
     4 + entries * ENTRY_LEN
         + if extras > 0 {
@@ -509,4 +579,92 @@ pub fn read_header_from_storage(
         ));
     }
     decode_header(keys, &name, start, &sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, compression: Compression, extra: BlobExtra) -> PackEntry {
+        PackEntry {
+            id: Id([n; 32]),
+            offset: 8 + n as u32 * 10,
+            stored_len: 10,
+            raw_len: 100,
+            compression,
+            kind: BlobKind::Data,
+            extra,
+        }
+    }
+
+    #[test]
+    fn extras_round_trip_and_entry_lists_without_them_keep_the_old_layout() {
+        let plain = vec![entry(1, Compression::Zstd, BlobExtra::None)];
+        let mut old = Vec::new();
+        encode_entries(&plain, &mut old);
+        assert_eq!(old.len(), entries_len(1, 0));
+        assert_eq!(
+            u32::from_le_bytes(old[..4].try_into().unwrap()),
+            1,
+            "no flag"
+        );
+        let with = vec![
+            entry(1, Compression::Zstd, BlobExtra::Features([7; 8])),
+            entry(
+                2,
+                Compression::ZstdDelta,
+                BlobExtra::Base(Bases::new(Id([1; 32]), Some(Id([3; 32])))),
+            ),
+            entry(3, Compression::None, BlobExtra::None),
+            entry(
+                4,
+                Compression::ZstdDelta,
+                BlobExtra::Base(Bases::one(Id([1; 32]))),
+            ),
+        ];
+        let mut body = Vec::new();
+        encode_entries(&with, &mut body);
+        assert_eq!(body.len(), entries_len(4, extras_count(with.iter())));
+        assert_eq!(extras_count(with.iter()), 4);
+        assert_eq!(decode_entries(&body, 1000).unwrap(), with);
+    }
+
+    #[test]
+    fn extras_that_do_not_fit_their_entry_are_damage() {
+        let encode = |entries: &[PackEntry]| {
+            let mut b = Vec::new();
+            encode_entries(entries, &mut b);
+            b
+        };
+        let base = |n| BlobExtra::Base(Bases::one(Id([n; 32])));
+        // A delta without a base; a base on a full chunk; a delta naming itself.
+        let no_base = encode(&[entry(1, Compression::ZstdDelta, BlobExtra::None)]);
+        assert!(decode_entries(&no_base, 1000)
+            .unwrap_err()
+            .contains("names no base"));
+        let mut wrong = encode(&[entry(1, Compression::ZstdDelta, base(2))]);
+        wrong[4 + 44] = Compression::Zstd.code(); // the entry's flags byte
+        assert!(decode_entries(&wrong, 1000)
+            .unwrap_err()
+            .contains("does not fit"));
+        let itself = encode(&[entry(1, Compression::ZstdDelta, base(1))]);
+        assert!(decode_entries(&itself, 1000)
+            .unwrap_err()
+            .contains("itself"));
+        // A third base, and an extra naming an entry past the end.
+        let two = BlobExtra::Base(Bases::new(Id([2; 32]), Some(Id([3; 32]))));
+        let mut three = encode(&[entry(1, Compression::ZstdDelta, two)]);
+        let at = 4 + ENTRY_LEN;
+        three[at] = 3; // three extras announced
+        let last = three[three.len() - EXTRA_LEN..].to_vec();
+        three.extend_from_slice(&last);
+        assert!(decode_entries(&three, 1000)
+            .unwrap_err()
+            .contains("too many"));
+        let mut past = encode(&[entry(1, Compression::ZstdDelta, base(2))]);
+        past[at + 4] = 9; // entry number 9 of 1
+        assert!(decode_entries(&past, 1000)
+            .unwrap_err()
+            .contains("past the entries"));
+    }
 }

@@ -8,7 +8,7 @@
 //! parity and index, and publishes the manifest in the crash-safe order of docs/FORMAT.md
 //! ("Write order"): pending manifest, presence check, final manifest.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -24,7 +24,7 @@ use crate::id::Id;
 use crate::index::{encode_index_file, index_key, Index, IndexedPack, Location};
 use crate::lock::{HeldLock, LockInfo, StaleCheck};
 use crate::notice::{check_packs_present, read_notices};
-use crate::pack::{encode_idx, idx_key, pack_key, BlobExtra, BlobKind, PackBuilder};
+use crate::pack::{encode_idx, idx_key, pack_key, Bases, BlobExtra, BlobKind, PackBuilder};
 use crate::parallel::par_map;
 use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::repo::Repository;
@@ -101,13 +101,13 @@ struct Stats {
 }
 
 /// A chunk this ingest stores: its bytes and id, the seal's nonce, and with delta encoding its
-/// features and the base found for it (id and plaintext).
+/// features and the bases found for it (ids and plaintexts, most similar first).
 struct NewChunk<'a> {
     data: &'a [u8],
     id: Id,
     nonce: [u8; NONCE_LEN],
     features: Option<Features>,
-    base: Option<(Id, Vec<u8>)>,
+    bases: Vec<(Id, Arc<Vec<u8>>)>,
 }
 
 /// A chunk encoded for its pack.
@@ -123,40 +123,59 @@ struct EncodedChunk {
 /// to compare (a full compression rarely shrinks a database dump's chunk below a tenth).
 const DELTA_SURELY_PAYS: usize = 10;
 
-/// Encode one new chunk: as a delta against its base when it has one and the delta is smaller
-/// than the chunk compressed whole; else compressed whole, with its features (it may serve as
-/// a base later).
+/// A delta against the most similar base this much smaller than the chunk is kept as it is;
+/// a larger one is tried against both bases (the chunk's boundaries may have moved so that it
+/// holds the ends of two stored chunks), and the smaller kept.
+const ONE_BASE_SUFFICES: usize = 50;
+
+/// A delta is kept only when it is at most this fraction (1/n) of the chunk compressed whole.
+/// A weaker one (the new versions of rows scattered over a table, which resemble many stored
+/// chunks a little) is stored whole instead: that costs a little more tonight, but gives
+/// tomorrow's copy of those rows a base (a base is never a delta).
+const WEAK_DELTA_DIVISOR: usize = 2;
+
+/// The smallest delta of `data` against its bases: the most similar alone, or both.
+fn best_delta(bases: &[(Id, Arc<Vec<u8>>)], data: &[u8], level: i32) -> Option<(Bases, Vec<u8>)> {
+    let (first, first_plain) = bases.first()?;
+    let one = delta::encode_delta(first_plain, data, level)?;
+    let Some((second, second_plain)) = bases.get(1) else {
+        return Some((Bases::one(*first), one));
+    };
+    if one.len() * ONE_BASE_SUFFICES <= data.len() {
+        return Some((Bases::one(*first), one));
+    }
+    let prefix = [first_plain.as_slice(), second_plain.as_slice()].concat();
+    match delta::encode_delta(&prefix, data, level) {
+        Some(two) if two.len() < one.len() => Some((Bases::new(*first, Some(*second)), two)),
+        _ => Some((Bases::one(*first), one)),
+    }
+}
+
+/// Encode one new chunk: as a delta against its bases when it has some and the delta is
+/// smaller than the chunk compressed whole; else compressed whole, with its features (it may
+/// serve as a base later).
 fn encode_new_chunk(
     keys: &crate::crypto::Keys,
     cfg: CompressionConfig,
     c: NewChunk<'_>,
 ) -> EncodedChunk {
-    let delta = c.base.as_ref().and_then(|(base_id, base)| {
-        Some((*base_id, delta::encode_delta(base, c.data, cfg.level)?))
-    });
-    if let Some((base_id, frame)) = &delta {
-        if frame.len() * DELTA_SURELY_PAYS <= c.data.len() {
-            let (base_id, frame) = delta.expect("just matched");
-            return EncodedChunk {
-                id: c.id,
-                stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
-                raw_len: c.data.len(),
-                compression: Compression::ZstdDelta,
-                extra: BlobExtra::Base(base_id),
-            };
+    let as_delta = |bases: Bases, frame: Vec<u8>| EncodedChunk {
+        id: c.id,
+        stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
+        raw_len: c.data.len(),
+        compression: Compression::ZstdDelta,
+        extra: BlobExtra::Base(bases),
+    };
+    let delta = match best_delta(&c.bases, c.data, cfg.level) {
+        Some((bases, frame)) if frame.len() * DELTA_SURELY_PAYS <= c.data.len() => {
+            return as_delta(bases, frame)
         }
-        let _ = base_id;
-    }
+        other => other,
+    };
     let (stored, used) = encode_blob(keys, cfg, &c.id, c.data, c.nonce);
-    if let Some((base_id, frame)) = delta {
-        if frame.len() + keys.seal_overhead() < stored.len() {
-            return EncodedChunk {
-                id: c.id,
-                stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
-                raw_len: c.data.len(),
-                compression: Compression::ZstdDelta,
-                extra: BlobExtra::Base(base_id),
-            };
+    if let Some((bases, frame)) = delta {
+        if (frame.len() + keys.seal_overhead()) * WEAK_DELTA_DIVISOR <= stored.len() {
+            return as_delta(bases, frame);
         }
     }
     EncodedChunk {
@@ -250,7 +269,7 @@ impl<S: Storage> Writer<S> {
                         id: *id,
                         nonce: [0u8; NONCE_LEN],
                         features: None,
-                        base: None,
+                        bases: Vec::new(),
                     });
                 }
             }
@@ -298,6 +317,7 @@ impl<S: Storage> Writer<S> {
         let features = par_map(todo.iter().map(|c| c.data).collect(), |data| {
             (data.len() >= MIN_DELTA_CHUNK).then(|| delta::features(keys, data))
         });
+        // (chunk, base location) for every base of every chunk, in each chunk's base order.
         let mut wanted: Vec<(usize, Location)> = Vec::new();
         {
             let guard = repo.index()?;
@@ -305,29 +325,37 @@ impl<S: Storage> Writer<S> {
             for (i, (c, f)) in todo.iter_mut().zip(features).enumerate() {
                 c.features = f;
                 let Some(f) = &c.features else { continue };
-                let base = index
-                    .similar(f)
-                    .filter(|b| *b != c.id)
-                    .and_then(|b| index.get(&b))
-                    .filter(|l| !self.avoid.contains(&l.pack));
-                if let Some(loc) = base {
-                    wanted.push((i, loc));
+                for b in index.similar(f).into_iter().filter(|b| *b != c.id) {
+                    if let Some(loc) = index.get(&b).filter(|l| !self.avoid.contains(&l.pack)) {
+                        wanted.push((i, loc));
+                    }
                 }
             }
         }
         if wanted.is_empty() {
             return Ok(());
         }
-        let locs: Vec<Location> = wanted.iter().map(|(_, l)| *l).collect();
+        // Each base read once, even when several chunks of the batch share it.
+        let mut locs: Vec<Location> = Vec::new();
+        for (_, l) in &wanted {
+            if !locs.iter().any(|x| x.entry.id == l.entry.id) {
+                locs.push(*l);
+            }
+        }
         let Ok((buffers, ranges)) = fetch_blobs(repo.storage(), &locs) else {
             return Ok(());
         };
         let plains = par_map(locs.iter().zip(&ranges).collect(), |(loc, (b, r))| {
             read_blob(keys, loc, &buffers[*b][r.clone()], None).ok()
         });
-        for ((i, loc), plain) in wanted.into_iter().zip(plains) {
-            if let Some(plain) = plain {
-                todo[i].base = Some((loc.entry.id, plain));
+        let plain: HashMap<Id, Arc<Vec<u8>>> = locs
+            .iter()
+            .zip(plains)
+            .filter_map(|(l, p)| Some((l.entry.id, Arc::new(p?))))
+            .collect();
+        for (i, loc) in wanted {
+            if let Some(p) = plain.get(&loc.entry.id) {
+                todo[i].bases.push((loc.entry.id, Arc::clone(p)));
                 self.packs_used.insert(loc.pack);
             }
         }

@@ -63,7 +63,12 @@ impl<S: Storage> Repository<S> {
                 }
             }
             let mut base_locs: Vec<Location> = Vec::new();
-            for base in locs.iter().filter_map(|l| l.entry.base()) {
+            let wanted: Vec<Id> = locs
+                .iter()
+                .filter_map(|l| l.entry.bases())
+                .flat_map(|b| b.ids().collect::<Vec<_>>())
+                .collect();
+            for base in wanted {
                 if base_locs.iter().any(|l| l.entry.id == base) {
                     continue;
                 }
@@ -102,8 +107,11 @@ impl<S: Storage> Repository<S> {
             .map(|(id, plain)| plain.map(|p| (id, p)))
             .collect::<Result<_>>()?;
         par_map(jobs, |(loc, stored)| {
-            let base = loc.entry.base().and_then(|b| bases.get(&b));
-            read_blob(keys, &loc, stored, base.map(Vec::as_slice))
+            let prefix = loc
+                .entry
+                .bases()
+                .and_then(|b| b.prefix(|id| bases.get(id).map(Vec::as_slice)));
+            read_blob(keys, &loc, stored, prefix.as_deref())
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()

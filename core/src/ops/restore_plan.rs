@@ -160,7 +160,7 @@ impl<S: Storage> Repository<S> {
                 };
                 needed.packs.insert(l.pack);
                 // A delta is restored from its base too.
-                if let Some(base) = l.entry.base() {
+                for base in l.entry.bases().iter().flat_map(|b| b.ids()) {
                     match indexed.blob_pack.get(&base) {
                         Some(b) => {
                             needed.packs.insert(b.pack);

@@ -127,15 +127,19 @@ impl<S: Storage> Repository<S> {
                 let stored = bytes
                     .get(e.offset as usize..(e.offset + e.stored_len) as usize)
                     .ok_or_else(|| Error::corruption(format!("pack {}", loc.pack), "truncated"))?;
-                let base = match e.base() {
-                    Some(b) => {
-                        let at = plan.bases.get(&b).ok_or_else(|| {
-                            Error::corruption(
-                                format!("chunk {}", e.id),
-                                format!("its base chunk {b} is not indexed; run repair"),
-                            )
-                        })?;
-                        Some(read_full_chunk_at(storage, keys, at)?)
+                let base = match e.bases() {
+                    Some(bases) => {
+                        let mut prefix = Vec::new();
+                        for b in bases.ids() {
+                            let at = plan.bases.get(&b).ok_or_else(|| {
+                                Error::corruption(
+                                    format!("chunk {}", e.id),
+                                    format!("its base chunk {b} is not indexed; run repair"),
+                                )
+                            })?;
+                            prefix.extend(read_full_chunk_at(storage, keys, at)?);
+                        }
+                        Some(prefix)
                     }
                     None => None,
                 };

@@ -14,7 +14,7 @@ use crate::id::Id;
 use crate::index::{index_file_size, IndexedPack, Location, INDEX_PREFIX};
 use crate::layout::{self, Kind};
 use crate::notice::read_notices;
-use crate::pack::{idx_file_size, idx_key, pack_file_size, pack_key, BlobExtra, PackEntry};
+use crate::pack::{extras_count, idx_file_size, idx_key, pack_file_size, pack_key, PackEntry};
 use crate::parity::{
     encode_group, load_groups, Group, GroupDescription, Member, GROUP_SIZE, PARITY_SHARDS,
 };
@@ -23,11 +23,6 @@ use crate::retention::GroupDecision;
 use crate::scan::{list_packs, read_chunk_list, read_index_view, IndexView};
 use crate::snapshot::{decode_snapshot, pending_id_of_key, Snapshot, PENDING_PREFIX};
 use crate::storage::{Storage, StorageError};
-
-/// How many of `entries` carry an extra (a base or features): copied with them.
-fn extras_in<'a>(entries: impl Iterator<Item = &'a PackEntry>) -> usize {
-    entries.filter(|e| e.extra != BlobExtra::None).count()
-}
 
 /// Sizes of objects a plan deletes and writes, for the freed-bytes figure.
 #[derive(Default)]
@@ -141,12 +136,12 @@ impl<S: Storage> Repository<S> {
         let mut counts: Vec<(usize, usize)> = fates
             .keep
             .iter()
-            .map(|p| (p.entries.len(), extras_in(p.entries.iter())))
+            .map(|p| (p.entries.len(), extras_count(p.entries.iter())))
             .collect();
         counts.extend(
             new_packs
                 .iter()
-                .map(|p| (p.len(), extras_in(p.iter().map(|l| &l.entry)))),
+                .map(|p| (p.len(), extras_count(p.iter().map(|l| &l.entry)))),
         );
         let rewrite_index = fates.keep.len() != stored.view.packs.len()
             || !new_packs.is_empty()
@@ -163,7 +158,8 @@ impl<S: Storage> Repository<S> {
         let bases = new_packs
             .iter()
             .flatten()
-            .filter_map(|l| l.entry.base())
+            .filter_map(|l| l.entry.bases())
+            .flat_map(|b| b.ids().collect::<Vec<_>>())
             .filter_map(|b| Some((b, *stored.view.blobs.get(&b)?)))
             .collect();
         let mut newest_first = snaps.all.clone();
@@ -325,7 +321,8 @@ impl<S: Storage> Repository<S> {
         // A delta needs its base, whoever else does (bases are full chunks: one step).
         let bases: Vec<Id> = used
             .iter()
-            .filter_map(|id| view.blobs.get(id)?.entry.base())
+            .filter_map(|id| view.blobs.get(id)?.entry.bases())
+            .flat_map(|b| b.ids().collect::<Vec<_>>())
             .collect();
         for base in bases {
             if !view.blobs.contains_key(&base) {
@@ -468,7 +465,7 @@ impl<S: Storage> Repository<S> {
         }
         let mut new_sizes: Vec<u64> = Vec::new();
         for p in &new_packs {
-            let extras = extras_in(p.iter().map(|l| &l.entry));
+            let extras = extras_count(p.iter().map(|l| &l.entry));
             let size = pack_file_size(
                 self.keys(),
                 p.len(),

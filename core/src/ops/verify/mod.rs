@@ -467,9 +467,9 @@ impl<S: Storage> Repository<S> {
                 count += 1;
                 let loc = view.blobs.get(&id);
                 c.used_by(sid, id, loc.map(|l| l.pack));
-                // A delta needs its base: the snapshot uses the base's pack too.
-                let base = loc.and_then(|l| l.entry.base());
-                if let Some(b) = base {
+                // A delta needs its bases: the snapshot uses their packs too.
+                let bases = loc.and_then(|l| l.entry.bases());
+                for b in bases.iter().flat_map(|b| b.ids()) {
                     c.used_by(sid, b, view.blobs.get(&b).map(|l| l.pack));
                 }
                 if !referenced.insert(id) {
@@ -483,7 +483,11 @@ impl<S: Storage> Repository<S> {
                         Some(&sid),
                         format!("chunk {id} of item {:?} is not indexed", item.name),
                     );
-                } else if let Some(b) = base.filter(|b| !view.blobs.contains_key(b)) {
+                } else if let Some(b) = bases
+                    .iter()
+                    .flat_map(|b| b.ids())
+                    .find(|b| !view.blobs.contains_key(b))
+                {
                     c.find(
                         FindingKind::ChunkMissing,
                         None,

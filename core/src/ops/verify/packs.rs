@@ -187,7 +187,11 @@ impl<S: Storage> Repository<S> {
         // against its base, read from wherever it is; when the base cannot be read, the delta
         // is not judged here (the base's own pack, or the snapshot phase, reports that).
         let mut bases: HashMap<Id, Vec<u8>> = HashMap::new();
-        for b in entries.iter().filter_map(PackEntry::base) {
+        for b in entries
+            .iter()
+            .filter_map(PackEntry::bases)
+            .flat_map(|b| b.ids().collect::<Vec<_>>())
+        {
             let Some(at) = view.blobs.get(&b) else {
                 continue;
             };
@@ -198,8 +202,8 @@ impl<S: Storage> Repository<S> {
         }
         let failures = par_map(entries.to_vec(), |e| {
             let loc = Location { pack, entry: e };
-            let base = match e.base() {
-                Some(b) => Some(bases.get(&b)?),
+            let base = match e.bases() {
+                Some(b) => Some(b.prefix(|id| bases.get(id).map(Vec::as_slice))?),
                 None => None,
             };
             let start = e.offset as usize;
@@ -210,7 +214,7 @@ impl<S: Storage> Repository<S> {
                         "lies past the end of the pack",
                     )
                 })
-                .and_then(|stored| decode_blob(keys, &loc, stored, base.map(Vec::as_slice)))
+                .and_then(|stored| decode_blob(keys, &loc, stored, base.as_deref()))
                 .err()
                 .map(|err| (e.id, err.to_string()))
         });
