@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -254,6 +255,43 @@ def test_the_js_module_api(page, repos):
     assert out["wrong"] == "WrongPassphraseError"
     assert out["missing"] == "ItemNotFoundError"
     assert out["ok"] is True and out["packsChecked"] > 0
+
+
+@pytest.fixture(scope="module")
+def delta_repo(tmp_path_factory):
+    """Three nights of an OLTP dump, stored with delta encoding."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gen import oltp_night
+
+    path = tmp_path_factory.mktemp("delta") / "repo"
+    nights = [b"".join(oltp_night(40_000, n)) for n in (1, 2, 3)]
+    with ca.Repository.init(path, PASSPHRASE, pack_size=1 << 20, **FAST_KDF) as r:
+        snaps = [r.ingest(data, name="db.sql") for data in nights]
+        first_packs = set(r.restore_plan(snaps[0].id).packs)
+    assert snaps[2].delta_chunks > 0
+    return {"path": path, "nights": nights, "snaps": snaps, "first_packs": first_packs}
+
+
+def test_the_page_restores_a_delta_night_byte_identical(page, delta_repo, tmp_path):
+    open_repo(page, delta_repo["path"], PASSPHRASE)
+    expect(page.locator("#snapshots tbody tr")).to_have_count(3)
+    last = delta_repo["snaps"][2]
+    assert restore(page, tmp_path, last.id, "db.sql") == delta_repo["nights"][2]
+    out = page.evaluate(
+        """async ([pass, id]) => {
+            const { Archive } = await import("./pkg/containerarchive_wasm.js");
+            const archive = await Archive.open(document.querySelector("#repo-files").files, pass);
+            const plan = await archive.requiredFiles(id, "db.sql");
+            const verify = await archive.verify("full");
+            archive.close();
+            return { files: plan.files.map((f) => f.path), complete: plan.complete,
+                     ok: verify.ok, errors: verify.errors.map((e) => e.message) };
+        }""",
+        [PASSPHRASE, last.id],
+    )
+    assert out["complete"] is True and out["ok"] is True, out["errors"]
+    # The night's bases are in night 1's packs: the plan names them.
+    assert delta_repo["first_packs"] & set(out["files"])
 
 
 #: Filters given to the JS API's `snapshots()` and to the Python API's `list_snapshots()`:

@@ -83,6 +83,16 @@ class Snapshot(Fields):
         )
 
     @property
+    def delta_text(self) -> str:
+        """How the new chunks stored as deltas fared, in words ("" when none was)."""
+        if not self.delta_chunks:
+            return ""
+        return (
+            f"{self.delta_chunks} as deltas: {human_size(self.delta_original_size)} stored in "
+            f"{human_size(self.delta_stored_size)}"
+        )
+
+    @property
     def dedup_percent(self) -> float:
         """Share of this snapshot's chunks that were already stored, in percent (0 for an
         empty snapshot: nothing was deduplicated)."""
@@ -107,7 +117,8 @@ class Snapshot(Fields):
                     self.host or "(unknown)",
                     tags_text(self.tags),
                     human_size(self.original_size),
-                    f"{human_size(self.stored_size)} ({self.new_chunks} new chunks)",
+                    f"{human_size(self.stored_size)} ({self.new_chunks} new chunks"
+                    + (f", {self.delta_text})" if self.delta_chunks else ")"),
                     f"{self.dedup_percent:.1f}% "
                     f"({self.reused_chunks} of {self.chunk_count} chunks)",
                 )

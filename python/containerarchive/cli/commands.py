@@ -231,6 +231,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{snap.new_chunks} new, {snap.reused_chunks} reused "
             f"({snap.dedup_percent:.1f}% deduplicated), "
             f"{human_size(snap.stored_size)} added to the repository"
+            + (f"\n  {snap.delta_text}" if snap.delta_chunks else "")
         )
     _emit(args, snap.to_dict(), f"snapshot {snap.id} saved\n{summary}")
     return 0

@@ -247,6 +247,7 @@ def _snapshot_text(s: Snapshot) -> str:
         f"  size      {human_size(s.original_size)} in {s.chunk_count} chunks",
         f"  stored    {human_size(s.stored_size)} new ({s.new_chunks} new chunks, "
         f"{s.reused_chunks} reused)",
+        *([f"  delta     {s.delta_text}"] if s.delta_chunks else []),
         "  items",
     ]
     for i in s.items:
