@@ -72,11 +72,25 @@ const ADD: [u64; SUPER_FEATURES * FEATURES_PER_SUPER] = table(0x6361_2061_6464, 
 /// The resemblance features of `data` (see the module documentation). Costs one table lookup,
 /// shift and add per byte, plus eight multiply-adds per sampled position.
 pub fn features(keys: &Keys, data: &[u8]) -> Features {
-    let mut max = [0u64; SUPER_FEATURES * FEATURES_PER_SUPER];
+    let mut samples = Vec::with_capacity(data.len() >> (64 - SAMPLE_SHIFT - 1));
     let mut g: u64 = 0;
     for &b in data {
         g = (g << 1).wrapping_add(GEAR[b as usize]);
         if g >> SAMPLE_SHIFT == 0 {
+            samples.push(g);
+        }
+    }
+    // A window that repeats within the chunk (padding, a constant column) would repeat in
+    // every chunk of its table and make unrelated chunks look alike: only windows that occur
+    // once count.
+    samples.sort_unstable();
+    let mut max = [0u64; SUPER_FEATURES * FEATURES_PER_SUPER];
+    let mut i = 0;
+    while i < samples.len() {
+        let g = samples[i];
+        let run = samples[i..].iter().take_while(|s| **s == g).count();
+        i += run;
+        if run == 1 {
             for (m, (mul, add)) in max.iter_mut().zip(MUL.iter().zip(ADD.iter())) {
                 *m = (*m).max(g.wrapping_mul(*mul).wrapping_add(*add));
             }
@@ -107,6 +121,11 @@ pub fn encode_delta(base: &[u8], data: &[u8], level: i32) -> Option<Vec<u8>> {
     cctx.set_parameter(CParameter::CompressionLevel(level))
         .ok()?;
     cctx.set_parameter(CParameter::ContentSizeFlag(true)).ok()?;
+    // Long-distance matching finds the long runs the chunk shares with its prefix even where
+    // the regular match finder, on very repetitive rows (pgbench pads every row with the same
+    // spaces), keeps to the previous row (`zstd --patch-from` turns it on for the same reason).
+    cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+        .ok()?;
     cctx.set_pledged_src_size(Some(data.len() as u64)).ok()?;
     cctx.ref_prefix(base).ok()?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
