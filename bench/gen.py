@@ -143,34 +143,27 @@ def oltp_night(rows: int, night: int, changed_only: bool = False) -> Iterator[by
         n = int(rows * share)
         if not changed_only:
             out.append(f"\nCOPY public.{name} FROM stdin;\n")
-        # Rows alive tonight, grouped by the night of their last update (0: never updated).
+        # Rows alive tonight, grouped by the night of their last update (1: never updated).
         groups: dict[int, list[int]] = {}
         for i in range(n):
             if any(_h(t, i, k, 98) % 10000 < dele * 100 for k in range(2, night + 1)):
                 continue
             groups.setdefault(_last_update(t, i, night, upd), []).append(i)
-        nights = sorted(groups) if not changed_only else [night] if night in groups else []
-        for k in nights:
-            for i in groups[k]:
-                line = make(i, k, t)
-                out.append(line)
-                size += len(line)
-                if size >= _BLOCK:
-                    yield "".join(out).encode()
-                    out, size = [], 0
-            if not changed_only or k == night:
-                pass
-        for k in range(2, night + 1):
+        inserted = int(n * ins / 100)
+        # (row, version) in heap order: untouched rows, each night's new versions, then each
+        # night's inserts.
+        order = [(i, k) for k in sorted(groups) for i in groups[k]] + [
+            (n + (k - 2) * inserted + j, k) for k in range(2, night + 1) for j in range(inserted)
+        ]
+        for i, k in order:
             if changed_only and k != night:
                 continue
-            for j in range(int(n * ins / 100)):
-                i = n + (k - 2) * int(n * ins / 100) + j
-                line = make(i, k, t)
-                out.append(line)
-                size += len(line)
-                if size >= _BLOCK:
-                    yield "".join(out).encode()
-                    out, size = [], 0
+            line = make(i, k, t)
+            out.append(line)
+            size += len(line)
+            if size >= _BLOCK:
+                yield "".join(out).encode()
+                out, size = [], 0
         if not changed_only:
             out.append("\\.\n")
     yield "".join(out).encode()

@@ -115,12 +115,7 @@ pub fn read_chunk_list(
 /// # Errors
 /// As [`read_chunk_list`], but for the lookup.
 pub fn read_chunk_list_at(storage: &dyn Storage, keys: &Keys, loc: &Location) -> Result<Vec<Id>> {
-    let stored = storage.get_range(
-        &pack_key(&loc.pack),
-        loc.entry.offset as u64,
-        loc.entry.stored_len as u64,
-    )?;
-    let raw = decode_blob(keys, loc, &stored, None)?;
+    let raw = decode_blob(keys, loc, &stored_blob(storage, loc)?, None)?;
     decode_chunk_list(&raw)
         .map_err(|why| Error::corruption(format!("chunk list {}", loc.entry.id), why))
 }
@@ -132,6 +127,11 @@ pub fn read_chunk_list_at(storage: &dyn Storage, keys: &Keys, loc: &Location) ->
 /// [`Error::Corruption`] naming the chunk when it does not decode (or is itself a delta, which
 /// no base may be); [`Error::Storage`] when its pack cannot be read.
 pub fn read_full_chunk_at(storage: &dyn Storage, keys: &Keys, loc: &Location) -> Result<Vec<u8>> {
+    decode_blob(keys, loc, &stored_blob(storage, loc)?, None)
+}
+
+/// The stored bytes of the blob at `loc`, read with one ranged request.
+fn stored_blob(storage: &dyn Storage, loc: &Location) -> Result<Vec<u8>> {
     let stored = storage.get_range(
         &pack_key(&loc.pack),
         loc.entry.offset as u64,
@@ -143,7 +143,7 @@ pub fn read_full_chunk_at(storage: &dyn Storage, keys: &Keys, loc: &Location) ->
             format!("truncated (chunk {} lies past its end)", loc.entry.id),
         ));
     }
-    decode_blob(keys, loc, &stored, None)
+    Ok(stored)
 }
 
 /// Gap between two blobs of one pack below which they are read in one request.
