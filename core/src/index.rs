@@ -234,7 +234,12 @@ impl IndexBuilder {
         drop(pack_slot);
         // Pack slots are numbered in the order packs were first added, so ordering equal ids by
         // slot keeps the first location first, and dedup keeps it (an in-place sort: no buffer).
-        all.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack().cmp(&b.pack())));
+        // A full copy of a chunk wins over a delta of it (it needs nothing else to be read).
+        all.sort_unstable_by(|a, b| {
+            a.id.cmp(&b.id)
+                .then(b.is_full_chunk().cmp(&a.is_full_chunk()))
+                .then(a.pack().cmp(&b.pack()))
+        });
         all.dedup_by(|later, first| later.id == first.id);
         all.shrink_to_fit();
         index.sorted = all;
@@ -316,10 +321,18 @@ impl Index {
     pub fn add_pack(&mut self, pack: Id, size: u64, entries: &[PackEntry]) {
         let slot = self.slot_of(pack, size);
         for e in entries {
-            if self.find(&e.id).is_some() {
-                continue;
+            let new = Slot::new(slot, e);
+            match self.find(&e.id).map(Slot::is_full_chunk) {
+                // A full copy of a chunk stored as a delta replaces it (it needs nothing else).
+                Some(false) if new.is_full_chunk() && e.kind == crate::pack::BlobKind::Data => {
+                    self.bases.remove(&e.id);
+                    self.replace(new);
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
             }
-            self.recent.insert(e.id, Slot::new(slot, e));
+            self.recent.insert(e.id, new);
             match e.extra {
                 BlobExtra::Base(bases) => {
                     self.bases.insert(e.id, bases);
@@ -371,6 +384,16 @@ impl Index {
                 self.sorted[k] = recent[j - 1];
                 j -= 1;
             }
+        }
+    }
+
+    /// Put `slot` in the place of the slot of the same id.
+    fn replace(&mut self, slot: Slot) {
+        let id = Id(slot.id);
+        if let Some(s) = self.recent.get_mut(&id) {
+            *s = slot;
+        } else if let Ok(i) = self.sorted.binary_search_by(|s| s.id.cmp(&slot.id)) {
+            self.sorted[i] = slot;
         }
     }
 

@@ -55,14 +55,22 @@ pub fn read_index_view(
     Ok((view, read))
 }
 
-/// Merge `packs` into `view` (entries already present win).
+/// Merge `packs` into `view`: entries already present win, except that a full copy of a
+/// chunk wins over a delta of it (as in the in-memory index).
 pub fn add_packs(view: &mut IndexView, packs: Vec<IndexedPack>) {
     for p in packs {
         for e in &p.entries {
-            view.blobs.entry(e.id).or_insert(Location {
+            let loc = Location {
                 pack: p.id,
                 entry: *e,
-            });
+            };
+            match view.blobs.get_mut(&e.id) {
+                Some(old) if old.entry.bases().is_some() && e.bases().is_none() => *old = loc,
+                Some(_) => {}
+                None => {
+                    view.blobs.insert(e.id, loc);
+                }
+            }
         }
         view.packs.entry(p.id).or_insert((p.size, p.entries));
     }

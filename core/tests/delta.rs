@@ -292,3 +292,77 @@ impl Packs for Repository<MemoryStorage> {
             .collect()
     }
 }
+
+#[test]
+fn forget_never_leaves_a_delta_indexed_without_its_base_for_a_later_ingest_to_reuse() {
+    // Night 2's deltas share a pack with chunks another snapshot keeps: forgetting nights 1
+    // and 2 deletes the bases, so that pack must be rewritten without the dead deltas; if it
+    // were kept, ingesting night 2 again would reuse deltas that cannot be read.
+    let r = repo(true);
+    let x = night(40_000, 1);
+    let y = night(40_000, 2);
+    let z = noise(6 << 20, 9);
+    let s1 = ingest_items(&r, &[("x.sql", &x)], "2026-01-01T00:00:00Z", &[]).unwrap();
+    let s2 = ingest_items(
+        &r,
+        &[("y.sql", &y), ("z.bin", &z)],
+        "2026-01-02T00:00:00Z",
+        &[],
+    )
+    .unwrap();
+    assert!(s2.manifest.delta_chunks > 0);
+    ingest_items(&r, &[("z.bin", &z)], "2026-01-03T00:00:00Z", &[]).unwrap();
+    r.forget(
+        &[s1.id.to_hex(), s2.id.to_hex()],
+        PruneOptions::new(),
+        &lock("prune"),
+        &mut TestRng(5),
+        &LockPolicy::NEVER,
+    )
+    .unwrap();
+    let (view, _) = scan::read_index_view(r.storage(), r.keys(), |_, e| panic!("{e}")).unwrap();
+    for loc in view.blobs.values() {
+        for base in loc.entry.bases().iter().flat_map(|b| b.ids()) {
+            assert!(view.blobs.contains_key(&base), "delta {} lost its base", loc.entry.id);
+        }
+    }
+    let again = ingest_items(&r, &[("y.sql", &y)], "2026-01-04T00:00:00Z", &[]).unwrap();
+    assert_eq!(restore(&r, &again, "y.sql").unwrap(), y);
+    let report = r.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
+    assert!(report.ok, "{:?}", report.errors);
+}
+
+#[test]
+fn a_delta_whose_base_is_gone_is_stored_again_whole_and_that_copy_is_read() {
+    let r = repo(true);
+    ingest_items(
+        &r,
+        &[("db.sql", &night(60_000, 1))],
+        "2026-01-01T00:00:00Z",
+        &[],
+    )
+    .unwrap();
+    let night1_packs = r.storage_packs();
+    let n2 = night(60_000, 2);
+    let s2 = ingest_items(&r, &[("db.sql", &n2)], "2026-01-02T00:00:00Z", &[]).unwrap();
+    assert!(s2.manifest.delta_chunks > 0);
+    // Night 1's packs (the bases) lost beyond repair, the index rebuilt from what is left:
+    // night 2's deltas are indexed, their bases are not.
+    for p in &night1_packs {
+        r.storage().delete(&pack_key(p)).unwrap();
+    }
+    for (k, _) in r.storage().list("parity/").unwrap() {
+        r.storage().delete(&k).unwrap();
+    }
+    r.reindex(&lock("reindex"), &mut TestRng(6), &LockPolicy::NEVER)
+        .unwrap();
+    let fresh = Repository::open(r.storage(), Some(PASS)).unwrap();
+    let again = ingest_items(&fresh, &[("db.sql", &n2)], "2026-01-03T00:00:00Z", &[]).unwrap();
+    assert!(
+        again.manifest.new_chunks > 0,
+        "the unreadable deltas are not reused"
+    );
+    assert_eq!(restore(&fresh, &again, "db.sql").unwrap(), n2);
+    let reopened = Repository::open(r.storage(), Some(PASS)).unwrap();
+    assert_eq!(restore(&reopened, &again, "db.sql").unwrap(), n2);
+}

@@ -300,7 +300,9 @@ class Repository:
     def enable_delta(self) -> None:
         """Turn delta encoding on for this repository (``config.json`` gains the ``delta``
         feature, so versions that do not know it can no longer open it). Does nothing when it
-        is on. Raises :class:`UnsupportedError` when this build cannot write here."""
+        is on. Chunks stored before carry no resemblance features, so the next backup is
+        stored as before and serves as the base of the ones after it. Raises
+        :class:`UnsupportedFormatError` when this build cannot write here."""
         self._n.enable_delta()
 
     # -- ingest ----------------------------------------------------------------------------

@@ -108,6 +108,7 @@ struct NewChunk<'a> {
     nonce: [u8; NONCE_LEN],
     features: Option<Features>,
     bases: Vec<(Id, Arc<Vec<u8>>)>,
+    whole: bool,
 }
 
 /// A chunk encoded for its pack.
@@ -234,19 +235,28 @@ impl<S: Storage> Writer<S> {
         random_bytes(self.rng.as_mut())
     }
 
-    /// Whether blob `id` is stored already (by this ingest, or in a pack not being deleted);
-    /// the pack it is in joins those the commit checks.
+    /// Whether blob `id` is stored already (by this ingest, or in a pack not being deleted)
+    /// and readable: a delta only with every base indexed in such a pack. The packs it needs
+    /// join those the commit checks.
     fn is_known(&mut self, id: &Id, index: &Index) -> bool {
         if self.session.contains(id) {
             return true;
         }
-        match index.get(id) {
-            Some(loc) if !self.avoid.contains(&loc.pack) => {
-                self.packs_used.insert(loc.pack);
-                true
+        let usable = |loc: &Location| !self.avoid.contains(&loc.pack);
+        let Some(loc) = index.get(id).filter(usable) else {
+            return false;
+        };
+        let mut packs = vec![loc.pack];
+        for base in loc.entry.bases().iter().flat_map(|b| b.ids()) {
+            match index.get(&base).filter(usable) {
+                Some(b) => packs.push(b.pack),
+                // Its base is gone (a prune deleted it while the delta's writer failed): store
+                // the chunk again rather than reference what cannot be read.
+                None => return false,
             }
-            _ => false,
         }
+        self.packs_used.extend(packs);
+        true
     }
 
     /// Hash, deduplicate, compress (or delta-encode), encrypt and pack a batch of chunks of the
@@ -271,6 +281,10 @@ impl<S: Storage> Writer<S> {
                         nonce: [0u8; NONCE_LEN],
                         features: None,
                         bases: Vec::new(),
+                        // Stored already but not usable (its pack is being deleted, or it is a
+                        // delta whose base is gone): stored again whole, so that this copy
+                        // wins in every index (a full copy wins over a delta).
+                        whole: index.contains(id),
                     });
                 }
             }
@@ -325,7 +339,9 @@ impl<S: Storage> Writer<S> {
             let index = guard.as_ref().expect("index loaded");
             for (i, (c, f)) in todo.iter_mut().zip(features).enumerate() {
                 c.features = f;
-                let Some(f) = &c.features else { continue };
+                let Some(f) = c.features.as_ref().filter(|_| !c.whole) else {
+                    continue;
+                };
                 for b in index.similar(f).into_iter().filter(|b| *b != c.id) {
                     if let Some(loc) = index.get(&b).filter(|l| !self.avoid.contains(&l.pack)) {
                         wanted.push((i, loc));

@@ -82,7 +82,7 @@ impl<S: Storage> Repository<S> {
         };
         let missing = paths(|f| !f.present);
         let damaged = paths(|f| f.damaged);
-        complete &= damaged.is_empty();
+        complete &= missing.is_empty() && damaged.is_empty();
         Ok(RestorePlan {
             snapshot: snapshot.id.to_hex(),
             items: items.iter().map(|i| i.name.clone()).collect(),
@@ -118,10 +118,20 @@ impl<S: Storage> Repository<S> {
                     .or_insert_with(|| key.clone());
                 indexed.pack_size.insert(p.id, p.size);
                 for e in &p.entries {
-                    indexed.blob_pack.entry(e.id).or_insert(Location {
+                    let loc = Location {
                         pack: p.id,
                         entry: *e,
-                    });
+                    };
+                    // A full copy of a chunk wins over a delta of it, as in the index.
+                    match indexed.blob_pack.get_mut(&e.id) {
+                        Some(old) if old.entry.bases().is_some() && e.bases().is_none() => {
+                            *old = loc
+                        }
+                        Some(_) => {}
+                        None => {
+                            indexed.blob_pack.insert(e.id, loc);
+                        }
+                    }
                 }
             }
         }

@@ -348,6 +348,16 @@ impl<S: Storage> Repository<S> {
         let (view, present) = (&stored.view, &stored.present);
         let is_live =
             |pack: &Id, e: &PackEntry| used.contains(&e.id) && view.blobs[&e.id].pack == *pack;
+        // A dead delta whose base this prune deletes must leave the index with its pack's
+        // rewrite: kept, it would be found by the next ingest's deduplication and reused
+        // without its base.
+        let orphans_a_delta = |pack: &Id, entries: &[PackEntry]| {
+            entries.iter().any(|e| {
+                !is_live(pack, e)
+                    && e.bases()
+                        .is_some_and(|b| b.ids().any(|id| !used.contains(&id)))
+            })
+        };
         let live_entries_of = |pack: &Id, entries: &[PackEntry]| {
             let mut live: Vec<Location> = entries
                 .iter()
@@ -386,6 +396,7 @@ impl<S: Storage> Repository<S> {
                 f.doomed.insert(*pack);
             } else if dead * 100 >= REWRITE_THRESHOLD_PERCENT * (live + dead)
                 || stored.noticed.contains(pack)
+                || orphans_a_delta(pack, entries)
             {
                 f.doomed.insert(*pack);
                 f.rewritten += 1;
