@@ -11,6 +11,7 @@ Version k of the SQL dump differs from version 1 as a new night's dump would: 20
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 from collections.abc import Iterator
@@ -152,9 +153,10 @@ def oltp_night(rows: int, night: int, changed_only: bool = False) -> Iterator[by
         inserted = int(n * ins / 100)
         # (row, version) in heap order: untouched rows, each night's new versions, then each
         # night's inserts.
-        order = [(i, k) for k in sorted(groups) for i in groups[k]] + [
-            (n + (k - 2) * inserted + j, k) for k in range(2, night + 1) for j in range(inserted)
-        ]
+        order = itertools.chain(
+            ((i, k) for k in sorted(groups) for i in groups[k]),
+            ((n + (k - 2) * inserted + j, k) for k in range(2, night + 1) for j in range(inserted)),
+        )
         for i, k in order:
             if changed_only and k != night:
                 continue

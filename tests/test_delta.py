@@ -49,6 +49,10 @@ def test_nights_after_the_first_are_stored_as_deltas_far_smaller_than_copies(tmp
             assert a.stored_size * 4 < b.stored_size, (a.stored_size, b.stored_size)
             assert on.restore(a.id).read() == data
         assert on.verify(level="full").ok
+        st = on.stats()
+        assert st.delta_chunks == sum(s.delta_chunks for s in with_delta) > 0
+        assert st.delta_stored_bytes == sum(s.delta_stored_size for s in with_delta)
+        assert off.stats().delta_chunks == 0
 
 
 def test_the_cli_restores_a_delta_night_to_stdout_and_plans_its_bases(tmp_path, nights, cli_env):

@@ -74,6 +74,9 @@ fn the_second_night_is_stored_as_deltas_and_restores_byte_identical() {
         let s2 = ingest_items(r, &[("db.sql", &n2)], "2026-01-02T00:00:00Z", &[]).unwrap();
         assert_eq!(restore(r, &s2, "db.sql").unwrap(), n2);
         stored.push(s2.manifest.stored_size);
+        let st = r.stats().unwrap();
+        assert_eq!(st.delta_chunks, s2.manifest.delta_chunks);
+        assert_eq!(st.delta_stored_bytes, s2.manifest.delta_stored_size);
         if r.delta() {
             assert!(s2.manifest.delta_chunks > 0, "{:?}", s2.manifest);
             assert!(s2.manifest.delta_stored_size < s2.manifest.delta_original_size / 10);
@@ -323,7 +326,11 @@ fn forget_never_leaves_a_delta_indexed_without_its_base_for_a_later_ingest_to_re
     let (view, _) = scan::read_index_view(r.storage(), r.keys(), |_, e| panic!("{e}")).unwrap();
     for loc in view.blobs.values() {
         for base in loc.entry.bases().iter().flat_map(|b| b.ids()) {
-            assert!(view.blobs.contains_key(&base), "delta {} lost its base", loc.entry.id);
+            assert!(
+                view.blobs.contains_key(&base),
+                "delta {} lost its base",
+                loc.entry.id
+            );
         }
     }
     let again = ingest_items(&r, &[("y.sql", &y)], "2026-01-04T00:00:00Z", &[]).unwrap();

@@ -420,6 +420,12 @@ class RepoStats(Fields):
     dedup_ratio: float
     #: ``unique_bytes`` over the stored bytes of data chunks: what compression saves.
     compression_ratio: float
+    #: Unique chunks stored as deltas against similar chunks (counted in ``unique_chunks``).
+    delta_chunks: int = 0
+    #: Their bytes before encoding (counted in ``unique_bytes``).
+    delta_original_bytes: int = 0
+    #: Their bytes as stored.
+    delta_stored_bytes: int = 0
 
     @property
     def repository_bytes(self) -> int:
@@ -445,6 +451,13 @@ class RepoStats(Fields):
             ("parity", f"{self.parity_files} files ({human_size(self.parity_bytes)})"),
             ("deduplication", ratio(self.dedup_ratio)),
             ("compression", ratio(self.compression_ratio)),
+            (
+                "delta",
+                f"{self.delta_chunks} chunks, {human_size(self.delta_original_bytes)} stored in "
+                f"{human_size(self.delta_stored_bytes)}"
+                if self.delta_chunks
+                else "none",
+            ),
         ]
 
     def _repr_html_(self) -> str:

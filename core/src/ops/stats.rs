@@ -35,6 +35,12 @@ pub struct RepoStats {
     pub dedup_ratio: f64,
     /// `unique_bytes / stored bytes of data chunks`: what compression saves.
     pub compression_ratio: f64,
+    /// Unique chunks stored as deltas against similar chunks (counted in `unique_chunks`).
+    pub delta_chunks: u64,
+    /// Their bytes before encoding (counted in `unique_bytes`).
+    pub delta_original_bytes: u64,
+    /// Their bytes as stored.
+    pub delta_stored_bytes: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -66,6 +72,11 @@ impl<S: Storage> Repository<S> {
                         st.unique_chunks += 1;
                         st.unique_bytes += e.raw_len as u64;
                         data_stored += e.stored_len as u64;
+                        if e.bases().is_some() {
+                            st.delta_chunks += 1;
+                            st.delta_original_bytes += e.raw_len as u64;
+                            st.delta_stored_bytes += e.stored_len as u64;
+                        }
                     }
                     BlobKind::ChunkList => st.chunk_lists += 1,
                 }
