@@ -8,8 +8,8 @@
 //! ```
 //! With delta encoding on (feature `delta`), `u32le(n)` may carry [`EXTRAS_FLAG`]; then
 //! `u32le(m) ‖ extra*m` follows the entries, `extra = u32le(entry number) ‖ tag ‖ payload[32]`:
-//! tag 1 gives a delta blob's base chunk id, tag 2 a full chunk's resemblance features
-//! (4 × u64le). See [`BlobExtra`].
+//! tag 1 gives a base chunk id of a delta blob (one or two, in prefix order), tag 2 a full
+//! chunk's resemblance features (8 × u32le). See [`BlobExtra`].
 //! A pack alone is enough to rebuild its index entries (the header at its end), and its id is
 //! the SHA-256 of the whole file, so any damage to it is detectable without a key.
 
