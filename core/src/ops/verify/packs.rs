@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::blob::decode_blob;
+use crate::blob::read_blob;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::Location;
@@ -12,7 +13,7 @@ use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
 use crate::parity::{Group, ParityBuilder};
 use crate::repo::Repository;
-use crate::scan::read_full_chunk_at;
+use crate::scan::{fetch_blobs, read_full_chunk_at};
 use crate::storage::{Storage, StorageError};
 
 use super::checker::Checker;
@@ -186,20 +187,7 @@ impl<S: Storage> Repository<S> {
         // Blobs decode independently: on all cores where the build allows. A delta is decoded
         // against its base, read from wherever it is; when the base cannot be read, the delta
         // is not judged here (the base's own pack, or the snapshot phase, reports that).
-        let mut bases: HashMap<Id, Vec<u8>> = HashMap::new();
-        for b in entries
-            .iter()
-            .filter_map(PackEntry::bases)
-            .flat_map(|b| b.ids().collect::<Vec<_>>())
-        {
-            let Some(at) = view.blobs.get(&b) else {
-                continue;
-            };
-            if let Ok(plain) = read_full_chunk_at(storage, keys, at) {
-                c.report.stats.bytes_read += at.entry.stored_len as u64;
-                bases.insert(b, plain);
-            }
-        }
+        let bases = self.read_bases(scan, entries, c);
         let failures = par_map(entries.to_vec(), |e| {
             let loc = Location { pack, entry: e };
             let base = match e.bases() {
@@ -227,6 +215,48 @@ impl<S: Storage> Repository<S> {
                 message,
             );
         }
+    }
+}
+
+impl<S: Storage> Repository<S> {
+    /// The plaintexts of the bases the deltas among `entries` need, read in coalesced ranged
+    /// requests (issued at once) and decoded on all cores. A base that cannot be read is left
+    /// out: its own pack, or the snapshot phase, reports it.
+    fn read_bases(
+        &self,
+        scan: &Scan,
+        entries: &[PackEntry],
+        c: &mut Checker<'_>,
+    ) -> HashMap<Id, Vec<u8>> {
+        let storage: &dyn Storage = self.storage();
+        let keys = self.keys();
+        let mut seen = HashSet::new();
+        let mut locs: Vec<Location> = entries
+            .iter()
+            .filter_map(PackEntry::bases)
+            .flat_map(|b| b.ids().collect::<Vec<_>>())
+            .filter(|b| seen.insert(*b))
+            .filter_map(|b| scan.view.blobs.get(&b).copied())
+            .collect();
+        locs.sort_by_key(|l| (l.pack, l.entry.offset));
+        let plains: Vec<Option<Vec<u8>>> = match fetch_blobs(storage, &locs) {
+            Ok((buffers, ranges)) => par_map(locs.iter().zip(&ranges).collect(), |(l, (b, r))| {
+                read_blob(keys, l, &buffers[*b][r.clone()], None).ok()
+            }),
+            // A base's pack is missing or short: read them one by one, keeping what can be read.
+            Err(_) => locs
+                .iter()
+                .map(|l| read_full_chunk_at(storage, keys, l).ok())
+                .collect(),
+        };
+        let mut bases = HashMap::new();
+        for (l, plain) in locs.iter().zip(plains) {
+            if let Some(p) = plain {
+                c.report.stats.bytes_read += l.entry.stored_len as u64;
+                bases.insert(l.entry.id, p);
+            }
+        }
+        bases
     }
 }
 
