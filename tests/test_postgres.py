@@ -112,9 +112,11 @@ def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_dat
         assert r.returncode == 0, r.stderr
         nights.append(json.loads(r.stdout))
     assert all(n["delta_chunks"] > 0 for n in nights[1:]), nights
-    # Without deltas each night adds about what the first stored (pgbench rows are all
-    # touched by the heap moves); with them, well under three quarters of it.
-    assert all(n["stored_size"] * 4 < nights[0]["stored_size"] * 3 for n in nights[1:]), nights
+    # Without deltas each night adds more than the first stored (1.07x and 1.29x measured:
+    # pgbench's updates move rows all over the heap); with them, less (0.46x and 0.59x
+    # measured; pgbench picks its rows at random, so only the direction is asserted).
+    sizes = [(n["stored_size"], n["delta_chunks"], n["delta_stored_size"]) for n in nights]
+    assert all(n["stored_size"] < nights[0]["stored_size"] for n in nights[1:]), sizes
     source = checksums(cluster, "bench")
     cluster.client("psql", "-q", "-c", "CREATE DATABASE restored", db="postgres")
     restore = subprocess.Popen(
