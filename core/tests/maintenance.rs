@@ -824,3 +824,25 @@ fn a_pack_moved_to_a_name_we_do_not_write_is_missing_for_verify_and_rebuilt_by_r
         repo.storage().delete(&moved).unwrap();
     }
 }
+
+#[test]
+fn a_deleted_parity_shard_is_reported_after_the_second_look() {
+    // ParityMissing waits for a second look (a group an ingest extends meanwhile replaces its
+    // shard); a shard that is really gone must still be reported.
+    let (repo, ..) = repo_with_two_groups();
+    let shard = repo
+        .storage()
+        .list("parity/")
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| layout::is(layout::Kind::Parity, k))
+        .expect("a parity shard")
+        .0;
+    repo.storage().delete(&shard).unwrap();
+    let report = verify(&repo, VerifyLevel::Standard);
+    assert!(
+        report.errors.iter().any(|f| f.kind == "parity_missing"),
+        "{:?}",
+        report.errors
+    );
+}

@@ -131,6 +131,19 @@ impl Checker<'_> {
             .iter()
             .flat_map(|g| g.desc.members.iter().map(|m| m.pack))
             .collect();
+        let shards: HashSet<Id> = crate::parity::list_parity(storage)?
+            .into_iter()
+            .filter_map(|(k, _)| match crate::layout::classify(&k)? {
+                (crate::layout::Kind::Parity, Some(id)) => Some(id),
+                _ => None,
+            })
+            .collect();
+        // Groups whose shard is missing now, by key (a finding's message names its group).
+        let shard_missing: Vec<&str> = groups
+            .iter()
+            .filter(|g| !shards.contains(&g.desc.parity))
+            .map(|g| g.key.as_str())
+            .collect();
         let id = |h: &Option<String>| h.as_deref().and_then(Id::from_hex);
         for f in std::mem::take(&mut self.deferred) {
             let holds = match (f.kind, id(&f.pack), id(&f.chunk)) {
@@ -144,6 +157,9 @@ impl Checker<'_> {
                     !grouped.contains(&p) && view.packs.contains_key(&p)
                 }
                 (FindingKind::ChunkMissing, _, Some(c)) => !view.blobs.contains_key(&c),
+                (FindingKind::ParityMissing, _, _) => shard_missing
+                    .iter()
+                    .any(|key| f.message.ends_with(&format!("of group {key} is missing"))),
                 _ => true,
             };
             if holds {

@@ -142,7 +142,9 @@ impl FindingKind {
 
     /// Whether an ingest or prune running at the same time can cause it for a moment: verify
     /// lists packs, reads the index and reads parity groups at different instants, so a pack
-    /// uploaded, indexed or grouped in between looks missing, unindexed or unprotected. Such
+    /// uploaded, indexed or grouped in between looks missing, unindexed or unprotected, and a
+    /// group an ingest extends in between (new shard and description, old ones deleted) looks
+    /// as if its shard were missing. Such
     /// findings are reported only if a second look at the end confirms them.
     pub fn is_transient(self) -> bool {
         matches!(
@@ -151,6 +153,7 @@ impl FindingKind {
                 | FindingKind::ParityMemberMissing
                 | FindingKind::PackUnprotected
                 | FindingKind::ChunkMissing
+                | FindingKind::ParityMissing
         )
     }
 }
