@@ -66,7 +66,7 @@ impl Bases {
     }
 
     /// The base ids in prefix order.
-    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+    pub fn ids(self) -> impl Iterator<Item = Id> {
         std::iter::once(self.first).chain(self.second)
     }
 
@@ -179,6 +179,11 @@ impl PackEntry {
             BlobExtra::Base(b) => Some(b),
             _ => None,
         }
+    }
+
+    /// The ids of its base chunks, in prefix order (none for a full blob).
+    pub fn base_ids(&self) -> impl Iterator<Item = Id> {
+        self.bases().into_iter().flat_map(Bases::ids)
     }
 }
 

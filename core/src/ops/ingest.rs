@@ -247,7 +247,7 @@ impl<S: Storage> Writer<S> {
             return false;
         };
         let mut packs = vec![loc.pack];
-        for base in loc.entry.bases().iter().flat_map(|b| b.ids()) {
+        for base in loc.entry.base_ids() {
             match index.get(&base).filter(usable) {
                 Some(b) => packs.push(b.pack),
                 // Its base is gone (a prune deleted it while the delta's writer failed): store

@@ -63,11 +63,7 @@ impl<S: Storage> Repository<S> {
                 }
             }
             let mut base_locs: Vec<Location> = Vec::new();
-            let wanted: Vec<Id> = locs
-                .iter()
-                .filter_map(|l| l.entry.bases())
-                .flat_map(|b| b.ids().collect::<Vec<_>>())
-                .collect();
+            let wanted: Vec<Id> = locs.iter().flat_map(|l| l.entry.base_ids()).collect();
             for base in wanted {
                 if base_locs.iter().any(|l| l.entry.id == base) {
                     continue;

@@ -170,7 +170,7 @@ impl<S: Storage> Repository<S> {
                 };
                 needed.packs.insert(l.pack);
                 // A delta is restored from its base too.
-                for base in l.entry.bases().iter().flat_map(|b| b.ids()) {
+                for base in l.entry.base_ids() {
                     match indexed.blob_pack.get(&base) {
                         Some(b) => {
                             needed.packs.insert(b.pack);

@@ -158,8 +158,7 @@ impl<S: Storage> Repository<S> {
         let bases = new_packs
             .iter()
             .flatten()
-            .filter_map(|l| l.entry.bases())
-            .flat_map(|b| b.ids().collect::<Vec<_>>())
+            .flat_map(|l| l.entry.base_ids())
             .filter_map(|b| Some((b, *stored.view.blobs.get(&b)?)))
             .collect();
         let mut newest_first = snaps.all.clone();
@@ -321,8 +320,8 @@ impl<S: Storage> Repository<S> {
         // A delta needs its base, whoever else does (bases are full chunks: one step).
         let bases: Vec<Id> = used
             .iter()
-            .filter_map(|id| view.blobs.get(id)?.entry.bases())
-            .flat_map(|b| b.ids().collect::<Vec<_>>())
+            .filter_map(|id| view.blobs.get(id))
+            .flat_map(|l| l.entry.base_ids())
             .collect();
         for base in bases {
             if !view.blobs.contains_key(&base) {

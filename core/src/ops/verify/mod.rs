@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::blob::{decode_blob, decode_chunk_list};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::pack_key;
+use crate::pack::{pack_key, Bases};
 use crate::parity::{load_groups, Group};
 use crate::progress::OnProgress;
 use crate::repo::Repository;
@@ -472,7 +472,7 @@ impl<S: Storage> Repository<S> {
                 c.used_by(sid, id, loc.map(|l| l.pack));
                 // A delta needs its bases: the snapshot uses their packs too.
                 let bases = loc.and_then(|l| l.entry.bases());
-                for b in bases.iter().flat_map(|b| b.ids()) {
+                for b in bases.into_iter().flat_map(Bases::ids) {
                     c.used_by(sid, b, view.blobs.get(&b).map(|l| l.pack));
                 }
                 if !referenced.insert(id) {
@@ -487,8 +487,8 @@ impl<S: Storage> Repository<S> {
                         format!("chunk {id} of item {:?} is not indexed", item.name),
                     );
                 } else if let Some(b) = bases
-                    .iter()
-                    .flat_map(|b| b.ids())
+                    .into_iter()
+                    .flat_map(Bases::ids)
                     .find(|b| !view.blobs.contains_key(b))
                 {
                     c.find(

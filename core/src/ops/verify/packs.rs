@@ -233,8 +233,7 @@ impl<S: Storage> Repository<S> {
         let mut seen = HashSet::new();
         let mut locs: Vec<Location> = entries
             .iter()
-            .filter_map(PackEntry::bases)
-            .flat_map(|b| b.ids().collect::<Vec<_>>())
+            .flat_map(PackEntry::base_ids)
             .filter(|b| seen.insert(*b))
             .filter_map(|b| scan.view.blobs.get(&b).copied())
             .collect();
