@@ -6,7 +6,9 @@
 
 Data sets are generated deterministically (bench/gen.py): nightly dumps of an OLTP database
 (rows updated scattered and moved, deleted and inserted; stored bytes per night are compared
-with the compressed size of the rows that changed), a pg_dump-like SQL series (v1, then
+with the compressed size of the rows that changed), real `pg_dump`s of a private PostgreSQL
+cluster between days of pgbench traffic (bench/pg.py; skipped when PostgreSQL is not
+installed), a pg_dump-like SQL series (v1, then
 versions with clustered updates, a mid-file insert and appends), a tarball of system files and
 a version with a few hundred files changed, and random data plus a copy with 1 MiB inserted.
 Each phase (first ingest, incremental ingests, restore of the last version checked with cmp,
@@ -31,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from gen import oltp_night, random_blocks, sql_rows  # noqa: E402
+from pg import PG, private_cluster  # noqa: E402
 
 PASSWORD = "bench-passphrase"
 MB = 1e6
@@ -275,6 +278,14 @@ def oltp_series(res: Results, work: Path, rows: int, nights: int) -> list[Path]:
     return files
 
 
+def pg_series(work: Path, scale: int, nights: int) -> list[Path]:
+    """Nightly `pg_dump`s of a real PostgreSQL database (bench/pg.py): pgbench's tables at
+    `scale` plus an insert-only events table; each day runs pgbench transactions and appends
+    events before the dump."""
+    with private_cluster(scale) as c:
+        return [c.night(n, work / f"pg-n{n}.sql") for n in range(1, nights + 1)]
+
+
 def tar_series(work: Path, limit: int) -> list[Path]:
     """A tarball of system files, then one with a few hundred of them changed."""
     files = []
@@ -514,29 +525,37 @@ def report(res: Results, args, started: float) -> str:
                 f"{r.note}|"
             )
         out.append("")
-        if dataset == "oltp" and res.changed:
-            out += oltp_summary(res, rows)
+        if dataset in ("oltp", "pg"):
+            out += nightly_summary(res if dataset == "oltp" else Results(), rows)
     return "\n".join(out + res.extra)
 
 
-def oltp_summary(res: Results, rows: list[Row]) -> list[str]:
-    """Stored bytes per night against what changed and against restic."""
+def nightly_summary(res: Results, rows: list[Row]) -> list[str]:
+    """Stored bytes per night against containerarchive without delta encoding, against
+    restic and, when `res.changed` knows it, against what really changed."""
     out = [
-        "Stored per night against what really changed (that night's updated and inserted rows "
-        "alone, zstd -3) and against restic:",
+        "Stored per night against containerarchive without delta encoding, against restic and "
+        "(OLTP only) against what really changed: that night's updated and inserted rows "
+        "alone, zstd -3:",
         "",
-        "| night | changed rows MB | compressed MB | tool | added MB | × changed | restic ÷ tool |",
-        "|---|---:|---:|---|---:|---:|---:|",
+        "| night | changed rows MB | compressed MB | tool | added MB | × no-delta | × changed "
+        "| restic ÷ tool |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
-    for n, (raw, packed) in sorted(res.changed.items()):
+    nights = sorted({int(r.phase[len("ingest v") :]) for r in rows if r.phase.startswith("ing")})
+    for n in nights:
+        raw, packed = res.changed.get(n, (0, 0))
         night = [r for r in rows if r.phase == f"ingest v{n}"]
-        restic = next((r.added_bytes for r in night if r.tool == "restic"), None)
+        added_by = {r.tool: r.added_bytes or 0 for r in night}
+        restic, plain = added_by.get("restic"), added_by.get(ContainerArchiveNoDelta.name)
         for r in night:
-            added = r.added_bytes or 0
-            vs = f"{restic / added:.1f}×" if restic and added else ""
+            added = added_by[r.tool]
             out.append(
-                f"| {n} | {raw / MB:.2f} | {packed / MB:.2f} | {r.tool} | {added / MB:.2f} | "
-                f"{added / packed:.2f} | {vs} |"
+                f"| {n} | {f'{raw / MB:.2f}' if raw else ''} | "
+                f"{f'{packed / MB:.2f}' if packed else ''} | {r.tool} | {added / MB:.2f} | "
+                f"{f'{added / plain:.2f}' if plain else ''} | "
+                f"{f'{added / packed:.2f}' if packed else ''} | "
+                f"{f'{restic / added:.1f}×' if restic and added else ''} |"
             )
     return out + [""]
 
@@ -556,9 +575,9 @@ def main() -> None:
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1–20 GB scaling run")
     ap.add_argument(
         "--sets",
-        default="oltp,sql,tar,random,extra",
-        help="comma-separated data sets to run (oltp, sql, tar, random; extra: scaling, many "
-        "snapshots, index memory); default all",
+        default="oltp,pg,sql,tar,random,extra",
+        help="comma-separated data sets to run (oltp, pg: real PostgreSQL dumps, sql, tar, "
+        "random; extra: scaling, many snapshots, index memory); default all",
     )
     args = ap.parse_args()
     started = time.time()
@@ -570,10 +589,12 @@ def main() -> None:
         if args.smoke:
             sql_rows_n, versions, tar_limit, rand = 20_000, 3, 4 << 20, 6 << 20
             oltp_rows, nights = 20_000, 3
+            pg_scale, pg_nights = 1, 3
             scale = [32 << 20]
         else:
             sql_rows_n, versions, tar_limit, rand = 4_200_000, 5, 300 << 20, 1 << 30
             oltp_rows, nights = 1_500_000, 5
+            pg_scale, pg_nights = 30, 5
             scale = (
                 []
                 if args.no_scaling
@@ -581,12 +602,16 @@ def main() -> None:
             )
         makers = {
             "oltp": lambda: (oltp_series(res, work, oltp_rows, nights), "db.sql"),
+            "pg": lambda: (pg_series(work, pg_scale, pg_nights), "db.sql"),
             "sql": lambda: (sql_series(work, sql_rows_n, versions), "db.sql"),
             "tar": lambda: (tar_series(work, tar_limit), "volume.tar"),
             "random": lambda: (random_series(work, rand), "random.bin"),
         }
         for label, make in makers.items():
             if label not in sets:
+                continue
+            if label == "pg" and PG is None:
+                print("data set pg: skipped, PostgreSQL is not installed", flush=True)
                 continue
             print(f"data set {label}: generating", flush=True)
             files, item = make()

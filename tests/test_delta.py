@@ -19,6 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from gen import oltp_night  # noqa: E402
 
 ROWS = 60_000
+try:
+    import pandas  # noqa: F401
+
+    FRAMES = True
+except ImportError:
+    FRAMES = False
 CLI = [sys.executable, "-m", "containerarchive"]
 
 
@@ -42,7 +48,16 @@ def test_nights_after_the_first_are_stored_as_deltas_far_smaller_than_copies(tmp
         assert on.delta and not off.delta
         assert "delta" in on.config["features"]["read"]
         assert "delta" not in off.config.get("features", {}).get("read", [])
+        completed: list[ca.IngestComplete] = []
+        on.on("ingest:complete", completed.append)
         with_delta, without = stored(on, nights), stored(off, nights)
+        # The event and the notebook frame carry the delta figures of the snapshot.
+        assert [(e.delta_chunks, e.delta_stored_size) for e in completed] == [
+            (s.delta_chunks, s.delta_stored_size) for s in with_delta
+        ]
+        if FRAMES:
+            frame = on.snapshots_frame()
+            assert frame["delta_chunks"].tolist() == [s.delta_chunks for s in with_delta]
         for a, b, data in zip(with_delta[1:], without[1:], nights[1:]):
             assert a.delta_chunks > 0 and b.delta_chunks == 0
             assert a.delta_stored_size < a.delta_original_size / 10

@@ -49,7 +49,14 @@ def test_ingest_of_a_file_reports_progress_to_100_percent_and_completion(repo, t
     assert progress[-1].percentage == 100.0
     assert complete == [
         ca.IngestComplete(
-            snap.id, snap.new_chunks, snap.reused_chunks, snap.original_size, snap.stored_size
+            snap.id,
+            snap.new_chunks,
+            snap.reused_chunks,
+            snap.original_size,
+            snap.stored_size,
+            snap.delta_chunks,
+            snap.delta_original_size,
+            snap.delta_stored_size,
         )
     ]
 

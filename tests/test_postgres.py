@@ -8,86 +8,29 @@ clients connect over the socket with trust authentication, so they need no passw
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-if not BIN or shutil.which("runuser") is None:
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from pg import PG, Cluster, private_cluster  # noqa: E402
+
+if PG is None:
     if os.environ.get("CI"):
         raise RuntimeError("PostgreSQL is missing: the test command installs Debian's postgresql")
     pytest.skip("PostgreSQL (Debian's postgresql) is not installed", allow_module_level=True)
-PG = Path(BIN[-1])
 CLI = [sys.executable, "-m", "containerarchive"]
-TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"]
-
-
-class Cluster:
-    def __init__(self, root: Path):
-        self.root, self.data, self.sock = root, root / "data", root / "sock"
-
-    def as_postgres(self, *cmd: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True)
-
-    def client(self, tool: str, *args: str, db: str = "bench", **kw) -> subprocess.CompletedProcess:
-        """Run `psql` or `pgbench` against database `db` over the socket."""
-        cmd = [str(PG / tool), "-h", str(self.sock), "-U", "postgres", *args]
-        cmd += ["-d", db] if tool == "psql" else [db]
-        return subprocess.run(cmd, check=True, capture_output=True, **kw)
-
-    def query(self, sql: str, db: str = "bench") -> str:
-        return self.client("psql", "-At", "-c", sql, db=db, text=True).stdout.strip()
-
-    def dump_command(self, db: str = "bench") -> str:
-        return f"{PG / 'pg_dump'} -h {self.sock} -U postgres -d {db}"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    # Under /tmp, not pytest's tmp_path: the server's user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="ca-pg-"))
-    os.chmod(root, 0o755)
-    c = Cluster(root)
-    c.sock.mkdir()
-    shutil.chown(c.sock, "postgres")
-    c.data.mkdir()
-    shutil.chown(c.data, "postgres")
-    try:
-        c.as_postgres(str(PG / "initdb"), "-D", str(c.data), "--auth=trust", "-U", "postgres")
-        c.as_postgres(
-            str(PG / "pg_ctl"), "-D", str(c.data), "-w", "-l", str(c.data / "log"), "-o",
-            f"-c listen_addresses='' -k {c.sock} -c fsync=off", "start",
-        )  # fmt: skip
-        c.client("psql", "-q", "-c", "CREATE DATABASE bench", db="postgres")
-        subprocess.run(
-            [str(PG / "pgbench"), "-h", str(c.sock), "-U", "postgres", "-i", "-q", "-s", "2",
-             "bench"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+    with private_cluster(scale=2) as c:
         yield c
-    finally:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PG / "pg_ctl"), "-D", str(c.data), "-m",
-             "immediate", "stop"],
-            capture_output=True,
-        )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def checksums(c: Cluster, db: str) -> dict[str, str]:
-    return {
-        t: c.query(f"SELECT count(*) || ':' || md5(string_agg(x::text, '|' ORDER BY x::text)) "
-                   f"FROM {t} x", db=db)
-        for t in TABLES
-    }  # fmt: skip
 
 
 def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_database(
@@ -101,9 +44,9 @@ def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_dat
     subprocess.run([*CLI, "init"], env=env, check=True, capture_output=True)
     nights = []
     for night in (1, 2, 3):
-        if night > 1:
-            # A day of OLTP traffic: balances updated all over the tables, history appended.
-            cluster.client("pgbench", "-n", "-c", "2", "-t", "1500")
+        # After night 1, a day of OLTP traffic first: balances updated all over the tables,
+        # history and events appended.
+        cluster.day(night, transactions=3000, events=5000)
         r = subprocess.run(
             [*CLI, "ingest", "--exec", cluster.dump_command(), "--name", "bench.sql",
              "--tag", f"night={night}", "--json"],
@@ -117,17 +60,17 @@ def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_dat
     # measured; pgbench picks its rows at random, so only the direction is asserted).
     sizes = [(n["stored_size"], n["delta_chunks"], n["delta_stored_size"]) for n in nights]
     assert all(n["stored_size"] < nights[0]["stored_size"] for n in nights[1:]), sizes
-    source = checksums(cluster, "bench")
+    source = cluster.checksums("bench")
     cluster.client("psql", "-q", "-c", "CREATE DATABASE restored", db="postgres")
     restore = subprocess.Popen(
         [*CLI, "restore", "latest", "--tag", "night=3"], env=env, stdout=subprocess.PIPE
     )
     load = subprocess.run(
-        [str(PG / "psql"), "-h", str(cluster.sock), "-U", "postgres", "-d", "restored", "-q",
-         "-v", "ON_ERROR_STOP=1"],
+        [str(cluster.pg / "psql"), "-h", str(cluster.sock), "-U", "postgres", "-d", "restored",
+         "-q", "-v", "ON_ERROR_STOP=1"],
         stdin=restore.stdout, capture_output=True, text=True,
     )  # fmt: skip
     assert restore.wait() == 0 and load.returncode == 0, load.stderr
-    assert checksums(cluster, "restored") == source
+    assert cluster.checksums("restored") == source
     verify = subprocess.run([*CLI, "verify", "--level", "full"], env=env, capture_output=True)
     assert verify.returncode == 0, verify.stdout

@@ -69,13 +69,18 @@ class Progress(Fields):
 
 @dataclass(frozen=True)
 class IngestComplete(Fields):
-    """A snapshot was committed."""
+    """A snapshot was committed. Sizes in bytes, as in :class:`~containerarchive.Snapshot`:
+    ``delta_chunks`` of the new chunks were stored as deltas, ``delta_original_size`` bytes
+    of them in ``delta_stored_size`` (0 without delta encoding)."""
 
     snapshot_id: str
     new_chunks: int
     reused_chunks: int
     original_size: int
     stored_size: int
+    delta_chunks: int = 0
+    delta_original_size: int = 0
+    delta_stored_size: int = 0
 
 
 class Subscription:

@@ -19,6 +19,9 @@ COLUMNS = [
     "new_chunks",
     "reused_chunks",
     "dedup_percent",
+    "delta_chunks",
+    "delta_original_size",
+    "delta_stored_size",
     "tags",
 ]
 
@@ -46,6 +49,9 @@ def to_dataframe(snapshots: Iterable[Snapshot]) -> Any:
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
             "dedup_percent": round(s.dedup_percent, 2),
+            "delta_chunks": s.delta_chunks,
+            "delta_original_size": s.delta_original_size,
+            "delta_stored_size": s.delta_stored_size,
             "tags": dict(s.tags),
         }
         for s in snaps

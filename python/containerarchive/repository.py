@@ -381,7 +381,14 @@ class Repository:
         self._events.emit(
             "ingest:complete",
             IngestComplete(
-                snap.id, snap.new_chunks, snap.reused_chunks, snap.original_size, snap.stored_size
+                snap.id,
+                snap.new_chunks,
+                snap.reused_chunks,
+                snap.original_size,
+                snap.stored_size,
+                snap.delta_chunks,
+                snap.delta_original_size,
+                snap.delta_stored_size,
             ),
         )
         return snap
