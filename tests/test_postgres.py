@@ -46,7 +46,7 @@ def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_dat
     for night in (1, 2, 3):
         # After night 1, a day of OLTP traffic first: balances updated all over the tables,
         # history and events appended.
-        cluster.day(night, transactions=3000, events=5000)
+        cluster.day(night, transactions=3000, events=1000)
         r = subprocess.run(
             [*CLI, "ingest", "--exec", cluster.dump_command(), "--name", "bench.sql",
              "--tag", f"night={night}", "--json"],
@@ -55,9 +55,9 @@ def test_three_nights_of_pg_dump_are_deltas_and_the_last_loads_into_an_equal_dat
         assert r.returncode == 0, r.stderr
         nights.append(json.loads(r.stdout))
     assert all(n["delta_chunks"] > 0 for n in nights[1:]), nights
-    # Without deltas each night adds more than the first stored (1.07x and 1.29x measured:
-    # pgbench's updates move rows all over the heap); with them, less (0.46x and 0.59x
-    # measured; pgbench picks its rows at random, so only the direction is asserted).
+    # Without deltas each night adds more than the first stored (pgbench's updates move rows
+    # all over the heap); with them, less (0.54-0.69x of night 1 measured over three runs;
+    # pgbench picks its rows at random, so only the direction is asserted).
     sizes = [(n["stored_size"], n["delta_chunks"], n["delta_stored_size"]) for n in nights]
     assert all(n["stored_size"] < nights[0]["stored_size"] for n in nights[1:]), sizes
     source = cluster.checksums("bench")

@@ -295,7 +295,7 @@ pub fn delta(data: &[u8]) -> bool {
         raw_len: raw_len as u32,
         compression: Compression::ZstdDelta,
         kind: crate::pack::BlobKind::Data,
-        extra: crate::pack::BlobExtra::Base(crate::pack::Bases::one(keys.chunk_id(base))),
+        extra: crate::pack::BlobExtra::Base(crate::pack::Bases::one(keys.chunk_id(base)), None),
     };
     let loc = Location { pack: id, entry };
     if let Ok(out) = read_blob(&keys, &loc, frame, Some(base)) {

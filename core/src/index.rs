@@ -8,16 +8,16 @@
 //! In memory it is one hash map from blob id to location, merged from every file.
 
 pub use crate::layout::{INDEX_MAGIC, INDEX_PREFIX};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::compress::Compression;
 use crate::crypto::{Keys, NONCE_LEN};
-use crate::delta::Features;
+use crate::delta::{Features, MAX_DELTA_READS};
 use crate::error::{Error, Result};
 use crate::id::{Id, ID_LEN};
 use crate::pack::{
-    decode_entries_prefix, encode_entries, entries_len, Bases, BlobExtra, PackEntry, MAX_BASES,
-    MAX_BLOB_LEN,
+    base_closure, decode_entries_prefix, encode_entries, entries_len, Bases, BlobExtra, PackEntry,
+    MAX_BASES, MAX_BLOB_LEN,
 };
 
 /// Seal label of index files.
@@ -166,6 +166,11 @@ impl Slot {
         flags >> 30 & 1 == 0 && (flags >> PACK_BITS) & 3 != Compression::ZstdDelta.code() as u32
     }
 
+    /// Whether this is a data chunk (full or delta), not a chunk list.
+    fn is_data_chunk(&self) -> bool {
+        self.flags() >> 30 & 1 == 0
+    }
+
     fn entry(&self) -> PackEntry {
         let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]);
         let flags = self.flags();
@@ -212,12 +217,11 @@ impl IndexBuilder {
         });
         self.all.extend(entries.iter().map(|e| Slot::new(slot, e)));
         for e in entries {
-            match e.extra {
-                BlobExtra::Base(bases) => {
-                    self.bases.entry(e.id).or_insert(bases);
-                }
-                BlobExtra::Features(f) => self.features.extend(feature_keys(&f, &e.id)),
-                BlobExtra::None => {}
+            if let Some(bases) = e.bases() {
+                self.bases.entry(e.id).or_insert(bases);
+            }
+            if let Some(f) = e.features() {
+                self.features.extend(feature_keys(&f, &e.id));
             }
         }
     }
@@ -258,7 +262,7 @@ impl IndexBuilder {
     }
 }
 
-/// The resemblance-table keys of a full chunk: per super-feature, its top 32 bits above the
+/// The resemblance-table keys of a data chunk: per super-feature, its top 32 bits above the
 /// first 4 bytes of the chunk id (8 bytes each: the id is found again by prefix in the index).
 fn feature_keys<'a>(f: &'a Features, id: &'a Id) -> impl Iterator<Item = u64> + 'a {
     f.iter().map(move |sf| feature_key(*sf, id))
@@ -278,7 +282,7 @@ const RECENT_LIMIT: usize = 1 << 14;
 /// permutation of it for lookups by id: 44 bytes per pack.
 ///
 /// With delta encoding: each delta's bases (a hash map, about 130 bytes per delta chunk), and
-/// the resemblance table for finding bases: 8 bytes per feature of each full chunk that has
+/// the resemblance table for finding bases: 8 bytes per feature of each data chunk that has
 /// features (64 bytes per chunk, 640 MB at 10 M chunks), in a sorted array; recent additions
 /// (with their full ids) in a small hash map folded in with the blobs.
 #[derive(Debug, Default)]
@@ -291,8 +295,8 @@ pub struct Index {
     bases: HashMap<Id, Bases>,
     /// Sorted [`feature_keys`] of the chunks in `sorted`.
     features: Vec<u64>,
-    /// Super-feature (top 32 bits) → chunk, for chunks in `recent`.
-    recent_features: HashMap<u32, Id>,
+    /// Feature → the chunks in `recent` that have it.
+    recent_features: HashMap<u32, Vec<Id>>,
 }
 
 impl Index {
@@ -333,16 +337,11 @@ impl Index {
                 None => {}
             }
             self.recent.insert(e.id, new);
-            match e.extra {
-                BlobExtra::Base(bases) => {
-                    self.bases.insert(e.id, bases);
-                }
-                BlobExtra::Features(f) => {
-                    for sf in f {
-                        self.recent_features.entry(sf).or_insert(e.id);
-                    }
-                }
-                BlobExtra::None => {}
+            if let Some(bases) = e.bases() {
+                self.bases.insert(e.id, bases);
+            }
+            for sf in e.features().into_iter().flatten() {
+                self.recent_features.entry(sf).or_default().push(e.id);
             }
         }
         if self.recent.len() >= RECENT_LIMIT {
@@ -356,7 +355,7 @@ impl Index {
         let mut keys: Vec<u64> = self
             .recent_features
             .drain()
-            .map(|(top, id)| feature_key(top, &id))
+            .flat_map(|(top, ids)| ids.into_iter().map(move |id| feature_key(top, &id)))
             .collect();
         self.recent_features.shrink_to(RECENT_LIMIT);
         keys.sort_unstable();
@@ -420,7 +419,7 @@ impl Index {
         let mut e = s.entry();
         if e.compression == Compression::ZstdDelta {
             if let Some(base) = self.bases.get(&e.id) {
-                e.extra = BlobExtra::Base(*base);
+                e.extra = BlobExtra::Base(*base, None);
             }
         }
         e
@@ -431,9 +430,18 @@ impl Index {
         self.bases.get(id).copied()
     }
 
-    /// The stored full chunks most similar to one with features `f`, most similar first: those
-    /// sharing the most features with it, at most [`MAX_BASES`] (only full data chunks are
-    /// offered; none when no stored chunk shares a feature).
+    /// The blobs a restore of chunk `id` must decode first: its bases, their bases, … (none
+    /// for a full chunk), nearest first.
+    pub fn closure(&self, id: &Id) -> Vec<Id> {
+        base_closure([*id], |x| self.bases_of(x))
+    }
+
+    /// The bases for a new chunk with features `f`, most similar first: at most
+    /// [`MAX_BASES`] stored data chunks sharing the most features with it (none when no
+    /// stored chunk shares a feature), such that the new delta's closure stays within
+    /// [`MAX_DELTA_READS`]. Among equally similar chunks, the newest version of a chunk (one
+    /// no other candidate derives from) comes first; when that one's closure is full, the
+    /// shallowest candidate (the chain starts again from near its full chunk).
     pub fn similar(&self, f: &Features) -> Vec<Id> {
         let mut votes: Vec<(Id, u32)> = Vec::new();
         let mut vote = |id: Id| match votes.iter_mut().find(|(c, _)| *c == id) {
@@ -442,7 +450,7 @@ impl Index {
         };
         for sf in f {
             let top = *sf;
-            if let Some(id) = self.recent_features.get(&top) {
+            for id in self.recent_features.get(&top).into_iter().flatten() {
                 vote(*id);
             }
             let from = self.features.partition_point(|k| (*k >> 32) < top as u64);
@@ -450,28 +458,56 @@ impl Index {
                 .iter()
                 .take_while(|k| *k >> 32 == top as u64)
             {
-                if let Some(id) = self.full_chunk_with_prefix((*key as u32).to_be_bytes()) {
+                if let Some(id) = self.data_chunk_with_prefix((*key as u32).to_be_bytes()) {
                     vote(id);
                 }
             }
         }
-        votes.retain(|(id, _)| self.find(id).is_some_and(Slot::is_full_chunk));
-        // Stable: among equal votes, the chunk met first (by feature order) comes first.
-        votes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-        votes
+        votes.retain(|(id, _)| self.find(id).is_some_and(Slot::is_data_chunk));
+        let derived: HashSet<Id> = votes
+            .iter()
+            .filter_map(|(id, _)| self.bases_of(id))
+            .flat_map(Bases::ids)
+            .collect();
+        // (votes, class, closure, id): class 0 = newest version, 1 = an older one; a
+        // candidate whose closure is full is out.
+        let mut ranked: Vec<(u32, u8, Vec<Id>, Id)> = votes
             .into_iter()
-            .take(MAX_BASES)
-            .map(|(id, _)| id)
-            .collect()
+            .map(|(id, n)| (n, u8::from(derived.contains(&id)), self.closure(&id), id))
+            .filter(|(_, _, closure, _)| closure.len() < MAX_DELTA_READS)
+            .collect();
+        // Stable: among equal ranks, the chunk met first (by feature order) comes first.
+        ranked.sort_by_key(|(n, class, closure, _)| (std::cmp::Reverse(*n), *class, closure.len()));
+        let mut out: Vec<Id> = Vec::new();
+        let mut reads: HashSet<Id> = HashSet::new();
+        for (_, _, closure, id) in ranked {
+            // An older version of a base chosen already adds nothing to its prefix.
+            if reads.contains(&id) {
+                continue;
+            }
+            let mut with = reads.clone();
+            with.insert(id);
+            with.extend(closure);
+            // A second base may add little to what a restore reads: else closures merge
+            // night after night, and grow by both chains each night.
+            if with.len() <= MAX_DELTA_READS && (out.is_empty() || with.len() <= reads.len() + 2) {
+                out.push(id);
+                reads = with;
+            }
+            if out.len() == MAX_BASES {
+                break;
+            }
+        }
+        out
     }
 
-    /// The first full data chunk in the sorted array whose id starts with `prefix`.
-    fn full_chunk_with_prefix(&self, prefix: [u8; 4]) -> Option<Id> {
+    /// The first data chunk in the sorted array whose id starts with `prefix`.
+    fn data_chunk_with_prefix(&self, prefix: [u8; 4]) -> Option<Id> {
         let from = self.sorted.partition_point(|s| s.id[..4] < prefix[..]);
         self.sorted[from..]
             .iter()
             .take_while(|s| s.id[..4] == prefix[..])
-            .find(|s| s.is_full_chunk())
+            .find(|s| s.is_data_chunk())
             .map(|s| Id(s.id))
     }
 

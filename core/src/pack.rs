@@ -8,8 +8,8 @@
 //! ```
 //! With delta encoding on (feature `delta`), `u32le(n)` may carry [`EXTRAS_FLAG`]; then
 //! `u32le(m) ‖ extra*m` follows the entries, `extra = u32le(entry number) ‖ tag ‖ payload[32]`:
-//! tag 1 gives a base chunk id of a delta blob (one or two, in prefix order), tag 2 a full
-//! chunk's resemblance features (8 × u32le). See [`BlobExtra`].
+//! tag 1 gives a base chunk id of a delta blob (one or two, in prefix order), tag 2 a data
+//! chunk's resemblance features (8 × u32le; a delta's after its bases). See [`BlobExtra`].
 //! A pack alone is enough to rebuild its index entries (the header at its end), and its id is
 //! the SHA-256 of the whole file, so any damage to it is detectable without a key.
 
@@ -81,16 +81,45 @@ impl Bases {
     }
 }
 
-/// What an entry records beyond where its blob is: a delta blob's base, or a full chunk's
+/// Every chunk a restore of `start` must decode first, transitively: their bases, those bases'
+/// bases, …, each once, nearest first (`bases_of` gives a delta's bases, `None` for a full
+/// chunk or an unknown one). Ids of `start` appear only when another chunk needs them as a
+/// base (or a damaged index makes a cycle, which this survives).
+pub fn base_closure(
+    start: impl IntoIterator<Item = Id>,
+    bases_of: impl Fn(&Id) -> Option<Bases>,
+) -> Vec<Id> {
+    let mut out: Vec<Id> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut next = 0;
+    let mut frontier: Vec<Id> = start.into_iter().collect();
+    loop {
+        for id in &frontier {
+            for b in bases_of(id).into_iter().flat_map(Bases::ids) {
+                if seen.insert(b) {
+                    out.push(b);
+                }
+            }
+        }
+        if next == out.len() {
+            return out;
+        }
+        frontier = out[next..].to_vec();
+        next = out.len();
+    }
+}
+
+/// What an entry records beyond where its blob is: a delta blob's bases, and a data chunk's
 /// resemblance features (docs/FORMAT.md, "Delta blobs").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BlobExtra {
     /// Nothing (every blob of a repository without delta encoding).
     #[default]
     None,
-    /// The chunks this delta blob ([`Compression::ZstdDelta`]) was encoded against: full
-    /// chunks, never deltas.
-    Base(Bases),
+    /// The chunks this delta blob ([`Compression::ZstdDelta`]) was encoded against (full
+    /// chunks or deltas, at most [`crate::delta::MAX_DELTA_READS`] blobs in all to decode it),
+    /// and its resemblance features when it has some: it may serve as a base in turn.
+    Base(Bases, Option<crate::delta::Features>),
     /// A full data chunk's resemblance features ([`crate::delta::features`]): it may serve
     /// as a base.
     Features(crate::delta::Features),
@@ -176,8 +205,17 @@ impl PackEntry {
     /// The base chunks of a delta blob.
     pub fn bases(&self) -> Option<Bases> {
         match self.extra {
-            BlobExtra::Base(b) => Some(b),
+            BlobExtra::Base(b, _) => Some(b),
             _ => None,
+        }
+    }
+
+    /// Its resemblance features, if recorded (a full chunk's or a delta's).
+    pub fn features(&self) -> Option<crate::delta::Features> {
+        match self.extra {
+            BlobExtra::Base(_, f) => f,
+            BlobExtra::Features(f) => Some(f),
+            BlobExtra::None => None,
         }
     }
 
@@ -266,37 +304,42 @@ fn decode_extra(x: &[u8], entries: &mut [PackEntry]) -> std::result::Result<(), 
         .get_mut(no)
         .ok_or_else(|| format!("an extra names entry {no}, past the entries"))?;
     let payload = &x[5..];
+    let delta = e.compression == Compression::ZstdDelta;
     e.extra = match (x[4], e.extra) {
-        (TAG_BASE, BlobExtra::None | BlobExtra::Base(Bases { second: None, .. }))
-            if e.compression == Compression::ZstdDelta =>
+        (TAG_BASE, BlobExtra::None | BlobExtra::Base(Bases { second: None, .. }, None))
+            if delta =>
         {
             let base = Id::from_slice(payload).expect("32 bytes");
             if base == e.id {
                 return Err(format!("delta blob {} names itself as its base", e.id));
             }
             match e.extra {
-                BlobExtra::Base(b) if b.first == base => {
+                BlobExtra::Base(b, _) if b.first == base => {
                     return Err(format!("delta blob {} names one base twice", e.id))
                 }
-                BlobExtra::Base(b) => BlobExtra::Base(Bases::new(b.first, Some(base))),
-                _ => BlobExtra::Base(Bases::one(base)),
+                BlobExtra::Base(b, _) => BlobExtra::Base(Bases::new(b.first, Some(base)), None),
+                _ => BlobExtra::Base(Bases::one(base), None),
             }
+        }
+        // A delta's features follow its bases.
+        (TAG_FEATURES, BlobExtra::Base(b, None)) => BlobExtra::Base(b, Some(features(payload))),
+        (TAG_FEATURES, BlobExtra::None) if e.kind == BlobKind::Data && !delta => {
+            BlobExtra::Features(features(payload))
         }
         (_, extra) if extra != BlobExtra::None => {
             return Err(format!("blob {} has too many extras", e.id));
         }
-        (TAG_FEATURES, _)
-            if e.kind == BlobKind::Data && e.compression != Compression::ZstdDelta =>
-        {
-            let mut f = [0u32; crate::delta::SUPER_FEATURES];
-            for (v, b) in f.iter_mut().zip(payload.chunks_exact(4)) {
-                *v = u32::from_le_bytes(b.try_into().expect("4 bytes"));
-            }
-            BlobExtra::Features(f)
-        }
         (tag, _) => return Err(format!("extra of tag {tag} does not fit blob {}", e.id)),
     };
     Ok(())
+}
+
+fn features(payload: &[u8]) -> crate::delta::Features {
+    let mut f = [0u32; crate::delta::SUPER_FEATURES];
+    for (v, b) in f.iter_mut().zip(payload.chunks_exact(4)) {
+        *v = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    }
+    f
 }
 
 /// Append `u32le(n) ‖ entry*n` (and the extras table, when an entry has an extra).
@@ -314,23 +357,17 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
     if m > 0 {
         out.extend_from_slice(&(m as u32).to_le_bytes());
         for (no, e) in extras {
-            out.extend_from_slice(&(no as u32).to_le_bytes());
-            match e.extra {
-                BlobExtra::Base(bases) => {
-                    for (i, id) in bases.ids().enumerate() {
-                        if i > 0 {
-                            out.extend_from_slice(&(no as u32).to_le_bytes());
-                        }
-                        out.push(TAG_BASE);
-                        out.extend_from_slice(&id.0);
-                    }
-                }
-                BlobExtra::Features(f) => {
-                    out.push(TAG_FEATURES);
-                    f.iter()
-                        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-                }
-                BlobExtra::None => unreachable!("filtered"),
+            let no = (no as u32).to_le_bytes();
+            for id in e.base_ids() {
+                out.extend_from_slice(&no);
+                out.push(TAG_BASE);
+                out.extend_from_slice(&id.0);
+            }
+            if let Some(f) = e.features() {
+                out.extend_from_slice(&no);
+                out.push(TAG_FEATURES);
+                f.iter()
+                    .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
             }
         }
     }
@@ -339,11 +376,7 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Vec<u8>) {
 /// Extra records `entries` need (one per base of a delta, one for a chunk's features).
 pub fn extras_count<'a>(entries: impl Iterator<Item = &'a PackEntry>) -> usize {
     entries
-        .map(|e| match e.extra {
-            BlobExtra::None => 0,
-            BlobExtra::Base(b) => b.ids().count(),
-            BlobExtra::Features(_) => 1,
-        })
+        .map(|e| e.base_ids().count() + usize::from(e.features().is_some()))
         .sum()
 }
 
@@ -618,19 +651,19 @@ mod tests {
             entry(
                 2,
                 Compression::ZstdDelta,
-                BlobExtra::Base(Bases::new(Id([1; 32]), Some(Id([3; 32])))),
+                BlobExtra::Base(Bases::new(Id([1; 32]), Some(Id([3; 32]))), Some([5; 8])),
             ),
             entry(3, Compression::None, BlobExtra::None),
             entry(
                 4,
                 Compression::ZstdDelta,
-                BlobExtra::Base(Bases::one(Id([1; 32]))),
+                BlobExtra::Base(Bases::one(Id([1; 32])), None),
             ),
         ];
         let mut body = Vec::new();
         encode_entries(&with, &mut body);
         assert_eq!(body.len(), entries_len(4, extras_count(with.iter())));
-        assert_eq!(extras_count(with.iter()), 4);
+        assert_eq!(extras_count(with.iter()), 5);
         assert_eq!(decode_entries(&body, 1000).unwrap(), with);
     }
 
@@ -641,7 +674,7 @@ mod tests {
             encode_entries(entries, &mut b);
             b
         };
-        let base = |n| BlobExtra::Base(Bases::one(Id([n; 32])));
+        let base = |n| BlobExtra::Base(Bases::one(Id([n; 32])), None);
         // A delta without a base; a base on a full chunk; a delta naming itself.
         let no_base = encode(&[entry(1, Compression::ZstdDelta, BlobExtra::None)]);
         assert!(decode_entries(&no_base, 1000)
@@ -657,7 +690,7 @@ mod tests {
             .unwrap_err()
             .contains("itself"));
         // A third base, and an extra naming an entry past the end.
-        let two = BlobExtra::Base(Bases::new(Id([2; 32]), Some(Id([3; 32]))));
+        let two = BlobExtra::Base(Bases::new(Id([2; 32]), Some(Id([3; 32]))), None);
         let mut three = encode(&[entry(1, Compression::ZstdDelta, two)]);
         let at = 4 + ENTRY_LEN;
         three[at] = 3; // three extras announced
@@ -671,5 +704,37 @@ mod tests {
         assert!(decode_entries(&past, 1000)
             .unwrap_err()
             .contains("past the entries"));
+        // A delta's features before its base, and a base after its features.
+        let with_features = BlobExtra::Base(Bases::one(Id([2; 32])), Some([4; 8]));
+        let ok = encode(&[entry(1, Compression::ZstdDelta, with_features)]);
+        let mut swapped = ok.clone();
+        let (first, second) = (at + 4, at + 4 + EXTRA_LEN);
+        let base_record = ok[first..second].to_vec();
+        swapped.copy_within(second..second + EXTRA_LEN, first);
+        swapped[second..second + EXTRA_LEN].copy_from_slice(&base_record);
+        assert!(decode_entries(&swapped, 1000)
+            .unwrap_err()
+            .contains("does not fit"));
+    }
+
+    #[test]
+    fn a_closure_holds_every_base_once_and_survives_a_cycle() {
+        let id = |n| Id([n; 32]);
+        // 5 → (4, 3); 4 → 2; 3 → 2; 2 → 1; 1 full. A damaged index may hold a cycle: 7 ↔ 8.
+        let bases = |x: &Id| match x.0[0] {
+            5 => Some(Bases::new(id(4), Some(id(3)))),
+            4 | 3 => Some(Bases::one(id(2))),
+            2 => Some(Bases::one(id(1))),
+            7 => Some(Bases::one(id(8))),
+            8 => Some(Bases::one(id(7))),
+            _ => None,
+        };
+        assert_eq!(
+            base_closure([id(5)], bases),
+            vec![id(4), id(3), id(2), id(1)]
+        );
+        assert_eq!(base_closure([id(1)], bases), vec![]);
+        assert_eq!(base_closure([id(4), id(3)], bases), vec![id(2), id(1)]);
+        assert_eq!(base_closure([id(7)], bases), vec![id(8), id(7)]);
     }
 }

@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
 
-use crate::blob::{decode_blob, decode_chunk_list};
+use crate::blob::{decode_blob, decode_chunk_list, read_blob};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, IndexedPack, Location};
 use crate::layout::Kind;
 use crate::pack::{pack_key, PackEntry};
+use crate::parallel::par_map;
 use crate::storage::{Storage, StorageError};
 
 /// Every indexed pack with its size and entries, merged over all readable index files.
@@ -128,16 +130,6 @@ pub fn read_chunk_list_at(storage: &dyn Storage, keys: &Keys, loc: &Location) ->
         .map_err(|why| Error::corruption(format!("chunk list {}", loc.entry.id), why))
 }
 
-/// The plaintext of the full (non-delta) chunk stored at `loc`, checked against its id: how a
-/// delta's base is read.
-///
-/// # Errors
-/// [`Error::Corruption`] naming the chunk when it does not decode (or is itself a delta, which
-/// no base may be); [`Error::Storage`] when its pack cannot be read.
-pub fn read_full_chunk_at(storage: &dyn Storage, keys: &Keys, loc: &Location) -> Result<Vec<u8>> {
-    decode_blob(keys, loc, &stored_blob(storage, loc)?, None)
-}
-
 /// The stored bytes of the blob at `loc`, read with one ranged request.
 fn stored_blob(storage: &dyn Storage, loc: &Location) -> Result<Vec<u8>> {
     let stored = storage.get_range(
@@ -210,4 +202,151 @@ pub fn fetch_blobs(
         buffers.push(data);
     }
     Ok((buffers, ranges))
+}
+
+/// Why [`read_with_bases`] could not give a chunk's plaintext.
+#[derive(Debug)]
+pub enum Unread {
+    /// No index names it (a base a delta names, usually).
+    NotIndexed,
+    /// Its pack (this id) is gone.
+    PackMissing(Id),
+    /// Reading or decoding it failed: damage, or a storage error other than a missing pack.
+    Failed(Error),
+    /// Its base (this id) could not be read, or its bases form a cycle (damage).
+    BaseUnread(Id),
+}
+
+/// What [`read_with_bases`] read.
+#[derive(Debug, Default)]
+pub struct Plaintexts {
+    /// Chunk id → plaintext, for every chunk asked for and every base they needed that could
+    /// be read (and, for a delta, decoded and checked against its id).
+    pub plain: HashMap<Id, Arc<Vec<u8>>>,
+    /// What could not be, with why, in the order met.
+    pub unread: Vec<(Id, Unread)>,
+    /// Stored bytes of the blobs read.
+    pub bytes_read: u64,
+}
+
+/// The plaintexts of the chunks at `want` and of every chunk they need (a delta's bases, their
+/// bases, …, located with `lookup`), read in coalesced ranged requests issued at once, then
+/// decoded on all cores, bases before the deltas that need them. Nothing is an error: what
+/// cannot be read is listed in [`Plaintexts::unread`]. When a coalesced read fails: with
+/// `each_alone`, each blob is read alone, so that one missing pack costs only the chunks in it
+/// (verify, ingest, prune); without, the first failure is the only entry of `unread` and
+/// nothing is decoded (restore, which retries the whole batch).
+pub fn read_with_bases(
+    storage: &dyn Storage,
+    keys: &Keys,
+    want: &[Location],
+    lookup: impl Fn(&Id) -> Option<Location>,
+    each_alone: bool,
+) -> Plaintexts {
+    let mut out = Plaintexts::default();
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut locs: Vec<Location> = want
+        .iter()
+        .filter(|l| seen.insert(l.entry.id))
+        .copied()
+        .collect();
+    let mut i = 0;
+    while i < locs.len() {
+        for b in locs[i].entry.base_ids() {
+            if seen.insert(b) {
+                match lookup(&b) {
+                    Some(l) => locs.push(l),
+                    None => out.unread.push((b, Unread::NotIndexed)),
+                }
+            }
+        }
+        i += 1;
+    }
+    locs.sort_by_key(|l| (l.pack, l.entry.offset));
+    let fetched = match fetch_blobs(storage, &locs) {
+        Ok(f) => Some(f),
+        Err(e) if !each_alone => {
+            let why = match e {
+                Error::Storage(StorageError::NotFound(key)) => {
+                    let l = locs
+                        .iter()
+                        .find(|l| pack_key(&l.pack) == key)
+                        .unwrap_or(&locs[0]);
+                    (l.entry.id, Unread::PackMissing(l.pack))
+                }
+                e => (locs[0].entry.id, Unread::Failed(e)),
+            };
+            out.unread.push(why);
+            return out;
+        }
+        Err(_) => None,
+    };
+    let singles: Vec<Option<Vec<u8>>> = match fetched {
+        Some(_) => Vec::new(),
+        None => locs
+            .iter()
+            .map(|l| match stored_blob(storage, l) {
+                Ok(b) => Some(b),
+                Err(Error::Storage(StorageError::NotFound(_))) => {
+                    out.unread.push((l.entry.id, Unread::PackMissing(l.pack)));
+                    None
+                }
+                Err(e) => {
+                    out.unread.push((l.entry.id, Unread::Failed(e)));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let stored_of = |k: usize| -> Option<&[u8]> {
+        match &fetched {
+            Some((buffers, ranges)) => {
+                let (b, r) = &ranges[k];
+                Some(&buffers[*b][r.clone()])
+            }
+            None => singles[k].as_deref(),
+        }
+    };
+    let mut pending: Vec<usize> = (0..locs.len())
+        .filter(|k| stored_of(*k).is_some())
+        .collect();
+    out.bytes_read = pending
+        .iter()
+        .map(|k| locs[*k].entry.stored_len as u64)
+        .sum();
+    // One round per level of the closures: each decodes what has every base decoded.
+    loop {
+        let plain = &out.plain;
+        let (ready, waiting): (Vec<usize>, Vec<usize>) = pending
+            .into_iter()
+            .partition(|k| locs[*k].entry.base_ids().all(|b| plain.contains_key(&b)));
+        pending = waiting;
+        if ready.is_empty() {
+            break;
+        }
+        let decoded = par_map(ready.clone(), |k| {
+            let loc = &locs[k];
+            let prefix = loc
+                .entry
+                .bases()
+                .and_then(|b| b.prefix(|id| plain.get(id).map(|p| p.as_slice())));
+            read_blob(keys, loc, stored_of(k).expect("read"), prefix.as_deref())
+        });
+        for (k, result) in ready.into_iter().zip(decoded) {
+            let id = locs[k].entry.id;
+            match result {
+                Ok(p) => {
+                    out.plain.insert(id, Arc::new(p));
+                }
+                Err(e) => out.unread.push((id, Unread::Failed(e))),
+            }
+        }
+    }
+    for k in pending {
+        let e = &locs[k].entry;
+        let base = e.base_ids().find(|b| !out.plain.contains_key(b));
+        out.unread
+            .push((e.id, Unread::BaseUnread(base.expect("a base is missing"))));
+    }
+    out
 }

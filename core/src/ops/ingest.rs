@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::blob::{encode_blob, encode_chunk_list, encode_delta_blob, read_blob};
+use crate::blob::{encode_blob, encode_chunk_list, encode_delta_blob};
 use crate::chunk::Chunker;
 use crate::compress::Compression;
 use crate::config::CompressionConfig;
@@ -24,11 +24,13 @@ use crate::id::Id;
 use crate::index::{encode_index_file, index_key, Index, IndexedPack, Location};
 use crate::lock::{HeldLock, LockInfo, StaleCheck};
 use crate::notice::{check_packs_present, read_notices};
-use crate::pack::{encode_idx, idx_key, pack_key, Bases, BlobExtra, BlobKind, PackBuilder};
+use crate::pack::{
+    base_closure, encode_idx, idx_key, pack_key, Bases, BlobExtra, BlobKind, PackBuilder,
+};
 use crate::parallel::par_map;
 use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::repo::Repository;
-use crate::scan::fetch_blobs;
+use crate::scan::read_with_bases;
 use crate::snapshot::{
     encode_snapshot, format_time, pending_snapshot_key, snapshot_key, Item, ItemCommand, Manifest,
     Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
@@ -166,7 +168,7 @@ fn encode_new_chunk(
         stored: encode_delta_blob(keys, &c.id, frame, c.nonce),
         raw_len: c.data.len(),
         compression: Compression::ZstdDelta,
-        extra: BlobExtra::Base(bases),
+        extra: BlobExtra::Base(bases, c.features),
     };
     let delta = match best_delta(&c.bases, c.data, cfg.level) {
         Some((bases, frame)) if frame.len() * DELTA_SURELY_PAYS <= c.data.len() => {
@@ -236,7 +238,7 @@ impl<S: Storage> Writer<S> {
     }
 
     /// Whether blob `id` is stored already (by this ingest, or in a pack not being deleted)
-    /// and readable: a delta only with every base indexed in such a pack. The packs it needs
+    /// and readable: a delta only with every base (and theirs, …) indexed in such a pack. The packs it needs
     /// join those the commit checks.
     fn is_known(&mut self, id: &Id, index: &Index) -> bool {
         if self.session.contains(id) {
@@ -247,7 +249,7 @@ impl<S: Storage> Writer<S> {
             return false;
         };
         let mut packs = vec![loc.pack];
-        for base in loc.entry.base_ids() {
+        for base in index.closure(id) {
             match index.get(&base).filter(usable) {
                 Some(b) => packs.push(b.pack),
                 // Its base is gone (a prune deleted it while the delta's writer failed): store
@@ -298,7 +300,7 @@ impl<S: Storage> Writer<S> {
         let cfg = repo.config().compression;
         let encoded = par_map(todo, |c| encode_new_chunk(keys, cfg, c));
         for e in encoded {
-            if let BlobExtra::Base(_) = e.extra {
+            if let BlobExtra::Base(..) = e.extra {
                 self.stats.delta_chunks += 1;
                 self.stats.delta_original_size += e.raw_len as u64;
                 self.stats.delta_stored_size += e.stored.len() as u64;
@@ -323,8 +325,8 @@ impl<S: Storage> Writer<S> {
     }
 
     /// Delta encoding: each new chunk's resemblance features (on all cores), the most similar
-    /// stored full chunk (in a pack no prune is deleting), and that base's plaintext, read for
-    /// the whole batch at once. A base that cannot be read is no error: the chunk is stored
+    /// stored chunks ([`Index::similar`]; each, and every chunk it needs, in a pack no prune is
+    /// deleting), and their plaintexts, read for the whole batch at once. A base that cannot be read is no error: the chunk is stored
     /// full. A base used joins the packs the commit checks.
     fn find_bases(&mut self, todo: &mut [NewChunk<'_>]) -> Result<()> {
         let repo = self.repo.clone();
@@ -342,9 +344,13 @@ impl<S: Storage> Writer<S> {
                 let Some(f) = c.features.as_ref().filter(|_| !c.whole) else {
                     continue;
                 };
+                // A base, and every chunk it needs, in a pack no prune is deleting.
+                let usable = |b: &Id| index.get(b).filter(|l| !self.avoid.contains(&l.pack));
                 for b in index.similar(f).into_iter().filter(|b| *b != c.id) {
-                    if let Some(loc) = index.get(&b).filter(|l| !self.avoid.contains(&l.pack)) {
-                        wanted.push((i, loc));
+                    if let Some(loc) = usable(&b) {
+                        if index.closure(&b).iter().all(|x| usable(x).is_some()) {
+                            wanted.push((i, loc));
+                        }
                     }
                 }
             }
@@ -352,32 +358,42 @@ impl<S: Storage> Writer<S> {
         if wanted.is_empty() {
             return Ok(());
         }
-        // Each base read once, even when several chunks of the batch share it.
-        let mut locs: Vec<Location> = Vec::new();
-        for (_, l) in &wanted {
-            if !locs.iter().any(|x| x.entry.id == l.entry.id) {
-                locs.push(*l);
-            }
-        }
-        let Ok((buffers, ranges)) = fetch_blobs(repo.storage(), &locs) else {
-            return Ok(());
-        };
-        let plains = par_map(locs.iter().zip(&ranges).collect(), |(loc, (b, r))| {
-            read_blob(keys, loc, &buffers[*b][r.clone()], None).ok()
-        });
-        let plain: HashMap<Id, Arc<Vec<u8>>> = locs
+        // Each base read once, even when several chunks of the batch share it, with the bases
+        // it needs in turn.
+        let mut seen = HashSet::new();
+        let locs: Vec<Location> = wanted
             .iter()
-            .zip(plains)
-            .filter_map(|(l, p)| Some((l.entry.id, Arc::new(p?))))
+            .map(|(_, l)| *l)
+            .filter(|l| seen.insert(l.entry.id))
             .collect();
+        let closure: HashMap<Id, Location> = {
+            let guard = repo.index()?;
+            let index = guard.as_ref().expect("index loaded");
+            base_closure(locs.iter().map(|l| l.entry.id), |id| index.bases_of(id))
+                .into_iter()
+                .filter_map(|b| Some((b, index.get(&b)?)))
+                .collect()
+        };
+        let read = read_with_bases(
+            repo.storage(),
+            keys,
+            &locs,
+            |id| closure.get(id).copied(),
+            true,
+        );
         for (i, loc) in wanted {
-            if let Some(p) = plain.get(&loc.entry.id) {
+            if let Some(p) = read.plain.get(&loc.entry.id) {
                 todo[i].bases.push((loc.entry.id, Arc::clone(p)));
+                // The commit checks that every pack the delta needs is still there.
                 self.packs_used.insert(loc.pack);
+                let needs = base_closure([loc.entry.id], |x| closure.get(x)?.entry.bases());
+                self.packs_used
+                    .extend(needs.iter().filter_map(|b| Some(closure.get(b)?.pack)));
             }
         }
         Ok(())
     }
+
     /// Store the first `n` pending chunk ids of the current item as a chunk-list blob.
     fn emit_list(&mut self, n: usize) -> Result<()> {
         let item = self.item.as_mut().expect("an item is open");

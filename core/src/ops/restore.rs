@@ -3,19 +3,21 @@
 //! [`Repository::item_reader`] returns an [`ItemReader`] that reads the item's chunk lists and
 //! then its chunks in batches of about 8 MiB: blobs of one pack that lie close together are
 //! read in one ranged request, all requests of a batch are issued at once, and blobs are
-//! decoded on all cores ([`crate::blob::read_blob`]). A pack found gone (a prune moved its
+//! decoded on all cores, delta bases first ([`crate::scan::read_with_bases`]). A pack found gone (a prune moved its
 //! blobs) makes the reader reload the index and try again before reporting it missing.
 
-use crate::blob::{decode_chunk_list, read_blob};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::blob::decode_chunk_list;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, Location};
-use crate::pack::pack_key;
-use crate::parallel::par_map;
+use crate::pack::base_closure;
 use crate::repo::{Repository, RELOCATE_ATTEMPTS};
-use crate::scan::fetch_blobs;
+use crate::scan::{read_with_bases, Unread};
 use crate::snapshot::{Item, Snapshot};
-use crate::storage::{Storage, StorageError};
+use crate::storage::Storage;
 
 /// Bytes of chunks restored per batch (decoded in parallel).
 const RESTORE_BATCH_BYTES: u64 = 8 << 20;
@@ -49,10 +51,10 @@ impl<S: Storage> Repository<S> {
 
     /// One attempt of [`Repository::read_blobs`]: the blobs, or what was missing (a chunk the
     /// index does not know, a pack that is gone) so that the caller may reload and retry.
-    /// The bases of delta chunks are read in the same requests (after the chunks, so that
-    /// bases stored next to each other are read together) and decoded first.
+    /// The bases of delta chunks (and theirs, …) are read in the same requests and decoded
+    /// first ([`read_with_bases`]).
     fn read_blobs_once(&self, ids: &[Id]) -> Result<std::result::Result<Vec<Vec<u8>>, Missing>> {
-        let (locs, base_locs) = {
+        let (locs, bases) = {
             let guard = self.index()?;
             let index = guard.as_ref().expect("index loaded");
             let mut locs = Vec::with_capacity(ids.len());
@@ -62,56 +64,60 @@ impl<S: Storage> Repository<S> {
                     None => return Ok(Err(Missing::Chunk(*id))),
                 }
             }
-            let mut base_locs: Vec<Location> = Vec::new();
-            let wanted: Vec<Id> = locs.iter().flat_map(|l| l.entry.base_ids()).collect();
-            for base in wanted {
-                if base_locs.iter().any(|l| l.entry.id == base) {
-                    continue;
-                }
-                match index.get(&base) {
-                    Some(loc) => base_locs.push(loc),
-                    None => return Ok(Err(Missing::Chunk(base))),
+            let bases: HashMap<Id, Location> =
+                base_closure(ids.iter().copied(), |id| index.bases_of(id))
+                    .into_iter()
+                    .filter_map(|b| Some((b, index.get(&b)?)))
+                    .collect();
+            (locs, bases)
+        };
+        let mut read = read_with_bases(
+            self.storage(),
+            self.keys(),
+            &locs,
+            |id| bases.get(id).copied(),
+            false,
+        );
+        // What the index may explain first (another reading of it may find the chunk), then
+        // damage; a chunk left unread only for its base has its cause listed too.
+        let mut failure = None;
+        for (id, why) in read.unread {
+            match why {
+                Unread::NotIndexed => return Ok(Err(Missing::Chunk(id))),
+                Unread::PackMissing(pack) => return Ok(Err(Missing::Pack(pack, id))),
+                Unread::Failed(e) => failure = failure.or(Some(e)),
+                Unread::BaseUnread(base) => {
+                    failure = failure.or(Some(Error::corruption(
+                        format!("chunk {id}"),
+                        format!("its base chunk {base} cannot be decoded (its bases form a cycle)"),
+                    )))
                 }
             }
-            (locs, base_locs)
-        };
-        let all: Vec<Location> = locs.iter().chain(&base_locs).copied().collect();
-        let (buffers, ranges) = match fetch_blobs(self.storage(), &all) {
-            Ok(fetched) => fetched,
-            Err(Error::Storage(StorageError::NotFound(key))) => {
-                let loc = all
-                    .iter()
-                    .find(|l| key == pack_key(&l.pack))
-                    .unwrap_or(&all[0]);
-                return Ok(Err(Missing::Pack(loc.pack, loc.entry.id)));
-            }
-            Err(e) => return Err(e),
-        };
-        let keys = self.keys();
-        let mut jobs: Vec<(Location, &[u8])> = all
-            .into_iter()
-            .zip(ranges)
-            .map(|(loc, (b, r))| (loc, &buffers[b][r]))
-            .collect();
-        let base_jobs = jobs.split_off(locs.len());
-        let bases: std::collections::HashMap<Id, Vec<u8>> = base_locs
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // Each plaintext moved out at its last use (a chunk may repeat within a batch).
+        let mut uses: HashMap<Id, usize> = HashMap::new();
+        for id in ids {
+            *uses.entry(*id).or_default() += 1;
+        }
+        let blobs = ids
             .iter()
-            .map(|l| l.entry.id)
-            .zip(par_map(base_jobs, |(loc, stored)| {
-                read_blob(keys, &loc, stored, None)
-            }))
-            .map(|(id, plain)| plain.map(|p| (id, p)))
-            .collect::<Result<_>>()?;
-        par_map(jobs, |(loc, stored)| {
-            let prefix = loc
-                .entry
-                .bases()
-                .and_then(|b| b.prefix(|id| bases.get(id).map(Vec::as_slice)));
-            read_blob(keys, &loc, stored, prefix.as_deref())
-        })
-        .into_iter()
-        .collect::<Result<Vec<_>>>()
-        .map(Ok)
+            .map(|id| {
+                let left = uses.get_mut(id).expect("counted");
+                *left -= 1;
+                let plain = if *left == 0 {
+                    read.plain.remove(id)
+                } else {
+                    read.plain.get(id).cloned()
+                };
+                plain.map(Arc::unwrap_or_clone).ok_or_else(|| {
+                    Error::corruption(format!("chunk {id}"), "was read but not decoded")
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ok(blobs))
     }
 
     /// Why blob `id` cannot be read: the pack an index file names for it is missing, or no

@@ -14,7 +14,7 @@ use crate::config::CONFIG_KEY;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, Location, INDEX_PREFIX};
-use crate::pack::pack_key;
+use crate::pack::{base_closure, pack_key};
 use crate::repo::Repository;
 use crate::scan::read_chunk_list_at;
 use crate::snapshot::{snapshot_key, Item, Snapshot};
@@ -169,8 +169,9 @@ impl<S: Storage> Repository<S> {
                     continue;
                 };
                 needed.packs.insert(l.pack);
-                // A delta is restored from its base too.
-                for base in l.entry.base_ids() {
+                // A delta is restored from its bases too, and theirs.
+                let bases_of = |b: &Id| indexed.blob_pack.get(b).and_then(|l| l.entry.bases());
+                for base in base_closure([id], bases_of) {
                     match indexed.blob_pack.get(&base) {
                         Some(b) => {
                             needed.packs.insert(b.pack);

@@ -6,19 +6,19 @@ use super::plan::PrunePlan;
 use crate::upkeep::{delete_if_present, protect_packs};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::blob::decode_blob;
 use crate::crypto::{random_bytes, RandomSource};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::IndexedPack;
+use crate::index::{IndexedPack, Location};
 use crate::layout::{self};
 use crate::lock::{HeldLock, LOCK_PREFIX};
 use crate::notice::write_notice;
 use crate::pack::{encode_idx, idx_key, pack_key, PackBuilder};
 use crate::repo::Repository;
-use crate::scan::read_full_chunk_at;
-use crate::scan::{read_chunk_list, read_index_view};
+use crate::scan::{read_chunk_list, read_index_view, read_with_bases};
 use crate::snapshot::{snapshot_id_of_key, snapshot_key, Snapshot, SNAPSHOT_PREFIX};
 use crate::storage::{put_exact, Storage};
 
@@ -116,6 +116,7 @@ impl<S: Storage> Repository<S> {
         let mut source: Option<(Id, Vec<u8>)> = None;
         for locs in &plan.new_packs {
             let mut builder = PackBuilder::new();
+            let bases = self.read_bases_of(plan, locs);
             for loc in locs {
                 if source.as_ref().is_none_or(|(id, _)| *id != loc.pack) {
                     let bytes = storage.get(&pack_key(&loc.pack))?;
@@ -128,19 +129,15 @@ impl<S: Storage> Repository<S> {
                     .get(e.offset as usize..(e.offset + e.stored_len) as usize)
                     .ok_or_else(|| Error::corruption(format!("pack {}", loc.pack), "truncated"))?;
                 let base = match e.bases() {
-                    Some(bases) => {
-                        let mut prefix = Vec::new();
-                        for b in bases.ids() {
-                            let at = plan.bases.get(&b).ok_or_else(|| {
+                    Some(b) => Some(
+                        b.prefix(|id| bases.get(id).map(|p| p.as_slice()))
+                            .ok_or_else(|| {
                                 Error::corruption(
                                     format!("chunk {}", e.id),
-                                    format!("its base chunk {b} is not indexed; run repair"),
+                                    "a base it needs cannot be read; run verify, then repair",
                                 )
-                            })?;
-                            prefix.extend(read_full_chunk_at(storage, keys, at)?);
-                        }
-                        Some(prefix)
-                    }
+                            })?,
+                    ),
                     None => None,
                 };
                 decode_blob(keys, loc, stored, base.as_deref())?;
@@ -168,6 +165,30 @@ impl<S: Storage> Repository<S> {
             });
         }
         Ok(new_indexed)
+    }
+
+    /// The plaintexts of the bases the deltas among `locs` need (and theirs, …), read where
+    /// the plan found them; one that cannot be read is left out (the delta needing it is then
+    /// not copied: the prune stops before deleting anything).
+    fn read_bases_of(&self, plan: &PrunePlan, locs: &[Location]) -> HashMap<Id, Arc<Vec<u8>>> {
+        let mut seen = HashSet::new();
+        let base_locs: Vec<Location> = locs
+            .iter()
+            .flat_map(|l| l.entry.base_ids())
+            .filter(|b| seen.insert(*b))
+            .filter_map(|b| plan.bases.get(&b).copied())
+            .collect();
+        if base_locs.is_empty() {
+            return HashMap::new();
+        }
+        read_with_bases(
+            self.storage(),
+            self.keys(),
+            &base_locs,
+            |id| plan.bases.get(id).copied(),
+            true,
+        )
+        .plain
     }
 
     /// Announce the deletions (a notice), then look for snapshots written since the plan (an

@@ -14,7 +14,9 @@ use crate::id::Id;
 use crate::index::{index_file_size, IndexedPack, Location, INDEX_PREFIX};
 use crate::layout::{self, Kind};
 use crate::notice::read_notices;
-use crate::pack::{extras_count, idx_file_size, idx_key, pack_file_size, pack_key, PackEntry};
+use crate::pack::{
+    base_closure, extras_count, idx_file_size, idx_key, pack_file_size, pack_key, PackEntry,
+};
 use crate::parity::{
     encode_group, load_groups, Group, GroupDescription, Member, GROUP_SIZE, PARITY_SHARDS,
 };
@@ -155,12 +157,13 @@ impl<S: Storage> Repository<S> {
             old_index = stored.old_index.into_iter().map(|(k, _)| k).collect();
         }
 
-        let bases = new_packs
-            .iter()
-            .flatten()
-            .flat_map(|l| l.entry.base_ids())
-            .filter_map(|b| Some((b, *stored.view.blobs.get(&b)?)))
-            .collect();
+        let view = &stored.view;
+        let bases = base_closure(new_packs.iter().flatten().map(|l| l.entry.id), |id| {
+            view.blobs.get(id)?.entry.bases()
+        })
+        .into_iter()
+        .filter_map(|b| Some((b, *view.blobs.get(&b)?)))
+        .collect();
         let mut newest_first = snaps.all.clone();
         newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
         Ok(PrunePlan {
@@ -317,12 +320,8 @@ impl<S: Storage> Repository<S> {
                 }
             }
         }
-        // A delta needs its base, whoever else does (bases are full chunks: one step).
-        let bases: Vec<Id> = used
-            .iter()
-            .filter_map(|id| view.blobs.get(id))
-            .flat_map(|l| l.entry.base_ids())
-            .collect();
+        // A delta needs its bases, whoever else does, and they theirs.
+        let bases = base_closure(used.iter().copied(), |id| view.blobs.get(id)?.entry.bases());
         for base in bases {
             if !view.blobs.contains_key(&base) {
                 return Err(Error::corruption(

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::blob::{decode_blob, decode_chunk_list};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::{pack_key, Bases};
+use crate::pack::{base_closure, pack_key};
 use crate::parity::{load_groups, Group};
 use crate::progress::OnProgress;
 use crate::repo::Repository;
@@ -470,10 +470,13 @@ impl<S: Storage> Repository<S> {
                 count += 1;
                 let loc = view.blobs.get(&id);
                 c.used_by(sid, id, loc.map(|l| l.pack));
-                // A delta needs its bases: the snapshot uses their packs too.
-                let bases = loc.and_then(|l| l.entry.bases());
-                for b in bases.into_iter().flat_map(Bases::ids) {
-                    c.used_by(sid, b, view.blobs.get(&b).map(|l| l.pack));
+                // A delta needs its bases (and theirs): the snapshot uses their packs too.
+                let bases = match loc.and_then(|l| l.entry.bases()) {
+                    Some(_) => base_closure([id], |x| view.blobs.get(x)?.entry.bases()),
+                    None => Vec::new(),
+                };
+                for b in &bases {
+                    c.used_by(sid, *b, view.blobs.get(b).map(|l| l.pack));
                 }
                 if !referenced.insert(id) {
                     continue;
@@ -486,18 +489,14 @@ impl<S: Storage> Repository<S> {
                         Some(&sid),
                         format!("chunk {id} of item {:?} is not indexed", item.name),
                     );
-                } else if let Some(b) = bases
-                    .into_iter()
-                    .flat_map(Bases::ids)
-                    .find(|b| !view.blobs.contains_key(b))
-                {
+                } else if let Some(b) = bases.into_iter().find(|b| !view.blobs.contains_key(b)) {
                     c.find(
                         FindingKind::ChunkMissing,
                         None,
                         Some(&b),
                         Some(&sid),
                         format!(
-                            "chunk {b}, the base of delta chunk {id} of item {:?}, is not indexed",
+                            "chunk {b}, a base delta chunk {id} of item {:?} needs, is not indexed",
                             item.name
                         ),
                     );

@@ -3,9 +3,9 @@
 //! recomputed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::blob::decode_blob;
-use crate::blob::read_blob;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::Location;
@@ -13,7 +13,7 @@ use crate::pack::{decode_idx, idx_key, pack_key, read_pack_entries, PackEntry};
 use crate::parallel::par_map;
 use crate::parity::{Group, ParityBuilder};
 use crate::repo::Repository;
-use crate::scan::{fetch_blobs, read_full_chunk_at};
+use crate::scan::read_with_bases;
 use crate::storage::{Storage, StorageError};
 
 use super::checker::Checker;
@@ -191,7 +191,7 @@ impl<S: Storage> Repository<S> {
         let failures = par_map(entries.to_vec(), |e| {
             let loc = Location { pack, entry: e };
             let base = match e.bases() {
-                Some(b) => Some(b.prefix(|id| bases.get(id).map(Vec::as_slice))?),
+                Some(b) => Some(b.prefix(|id| bases.get(id).map(|p| p.as_slice()))?),
                 None => None,
             };
             let start = e.offset as usize;
@@ -219,43 +219,34 @@ impl<S: Storage> Repository<S> {
 }
 
 impl<S: Storage> Repository<S> {
-    /// The plaintexts of the bases the deltas among `entries` need, read in coalesced ranged
-    /// requests (issued at once) and decoded on all cores. A base that cannot be read is left
-    /// out: its own pack, or the snapshot phase, reports it.
+    /// The plaintexts of the bases the deltas among `entries` need (and theirs, …), read in
+    /// coalesced ranged requests (issued at once) and decoded on all cores. A base that cannot
+    /// be read is left out: its own pack, or the snapshot phase, reports it.
     fn read_bases(
         &self,
         scan: &Scan,
         entries: &[PackEntry],
         c: &mut Checker<'_>,
-    ) -> HashMap<Id, Vec<u8>> {
-        let storage: &dyn Storage = self.storage();
-        let keys = self.keys();
+    ) -> HashMap<Id, Arc<Vec<u8>>> {
         let mut seen = HashSet::new();
-        let mut locs: Vec<Location> = entries
+        let locs: Vec<Location> = entries
             .iter()
             .flat_map(PackEntry::base_ids)
             .filter(|b| seen.insert(*b))
             .filter_map(|b| scan.view.blobs.get(&b).copied())
             .collect();
-        locs.sort_by_key(|l| (l.pack, l.entry.offset));
-        let plains: Vec<Option<Vec<u8>>> = match fetch_blobs(storage, &locs) {
-            Ok((buffers, ranges)) => par_map(locs.iter().zip(&ranges).collect(), |(l, (b, r))| {
-                read_blob(keys, l, &buffers[*b][r.clone()], None).ok()
-            }),
-            // A base's pack is missing or short: read them one by one, keeping what can be read.
-            Err(_) => locs
-                .iter()
-                .map(|l| read_full_chunk_at(storage, keys, l).ok())
-                .collect(),
-        };
-        let mut bases = HashMap::new();
-        for (l, plain) in locs.iter().zip(plains) {
-            if let Some(p) = plain {
-                c.report.stats.bytes_read += l.entry.stored_len as u64;
-                bases.insert(l.entry.id, p);
-            }
+        if locs.is_empty() {
+            return HashMap::new();
         }
-        bases
+        let read = read_with_bases(
+            self.storage(),
+            self.keys(),
+            &locs,
+            |id| scan.view.blobs.get(id).copied(),
+            true,
+        );
+        c.report.stats.bytes_read += read.bytes_read;
+        read.plain
     }
 }
 
