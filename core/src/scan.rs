@@ -220,8 +220,8 @@ pub enum Unread {
 /// What [`read_with_bases`] read.
 #[derive(Debug, Default)]
 pub struct Plaintexts {
-    /// Chunk id → plaintext, for every chunk asked for and every base they needed that could
-    /// be read (and, for a delta, decoded and checked against its id).
+    /// Chunk id → plaintext, for every chunk asked for that could be read (and, for a delta,
+    /// decoded and checked against its id).
     pub plain: HashMap<Id, Arc<Vec<u8>>>,
     /// What could not be, with why, in the order met.
     pub unread: Vec<(Id, Unread)>,
@@ -314,6 +314,15 @@ pub fn read_with_bases(
         .iter()
         .map(|k| locs[*k].entry.stored_len as u64)
         .sum();
+    // A base only needed to decode others is dropped once they are decoded: what is held at
+    // once is what was asked for plus about two levels of closures.
+    let wanted: HashSet<Id> = want.iter().map(|l| l.entry.id).collect();
+    let mut dependents: HashMap<Id, usize> = HashMap::new();
+    for l in &locs {
+        for b in l.entry.base_ids() {
+            *dependents.entry(b).or_default() += 1;
+        }
+    }
     // One round per level of the closures: each decodes what has every base decoded.
     loop {
         let plain = &out.plain;
@@ -339,6 +348,13 @@ pub fn read_with_bases(
                     out.plain.insert(id, Arc::new(p));
                 }
                 Err(e) => out.unread.push((id, Unread::Failed(e))),
+            }
+            for b in locs[k].entry.base_ids() {
+                let left = dependents.get_mut(&b).expect("counted");
+                *left -= 1;
+                if *left == 0 && !wanted.contains(&b) {
+                    out.plain.remove(&b);
+                }
             }
         }
     }

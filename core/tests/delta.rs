@@ -422,3 +422,43 @@ fn each_night_is_a_delta_of_the_night_before_within_the_chain_bound_and_pruning_
     let report = r.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
     assert!(report.ok, "{:?}", report.errors);
 }
+
+#[test]
+fn a_lost_mid_chain_pack_names_every_later_night_that_needs_it() {
+    let r = repo(true);
+    let mut snaps = Vec::new();
+    let mut packs_after = Vec::new();
+    for n in 1..=4 {
+        let t = format!("2026-01-0{n}T00:00:00Z");
+        snaps.push(ingest_items(&r, &[("db.sql", &night(40_000, n))], &t, &[]).unwrap());
+        packs_after.push(r.storage_packs());
+    }
+    // The packs night 2 added (its deltas: links of nights 3 and 4's chains), lost with every
+    // parity shard (the group descriptions stay, naming what is lost), so that nothing can
+    // rebuild them.
+    let lost: Vec<Id> = packs_after[1]
+        .iter()
+        .filter(|p| !packs_after[0].contains(p))
+        .copied()
+        .collect();
+    for (key, _) in r.storage().list("parity/").unwrap() {
+        if key.ends_with(".parity") {
+            r.storage().delete(&key).unwrap();
+        }
+    }
+    for p in &lost {
+        r.storage().delete(&pack_key(p)).unwrap();
+    }
+    let report = r
+        .repair(&lock("repair"), &mut TestRng(9), &LockPolicy::NEVER)
+        .unwrap();
+    let named: std::collections::HashSet<Id> = report
+        .unrecoverable
+        .iter()
+        .flat_map(|u| u.snapshots.iter().copied())
+        .collect();
+    assert!(!named.contains(&snaps[0].id));
+    for s in &snaps[1..] {
+        assert!(named.contains(&s.id), "{} not named: {report:?}", s.id);
+    }
+}

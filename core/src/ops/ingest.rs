@@ -366,12 +366,14 @@ impl<S: Storage> Writer<S> {
             .map(|(_, l)| *l)
             .filter(|l| seen.insert(l.entry.id))
             .collect();
+        // Where each chosen base and every chunk it needs is.
         let closure: HashMap<Id, Location> = {
             let guard = repo.index()?;
             let index = guard.as_ref().expect("index loaded");
             base_closure(locs.iter().map(|l| l.entry.id), |id| index.bases_of(id))
                 .into_iter()
                 .filter_map(|b| Some((b, index.get(&b)?)))
+                .chain(locs.iter().map(|l| (l.entry.id, *l)))
                 .collect()
         };
         let read = read_with_bases(

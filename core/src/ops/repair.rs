@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::id::Id;
 use crate::layout::{self};
 use crate::lock::{LockInfo, StaleCheck};
-use crate::pack::pack_key;
+use crate::pack::{base_closure, pack_key};
 use crate::parity::{load_groups, rebuild_member, Group, ParityBuilder};
 use crate::repo::Repository;
 use crate::scan::{list_packs, read_chunk_list, read_index_view, IndexView};
@@ -304,8 +304,13 @@ impl<S: Storage> Repository<S> {
                     continue;
                 };
                 for id in ids {
-                    if let Some(p) = blob_pack.get(&id) {
-                        needed.insert(*p);
+                    // A delta needs its bases, and theirs: a lost pack holding one of them
+                    // costs this snapshot too.
+                    let closure = base_closure([id], |x| view.blobs.get(x)?.entry.bases());
+                    for c in std::iter::once(id).chain(closure) {
+                        if let Some(p) = blob_pack.get(&c) {
+                            needed.insert(*p);
+                        }
                     }
                 }
             }

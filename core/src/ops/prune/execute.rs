@@ -36,6 +36,10 @@ impl Tally<'_> {
     }
 }
 
+/// Blobs copied per read of their deltas' bases: the bases held at once stay bounded (~32 MiB
+/// for 256 KiB chunks).
+const BLOBS_PER_BASE_READ: usize = 64;
+
 impl<S: Storage> Repository<S> {
     /// Carry out `plan` under the exclusive lock `own`, in the order of the module doc;
     /// returns the bytes freed. Progress is `(bytes done, bytes in all, what)`; an error the
@@ -116,8 +120,13 @@ impl<S: Storage> Repository<S> {
         let mut source: Option<(Id, Vec<u8>)> = None;
         for locs in &plan.new_packs {
             let mut builder = PackBuilder::new();
-            let bases = self.read_bases_of(plan, locs);
-            for loc in locs {
+            let mut bases = HashMap::new();
+            for (i, loc) in locs.iter().enumerate() {
+                // The bases of the next few blobs (a bounded number held at once).
+                if i % BLOBS_PER_BASE_READ == 0 {
+                    let next = &locs[i..locs.len().min(i + BLOBS_PER_BASE_READ)];
+                    bases = self.read_bases_of(plan, next);
+                }
                 if source.as_ref().is_none_or(|(id, _)| *id != loc.pack) {
                     let bytes = storage.get(&pack_key(&loc.pack))?;
                     tally.add(bytes.len() as u64, progress_text)?;

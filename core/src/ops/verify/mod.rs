@@ -489,6 +489,18 @@ impl<S: Storage> Repository<S> {
                         Some(&sid),
                         format!("chunk {id} of item {:?} is not indexed", item.name),
                     );
+                } else if bases.contains(&id) {
+                    c.find(
+                        FindingKind::ChunkCorrupt,
+                        loc.map(|l| l.pack).as_ref(),
+                        Some(&id),
+                        Some(&sid),
+                        format!(
+                            "delta chunk {id} of item {:?} cannot be decoded: its bases lead \
+                             back to it (a damaged pack header or index)",
+                            item.name
+                        ),
+                    );
                 } else if let Some(b) = bases.into_iter().find(|b| !view.blobs.contains_key(b)) {
                     c.find(
                         FindingKind::ChunkMissing,

@@ -185,10 +185,30 @@ impl<S: Storage> Repository<S> {
         };
         chunks.extend(entries.iter().map(|e| e.id));
         // Blobs decode independently: on all cores where the build allows. A delta is decoded
-        // against its base, read from wherever it is; when the base cannot be read, the delta
-        // is not judged here (the base's own pack, or the snapshot phase, reports that).
-        let bases = self.read_bases(scan, entries, c);
-        let failures = par_map(entries.to_vec(), |e| {
+        // against its bases, read from wherever they are; when one cannot be read, the delta
+        // is not judged here (the base's own pack, or the snapshot phase, reports that). The
+        // deltas go in groups, so that the bases held at once stay bounded.
+        let (deltas, full): (Vec<PackEntry>, Vec<PackEntry>) =
+            entries.iter().partition(|e| e.bases().is_some());
+        let mut groups: Vec<Vec<PackEntry>> = vec![full];
+        groups.extend(deltas.chunks(DELTAS_PER_GROUP).map(<[PackEntry]>::to_vec));
+        for group in groups {
+            self.check_blobs(scan, c, pack, data, group);
+        }
+    }
+
+    /// Decode `entries` of `pack` (its bytes `data`), reporting those that fail.
+    fn check_blobs(
+        &self,
+        scan: &Scan,
+        c: &mut Checker<'_>,
+        pack: Id,
+        data: &[u8],
+        entries: Vec<PackEntry>,
+    ) {
+        let keys = self.keys();
+        let bases = self.read_bases(scan, &entries, c);
+        let failures = par_map(entries, |e| {
             let loc = Location { pack, entry: e };
             let base = match e.bases() {
                 Some(b) => Some(b.prefix(|id| bases.get(id).map(|p| p.as_slice()))?),
@@ -217,6 +237,11 @@ impl<S: Storage> Repository<S> {
         }
     }
 }
+
+/// Deltas of one pack decoded together by full verify: their bases (up to two each, kept in
+/// memory at once, with what decoding those needed freed as it goes) stay within ~32 MiB for
+/// 256 KiB chunks.
+const DELTAS_PER_GROUP: usize = 64;
 
 impl<S: Storage> Repository<S> {
     /// The plaintexts of the bases the deltas among `entries` need (and theirs, …), read in
