@@ -436,6 +436,16 @@ impl Index {
         base_closure([*id], |x| self.bases_of(x))
     }
 
+    /// Where every chunk that chunks `ids` need is: their closures' members (see
+    /// [`Index::closure`]) with their locations, so that they can be read without the index;
+    /// a base the index does not know is left out.
+    pub fn closure_locations(&self, ids: impl IntoIterator<Item = Id>) -> HashMap<Id, Location> {
+        base_closure(ids, |id| self.bases_of(id))
+            .into_iter()
+            .filter_map(|b| Some((b, self.get(&b)?)))
+            .collect()
+    }
+
     /// The bases for a new chunk with features `f`, most similar first: at most
     /// [`MAX_BASES`] stored data chunks sharing the most features with it (none when no
     /// stored chunk shares a feature), such that the new delta's closure stays within

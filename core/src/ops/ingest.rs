@@ -370,11 +370,9 @@ impl<S: Storage> Writer<S> {
         let closure: HashMap<Id, Location> = {
             let guard = repo.index()?;
             let index = guard.as_ref().expect("index loaded");
-            base_closure(locs.iter().map(|l| l.entry.id), |id| index.bases_of(id))
-                .into_iter()
-                .filter_map(|b| Some((b, index.get(&b)?)))
-                .chain(locs.iter().map(|l| (l.entry.id, *l)))
-                .collect()
+            let mut closure = index.closure_locations(locs.iter().map(|l| l.entry.id));
+            closure.extend(locs.iter().map(|l| (l.entry.id, *l)));
+            closure
         };
         let read = read_with_bases(
             repo.storage(),

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use crate::blob::decode_chunk_list;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{decode_index_file, Location};
-use crate::pack::base_closure;
+use crate::index::decode_index_file;
 use crate::repo::{Repository, RELOCATE_ATTEMPTS};
 use crate::scan::{read_with_bases, Unread};
 use crate::snapshot::{Item, Snapshot};
@@ -64,11 +63,7 @@ impl<S: Storage> Repository<S> {
                     None => return Ok(Err(Missing::Chunk(*id))),
                 }
             }
-            let bases: HashMap<Id, Location> =
-                base_closure(ids.iter().copied(), |id| index.bases_of(id))
-                    .into_iter()
-                    .filter_map(|b| Some((b, index.get(&b)?)))
-                    .collect();
+            let bases = index.closure_locations(ids.iter().copied());
             (locs, bases)
         };
         let mut read = read_with_bases(
