@@ -71,13 +71,17 @@ impl Bases {
     }
 
     /// The delta's prefix: the bases' plaintexts in order, each looked up with `plain`
-    /// (`None` when one is missing).
-    pub fn prefix<'a>(&self, plain: impl Fn(&Id) -> Option<&'a [u8]>) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        for id in self.ids() {
-            out.extend_from_slice(plain(&id)?);
+    /// (`None` when one is missing). One base is lent as it is (no copy of the chunk per
+    /// delta decoded); two are concatenated.
+    pub fn prefix<'a>(
+        &self,
+        plain: impl Fn(&Id) -> Option<&'a [u8]>,
+    ) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let first = plain(&self.first)?;
+        match self.second {
+            None => Some(std::borrow::Cow::Borrowed(first)),
+            Some(second) => Some(std::borrow::Cow::Owned([first, plain(&second)?].concat())),
         }
-        Some(out)
     }
 }
 

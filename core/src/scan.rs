@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::blob::{decode_blob, decode_chunk_list, read_blob};
+use crate::blob::{decode_blob, decode_chunk_list, decode_intermediate_base, read_blob};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -231,7 +231,9 @@ pub struct Plaintexts {
 
 /// The plaintexts of the chunks at `want` and of every chunk they need (a delta's bases, their
 /// bases, …, located with `lookup`), read in coalesced ranged requests issued at once, then
-/// decoded on all cores, bases before the deltas that need them. Nothing is an error: what
+/// decoded on all cores, bases before the deltas that need them. Each chunk of `want` is
+/// checked as [`read_blob`] checks it; the others only serve as bases and are not
+/// ([`decode_intermediate_base`]): a wrong one makes the delta built on it fail its check. Nothing is an error: what
 /// cannot be read is listed in [`Plaintexts::unread`]. When a coalesced read fails: with
 /// `each_alone`, each blob is read alone, so that one missing pack costs only the chunks in it
 /// (verify, ingest, prune); without, the first failure is the only entry of `unread` and
@@ -339,7 +341,12 @@ pub fn read_with_bases(
                 .entry
                 .bases()
                 .and_then(|b| b.prefix(|id| plain.get(id).map(|p| p.as_slice())));
-            read_blob(keys, loc, stored_of(k).expect("read"), prefix.as_deref())
+            let stored = stored_of(k).expect("read");
+            if wanted.contains(&loc.entry.id) {
+                read_blob(keys, loc, stored, prefix.as_deref())
+            } else {
+                decode_intermediate_base(keys, loc, stored, prefix.as_deref())
+            }
         });
         for (k, result) in ready.into_iter().zip(decoded) {
             let id = locs[k].entry.id;

@@ -462,3 +462,97 @@ fn a_lost_mid_chain_pack_names_every_later_night_that_needs_it() {
         assert!(named.contains(&s.id), "{} not named: {report:?}", s.id);
     }
 }
+
+/// Restore checks the chunks it hands out, not the bases it decodes only to reach them
+/// (`scan::read_with_bases`): a base deep in a chain that decodes to wrong bytes must still
+/// fail the delta built on it, with a message naming that base, and verify must name the base.
+/// Without encryption nothing but the chunk id checks content, so the damage here is a valid
+/// frame of other bytes put in place of a night-2 delta that a night-3 delta is built on.
+#[test]
+fn a_base_that_decodes_to_wrong_bytes_fails_the_delta_built_on_it_and_verify_names_it() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        delta: true,
+        ..fast_kdf()
+    };
+    let r = memory_repo(None, &opts, 5);
+    let nights: Vec<Vec<u8>> = (1..=3).map(|n| night(80_000, n)).collect();
+    let snaps: Vec<Snapshot> = nights
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at = format!("2026-01-0{}T00:00:00Z", i + 1);
+            ingest_items(&r, &[("db.sql", d)], &at, &[]).unwrap()
+        })
+        .collect();
+    // A night-3 delta whose only base is a night-2 delta with one base of its own.
+    let (tip, mid, root) = {
+        let guard = r.index().unwrap();
+        let index = guard.as_ref().unwrap();
+        let one = |id: &Id| {
+            let ids: Vec<Id> = index.bases_of(id)?.ids().collect();
+            (ids.len() == 1).then(|| ids[0])
+        };
+        let found = index.entries().find_map(|e| {
+            let mid = one(&e.id)?;
+            let root = one(&mid)?;
+            Some((e.id, mid, root))
+        });
+        found.expect("a chain of two deltas")
+    };
+    let locate = |id: &Id| r.locate(id).unwrap().unwrap();
+    let plain = scan::read_with_bases(
+        r.storage(),
+        r.keys(),
+        &[locate(&mid), locate(&root)],
+        |id| r.locate(id).unwrap(),
+        true,
+    );
+    assert!(plain.unread.is_empty(), "{:?}", plain.unread);
+    let (mid_plain, root_plain) = (&plain.plain[&mid], &plain.plain[&root]);
+    // Other bytes of the same length: the root's, with a run of x in the middle.
+    let mut wrong: Vec<u8> = root_plain
+        .iter()
+        .copied()
+        .cycle()
+        .take(mid_plain.len())
+        .collect();
+    let half = wrong.len() / 2;
+    wrong[half..half + 4096].fill(b'x');
+    let frame = delta::encode_delta(root_plain, &wrong, 3).unwrap();
+    let at = locate(&mid);
+    let room = at.entry.stored_len as usize;
+    assert!(frame.len() + 8 <= room, "{} into {room}", frame.len());
+    // Fill the rest with a skippable frame (RFC 8878, 3.1.2), which decoders pass over.
+    let mut stored = frame;
+    let pad = room - stored.len() - 8;
+    stored.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    stored.extend_from_slice(&(pad as u32).to_le_bytes());
+    stored.resize(room, 0);
+    let key = pack_key(&at.pack);
+    let mut pack = r.storage().get(&key).unwrap();
+    let start = at.entry.offset as usize;
+    pack[start..start + room].copy_from_slice(&stored);
+    r.storage().delete(&key).unwrap();
+    r.storage().put(&key, &pack).unwrap();
+
+    // Night 3 reads the damaged chunk only as a base: the delta built on it fails, naming it.
+    let err = restore(&r, &snaps[2], "db.sql").unwrap_err().to_string();
+    assert!(
+        err.contains(&mid.to_hex()) && err.contains(&tip.to_hex()),
+        "{err}"
+    );
+    // Night 2 hands it out: it fails its own check.
+    let err = restore(&r, &snaps[1], "db.sql").unwrap_err().to_string();
+    assert!(err.contains(&mid.to_hex()), "{err}");
+    assert_eq!(restore(&r, &snaps[0], "db.sql").unwrap(), nights[0]);
+    let report = r.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|f| f.message.contains(&mid.to_hex()) && f.message.contains("hash")),
+        "{:?}",
+        report.errors
+    );
+}
