@@ -137,3 +137,32 @@ fn decoders_agree_on_deltas_of_every_shape() {
         }
     }
 }
+
+#[test]
+fn sampling_in_lanes_gives_the_hashes_of_one_pass() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for len in [0, 1, 63, 255, 256, 257, 4096, 4099, 65_537, 300_000] {
+        let d = &data[..len];
+        let mut one_pass = Vec::new();
+        let mut g: u64 = 0;
+        for &b in d {
+            g = (g << 1).wrapping_add(GEAR[b as usize]);
+            if g >> SAMPLE_SHIFT == 0 {
+                one_pass.push(g);
+            }
+        }
+        let mut lanes = sampled_hashes(d);
+        one_pass.sort_unstable();
+        lanes.sort_unstable();
+        assert_eq!(lanes, one_pass, "{len} bytes");
+        assert!(len < 65_537 || !lanes.is_empty());
+    }
+}

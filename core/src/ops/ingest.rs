@@ -170,7 +170,7 @@ fn encode_new_chunk(
         compression: Compression::ZstdDelta,
         extra: BlobExtra::Base(bases, c.features),
     };
-    let delta = match best_delta(&c.bases, c.data, cfg.level) {
+    let delta = match best_delta(&c.bases, c.data, delta::delta_level(cfg.level)) {
         Some((bases, frame)) if frame.len() * DELTA_SURELY_PAYS <= c.data.len() => {
             return as_delta(bases, frame)
         }
