@@ -231,9 +231,11 @@ pub struct Plaintexts {
 
 /// The plaintexts of the chunks at `want` and of every chunk they need (a delta's bases, their
 /// bases, …, located with `lookup`), read in coalesced ranged requests issued at once, then
-/// decoded on all cores, bases before the deltas that need them. Each chunk of `want` is
-/// checked as [`read_blob`] checks it; the others only serve as bases and are not
-/// ([`decode_intermediate_base`]): a wrong one makes the delta built on it fail its check. Nothing is an error: what
+/// decoded on all cores, bases before the deltas that need them. With `check_wanted`, each
+/// chunk of `want` is checked as [`read_blob`] checks it (restore hands them out, ingest builds
+/// deltas on them); the others only serve as bases and are not ([`decode_intermediate_base`]):
+/// a wrong one makes the delta built on it fail its check. Verify and prune pass `false`: they
+/// want bases only to decode deltas that they check in full. Nothing is an error: what
 /// cannot be read is listed in [`Plaintexts::unread`]. When a coalesced read fails: with
 /// `each_alone`, each blob is read alone, so that one missing pack costs only the chunks in it
 /// (verify, ingest, prune); without, the first failure is the only entry of `unread` and
@@ -244,6 +246,7 @@ pub fn read_with_bases(
     want: &[Location],
     lookup: impl Fn(&Id) -> Option<Location>,
     each_alone: bool,
+    check_wanted: bool,
 ) -> Plaintexts {
     let mut out = Plaintexts::default();
     let mut seen: HashSet<Id> = HashSet::new();
@@ -342,7 +345,7 @@ pub fn read_with_bases(
                 .bases()
                 .and_then(|b| b.prefix(|id| plain.get(id).map(|p| p.as_slice())));
             let stored = stored_of(k).expect("read");
-            if wanted.contains(&loc.entry.id) {
+            if check_wanted && wanted.contains(&loc.entry.id) {
                 read_blob(keys, loc, stored, prefix.as_deref())
             } else {
                 decode_intermediate_base(keys, loc, stored, prefix.as_deref())

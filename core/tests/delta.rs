@@ -507,6 +507,7 @@ fn a_base_that_decodes_to_wrong_bytes_fails_the_delta_built_on_it_and_verify_nam
         &[locate(&mid), locate(&root)],
         |id| r.locate(id).unwrap(),
         true,
+        true,
     );
     assert!(plain.unread.is_empty(), "{:?}", plain.unread);
     let (mid_plain, root_plain) = (&plain.plain[&mid], &plain.plain[&root]);

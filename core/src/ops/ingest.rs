@@ -380,6 +380,7 @@ impl<S: Storage> Writer<S> {
             &locs,
             |id| closure.get(id).copied(),
             true,
+            true,
         );
         for (i, loc) in wanted {
             if let Some(p) = read.plain.get(&loc.entry.id) {

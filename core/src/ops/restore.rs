@@ -72,6 +72,7 @@ impl<S: Storage> Repository<S> {
             &locs,
             |id| bases.get(id).copied(),
             false,
+            true,
         );
         // What the index may explain first (another reading of it may find the chunk), then
         // damage; a chunk left unread only for its base has its cause listed too.

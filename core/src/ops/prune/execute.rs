@@ -196,6 +196,7 @@ impl<S: Storage> Repository<S> {
             &base_locs,
             |id| plan.bases.get(id).copied(),
             true,
+            false,
         )
         .plain
     }

@@ -269,6 +269,7 @@ impl<S: Storage> Repository<S> {
             &locs,
             |id| scan.view.blobs.get(id).copied(),
             true,
+            false,
         );
         c.report.stats.bytes_read += read.bytes_read;
         read.plain
