@@ -1,6 +1,6 @@
 """Where the time goes: sampled CPU profiles (Linux `perf`) of containerarchive's CLI.
 
-    python bench/profile.py [--work DIR] [--out bench/profiles]
+    python bench/profile.py [--work DIR] [--out bench/profiles] [--pg]
 
 For each phase (first ingest of the SQL dump and of 1 GiB of random data, restore, full verify)
 it records `perf record -e cpu-clock` of the whole process (every thread), then writes
@@ -10,6 +10,11 @@ the parallel hash/compress/encrypt/decode pool, `ca-read` the input reader, `ca-
 the background pack writer, `ca-write` the restore output writer) and the hottest functions,
 overall and on the calling thread. Utilisation near 100 % on one thread while the others wait
 means that thread bounds the phase. bench/PROFILE.md reads the latest profiles.
+
+With `--pg` it profiles delta encoding on the real PostgreSQL series instead (bench/pg.py,
+pgbench scale 30): nights 1–4 are ingested unprofiled into a repository with delta encoding
+and one without, then night 5's ingest and restore are profiled in both
+(`pg-delta-ingest5.txt`, `pg-nodelta-ingest5.txt`, `pg-delta-restore5.txt`, …).
 """
 
 from __future__ import annotations
@@ -131,16 +136,60 @@ def profile(
     print(f"  {name}: wall {wall:.2f} s, CPU {len(comms) / FREQ:.2f} s", flush=True)
 
 
+def profile_pg(work: Path, out_dir: Path) -> None:
+    """Night 5 of the pg series, ingested and restored with and without delta encoding."""
+    sys.path.insert(0, str(HERE))
+    from pg import private_cluster
+
+    nights = [work / f"pg-n{n}.sql" for n in range(1, 6)]
+    if not all(n.exists() for n in nights):
+        with private_cluster(30) as c:
+            for n, path in enumerate(nights, 1):
+                c.night(n, path)
+    cli = [sys.executable, "-m", "containerarchive"]
+    for mode, init in [("delta", []), ("nodelta", ["--no-delta"])]:
+        repo = work / f"repo-pg-{mode}"
+        shutil.rmtree(repo, ignore_errors=True)
+        env = {"CONTAINERARCHIVE_REPOSITORY": str(repo), "CONTAINERARCHIVE_PASSWORD": PASSWORD}
+        full = {**os.environ, **env}
+        subprocess.run([*cli, "init", *init], env=full, check=True, stdout=subprocess.DEVNULL)
+        for night in nights[:4]:
+            with night.open("rb") as f:
+                subprocess.run(
+                    [*cli, "ingest", "-", "--name", "db.sql"],
+                    stdin=f, env=full, check=True, stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+        subprocess.run(["cat", str(nights[4])], stdout=subprocess.DEVNULL, check=True)
+        os.sync()
+        ingest = [*cli, "ingest", "-", "--name", "db.sql"]
+        profile(f"pg-{mode}-ingest5", ingest, env, out_dir, work, stdin=nights[4])
+        os.sync()
+        out = work / "restored"
+        profile(f"pg-{mode}-restore5", [*cli, "restore", "latest"], env, out_dir, work, stdout=out)
+        if not filecmp.cmp(out, nights[4], shallow=False):
+            raise RuntimeError(f"pg {mode}: restored bytes differ")
+        out.unlink()
+        shutil.rmtree(repo)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=HERE / "profiles", help="report directory")
+    ap.add_argument(
+        "--pg", action="store_true", help="profile delta encoding on the PostgreSQL series"
+    )
     args = ap.parse_args()
     if shutil.which("perf") is None:
         sys.exit("perf not found: apt-get install -y linux-perf")
     work = args.work or Path(tempfile.mkdtemp(prefix="ca-profile-"))
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.pg:
+        profile_pg(work, args.out)
+        if args.work is None:
+            shutil.rmtree(work)
+        return
     print("generating data sets", flush=True)
     sql, rnd = work / "v1.sql", work / "random.bin"
     if not sql.exists():
