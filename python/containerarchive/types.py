@@ -417,6 +417,9 @@ class RepoStats(Fields):
     stored_bytes: int
     original_bytes: int
     #: ``original_bytes / unique_bytes``: how many times over deduplication stores the data.
+    #: ``unique_bytes`` counts every indexed chunk at full size, those of forgotten snapshots
+    #: not yet pruned and those kept only as delta bases included, so after a forget this can
+    #: fall below 1; ``reduction_ratio`` is the figure that stays meaningful.
     dedup_ratio: float
     #: ``unique_bytes`` over the stored bytes of data chunks: what compression saves.
     compression_ratio: float
@@ -426,6 +429,9 @@ class RepoStats(Fields):
     delta_original_bytes: int = 0
     #: Their bytes as stored.
     delta_stored_bytes: int = 0
+    #: ``original_bytes`` over the stored bytes of data chunks: deduplication, delta encoding
+    #: and compression together (parity aside).
+    reduction_ratio: float = 1.0
 
     @property
     def repository_bytes(self) -> int:
@@ -451,6 +457,7 @@ class RepoStats(Fields):
             ("parity", f"{self.parity_files} files ({human_size(self.parity_bytes)})"),
             ("deduplication", ratio(self.dedup_ratio)),
             ("compression", ratio(self.compression_ratio)),
+            ("data reduction", ratio(self.reduction_ratio)),
             (
                 "delta",
                 f"{self.delta_chunks} chunks, {human_size(self.delta_original_bytes)} stored in "

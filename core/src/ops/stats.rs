@@ -32,9 +32,15 @@ pub struct RepoStats {
     /// snapshot would produce).
     pub original_bytes: u64,
     /// `original_bytes / unique_bytes`: how many times over deduplication stores the data.
+    /// `unique_bytes` counts every chunk in the index at its full size, those of forgotten
+    /// snapshots not yet pruned and those kept only as bases of a kept snapshot's deltas
+    /// included, so after a forget this can fall below 1 (see `reduction_ratio`).
     pub dedup_ratio: f64,
     /// `unique_bytes / stored bytes of data chunks`: what compression saves.
     pub compression_ratio: f64,
+    /// `original_bytes` over the stored bytes of data chunks: deduplication, delta encoding and
+    /// compression together, what the snapshots' content takes stored (parity aside).
+    pub reduction_ratio: f64,
     /// Unique chunks stored as deltas against similar chunks (counted in `unique_chunks`).
     pub delta_chunks: u64,
     /// Their bytes before encoding (counted in `unique_bytes`).
@@ -92,6 +98,7 @@ impl<S: Storage> Repository<S> {
         }
         st.dedup_ratio = ratio(st.original_bytes, st.unique_bytes);
         st.compression_ratio = ratio(st.unique_bytes, data_stored);
+        st.reduction_ratio = ratio(st.original_bytes, data_stored);
         Ok(st)
     }
 }

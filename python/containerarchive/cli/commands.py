@@ -374,7 +374,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{st.snapshots_checked} snapshots, {st.packs_checked} packs, {st.chunks_checked} "
         f"chunks, {st.groups_checked} parity groups checked, {human_size(st.bytes_read)} read"
         + (
-            f"; {st.unindexed_packs} unindexed packs (garbage: prune removes them)"
+            f"; {st.unindexed_packs} unindexed packs (in no index file: if a snapshot needs "
+            "them, repair indexes them again; if not, prune removes them)"
             if st.unindexed_packs
             else ""
         ),

@@ -4,7 +4,7 @@
 //!   indexed; every indexed pack exists with its indexed size; every parity group is complete
 //!   and every indexed pack belongs to one.
 //! - standard: plus every pack read whole: its SHA-256 matches its id, its header matches the
-//!   index, its `.idx` matches its header.
+//!   index, its `.idx` matches its header; every parity shard read: its SHA-256 matches its id.
 //! - full: plus every blob decrypted, decompressed and re-hashed, and every group's parity
 //!   recomputed from its members.
 //!
@@ -81,7 +81,8 @@ pub enum FindingKind {
     ParitySize,
     /// An indexed pack belongs to no parity group.
     PackUnprotected,
-    /// A parity shard does not match its intact members (full).
+    /// A parity shard does not hash to its id (standard), or does not match its intact
+    /// members (full).
     ParityMismatch,
     /// A pack does not hash to its id (standard).
     PackChecksum,

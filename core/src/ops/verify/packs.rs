@@ -71,29 +71,46 @@ impl<S: Storage> Repository<S> {
                     c.progress(share + (1.0 - share) * checked.len() as f64 / pack_total)?;
                 }
             }
+            let Some(g) = group else { continue };
+            // The shard is named by its SHA-256, so every level that reads packs checks it too
+            // (a damaged shard leaves its group unable to rebuild a lost pack); a missing one
+            // is reported with the group's other checks.
+            let stored = match storage.get(&g.parity_key()) {
+                Ok(stored) => stored,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            c.report.stats.bytes_read += stored.len() as u64;
+            if Id::sha256(&stored) != g.desc.parity {
+                c.find(
+                    FindingKind::ParityMismatch,
+                    None,
+                    None,
+                    None,
+                    format!(
+                        "parity shard {} of group {} does not hash to its id (damaged; repair \
+                         computes it again from the group's packs)",
+                        g.desc.parity, g.key
+                    ),
+                );
+                continue;
+            }
             // A damaged member already explains a parity mismatch: only an intact group's
             // mismatch means the parity shard itself is damaged.
             let members_intact = complete && c.report.errors.len() == errors_before;
-            if let (Some(p), Some(g), true) = (parity, group, members_intact) {
+            if let (Some(p), true) = (parity, members_intact) {
                 let (computed, _) = p.finish();
-                match storage.get(&g.parity_key()) {
-                    Ok(stored) => {
-                        c.report.stats.bytes_read += stored.len() as u64;
-                        if stored != computed {
-                            c.find(
-                                FindingKind::ParityMismatch,
-                                None,
-                                None,
-                                None,
-                                format!(
-                                    "parity shard {} of group {} does not match its members",
-                                    g.desc.parity, g.key
-                                ),
-                            );
-                        }
-                    }
-                    Err(StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
+                if stored != computed {
+                    c.find(
+                        FindingKind::ParityMismatch,
+                        None,
+                        None,
+                        None,
+                        format!(
+                            "parity shard {} of group {} does not match its members",
+                            g.desc.parity, g.key
+                        ),
+                    );
                 }
             }
         }
