@@ -158,25 +158,25 @@ def test_the_cli_prunes_per_group_and_forgets(repo_path):
                 "--tag",
                 f"db={db}",
                 "--host",
-                "db1",
+                "pghost1",
                 "--time",
                 f"2026-03-{d:02}T02:{minute}:00Z",
                 stdin=f"{db} {d}".encode(),
             )
             assert p.returncode == 0, p.stderr
-    p = run(repo_path, "snapshots", "--host", "db1")
-    assert p.stdout.decode().count("db1") == 10 and "HOST" in p.stdout.decode()
-    assert "host      db1" in run(repo_path, "show", "latest").stdout.decode()
+    p = run(repo_path, "snapshots", "--host", "pghost1")
+    assert p.stdout.decode().count("pghost1") == 10 and "HOST" in p.stdout.decode()
+    assert "host      pghost1" in run(repo_path, "show", "latest").stdout.decode()
     p = run(repo_path, "prune", "--keep-last", "2", "--dry-run")
     text = p.stdout.decode()
     assert p.returncode == 0, p.stderr
-    assert "snapshots of host db1, items [crm.sql]:" in text
-    assert "snapshots of host db1, items [shop.sql]:" in text
+    assert "snapshots of host pghost1, items [crm.sql]:" in text
+    assert "snapshots of host pghost1, items [shop.sql]:" in text
     assert text.count("last snapshot") == 4 and "dry run: would keep 4 snapshots" in text
     doc = json.loads(run(repo_path, "prune", "--keep-last", "2", "--dry-run", "--json").stdout)
     assert [g["key"] for g in doc["groups"]] == [
-        {"host": "db1", "items": ["crm.sql"]},
-        {"host": "db1", "items": ["shop.sql"]},
+        {"host": "pghost1", "items": ["crm.sql"]},
+        {"host": "pghost1", "items": ["shop.sql"]},
     ]
     assert doc["groups"][0]["kept"][0]["reasons"] == ["last snapshot"]
     for args, message in (

@@ -564,3 +564,42 @@ fn a_base_that_decodes_to_wrong_bytes_fails_the_delta_built_on_it_and_verify_nam
         report.errors
     );
 }
+
+/// Two lost packs: the one holding night 3's chunk list, and a night-2 pack night 3's deltas
+/// need as bases. Verify cannot trace night 3's chunks, so the finding about the night-2 pack
+/// must still name night 3 (as a snapshot that may need it), not give a list that looks
+/// complete without it.
+#[test]
+fn a_lost_pack_names_a_snapshot_whose_chunk_list_is_lost_too_as_perhaps_needing_it() {
+    let r = repo(true);
+    let mut snaps = Vec::new();
+    let mut before = Vec::new();
+    for n in 1..=3 {
+        before.push(r.storage_packs());
+        let t = format!("2026-01-0{n}T00:00:00Z");
+        snaps.push(ingest_items(&r, &[("db.sql", &night(80_000, n))], &t, &[]).unwrap());
+    }
+    let list = snaps[2].manifest.items[0].chunk_lists[0];
+    let list_pack = r.locate(&list).unwrap().unwrap().pack;
+    let night2: Vec<Id> = r
+        .storage_packs()
+        .into_iter()
+        .filter(|p| !before[1].contains(p) && before[2].contains(p))
+        .collect();
+    let victim = night2[0];
+    assert_ne!(victim, list_pack);
+    for p in [victim, list_pack] {
+        r.storage().delete(&pack_key(&p)).unwrap();
+    }
+    let report = r.verify(VerifyOptions::new(VerifyLevel::Standard)).unwrap();
+    let lost = report
+        .errors
+        .iter()
+        .find(|f| f.kind == FindingKind::PackMissing && f.pack == Some(victim.to_hex()))
+        .expect("the night-2 pack is reported");
+    assert!(
+        lost.message.contains(&snaps[2].id.to_hex()),
+        "{}",
+        lost.message
+    );
+}

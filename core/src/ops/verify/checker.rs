@@ -21,6 +21,9 @@ pub(super) struct Checker<'a> {
     pub(super) chunk_user: HashMap<Id, Id>,
     /// Per pack: the snapshots referencing a blob in it.
     pub(super) pack_users: HashMap<Id, PackUsers>,
+    /// Snapshots with a chunk list that could not be read: which packs they need is unknown,
+    /// so a finding about a pack says they may need it too.
+    pub(super) untraced: Vec<Id>,
     /// Findings that another process's work in progress can explain (see
     /// [`FindingKind::is_transient`]):
     /// reported only if a second look at the end confirms them.
@@ -98,6 +101,25 @@ impl Checker<'_> {
                     u.count,
                     names.join(", ")
                 );
+            }
+            if let Some(p) = pack {
+                // A snapshot whose chunk list is unreadable (in another lost pack, say) may
+                // need this pack too: say so rather than give a list that looks complete.
+                let known = self.pack_users.get(p);
+                let maybe: Vec<String> = self
+                    .untraced
+                    .iter()
+                    .filter(|s| known.is_none_or(|u| !u.first.contains(s)))
+                    .take(USERS_NAMED)
+                    .map(Id::to_hex)
+                    .collect();
+                if !maybe.is_empty() {
+                    message = format!(
+                        "{message}; perhaps also by snapshot(s) {} (a chunk list of theirs \
+                         cannot be read, so which packs they need is unknown)",
+                        maybe.join(", ")
+                    );
+                }
             }
         }
         let f = Finding {

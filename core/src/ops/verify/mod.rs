@@ -308,6 +308,7 @@ impl<S: Storage> Repository<S> {
             },
             chunk_user: HashMap::new(),
             pack_users: HashMap::new(),
+            untraced: Vec::new(),
             deferred: Vec::new(),
         };
         let scan = self.check_index(&mut c)?;
@@ -515,6 +516,9 @@ impl<S: Storage> Repository<S> {
                     );
                 }
             }
+        }
+        if !lists_read && !c.untraced.contains(&sid) {
+            c.untraced.push(sid);
         }
         if lists_read && count != item.chunk_count {
             c.find(
