@@ -81,37 +81,27 @@ impl<S: Storage> Repository<S> {
                 Err(e) => return Err(e.into()),
             };
             c.report.stats.bytes_read += stored.len() as u64;
-            if Id::sha256(&stored) != g.desc.parity {
+            // A damaged member already explains a parity mismatch: only an intact group's
+            // mismatch means the parity shard itself is damaged.
+            let members_intact = complete && c.report.errors.len() == errors_before;
+            let why = if Id::sha256(&stored) != g.desc.parity {
+                Some("does not hash to its id (damaged; repair computes it again from the group's packs)")
+            } else {
+                match (parity, members_intact) {
+                    (Some(p), true) => {
+                        (p.finish().0 != stored).then_some("does not match its members")
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(why) = why {
                 c.find(
                     FindingKind::ParityMismatch,
                     None,
                     None,
                     None,
-                    format!(
-                        "parity shard {} of group {} does not hash to its id (damaged; repair \
-                         computes it again from the group's packs)",
-                        g.desc.parity, g.key
-                    ),
+                    format!("parity shard {} of group {} {why}", g.desc.parity, g.key),
                 );
-                continue;
-            }
-            // A damaged member already explains a parity mismatch: only an intact group's
-            // mismatch means the parity shard itself is damaged.
-            let members_intact = complete && c.report.errors.len() == errors_before;
-            if let (Some(p), true) = (parity, members_intact) {
-                let (computed, _) = p.finish();
-                if stored != computed {
-                    c.find(
-                        FindingKind::ParityMismatch,
-                        None,
-                        None,
-                        None,
-                        format!(
-                            "parity shard {} of group {} does not match its members",
-                            g.desc.parity, g.key
-                        ),
-                    );
-                }
             }
         }
         if level == VerifyLevel::Full {
