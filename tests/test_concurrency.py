@@ -475,10 +475,11 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     ingest_cli(env, tmp_path, "x", b"night one")
     config = json.loads((repo_path / "config.json").read_text())
     features = ["deletion-notices", "parity-dir"]
-    # Delta encoding is chosen (on by default), so it is required to read as well as to write.
+    # Delta encoding is chosen (on by default), so it is required to read as well as to write;
+    # metadata copies are made from init on (repair adds them to older repositories).
     assert config["version"] == 2 and config["features"] == {
         "read": ["delta"],
-        "write": [*features, "delta"],
+        "write": [*features, "metadata-copies", "delta"],
     }
     # As written by an older containerarchive.
     old = {k: v for k, v in config.items() if k != "features"} | {"version": 1}
@@ -488,7 +489,8 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     assert json.loads((repo_path / "config.json").read_text())["version"] == 1
     ingest_cli(env, tmp_path, "y", b"night two")
     upgraded = json.loads((repo_path / "config.json").read_text())
-    # The upgrade adds what every write follows, never a choice such as delta encoding.
+    # The upgrade adds what every write follows, never a choice such as delta encoding, nor
+    # metadata copies (repair adds those once every manifest has its copy).
     assert upgraded["version"] == 2 and upgraded["features"]["write"] == features
     # A repository a newer version made needs a feature this one does not know: no writes.
     upgraded["features"]["write"].append("delta-blobs")

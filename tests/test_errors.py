@@ -118,6 +118,9 @@ def test_a_damaged_snapshot_manifest_is_reported_naming_it(repo, repo_path: Path
     snap = repo.ingest(b"payload")
     f = repo_path / "snapshots" / f"{snap.id}.snapshot"
     f.write_bytes(f.read_bytes()[:-3])
+    assert repo.get_snapshot(snap.id) == snap  # read from its copy
+    copy = repo_path / "copies" / "snapshots" / f"{snap.id}.snapshot"
+    copy.write_bytes(copy.read_bytes()[:-3])
     with pytest.raises(ca.CorruptionError, match=snap.id):
         repo.get_snapshot(snap.id)
 

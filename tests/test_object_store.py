@@ -331,9 +331,12 @@ def test_packs_in_glacier_keep_backups_running_and_are_never_called_corrupt(
     r = ca(env, "-r", loc, "prune", "--keep-last", "1")
     assert r.returncode == 0, r.stderr
     assert ca(env, "-r", loc, "verify", "--level", "full").returncode == 0
-    # A key file in an archive class is named as such too.
-    key = next(k for k in _objects(upstream, loc) if k.endswith(".key"))
+    # A key file in an archive class: its copy (copies/keys/) opens the repository; with the
+    # copy archived too, the error names the archive class.
+    key = next(k for k in _objects(upstream, loc) if k.startswith("keys/") and k.endswith(".key"))
     faultproxy.set_storage_class(upstream, BUCKET, f"{prefix}/{key}", "GLACIER")
+    assert ca(env, "-r", loc, "snapshots").returncode == 0
+    faultproxy.set_storage_class(upstream, BUCKET, f"{prefix}/copies/{key}", "GLACIER")
     r = ca(env, "-r", loc, "snapshots")
     assert r.returncode == 14 and b"GLACIER" in r.stderr, r.stderr
     # Parity lives outside packs/: the new ingests extended groups they could read.

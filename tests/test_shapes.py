@@ -45,7 +45,8 @@ RUST_ONLY: dict[tuple[str, tuple[str, ...]], str] = {
 RESULT_OF: dict[str, type[Fields]] = {
     "commit": types.Snapshot,
     "get_snapshot": types.Snapshot,
-    "list_snapshots": types.Snapshot,
+    "scan_snapshots": types.SnapshotScan,
+    "latest_snapshot": types.Snapshot,
     "verify": types.VerifyResult,
     "verify:error": types.VerifyError,
     "repair": types.RepairResult,
@@ -114,6 +115,13 @@ def native_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]
             repo.ingest(random_bytes(200_000, seed), name="a.bin", host="h2")
         repo.list_snapshots()
         repo.get_snapshot("latest")
+        repo.get_snapshot("latest", host="h1")
+        # A file under a manifest's name that is not one: listed as unreadable.
+        bogus = path / "snapshots" / f"{'0' * 64}.snapshot"
+        bogus.write_bytes(b"CA-SNAP1 not a manifest")
+        with pytest.warns(ca.UnreadableSnapshotWarning):
+            repo.list_snapshots()
+        bogus.unlink()
         repo.list_keys()
         repo.stats()
         repo.verify("quick")
@@ -133,6 +141,11 @@ def native_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]
         repo.verify("standard", on_error=lambda e: None)
         for snap in repo.list_snapshots():
             repo.restore_plan(snap)
+        # A snapshot whose manifest and copy are both damaged: repair names it lost.
+        victim = repo.list_snapshots()[0].id
+        for where in ("snapshots", "copies/snapshots"):
+            f = path / where / f"{victim}.snapshot"
+            f.write_bytes(f.read_bytes()[:20])
         repo.repair()
     finally:
         repo.close()

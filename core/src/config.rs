@@ -26,8 +26,20 @@ pub const FEATURE_PARITY_DIR: &str = "parity-dir";
 /// and its prune would delete bases that deltas still need. Only repositories that turned
 /// delta encoding on carry it (`init --delta`, the default, or `Repository::enable_delta`).
 pub const FEATURE_DELTA: &str = "delta";
+/// Feature: every snapshot manifest has a byte-identical copy under `copies/snapshots/`
+/// (docs/FORMAT.md, "Metadata copies"), which readers use when the manifest is missing or
+/// damaged, and which `repair` restores from. Required to write: an older binary's prune would
+/// delete a manifest but not its copy, and a repair would then bring back a snapshot whose
+/// data is gone. Added by `init` and by `repair` (once it has copied every manifest), never by
+/// the automatic upgrade.
+pub const FEATURE_METADATA_COPIES: &str = "metadata-copies";
 /// Every feature this build knows, to read and to write.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR, FEATURE_DELTA];
+pub const KNOWN_FEATURES: &[&str] = &[
+    FEATURE_DELETION_NOTICES,
+    FEATURE_PARITY_DIR,
+    FEATURE_DELTA,
+    FEATURE_METADATA_COPIES,
+];
 /// The features every write of this build brings a repository up to (the others are chosen).
 pub const ALWAYS_WRITTEN: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR];
 /// Storage key of the config.
@@ -196,6 +208,23 @@ impl Config {
             if !list.iter().any(|f| f == FEATURE_DELTA) {
                 list.push(FEATURE_DELTA.to_string());
             }
+        }
+        c
+    }
+
+    /// Whether metadata files have copies under `copies/` (the `metadata-copies` feature).
+    pub fn copies(&self) -> bool {
+        self.features
+            .write
+            .iter()
+            .any(|f| f == FEATURE_METADATA_COPIES)
+    }
+
+    /// This config with metadata copies on (the `metadata-copies` write feature).
+    pub fn with_copies(&self) -> Config {
+        let mut c = self.upgraded();
+        if !c.copies() {
+            c.features.write.push(FEATURE_METADATA_COPIES.to_string());
         }
         c
     }

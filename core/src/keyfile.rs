@@ -4,10 +4,12 @@
 //! Used by `init` and `open` ([`crate::repo`]) and by the key operations
 //! ([`crate::ops::keys`]); no operation writes a key file any other way.
 
+use std::collections::BTreeMap;
+
 use crate::crypto::{KdfParams, KeyFile, RandomSource, MAX_KEY_FILE_LEN};
 use crate::error::{Error, Result};
 use crate::id::Id;
-pub use crate::layout::KEYS_PREFIX;
+pub use crate::layout::{KEYS_PREFIX, KEY_COPY_PREFIX};
 use crate::storage::{Storage, StorageError};
 
 /// The storage key of the key file whose content hashes to `id`: `keys/<id>.key`.
@@ -34,7 +36,8 @@ pub struct NewKey<'a> {
     pub comment: &'a str,
 }
 
-/// Wrap `master` under `new.passphrase` and store it as a new key file; returns its storage key.
+/// Wrap `master` under `new.passphrase` and store it as a new key file (and, with
+/// `copies`, its copy under `copies/keys/`); returns its storage key.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for KDF costs the key-file format refuses; [`Error::Storage`].
@@ -44,6 +47,7 @@ pub fn write_key_file(
     repo_id: &Id,
     new: &NewKey<'_>,
     rng: &mut dyn RandomSource,
+    copies: bool,
 ) -> Result<String> {
     let kf = KeyFile::create(
         master,
@@ -58,66 +62,188 @@ pub fn write_key_file(
     let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
     let key = key_file_key(&Id::sha256(&json));
     storage.put(&key, &json)?;
+    if copies {
+        storage.put(&key_copy_key(&key), &json)?;
+    }
     Ok(key)
 }
 
-/// Every key file that parses, with its storage key, in name order.
+/// The storage key of a key file's copy: `keys/<id>.key` → `copies/keys/<id>.key`.
+pub fn key_copy_key(key: &str) -> String {
+    format!("{KEY_COPY_PREFIX}{}", key.trim_start_matches(KEYS_PREFIX))
+}
+
+/// Remove a key file and its copy (the copy first: a copy without its key file only ever
+/// means a lost key file).
 ///
 /// # Errors
-/// [`Error::Storage`] when listing or reading fails.
-pub fn read_key_files(storage: &dyn Storage) -> Result<Vec<(String, KeyFile)>> {
-    let mut out = Vec::new();
-    let mut listed = storage.list(KEYS_PREFIX)?;
-    listed.sort();
-    for (key, _) in listed {
-        let data = storage.get(&key)?;
-        if let Ok(kf) = KeyFile::parse(&data) {
-            out.push((key, kf));
+/// [`Error::Storage`].
+pub fn delete_key_file(storage: &dyn Storage, key: &str) -> Result<()> {
+    match storage.delete(&key_copy_key(key)) {
+        Ok(()) | Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    storage.delete(key)?;
+    Ok(())
+}
+
+/// One stored version of a key file (the file, or its copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// Not there.
+    Missing,
+    /// There, but not the key file of its name (why).
+    Damaged(String),
+    /// There and hashing to its name (its bytes).
+    Intact(Vec<u8>),
+    /// In an archive storage class: not readable until restored from the archive.
+    Archived(StorageError),
+}
+
+/// A key file by its storage key (`keys/<id>.key`), with its two versions.
+#[derive(Debug, Clone)]
+pub struct KeyVersions {
+    /// `keys/<id>.key`.
+    pub key: String,
+    /// The file itself.
+    pub file: Version,
+    /// Its copy under `copies/keys/` (always [`Version::Missing`] without metadata copies).
+    pub copy: Version,
+}
+
+impl Version {
+    /// Whether it is not there.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Version::Missing)
+    }
+}
+
+impl KeyVersions {
+    /// The bytes of the first intact version (the file, then the copy).
+    pub fn intact(&self) -> Option<&[u8]> {
+        match (&self.file, &self.copy) {
+            (Version::Intact(d), _) | (_, Version::Intact(d)) => Some(d),
+            _ => None,
         }
+    }
+}
+
+/// Every key file named under `keys/` (and, with `copies`, under `copies/keys/`: a key file
+/// lost while its copy is not is one too), in name order, each version read and checked
+/// against its name (a key file is named by the SHA-256 of its bytes).
+///
+/// # Errors
+/// [`Error::Storage`] for a listing or read that fails (an object in an archive class too).
+pub fn key_versions(storage: &dyn Storage, copies: bool) -> Result<Vec<KeyVersions>> {
+    let mut sizes: BTreeMap<String, (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for (key, size) in storage.list(KEYS_PREFIX)? {
+        if key.ends_with(".key") && !key[KEYS_PREFIX.len()..].contains('/') {
+            sizes.entry(key).or_default().0 = Some(size);
+        }
+    }
+    if copies {
+        for (copy, size) in storage.list(KEY_COPY_PREFIX)? {
+            if copy.ends_with(".key") && !copy[KEY_COPY_PREFIX.len()..].contains('/') {
+                let key = format!("{KEYS_PREFIX}{}", &copy[KEY_COPY_PREFIX.len()..]);
+                sizes.entry(key).or_default().1 = Some(size);
+            }
+        }
+    }
+    let read = |key: &str, size: Option<u64>| -> Result<Version> {
+        let Some(size) = size else {
+            return Ok(Version::Missing);
+        };
+        if size > MAX_KEY_FILE_LEN as u64 {
+            return Ok(Version::Damaged(format!(
+                "{size} bytes, too large for a key file"
+            )));
+        }
+        let data = match storage.get(key) {
+            Ok(d) => d,
+            Err(StorageError::NotFound(_)) => return Ok(Version::Missing),
+            Err(e @ StorageError::Archived { .. }) => return Ok(Version::Archived(e)),
+            Err(e) => return Err(e.into()),
+        };
+        let named = crate::layout::classify(key).and_then(|(_, id)| id);
+        Ok(match named {
+            Some(id) if Id::sha256(&data) != id => Version::Damaged(
+                "damaged: its content does not hash to its name (a changed, truncated or \
+                 replaced file)"
+                    .into(),
+            ),
+            _ => Version::Intact(data),
+        })
+    };
+    let mut out = Vec::new();
+    for (key, (file, copy)) in sizes {
+        let copy_key = key_copy_key(&key);
+        out.push(KeyVersions {
+            file: read(&key, file)?,
+            copy: read(&copy_key, copy)?,
+            key,
+        });
     }
     Ok(out)
 }
 
-/// Unwrap the master key with `pass`, trying every key file in name order; returns the master
-/// key and the key file that opened it.
+/// Every key file that parses (from its first intact version), with its storage key, in
+/// name order.
 ///
 /// # Errors
-/// [`Error::WrongPassphrase`] when readable key files exist but none opens with `pass`;
-/// [`Error::Corruption`] naming `keys/` when there is no readable key file;
+/// [`Error::Storage`] when listing or reading fails.
+pub fn read_key_files(storage: &dyn Storage, copies: bool) -> Result<Vec<(String, KeyFile)>> {
+    Ok(key_versions(storage, copies)?
+        .into_iter()
+        .filter_map(|v| {
+            let kf = KeyFile::parse(v.intact()?).ok()?;
+            Some((v.key, kf))
+        })
+        .collect())
+}
+
+/// Unwrap the master key with `pass`, trying every key file in name order (each from its
+/// first intact version: the file, or with `copies` its copy); returns the master key and the
+/// key file that opened it.
+///
+/// # Errors
+/// [`Error::WrongPassphrase`] when key files exist, all intact, and none opens with `pass`;
+/// [`Error::Corruption`] naming `keys/` and each damaged key file when none opens and one is
+/// damaged (it may have been this passphrase's), or there is no key file;
 /// [`Error::Storage`] (`Archived`) when none opened and one is in an archive class.
 pub fn unlock_master(
     storage: &dyn Storage,
     repo_id: &Id,
     pass: &[u8],
+    copies: bool,
 ) -> Result<([u8; 32], String)> {
-    let mut keys = storage.list(KEYS_PREFIX)?;
-    keys.sort();
+    let versions = key_versions(storage, copies)?;
     let mut malformed = Vec::new();
     let mut tried = Vec::new();
     let mut archived = None;
-    for (key, size) in &keys {
-        if !key.ends_with(".key") {
-            continue;
-        }
-        if *size > MAX_KEY_FILE_LEN as u64 {
-            malformed.push(format!("{key}: {size} bytes, too large for a key file"));
-            continue;
-        }
-        let data = match storage.get(key) {
-            Err(e @ StorageError::Archived { .. }) => {
-                archived.get_or_insert(e);
-                continue;
+    for v in &versions {
+        let Some(data) = v.intact() else {
+            for x in [&v.file, &v.copy] {
+                if let Version::Archived(e) = x {
+                    archived.get_or_insert_with(|| e.clone());
+                }
             }
-            other => other,
+            let why = |x: &Version| match x {
+                Version::Missing => "missing".to_string(),
+                Version::Damaged(w) => w.clone(),
+                Version::Intact(_) => "intact".to_string(),
+                Version::Archived(e) => e.to_string(),
+            };
+            malformed.push(if copies {
+                format!("{}: {}; its copy: {}", v.key, why(&v.file), why(&v.copy))
+            } else {
+                format!("{}: {}", v.key, why(&v.file))
+            });
+            continue;
         };
-        let parsed = data
-            .map_err(|e| e.to_string())
-            .and_then(|d| KeyFile::parse(&d))
-            .and_then(|kf| kf.unwrap_master(repo_id, pass));
-        match parsed {
-            Ok(Some(master)) => return Ok((master, key.clone())),
-            Ok(None) => tried.push(key.as_str()),
-            Err(e) => malformed.push(format!("{key}: {e}")),
+        match KeyFile::parse(data).and_then(|kf| kf.unwrap_master(repo_id, pass)) {
+            Ok(Some(master)) => return Ok((master, v.key.clone())),
+            Ok(None) => tried.push(v.key.as_str()),
+            Err(e) => malformed.push(format!("{}: {e}", v.key)),
         }
     }
     // No key opened, and one could not be read because it is in an archive class: say that.
@@ -134,16 +260,24 @@ pub fn unlock_master(
             },
         ));
     }
+    if !malformed.is_empty() {
+        // Damage is certain; the passphrase may be the damaged key file's: say both.
+        return Err(Error::corruption(
+            KEYS_PREFIX,
+            format!(
+                "key file(s) damaged: {}; the passphrase opens none of the intact ones ({}). If \
+                 the passphrase is right, it was a damaged file's: restore that file from a \
+                 backup of the repository, or open with another key's passphrase",
+                malformed.join("; "),
+                tried.join(", ")
+            ),
+        ));
+    }
     Err(Error::WrongPassphrase(format!(
-        "wrong passphrase for the repository at {}: none of its {} key file(s) opens with it ({}){}",
+        "wrong passphrase for the repository at {}: none of its {} key file(s) opens with it ({})",
         storage.location(),
         tried.len(),
         tried.join(", "),
-        if malformed.is_empty() {
-            String::new()
-        } else {
-            format!("; unreadable: {}", malformed.join("; "))
-        }
     )))
 }
 

@@ -51,6 +51,12 @@ pub const KEYS_PREFIX: &str = "keys/";
 pub const PARITY_PREFIX: &str = "parity/";
 /// Where repositories made before the `parity-dir` feature keep them (still read).
 pub const LEGACY_PARITY_PREFIX: &str = "packs/parity/";
+/// Copies of snapshot manifests (feature `metadata-copies`): `copies/snapshots/<id>.snapshot`,
+/// byte for byte the manifest of the same name.
+pub const SNAPSHOT_COPY_PREFIX: &str = "copies/snapshots/";
+/// Copies of key files (feature `metadata-copies`): `copies/keys/<id>.key`, byte for byte the
+/// key file of the same name.
+pub const KEY_COPY_PREFIX: &str = "copies/keys/";
 
 /// Every kind of object a repository holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +83,10 @@ pub enum Kind {
     Lock,
     /// `deleting/<id>.notice`.
     Notice,
+    /// `copies/snapshots/<id>.snapshot`.
+    SnapshotCopy,
+    /// `copies/keys/<id>.key`.
+    KeyCopy,
 }
 
 /// The first 8 bytes of every object of a kind, where it has them (JSON files and parity
@@ -87,10 +97,10 @@ pub fn magic(kind: Kind) -> Option<&'static [u8; 8]> {
         Kind::PackIdx => IDX_MAGIC,
         Kind::Group => GROUP_MAGIC,
         Kind::Index => INDEX_MAGIC,
-        Kind::Snapshot | Kind::PendingSnapshot => SNAPSHOT_MAGIC,
+        Kind::Snapshot | Kind::PendingSnapshot | Kind::SnapshotCopy => SNAPSHOT_MAGIC,
         Kind::Lock => LOCK_MAGIC,
         Kind::Notice => NOTICE_MAGIC,
-        Kind::Config | Kind::Key | Kind::Parity => return None,
+        Kind::Config | Kind::Key | Kind::KeyCopy | Kind::Parity => return None,
     })
 }
 
@@ -129,6 +139,8 @@ pub fn classify(key: &str) -> Option<(Kind, Option<Id>)> {
         ["index", name] => (Kind::Index, hex_name(name, "index")?),
         ["snapshots", name] => (Kind::Snapshot, hex_name(name, "snapshot")?),
         ["snapshots", "pending", name] => (Kind::PendingSnapshot, hex_name(name, "snapshot")?),
+        ["copies", "snapshots", name] => (Kind::SnapshotCopy, hex_name(name, "snapshot")?),
+        ["copies", "keys", name] => (Kind::KeyCopy, hex_name(name, "key")?),
         ["locks", name] => (Kind::Lock, hex_name(name, "lock")?),
         ["deleting", name] => (Kind::Notice, hex_name(name, "notice")?),
         _ => return None,
@@ -210,6 +222,8 @@ mod tests {
             ),
             (format!("locks/{h}.lock"), Kind::Lock),
             (format!("deleting/{h}.notice"), Kind::Notice),
+            (format!("copies/snapshots/{h}.snapshot"), Kind::SnapshotCopy),
+            (format!("copies/keys/{h}.key"), Kind::KeyCopy),
         ] {
             assert_eq!(classify(&key).map(|c| c.0), Some(kind), "{key}");
         }

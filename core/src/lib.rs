@@ -43,6 +43,6 @@ pub use id::Id;
 pub use lock::LockInfo;
 pub use ops::ingest::Ingest;
 pub use ops::restore::ItemReader;
-pub use repo::{InitOptions, Repository, SnapshotFilter};
+pub use repo::{InitOptions, Repository, SnapshotFilter, SnapshotScan, UnreadableSnapshot};
 pub use snapshot::{Item, Snapshot};
 pub use storage::{MemoryStorage, Storage, StorageError};

@@ -20,7 +20,8 @@ use crate::keyfile::{check_new_passphrase, unlock_master, write_key_file, NewKey
 use crate::lock::{self, HeldLock, LockInfo, StaleCheck, UnlockReport};
 use crate::pack::pack_key;
 use crate::snapshot::{
-    decode_snapshot, snapshot_id_of_key, snapshot_key, Snapshot, SNAPSHOT_PREFIX,
+    decode_snapshot, snapshot_copy_key, snapshot_id_of_copy_key, snapshot_id_of_key, snapshot_key,
+    Snapshot, SNAPSHOT_COPY_PREFIX, SNAPSHOT_PREFIX,
 };
 use crate::storage::{Storage, StorageError};
 
@@ -95,6 +96,25 @@ impl SnapshotFilter {
     }
 }
 
+/// What [`Repository::scan_snapshots`] found: every snapshot that reads, and every one that
+/// does not.
+#[derive(Debug, Default)]
+pub struct SnapshotScan {
+    /// Readable snapshots passing the filter, oldest first.
+    pub snapshots: Vec<Snapshot>,
+    /// Snapshots whose manifest cannot be read (a filter cannot be applied to them), by id.
+    pub unreadable: Vec<UnreadableSnapshot>,
+}
+
+/// A snapshot whose manifest could not be read.
+#[derive(Debug)]
+pub struct UnreadableSnapshot {
+    /// The snapshot id (its manifest's file name).
+    pub id: Id,
+    /// Why: the error reading or decoding the manifest.
+    pub error: Error,
+}
+
 struct Inner<S> {
     storage: S,
     config: Config,
@@ -109,6 +129,9 @@ struct Inner<S> {
     /// Whether new chunks may be delta-encoded (`config.json`'s `delta` feature, or turned on
     /// through this handle).
     delta: AtomicBool,
+    /// Whether metadata files have copies (`config.json`'s `metadata-copies` feature, or
+    /// turned on through this handle).
+    copies: AtomicBool,
     /// Asked between steps of long operations whether to stop (see [`Repository::set_interrupt`]).
     interrupt: RwLock<Option<InterruptCheck>>,
     /// The master key and the key file it was unlocked with (encrypted repositories).
@@ -164,7 +187,8 @@ impl<S: Storage> Repository<S> {
                     created_at,
                     comment: key_comment,
                 };
-                let key = write_key_file(&storage, &master, &repo_id, &new_key, rng)?;
+                let key =
+                    write_key_file(&storage, &master, &repo_id, &new_key, rng, config.copies())?;
                 unlocked = Some((master, key));
                 Keys::from_master(&master, &repo_id)
             }
@@ -177,7 +201,7 @@ impl<S: Storage> Repository<S> {
                 // Another init won the race (the put is create-only): withdraw our key file,
                 // which wraps a master key of a repository that does not exist.
                 if let Some((_, key)) = &unlocked {
-                    let _ = storage.delete(key);
+                    let _ = crate::keyfile::delete_key_file(&storage, key);
                 }
                 Error::RepositoryExists {
                     location: storage.location(),
@@ -208,6 +232,7 @@ impl<S: Storage> Repository<S> {
         Repository {
             inner: Arc::new(Inner {
                 delta: AtomicBool::new(config.delta()),
+                copies: AtomicBool::new(config.copies()),
                 storage,
                 config,
                 keys,
@@ -309,7 +334,7 @@ impl<S: Storage> Repository<S> {
                     storage.location()
                 ))
             })?;
-            let (master, key) = unlock_master(&storage, &repo_id, pass)?;
+            let (master, key) = unlock_master(&storage, &repo_id, pass, config.copies())?;
             unlocked = Some((master, key));
             Keys::from_master(&master, &repo_id)
         } else {
@@ -486,47 +511,166 @@ impl<S: Storage> Repository<S> {
         Ok(self.index()?.as_ref().and_then(|i| i.get(id)))
     }
 
-    /// Ids of every snapshot, from file names alone.
+    /// Ids of every snapshot, from file names alone (with metadata copies, a snapshot whose
+    /// manifest is lost but whose copy is not is one too), sorted.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .inner
-            .storage
-            .list(SNAPSHOT_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, _)| snapshot_id_of_key(&k))
-            .collect())
+        Ok(self.snapshot_files()?.into_keys().collect())
     }
 
-    /// Read one snapshot manifest.
+    /// Every snapshot id with the bytes its manifest and its copy take: a listing of
+    /// `snapshots/` and, with metadata copies, of `copies/snapshots/`.
+    pub(crate) fn snapshot_files(&self) -> Result<BTreeMap<Id, u64>> {
+        let storage = &self.inner.storage;
+        let mut out = BTreeMap::new();
+        if self.copies() {
+            for (k, size) in storage.list(SNAPSHOT_COPY_PREFIX)? {
+                if let Some(id) = snapshot_id_of_copy_key(&k) {
+                    *out.entry(id).or_default() += size;
+                }
+            }
+        }
+        for (k, size) in storage.list(SNAPSHOT_PREFIX)? {
+            if let Some(id) = snapshot_id_of_key(&k) {
+                *out.entry(id).or_default() += size;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read one snapshot manifest: the file under `snapshots/`, or when it is missing or
+    /// damaged its copy under `copies/snapshots/` (feature `metadata-copies`; docs/FORMAT.md,
+    /// "Metadata copies").
     ///
     /// # Errors
-    /// [`Error::SnapshotNotFound`]; [`Error::Corruption`]; [`Error::Storage`].
+    /// [`Error::SnapshotNotFound`] when neither is there; [`Error::Corruption`] when neither
+    /// reads (naming what is wrong with each); [`Error::Storage`].
     pub fn load_snapshot(&self, id: Id) -> Result<Snapshot> {
-        let data = self
-            .inner
-            .storage
-            .get(&snapshot_key(&id))
-            .map_err(|e| match e {
+        let storage = &self.inner.storage;
+        let read = |key: &str| -> Result<Snapshot> {
+            let data = storage.get(key).map_err(|e| match e {
                 StorageError::NotFound(_) => Error::SnapshotNotFound(id.to_hex()),
                 e => e.into(),
             })?;
-        decode_snapshot(&self.inner.keys, id, &data)
+            decode_snapshot(&self.inner.keys, id, &data)
+        };
+        let primary = read(&snapshot_key(&id));
+        if !self.copies() {
+            return primary;
+        }
+        match primary {
+            Ok(s) => Ok(s),
+            Err(first @ (Error::SnapshotNotFound(_) | Error::Corruption { .. })) => {
+                match read(&snapshot_copy_key(&id)) {
+                    Ok(s) => Ok(s),
+                    Err(Error::SnapshotNotFound(_)) => Err(first),
+                    Err(Error::Corruption { reason, .. }) => Err(Error::corruption(
+                        format!("snapshot {id}"),
+                        match first {
+                            Error::Corruption { reason: r, .. } => {
+                                format!("{r}; its copy in {SNAPSHOT_COPY_PREFIX}: {reason}")
+                            }
+                            _ => format!(
+                                "its manifest is missing and its copy in \
+                                 {SNAPSHOT_COPY_PREFIX} is damaged: {reason}"
+                            ),
+                        },
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether metadata files have copies under `copies/` (the `metadata-copies` feature,
+    /// or turned on through this handle by `repair`).
+    pub fn copies(&self) -> bool {
+        self.inner.copies.load(Ordering::SeqCst)
+    }
+
+    /// Turn metadata copies on through this handle (after `repair` copied every file).
+    pub(crate) fn set_copies(&self) {
+        self.inner.copies.store(true, Ordering::SeqCst);
     }
 
     /// Snapshots passing `filter`, oldest first. Reads manifests only, never chunk lists.
     ///
     /// # Errors
-    /// [`Error::Corruption`] for a manifest that does not decode; [`Error::Storage`].
+    /// [`Error::Corruption`] for a manifest that does not decode (the first met: see
+    /// [`scan_snapshots`](Self::scan_snapshots) for a listing that goes on past damage);
+    /// [`Error::Storage`].
     pub fn list_snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
+        let scan = self.scan_snapshots(filter)?;
+        match scan.unreadable.into_iter().next() {
+            Some(u) => Err(u.error),
+            None => Ok(scan.snapshots),
+        }
+    }
+
+    /// Every snapshot passing `filter` (oldest first) and every one whose manifest cannot be
+    /// read: one damaged manifest hides nothing else. A manifest deleted between the listing
+    /// and its reading (a concurrent prune or forget) is neither.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the listing itself fails, or for an error reading a manifest
+    /// other than its absence or damage (the storage is failing: nothing would be reliable).
+    pub fn scan_snapshots(&self, filter: &SnapshotFilter) -> Result<SnapshotScan> {
+        let mut out = SnapshotScan::default();
         for id in self.snapshot_ids()? {
-            let s = self.load_snapshot(id)?;
-            if filter.matches(&s) {
-                out.push(s);
+            match self.load_snapshot(id) {
+                Ok(s) if filter.matches(&s) => out.snapshots.push(s),
+                Ok(_) | Err(Error::SnapshotNotFound(_)) => {}
+                Err(error @ Error::Corruption { .. }) => {
+                    out.unreadable.push(UnreadableSnapshot { id, error })
+                }
+                Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        out.snapshots
+            .sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        out.unreadable.sort_by_key(|u| u.id);
         Ok(out)
+    }
+
+    /// The newest snapshot passing `filter`. It is never a stale answer: when a manifest
+    /// cannot be read, that snapshot may be newer (or match), so this fails naming it.
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`] when none passes; [`Error::Corruption`] naming every
+    /// unreadable manifest; [`Error::Storage`].
+    pub fn latest_snapshot(&self, filter: &SnapshotFilter) -> Result<Snapshot> {
+        let mut scan = self.scan_snapshots(filter)?;
+        if !scan.unreadable.is_empty() {
+            let ids: Vec<String> = scan.unreadable.iter().map(|u| u.id.to_hex()).collect();
+            let why: Vec<String> = scan
+                .unreadable
+                .iter()
+                .map(|u| match &u.error {
+                    Error::Corruption { reason, .. } => reason.clone(),
+                    e => e.to_string(),
+                })
+                .collect();
+            return Err(Error::corruption(
+                format!("snapshot {}", ids.join(", ")),
+                format!(
+                    "the latest snapshot cannot be chosen: {} cannot be read and may be newer \
+                     ({}); name a snapshot by id, or run repair",
+                    if ids.len() == 1 {
+                        "this manifest"
+                    } else {
+                        "these manifests"
+                    },
+                    why.join("; ")
+                ),
+            ));
+        }
+        scan.snapshots.pop().ok_or_else(|| {
+            Error::SnapshotNotFound(if filter.tags.is_empty() && filter.host.is_none() {
+                "latest (the repository has no snapshots)".into()
+            } else {
+                "latest (no snapshot matches)".into()
+            })
+        })
     }
 
     /// A snapshot by full id, unique id prefix, or `latest`.
@@ -537,12 +681,7 @@ impl<S: Storage> Repository<S> {
     pub fn get_snapshot(&self, id_or_prefix: &str) -> Result<Snapshot> {
         let wanted = id_or_prefix.trim().to_ascii_lowercase();
         if wanted == "latest" {
-            return self
-                .list_snapshots(&SnapshotFilter::default())?
-                .pop()
-                .ok_or_else(|| {
-                    Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
-                });
+            return self.latest_snapshot(&SnapshotFilter::default());
         }
         let id = resolve_snapshot_prefix(self.snapshot_ids()?, id_or_prefix)?;
         self.load_snapshot(id)
@@ -574,6 +713,19 @@ impl<S: Storage> Repository<S> {
             self.inner.storage.replace(CONFIG_KEY, &json)?;
         }
         self.inner.delta.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Add the `metadata-copies` feature to `config.json` (repair, once every manifest has its
+    /// copy): from then on readers use the copies and older binaries may not write.
+    pub(crate) fn enable_copies(&self) -> Result<()> {
+        let stored: Config = serde_json::from_slice(&self.inner.storage.get(CONFIG_KEY)?)
+            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
+        if !stored.copies() {
+            let json = serde_json::to_vec_pretty(&stored.with_copies()).expect("config serializes");
+            self.inner.storage.replace(CONFIG_KEY, &json)?;
+        }
+        self.set_copies();
         Ok(())
     }
 
@@ -721,6 +873,7 @@ fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
             write: ALWAYS_WRITTEN.iter().map(|f| f.to_string()).collect(),
         },
     };
+    let config = config.with_copies();
     if options.delta {
         config.with_delta()
     } else {
@@ -741,8 +894,8 @@ fn check_location_free(storage: &dyn Storage) -> Result<()> {
         Err(StorageError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    // The location must be empty but for what an unfinished init of ours left: key files
-    // (whose repository was never created; they open nothing and are left alone).
+    // The location must be empty but for what an unfinished init of ours left: key files and
+    // their copies (whose repository was never created; they open nothing and are left alone).
     let mut found = Vec::new();
     for (key, _) in storage.list("")? {
         if key == CONFIG_KEY {
@@ -751,7 +904,8 @@ fn check_location_free(storage: &dyn Storage) -> Result<()> {
                 location: storage.location(),
             });
         }
-        let leftover = crate::layout::is(crate::layout::Kind::Key, &key)
+        let leftover = (crate::layout::is(crate::layout::Kind::Key, &key)
+            || crate::layout::is(crate::layout::Kind::KeyCopy, &key))
             && match storage.get(&key) {
                 Ok(data) => crate::crypto::KeyFile::parse(&data).is_ok(),
                 Err(StorageError::NotFound(_)) => true,

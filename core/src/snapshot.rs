@@ -6,7 +6,7 @@
 //! The manifest is small: each item's chunk list lives in chunk-list blobs inside packs and
 //! the manifest only names those blobs, so listing snapshots never reads a chunk list.
 
-pub use crate::layout::{PENDING_PREFIX, SNAPSHOT_MAGIC, SNAPSHOT_PREFIX};
+pub use crate::layout::{PENDING_PREFIX, SNAPSHOT_COPY_PREFIX, SNAPSHOT_MAGIC, SNAPSHOT_PREFIX};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
@@ -37,6 +37,19 @@ pub fn snapshot_key(id: &Id) -> String {
 pub fn snapshot_id_of_key(key: &str) -> Option<Id> {
     Id::from_hex(
         key.strip_prefix(SNAPSHOT_PREFIX)?
+            .strip_suffix(SNAPSHOT_SUFFIX)?,
+    )
+}
+
+/// The storage key of a manifest's copy (feature `metadata-copies`).
+pub fn snapshot_copy_key(id: &Id) -> String {
+    format!("{SNAPSHOT_COPY_PREFIX}{}{SNAPSHOT_SUFFIX}", id.to_hex())
+}
+
+/// The snapshot id in the storage key of a manifest's copy, if it is one.
+pub fn snapshot_id_of_copy_key(key: &str) -> Option<Id> {
+    Id::from_hex(
+        key.strip_prefix(SNAPSHOT_COPY_PREFIX)?
             .strip_suffix(SNAPSHOT_SUFFIX)?,
     )
 }

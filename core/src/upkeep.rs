@@ -166,6 +166,9 @@ impl<S: Storage> Repository<S> {
             match complete {
                 Ok(()) => {
                     put_exact(storage, &snapshot_key(&id), &data)?;
+                    if self.copies() {
+                        put_exact(storage, &crate::snapshot::snapshot_copy_key(&id), &data)?;
+                    }
                     delete_if_present(storage, &key)?;
                 }
                 Err(Error::Storage(e)) => return Err(e.into()),

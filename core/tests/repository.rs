@@ -377,19 +377,34 @@ fn a_missing_pack_is_reported_naming_it() {
 }
 
 #[test]
-fn a_damaged_snapshot_file_is_reported_naming_it() {
+fn a_damaged_snapshot_file_is_read_from_its_copy_and_both_damaged_are_reported_naming_it() {
     let repo = encrypted();
     let snap = ingest_items(&repo, &[("d", b"abc")], "2026-01-01T00:00:00Z", &[]).unwrap();
-    let key = format!("snapshots/{}.snapshot", snap.id);
-    let mut bytes = repo.storage().get(&key).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    repo.storage().overwrite(&key, bytes);
-    let err = repo.get_snapshot(&snap.id.to_hex()).err().unwrap();
-    assert!(
-        matches!(err, Error::Corruption { .. }) && err.to_string().contains(&snap.id.to_hex()),
-        "{err}"
-    );
+    for (i, key) in [
+        format!("snapshots/{}.snapshot", snap.id),
+        format!("copies/snapshots/{}.snapshot", snap.id),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut bytes = repo.storage().get(&key).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        repo.storage().overwrite(&key, bytes);
+        let got = repo.get_snapshot(&snap.id.to_hex());
+        if i == 0 {
+            assert_eq!(got.unwrap().id, snap.id, "the copy serves");
+            continue;
+        }
+        let err = got.err().unwrap();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::Corruption { .. })
+                && text.contains(&snap.id.to_hex())
+                && text.contains("copies/snapshots/"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

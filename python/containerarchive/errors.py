@@ -6,6 +6,8 @@ about as attributes (``snapshot``, ``item``, ``lock``, ``object``, ``key``, ``lo
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ContainerArchiveError(Exception):
     """Base class of every containerarchive error."""
@@ -139,6 +141,16 @@ class StorageError(ContainerArchiveError, OSError):
     key: str
 
 
+class UnreadableSnapshotWarning(UserWarning):
+    """:meth:`Repository.list_snapshots` left out snapshots whose manifest cannot be read
+    (damaged or truncated); ``snapshots`` lists them (:class:`UnreadableSnapshot`). The
+    listing holds every other snapshot. ``repair`` restores a manifest from its copy."""
+
+    def __init__(self, message: str, snapshots: list[Any]) -> None:
+        super().__init__(message)
+        self.snapshots = snapshots
+
+
 class ArchivedObjectError(StorageError):
     """An object the operation must read is in an archive storage class of the object store
     (S3 Glacier Flexible Retrieval, Glacier Deep Archive…): it is intact, but has to be restored
@@ -167,6 +179,7 @@ __all__ = [
     "RepositoryNotFoundError",
     "SnapshotNotFoundError",
     "StorageError",
+    "UnreadableSnapshotWarning",
     "UnsupportedFormatError",
     "WrongPassphraseError",
 ]

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -58,6 +59,7 @@ from .errors import (
     LockedError,
     RepositoryNotFoundError,
     SnapshotNotFoundError,
+    UnreadableSnapshotWarning,
 )
 from .events import Emitter, IngestComplete, Progress, ProgressEvent, Subscription, Throttle
 from .types import (
@@ -68,6 +70,7 @@ from .types import (
     RepoStats,
     RestorePlan,
     Snapshot,
+    SnapshotScan,
     UnlockResult,
     VerifyError,
     VerifyResult,
@@ -431,14 +434,43 @@ class Repository:
         host: str | None = None,
     ) -> list[Snapshot]:
         """Snapshots, oldest first, with all ``tags``, ``after <= created_at <= before`` and,
-        if given, made by ``host`` (snapshots of unknown host never match one)."""
-        rows = self._n.list_snapshots(
-            _tags(tags),
-            _iso(after, "after") if after is not None else None,
-            _iso(before, "before") if before is not None else None,
-            _host(host),
+        if given, made by ``host`` (snapshots of unknown host never match one).
+
+        A snapshot whose manifest cannot be read (damaged, truncated) hides nothing else: it is
+        left out and named in an :class:`UnreadableSnapshotWarning` (``warnings`` module; make
+        it an error with ``warnings.simplefilter("error", UnreadableSnapshotWarning)``), and
+        :meth:`scan_snapshots` returns both lists. Raises :class:`StorageError` when the
+        listing itself fails."""
+        scan = self.scan_snapshots(tags=tags, after=after, before=before, host=host)
+        if scan.unreadable:
+            warnings.warn(
+                UnreadableSnapshotWarning(
+                    f"{len(scan.unreadable)} snapshot(s) cannot be read and are not listed: "
+                    + "; ".join(f"{u.id}: {u.reason}" for u in scan.unreadable)
+                    + " (`containerarchive repair` restores a manifest from its copy)",
+                    scan.unreadable,
+                ),
+                stacklevel=2,
+            )
+        return scan.snapshots
+
+    def scan_snapshots(
+        self,
+        tags: Mapping[str, str] | None = None,
+        after: TimeLike | None = None,
+        before: TimeLike | None = None,
+        host: str | None = None,
+    ) -> SnapshotScan:
+        """The snapshots :meth:`list_snapshots` lists, and every snapshot whose manifest cannot
+        be read (:class:`UnreadableSnapshot`: its ``id`` and the ``reason``), in one pass."""
+        return SnapshotScan._from_json(
+            self._n.scan_snapshots(
+                _tags(tags),
+                _iso(after, "after") if after is not None else None,
+                _iso(before, "before") if before is not None else None,
+                _host(host),
+            )
         )
-        return [Snapshot._from_json(r) for r in rows]
 
     def get_snapshot(
         self,
@@ -449,17 +481,19 @@ class Repository:
         """A snapshot by id, unique id prefix, or ``"latest"`` (a :class:`Snapshot` works too).
 
         With ``"latest"``, ``tags`` and ``host`` choose the newest snapshot having them; with an
-        id they must match the snapshot. Raises :class:`SnapshotNotFoundError` when none does.
+        id they must match the snapshot. Raises :class:`SnapshotNotFoundError` when none does,
+        and for ``"latest"`` :class:`CorruptionError` naming every snapshot whose manifest
+        cannot be read (it may be the newest: the answer would not be reliable).
         """
         ref = _ref(id_or_prefix)
         if not tags and host is None:
             return Snapshot._from_json(self._n.get_snapshot(ref))
         wanted = _tags(tags)
         if ref.strip().lower() == "latest":
-            found = self.list_snapshots(tags=wanted, host=host)
-            if not found:
-                raise SnapshotNotFoundError(f"no snapshot {_filter_text(wanted, host)}")
-            return found[-1]
+            try:
+                return Snapshot._from_json(self._n.latest_snapshot(wanted, _host(host)))
+            except SnapshotNotFoundError:
+                raise SnapshotNotFoundError(f"no snapshot {_filter_text(wanted, host)}") from None
         snap = Snapshot._from_json(self._n.get_snapshot(ref))
         if any(snap.tags.get(k) != v for k, v in wanted.items()) or (
             host is not None and snap.host != host

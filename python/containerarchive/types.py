@@ -129,6 +129,24 @@ class Snapshot(Fields):
 
 
 @dataclass(frozen=True)
+class UnreadableSnapshot(Fields):
+    """A snapshot whose manifest cannot be read: ``id`` (its file name) and ``reason``."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SnapshotScan(Fields):
+    """What :meth:`Repository.scan_snapshots` found: the readable snapshots passing the
+    filter (oldest first) and every snapshot whose manifest cannot be read (a filter cannot be
+    applied to those)."""
+
+    snapshots: list[Snapshot] = field(metadata=source(nested=Snapshot))
+    unreadable: list[UnreadableSnapshot] = field(metadata=source(nested=UnreadableSnapshot))
+
+
+@dataclass(frozen=True)
 class VerifyError(Fields):
     """One problem verify found; ``pack``, ``chunk`` and ``snapshot`` name its objects."""
 
@@ -149,6 +167,9 @@ class VerifyStats(Fields):
     bytes_read: int
     groups_checked: int
     unindexed_packs: int
+    #: Snapshots whose manifest is intact but has no copy (an interrupted ingest or prune, or
+    #: a deleted copy): not damage; ``repair`` writes the copies.
+    missing_copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,14 @@ class UnrecoverablePack(Fields):
 
 
 @dataclass(frozen=True)
+class LostSnapshot(Fields):
+    """A snapshot whose manifest and its copy both cannot be read (``forget`` removes it)."""
+
+    snapshot: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RepairResult(Fields):
     """What :meth:`Repository.repair` did."""
 
@@ -232,11 +261,23 @@ class RepairResult(Fields):
     parity_groups_moved: int = 0
     #: Files at the location this repository did not write: never read, changed or deleted.
     foreign_files: list[str] = field(default_factory=list, hash=False)
+    #: Metadata files (snapshot manifests, key files, their copies) that were missing or
+    #: damaged and were written again from their intact copy.
+    metadata_restored: list[str] = field(default_factory=list, hash=False)
+    #: Copies written for metadata files that had none (a repository made before metadata
+    #: copies, which repair turns on).
+    copies_added: int = 0
+    #: Snapshots whose manifest and copy both cannot be read.
+    lost_snapshots: list[LostSnapshot] = field(
+        default_factory=list, hash=False, metadata=source(nested=LostSnapshot)
+    )
+    #: Key files whose every copy is damaged: that passphrase no longer opens the repository.
+    lost_key_files: list[str] = field(default_factory=list, hash=False)
 
     @property
     def ok(self) -> bool:
         """Whether everything damaged could be saved."""
-        return not self.unrecoverable
+        return not self.unrecoverable and not self.lost_snapshots and not self.lost_key_files
 
     def _repr_html_(self) -> str:
         done = table(
@@ -259,6 +300,13 @@ class RepairResult(Fields):
                 ],
             )
             if self.unrecoverable
+            else ""
+        ) + (
+            table(
+                ["lost snapshot", "reason"],
+                [(s.snapshot, s.reason) for s in self.lost_snapshots],
+            )
+            if self.lost_snapshots
             else ""
         )
         title = "Repair: everything saved" if self.ok else "Repair: data lost"

@@ -326,6 +326,57 @@ impl NativeRepository {
         Ok(snaps.iter().map(snapshot_json).collect())
     }
 
+    /// JSON `{"snapshots": [...], "unreadable": [{"id", "reason"}]}`: the snapshots matching
+    /// the filter, oldest first, and those whose manifest cannot be read.
+    #[pyo3(signature = (tags, after=None, before=None, host=None))]
+    fn scan_snapshots(
+        &self,
+        py: Python<'_>,
+        tags: BTreeMap<String, String>,
+        after: Option<String>,
+        before: Option<String>,
+        host: Option<String>,
+    ) -> PyResult<String> {
+        let filter = SnapshotFilter {
+            tags,
+            after: time_arg("after", after)?,
+            before: time_arg("before", before)?,
+            host,
+        };
+        let scan = py
+            .detach(|| self.repo.scan_snapshots(&filter))
+            .map_err(py_err)?;
+        let doc = serde_json::json!({
+            "snapshots": scan.snapshots.iter().map(|s| s.view()).collect::<Vec<_>>(),
+            "unreadable": scan
+                .unreadable
+                .iter()
+                .map(|u| serde_json::json!({"id": u.id.to_hex(), "reason": u.error.to_string()}))
+                .collect::<Vec<_>>(),
+        });
+        Ok(doc.to_string())
+    }
+
+    /// The newest snapshot (JSON) matching the filter; fails naming any manifest that cannot
+    /// be read (it may be newer).
+    #[pyo3(signature = (tags, host=None))]
+    fn latest_snapshot(
+        &self,
+        py: Python<'_>,
+        tags: BTreeMap<String, String>,
+        host: Option<String>,
+    ) -> PyResult<String> {
+        let filter = SnapshotFilter {
+            tags,
+            host,
+            ..Default::default()
+        };
+        let s = py
+            .detach(|| self.repo.latest_snapshot(&filter))
+            .map_err(py_err)?;
+        Ok(snapshot_json(&s))
+    }
+
     /// One snapshot (JSON) by id, unique prefix or `latest`.
     fn get_snapshot(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let s = py.detach(|| self.repo.get_snapshot(id)).map_err(py_err)?;

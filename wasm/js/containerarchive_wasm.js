@@ -4,6 +4,7 @@
 //   await init();
 //   const archive = await Archive.open(files, passphrase, { root });   // root: when several
 //   archive.snapshots({ tags, after, before, host });    // array, oldest first
+//   archive.unreadableSnapshots();                        // [{ id, reason }]: left out above
 //   await archive.verify("quick" | "standard" | "full", onProgress);
 //   archive.restore(snapshotId, item);                    // ReadableStream<Uint8Array>
 //   await archive.requiredFiles(snapshotId, item);        // { files, totalBytes, missing, complete }
@@ -47,6 +48,7 @@ export class Archive {
   #pending = new Map();
   #next = 1;
   #snapshots = "[]"; // JSON text, as the engine listed them
+  #unreadable = [];
   #keys = [];
 
   constructor(worker) {
@@ -90,6 +92,7 @@ export class Archive {
     try {
       const opened = await archive.#call("open", { entries, passphrase: passphrase ?? null, root: root ?? null });
       archive.#snapshots = opened.snapshots;
+      archive.#unreadable = opened.unreadable;
       archive.#keys = opened.keys;
       archive.root = opened.root;
     } catch (err) {
@@ -109,6 +112,12 @@ export class Archive {
   snapshots({ tags = {}, after, before, host } = {}) {
     const filter = { tags, after: toTime(after), before: toTime(before), host: host ?? null };
     return JSON.parse(selectSnapshots(this.#snapshots, JSON.stringify(filter)));
+  }
+
+  /** Snapshots whose manifest cannot be read (damaged or truncated), left out of
+   * `snapshots()`: `[{ id, reason }]`. Every other snapshot is listed and restores. */
+  unreadableSnapshots() {
+    return this.#unreadable.map((u) => ({ ...u }));
   }
 
   /** Verify: resolves to { ok, errors: [{kind, pack, chunk, snapshot, message}], stats }. */

@@ -30,7 +30,12 @@ const ops = {
     }
     engine?.free();
     engine = Engine.open(paths, sizes, read, passphrase || undefined, chosen);
-    return { snapshots: engine.snapshots("{}"), keys: [...files.keys()], root: chosen ?? null };
+    return {
+      snapshots: engine.snapshots("{}"),
+      unreadable: JSON.parse(engine.unreadable()),
+      keys: [...files.keys()],
+      root: chosen ?? null,
+    };
   },
   verify({ level }, id) {
     return JSON.parse(engine.verify(level, (fraction) => self.postMessage({ id, progress: fraction })));

@@ -363,11 +363,26 @@ impl Engine {
     }
 
     /// Snapshots matching a JSON filter `{tags, after, before, host}`, oldest first, as JSON.
+    /// A snapshot whose manifest cannot be read is left out ([`Engine::unreadable`] names it).
     pub fn snapshots(&self, filter_json: &str) -> Result<String, JsValue> {
         let filter = snapshot_filter(filter_json)?;
-        let snaps = self.repo.list_snapshots(&filter).map_err(js_error)?;
-        let views: Vec<_> = snaps.iter().map(Snapshot::view).collect();
+        let scan = self.repo.scan_snapshots(&filter).map_err(js_error)?;
+        let views: Vec<_> = scan.snapshots.iter().map(Snapshot::view).collect();
         Ok(to_js_json(&views))
+    }
+
+    /// The snapshots whose manifest cannot be read, as JSON `[{id, reason}]` (by id).
+    pub fn unreadable(&self) -> Result<String, JsValue> {
+        let scan = self
+            .repo
+            .scan_snapshots(&SnapshotFilter::default())
+            .map_err(js_error)?;
+        let rows: Vec<serde_json::Value> = scan
+            .unreadable
+            .iter()
+            .map(|u| serde_json::json!({"id": u.id.to_hex(), "reason": u.error.to_string()}))
+            .collect();
+        Ok(serde_json::Value::Array(rows).to_string())
     }
 
     /// Verify at `level`; `on_progress(fraction)` is called as it goes. Returns

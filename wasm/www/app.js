@@ -72,7 +72,12 @@ async function openRepository() {
   try {
     archive = await Archive.open(files, $("#passphrase").value, { root });
     const where = archive.root ? ` in ${archive.root}` : "";
-    $("#open-status").textContent = `${archive.snapshots().length} snapshots, ${archive.files.length} files${where}`;
+    const unreadable = archive.unreadableSnapshots();
+    const damage = unreadable.length === 0 ? "" :
+      `; ${unreadable.length} snapshot(s) cannot be read and are not listed: ` +
+      unreadable.map((u) => `${u.id} (${u.reason})`).join(", ") +
+      " — `containerarchive repair` restores what it can";
+    $("#open-status").textContent = `${archive.snapshots().length} snapshots, ${archive.files.length} files${where}${damage}`;
     renderSnapshots();
   } catch (err) {
     $("#open-status").textContent = "";

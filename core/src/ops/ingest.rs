@@ -32,8 +32,8 @@ use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::repo::Repository;
 use crate::scan::read_with_bases;
 use crate::snapshot::{
-    encode_snapshot, format_time, pending_snapshot_key, snapshot_key, Item, ItemCommand, Manifest,
-    Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
+    encode_snapshot, format_time, pending_snapshot_key, snapshot_copy_key, snapshot_key, Item,
+    ItemCommand, Manifest, Snapshot, IDS_PER_LIST_BLOB, MANIFEST_VERSION,
 };
 use crate::storage::{put_exact, Storage, StorageError};
 use crate::validate::{validate_command, validate_item_name, validate_item_type, validate_tags};
@@ -566,7 +566,7 @@ impl<S: Storage> Writer<S> {
             return Err(e);
         }
         put_exact(storage, &final_key, data)?;
-        match storage.delete(&pending) {
+        let committed = match storage.delete(&pending) {
             Ok(()) => Ok(()),
             Err(StorageError::NotFound(_)) => check_packs_present(storage, keys, &self.packs_used)
                 .inspect_err(|_| {
@@ -574,7 +574,14 @@ impl<S: Storage> Writer<S> {
                 }),
             // A pending manifest left behind only keeps data alive; repair removes it.
             Err(_) => Ok(()),
+        };
+        if committed.is_ok() && self.repo.copies() {
+            // The copy follows the manifest, so that a copy without its manifest only ever
+            // means a lost manifest. Failing to write it loses no backup: verify reports the
+            // missing copy and repair writes it.
+            let _ = put_exact(storage, &snapshot_copy_key(id), data);
         }
+        committed
     }
 }
 

@@ -10,7 +10,8 @@ use crate::crypto::{KdfParams, RandomSource};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::keyfile::{
-    check_new_passphrase, key_file_key, key_id_of as id_of, read_key_files, write_key_file, NewKey,
+    check_new_passphrase, delete_key_file, key_file_key, key_id_of as id_of, read_key_files,
+    write_key_file, NewKey,
 };
 use crate::repo::Repository;
 use crate::storage::Storage;
@@ -38,7 +39,7 @@ impl<S: Storage> Repository<S> {
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.master_key()?;
         let current = self.current_key();
-        Ok(read_key_files(self.storage())?
+        Ok(read_key_files(self.storage(), self.copies())?
             .into_iter()
             .map(|(key, kf)| KeyInfo {
                 id: id_of(&key),
@@ -72,7 +73,7 @@ impl<S: Storage> Repository<S> {
             created_at,
             comment,
         };
-        let key = write_key_file(self.storage(), &master, &repo_id, &new, rng)?;
+        let key = write_key_file(self.storage(), &master, &repo_id, &new, rng, self.copies())?;
         Ok(id_of(&key))
     }
 
@@ -84,7 +85,7 @@ impl<S: Storage> Repository<S> {
     /// the one in use; [`Error::Storage`].
     pub fn remove_key(&self, id: &str) -> Result<()> {
         self.master_key()?;
-        let files = read_key_files(self.storage())?;
+        let files = read_key_files(self.storage(), self.copies())?;
         let matches: Vec<&String> = files
             .iter()
             .map(|(k, _)| k)
@@ -106,8 +107,7 @@ impl<S: Storage> Repository<S> {
         if self.current_key().as_deref() == Some(key.as_str()) {
             return Err(Error::InvalidArgument(format!("key {} is the one this repository was opened with: open the repository with another key's passphrase to remove this one, or give this key a new passphrase instead", id_of(&key))));
         }
-        self.storage().delete(&key)?;
-        Ok(())
+        delete_key_file(self.storage(), &key)
     }
 
     /// Replace the key file in use by a new one with `new_passphrase`; returns the new key id.
@@ -127,7 +127,7 @@ impl<S: Storage> Repository<S> {
         let id = self.add_key(new_passphrase, kdf, created_at, comment, rng)?;
         self.set_current_key(Some(key_file_key(&Id::from_hex(&id).expect("hex id"))));
         if let Some(old) = old {
-            self.storage().delete(&old)?;
+            delete_key_file(self.storage(), &old)?;
         }
         Ok(id)
     }

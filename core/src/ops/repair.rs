@@ -52,6 +52,26 @@ pub struct RepairReport {
     pub parity_groups_moved: u64,
     /// Files at the location that this repository did not write (left alone).
     pub foreign_files: Vec<String>,
+    /// Metadata files (storage keys) that were missing or damaged and were written again
+    /// from their intact copy (docs/FORMAT.md, "Metadata copies").
+    pub metadata_restored: Vec<String>,
+    /// Copies written for metadata files that had none (a repository made before metadata
+    /// copies, which repair then turns on; or a writer that died between a file and its copy).
+    pub copies_added: u64,
+    /// Snapshots whose manifest and copy both cannot be read: lost (`forget` removes them).
+    pub lost_snapshots: Vec<LostSnapshot>,
+    /// Key files (storage keys) whose every version is damaged: that passphrase no longer
+    /// opens the repository (the others still do).
+    pub lost_key_files: Vec<String>,
+}
+
+/// A snapshot repair could not bring back: neither its manifest nor a copy reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostSnapshot {
+    /// The snapshot id.
+    pub snapshot: Id,
+    /// What is wrong with its manifest and its copy.
+    pub reason: String,
 }
 
 /// Whether packs are intact (present with their size and hashing to their id), each read at
@@ -125,6 +145,7 @@ impl<S: Storage> Repository<S> {
         let storage: &dyn Storage = self.storage();
         let keys = self.keys();
         let mut report = RepairReport::default();
+        self.repair_manifests(&mut report)?;
         // What the index knew before, to name the blobs of packs that are gone.
         let (old_view, _) = read_index_view(storage, keys, |_, _| {})?;
         let (present, _) = list_packs(storage)?;
@@ -172,6 +193,107 @@ impl<S: Storage> Repository<S> {
         report.foreign_files = layout::foreign(storage)?;
         report.unrecoverable = self.name_affected_snapshots(lost, &old_view)?;
         Ok(report)
+    }
+
+    /// Snapshot manifests and their copies: a missing or damaged one is written again from
+    /// the other; one with no copy gets one. In a repository without metadata copies, every
+    /// readable manifest is copied, and then `config.json` gains the `metadata-copies`
+    /// feature (from then on older binaries, whose prune would leave copies behind, may not
+    /// write). Snapshots whose manifest and copy both fail are reported lost.
+    fn repair_manifests(&self, report: &mut RepairReport) -> Result<()> {
+        let storage: &dyn Storage = self.storage();
+        let had_copies = self.copies();
+        let read = |key: &str, id: Id| -> Result<Option<(Vec<u8>, Option<String>)>> {
+            match storage.get(key) {
+                Ok(d) => {
+                    let bad = crate::snapshot::decode_snapshot(self.keys(), id, &d)
+                        .err()
+                        .map(|e| e.to_string());
+                    Ok(Some((d, bad)))
+                }
+                Err(StorageError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        for id in self.snapshot_ids()? {
+            self.check_interrupt()?;
+            let primary_key = crate::snapshot::snapshot_key(&id);
+            let copy_key = crate::snapshot::snapshot_copy_key(&id);
+            let primary = read(&primary_key, id)?;
+            let copy = read(&copy_key, id)?;
+            let good = |f: &Option<(Vec<u8>, Option<String>)>| match f {
+                Some((d, None)) => Some(d.clone()),
+                _ => None,
+            };
+            match (good(&primary), good(&copy)) {
+                (Some(_), Some(_)) => {}
+                (Some(d), None) => {
+                    put_exact(storage, &copy_key, &d)?;
+                    if had_copies && copy.is_some() {
+                        report.metadata_restored.push(copy_key);
+                    } else {
+                        report.copies_added += 1;
+                    }
+                }
+                (None, Some(d)) => {
+                    put_exact(storage, &primary_key, &d)?;
+                    report.metadata_restored.push(primary_key);
+                }
+                (None, None) => {
+                    let what = |f: &Option<(Vec<u8>, Option<String>)>| match f {
+                        None => "missing".to_string(),
+                        Some((_, why)) => why.clone().unwrap_or_default(),
+                    };
+                    report.lost_snapshots.push(LostSnapshot {
+                        snapshot: id,
+                        reason: format!(
+                            "its manifest: {}; its copy: {} (nothing of it can be read: \
+                             `forget {id}` removes it)",
+                            what(&primary),
+                            what(&copy)
+                        ),
+                    });
+                }
+            }
+        }
+        self.repair_key_files(report)?;
+        if !had_copies {
+            self.enable_copies()?;
+        }
+        Ok(())
+    }
+
+    /// Key files and their copies, as [`Self::repair_manifests`] does manifests: a missing or
+    /// damaged version is written again from the intact one (both must hash to the name).
+    fn repair_key_files(&self, report: &mut RepairReport) -> Result<()> {
+        use crate::keyfile::{key_copy_key, key_versions, Version};
+        let storage: &dyn Storage = self.storage();
+        for v in key_versions(storage, true)? {
+            self.check_interrupt()?;
+            let copy_key = key_copy_key(&v.key);
+            let Some(good) = v.intact().map(<[u8]>::to_vec) else {
+                if !v.file.is_missing() || !v.copy.is_missing() {
+                    report.lost_key_files.push(v.key);
+                }
+                continue;
+            };
+            if !matches!(v.file, Version::Intact(_)) {
+                put_exact(storage, &v.key, &good)?;
+                report.metadata_restored.push(v.key.clone());
+            }
+            match v.copy {
+                Version::Intact(_) => {}
+                Version::Missing => {
+                    put_exact(storage, &copy_key, &good)?;
+                    report.copies_added += 1;
+                }
+                _ => {
+                    put_exact(storage, &copy_key, &good)?;
+                    report.metadata_restored.push(copy_key);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rebuild every pack that is missing or damaged from its parity group where one shard

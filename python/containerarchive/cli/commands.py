@@ -128,8 +128,9 @@ def _empty_passphrase_words(init: bool = False) -> Iterator[None]:
 
 
 def _by_id(repo: Repository) -> dict[str, Snapshot]:
-    """Every snapshot by id, for the text report (read before snapshots go)."""
-    return {s.id: s for s in repo.list_snapshots()}
+    """Every readable snapshot by id, for the text report (read before snapshots go; the
+    operation itself reports one it cannot read)."""
+    return {s.id: s for s in repo.scan_snapshots().snapshots}
 
 
 def _ingest_items(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -327,12 +328,13 @@ def cmd_restore_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        snaps = repo.list_snapshots(
+        scan = repo.scan_snapshots(
             tags=_parse_tags(args.tag),
             after=_time_flag(args.after, "--after"),
             before=_time_flag(args.before, "--before"),
             host=args.host,
         )
+    snaps = scan.snapshots
     width = max([4, *(len(s.host or "-") for s in snaps)])
     rows = [
         f"{s.short_id}  {s.created_at.isoformat(timespec='seconds')}  "
@@ -344,6 +346,21 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     ]
     header = f"{'ID':8}  {'TIME':25}  {'HOST':{width}}  {'SIZE':>10}  {'ADDED':>10}  ITEMS  TAGS"
     _emit(args, [s.to_dict() for s in snaps], "\n".join([header, *rows, f"{len(snaps)} snapshots"]))
+    # Damage hides nothing else: the readable snapshots are listed (the JSON array keeps its
+    # shape), each unreadable one is named on stderr, and the exit code says not ok.
+    for u in scan.unreadable:
+        print(
+            f"containerarchive snapshots: snapshot {u.id} cannot be read, not listed: {u.reason}",
+            file=sys.stderr,
+        )
+    if scan.unreadable:
+        print(
+            f"containerarchive snapshots: {len(scan.unreadable)} snapshot(s) cannot be read; "
+            "`containerarchive verify` checks every file, `containerarchive repair` restores "
+            "what it can",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return 0
 
 
@@ -378,6 +395,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "them, repair indexes them again; if not, prune removes them)"
             if st.unindexed_packs
             else ""
+        )
+        + (
+            f"; {st.missing_copies} snapshot manifests without their copy (an interrupted "
+            "ingest or prune, or a deleted copy: repair writes them)"
+            if st.missing_copies
+            else ""
         ),
     )
     return 0 if result.ok else EXIT_ERROR
@@ -395,10 +418,19 @@ def cmd_repair(args: argparse.Namespace) -> int:
     ]
     if r.parity_groups_moved:
         lines.append(f"{r.parity_groups_moved} parity groups moved from packs/parity/ to parity/")
+    lines += [f"restored {k} from its copy" for k in r.metadata_restored]
+    if r.copies_added:
+        lines.append(f"{r.copies_added} metadata copies written (copies/)")
     lines += _foreign_lines(r.foreign_files)
     for u in r.unrecoverable:
         lines.append(f"UNRECOVERABLE pack {u.pack}: {u.reason}")
         lines += [f"  affects snapshot {s}" for s in u.snapshots]
+    for s in r.lost_snapshots:
+        lines.append(f"LOST snapshot {s.snapshot}: {s.reason}")
+    for k in r.lost_key_files:
+        lines.append(
+            f"LOST key file {k}: it and its copy are damaged (its passphrase no longer opens)"
+        )
     doc = key_before({"ok": r.ok, **r.to_dict()}, "groups_written", before="unrecoverable")
     _emit(args, doc, "\n".join(lines))
     return 0 if r.ok else EXIT_ERROR

@@ -276,6 +276,8 @@ def _collect_text(r: PruneResult, snaps: dict[str, Snapshot]) -> str:
 
     def row(sid: str, why: str = "") -> str:
         s = snaps.get(sid)
+        if s is None and not why:
+            why = "(its manifest cannot be read)"
         when = s.created_at.isoformat(timespec="seconds") if s else ""
         items = ",".join(i.name for i in s.items) if s else ""
         return f"    {sid[:8]}  {when:25}  {items:20}  {why}".rstrip()

@@ -262,6 +262,8 @@ impl<S: Storage> Repository<S> {
     ) -> Result<()> {
         let storage: &dyn Storage = self.storage();
         for id in &plan.removed {
+            // The copy first: a copy without its manifest only ever means a lost manifest.
+            delete_if_present(storage, &crate::snapshot::snapshot_copy_key(id))?;
             delete_if_present(storage, &snapshot_key(id))?;
         }
         for key in plan.old_index.iter().filter(|k| !written.contains(k)) {

@@ -223,6 +223,7 @@ impl<S: Storage> Repository<S> {
         &self,
         selection: &Selection<'_>,
         all: &[Snapshot],
+        unreadable: &[Id],
     ) -> Result<(HashSet<Id>, Vec<GroupDecision>)> {
         match selection {
             Selection::Policy(r) => {
@@ -249,7 +250,8 @@ impl<S: Storage> Repository<S> {
             Selection::Snapshots(refs) => {
                 let mut removed = HashSet::new();
                 for r in refs.iter() {
-                    removed.insert(resolve_snapshot_prefix(all.iter().map(|s| s.id), r)?);
+                    let ids = all.iter().map(|s| s.id).chain(unreadable.iter().copied());
+                    removed.insert(resolve_snapshot_prefix(ids, r)?);
                 }
                 Ok((removed, Vec::new()))
             }

@@ -84,6 +84,8 @@ impl PrunePlan {
 /// Phase 1's result: the snapshots, those pending, and what the selection removes.
 struct SnapshotsRead {
     all: Vec<Snapshot>,
+    /// Snapshots whose manifest cannot be read, which `forget` named: removed too.
+    unreadable_removed: Vec<Id>,
     pending: Vec<Snapshot>,
     seen: HashSet<Id>,
     removed: HashSet<Id>,
@@ -177,6 +179,7 @@ impl<S: Storage> Repository<S> {
                 .iter()
                 .filter(|s| snaps.removed.contains(&s.id))
                 .map(|s| s.id)
+                .chain(snaps.unreadable_removed.iter().copied())
                 .collect(),
             groups: snaps.decisions,
             keep: fates.keep,
@@ -196,38 +199,71 @@ impl<S: Storage> Repository<S> {
         })
     }
 
-    /// Phase 1: every snapshot must be readable, or we cannot know what is still needed.
+    /// Phase 1: every snapshot must be readable (or be one `forget` removes), or we cannot
+    /// know what is still needed.
     fn read_snapshots(
         &self,
         selection: &Selection<'_>,
         ledger: &mut Ledger,
     ) -> Result<SnapshotsRead> {
-        let snapshot_sizes: HashMap<Id, u64> = self
-            .storage()
-            .list(crate::snapshot::SNAPSHOT_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, s)| Some((crate::snapshot::snapshot_id_of_key(&k)?, s)))
-            .collect();
+        let snapshot_sizes: HashMap<Id, u64> = self.snapshot_files()?.into_iter().collect();
         let mut all = Vec::new();
+        let mut unreadable: Vec<(Id, Error)> = Vec::new();
         for id in snapshot_sizes.keys() {
             self.check_interrupt()?;
             match self.load_snapshot(*id) {
                 Ok(s) => all.push(s),
                 // Withdrawn since listed (an ingest whose commit check failed).
                 Err(Error::SnapshotNotFound(_)) => {}
+                Err(e @ Error::Corruption { .. }) => unreadable.push((*id, e)),
                 Err(e) => return Err(e),
             }
         }
+        unreadable.sort_by_key(|(id, _)| *id);
         // Manifests an ingest is committing: not subject to the policy, but their data stays.
         let pending = self.pending_snapshots(&snapshot_sizes.keys().copied().collect())?;
         let mut seen: HashSet<Id> = snapshot_sizes.keys().copied().collect();
         seen.extend(pending.iter().map(|s| s.id));
-        let (removed, decisions) = self.select(selection, &all)?;
+        let unreadable_ids: Vec<Id> = unreadable.iter().map(|(id, _)| *id).collect();
+        let (removed, decisions) = self.select(selection, &all, &unreadable_ids)?;
+        // A snapshot that cannot be read may reference any blob: with one left, nothing could
+        // be judged unused. Only `forget` naming it removes it (its data may then go).
+        let blocking: Vec<&(Id, Error)> = unreadable
+            .iter()
+            .filter(|(id, _)| !removed.contains(id))
+            .collect();
+        if !blocking.is_empty() {
+            let ids: Vec<String> = blocking.iter().map(|(id, _)| id.to_hex()).collect();
+            let reasons: Vec<String> = blocking
+                .iter()
+                .map(|(_, e)| match e {
+                    Error::Corruption { reason, .. } => reason.clone(),
+                    e => e.to_string(),
+                })
+                .collect();
+            return Err(Error::corruption(
+                format!("snapshot {}", ids.join(", ")),
+                format!(
+                    "{} ({}); the data such a snapshot references cannot be known, so nothing \
+                     was deleted: run repair (it restores a manifest from its copy), or remove \
+                     the snapshot with `forget {}`",
+                    if ids.len() == 1 {
+                        "its manifest cannot be read"
+                    } else {
+                        "their manifests cannot be read"
+                    },
+                    reasons.join("; "),
+                    ids.join(" ")
+                ),
+            ));
+        }
         for id in &removed {
             ledger.deleted += snapshot_sizes[id];
         }
+        let unreadable_removed = unreadable_ids;
         Ok(SnapshotsRead {
             all,
+            unreadable_removed,
             pending,
             seen,
             removed,

@@ -23,7 +23,7 @@ use crate::parity::{load_groups, Group};
 use crate::progress::OnProgress;
 use crate::repo::Repository;
 use crate::scan::{list_packs, read_index_view, IndexView};
-use crate::snapshot::{decode_snapshot, snapshot_id_of_key, Item, SNAPSHOT_PREFIX};
+use crate::snapshot::{decode_snapshot, snapshot_copy_key, snapshot_key, Item, Snapshot};
 use crate::storage::{Storage, StorageError};
 
 mod checker;
@@ -94,11 +94,13 @@ pub enum FindingKind {
     Idx,
     /// A blob does not decrypt, decompress or hash to its chunk id (full).
     ChunkCorrupt,
+    /// A key file or its copy is missing or does not hash to its name.
+    KeyFile,
 }
 
 impl FindingKind {
     /// Every kind, in the order verify can report them.
-    pub const ALL: [FindingKind; 17] = [
+    pub const ALL: [FindingKind; 18] = [
         FindingKind::Index,
         FindingKind::Snapshot,
         FindingKind::ChunkMissing,
@@ -116,6 +118,7 @@ impl FindingKind {
         FindingKind::IdxMissing,
         FindingKind::Idx,
         FindingKind::ChunkCorrupt,
+        FindingKind::KeyFile,
     ];
 
     /// The snake_case name (as serialised).
@@ -138,6 +141,7 @@ impl FindingKind {
             FindingKind::IdxMissing => "idx_missing",
             FindingKind::Idx => "idx",
             FindingKind::ChunkCorrupt => "chunk_corrupt",
+            FindingKind::KeyFile => "key_file",
         }
     }
 
@@ -201,6 +205,10 @@ pub struct VerifyStats {
     pub groups_checked: u64,
     /// Packs on storage that no index lists (left by an interrupted ingest; garbage, not damage).
     pub unindexed_packs: u64,
+    /// Snapshot manifests and key files that are intact but have no copy (feature
+    /// `metadata-copies`): a writer interrupted between the two files, or a deleted copy.
+    /// Nothing is damaged; `repair` writes the copies.
+    pub missing_copies: u64,
 }
 
 /// The outcome of a verification.
@@ -312,6 +320,7 @@ impl<S: Storage> Repository<S> {
             deferred: Vec::new(),
         };
         let scan = self.check_index(&mut c)?;
+        self.check_key_files(&mut c)?;
         self.check_snapshots(&mut c, &scan)?;
         check_presence(&mut c, &scan);
         let groups = self.check_parity_groups(&mut c, &scan)?;
@@ -357,35 +366,153 @@ impl<S: Storage> Repository<S> {
         })
     }
 
+    /// Every key file, and with metadata copies its copy, hashes to its name. A copy missing
+    /// while the key file is intact is counted (an interrupted writer leaves that), not
+    /// reported.
+    fn check_key_files(&self, c: &mut Checker<'_>) -> Result<()> {
+        use crate::keyfile::{key_copy_key, key_versions, Version};
+        let copies = self.copies();
+        for v in key_versions(self.storage(), copies)? {
+            let other_ok = |x: &Version| matches!(x, Version::Intact(_));
+            let note = |ok: bool| {
+                if ok {
+                    " (its other copy is intact: repair restores this one)"
+                } else {
+                    ""
+                }
+            };
+            let describe = |x: &Version| match x {
+                Version::Missing => "missing".to_string(),
+                Version::Damaged(w) => w.clone(),
+                Version::Archived(e) => e.to_string(),
+                Version::Intact(_) => String::new(),
+            };
+            if !other_ok(&v.file) && (copies || !v.file.is_missing()) {
+                let n = note(other_ok(&v.copy));
+                c.find(
+                    FindingKind::KeyFile,
+                    None,
+                    None,
+                    None,
+                    format!("key file {}: {}{n}", v.key, describe(&v.file)),
+                );
+            }
+            if !copies {
+                continue;
+            }
+            match &v.copy {
+                Version::Intact(_) => {}
+                Version::Missing if other_ok(&v.file) => c.report.stats.missing_copies += 1,
+                x => {
+                    let n = note(other_ok(&v.file));
+                    c.find(
+                        FindingKind::KeyFile,
+                        None,
+                        None,
+                        None,
+                        format!("key file copy {}: {}{n}", key_copy_key(&v.key), describe(x)),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Phase 2: every snapshot manifest decodes, its chunk lists decode, and every chunk they
     /// name is indexed; records which snapshots use which pack.
     fn check_snapshots(&self, c: &mut Checker<'_>, scan: &Scan) -> Result<()> {
         let storage: &dyn Storage = self.storage();
         let mut referenced = HashSet::new();
-        let mut ids: Vec<Id> = storage
-            .list(SNAPSHOT_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, _)| snapshot_id_of_key(&k))
-            .collect();
-        ids.sort();
+        let ids = self.snapshot_ids()?;
+        let copies = self.copies();
         let snapshot_total = ids.len().max(1) as f64;
         for sid in ids {
             c.report.stats.snapshots_checked += 1;
             c.progress(
                 c.metadata_share * c.report.stats.snapshots_checked as f64 / snapshot_total,
             )?;
-            let data = match storage.get(&crate::snapshot::snapshot_key(&sid)) {
-                Ok(d) => d,
-                Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            c.report.stats.bytes_read += data.len() as u64;
-            let snap = match decode_snapshot(self.keys(), sid, &data) {
-                Ok(s) => s,
-                Err(e) => {
-                    c.find_error(FindingKind::Snapshot, None, Some(&sid), &e);
-                    continue;
+            // The manifest and (feature `metadata-copies`) its copy, each checked on its own:
+            // either may be lost while the other serves.
+            let mut read = |key: &str| -> Result<Option<std::result::Result<Snapshot, Error>>> {
+                match storage.get(key) {
+                    Ok(d) => {
+                        c.report.stats.bytes_read += d.len() as u64;
+                        Ok(Some(decode_snapshot(self.keys(), sid, &d)))
+                    }
+                    Err(StorageError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
                 }
+            };
+            let primary = read(&snapshot_key(&sid))?;
+            let copy = if copies {
+                read(&snapshot_copy_key(&sid))?
+            } else {
+                None
+            };
+            let copy_ok = matches!(copy, Some(Ok(_)));
+            let serves = |other_ok: bool| {
+                if other_ok {
+                    " (the other copy is intact: repair restores this one)"
+                } else {
+                    ""
+                }
+            };
+            match &primary {
+                Some(Err(e)) => {
+                    let note = serves(copy_ok);
+                    c.find(
+                        FindingKind::Snapshot,
+                        None,
+                        None,
+                        Some(&sid),
+                        format!("{e}{note}"),
+                    )
+                }
+                None if copies => c.find(
+                    FindingKind::Snapshot,
+                    None,
+                    None,
+                    Some(&sid),
+                    format!(
+                        "snapshot {sid}: its manifest {} is missing{}",
+                        snapshot_key(&sid),
+                        serves(copy_ok)
+                    ),
+                ),
+                _ => {}
+            }
+            let primary_ok = matches!(primary, Some(Ok(_)));
+            if copies {
+                match &copy {
+                    Some(Err(e)) => {
+                        let note = serves(primary_ok);
+                        c.find(
+                            FindingKind::Snapshot,
+                            None,
+                            None,
+                            Some(&sid),
+                            format!("copy {}: {e}{note}", snapshot_copy_key(&sid)),
+                        )
+                    }
+                    // Not damage while the manifest reads: a writer interrupted between the
+                    // manifest and its copy leaves this (counted; repair writes the copy).
+                    None if primary_ok => c.report.stats.missing_copies += 1,
+                    None => c.find(
+                        FindingKind::Snapshot,
+                        None,
+                        None,
+                        Some(&sid),
+                        format!(
+                            "snapshot {sid}: the copy of its manifest, {}, is missing",
+                            snapshot_copy_key(&sid),
+                        ),
+                    ),
+                    Some(Ok(_)) => {}
+                }
+            }
+            let snap = match (primary, copy) {
+                (Some(Ok(s)), _) | (_, Some(Ok(s))) => s,
+                _ => continue,
             };
             for item in &snap.manifest.items {
                 self.check_item(c, scan, sid, item, &mut referenced)?;
