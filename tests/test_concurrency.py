@@ -484,6 +484,7 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     # As written by an older containerarchive.
     old = {k: v for k, v in config.items() if k != "features"} | {"version": 1}
     (repo_path / "config.json").write_text(json.dumps(old))
+    shutil.rmtree(repo_path / "copies")  # an older version made no copies
     r = run(CLI + ["snapshots", "--json"], env)
     assert r.returncode == 0 and len(json.loads(r.stdout)) == 1
     assert json.loads((repo_path / "config.json").read_text())["version"] == 1
@@ -495,6 +496,7 @@ def test_an_old_repository_is_upgraded_by_its_first_write_and_a_future_one_is_no
     # A repository a newer version made needs a feature this one does not know: no writes.
     upgraded["features"]["write"].append("delta-blobs")
     (repo_path / "config.json").write_text(json.dumps(upgraded))
+    (repo_path / "copies" / "config").unlink(missing_ok=True)
     before = sorted(p.name for p in repo_path.rglob("*"))
     r = run(CLI + ["ingest", "-", "--name", "d"], env, input="x")
     assert r.returncode == 1 and "delta-blobs" in r.stderr, r.stderr

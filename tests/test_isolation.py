@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -223,13 +224,13 @@ def test_repair_adds_copies_to_a_repository_made_without_them(
     config = json.loads((root / "config.json").read_text())
     config["features"]["write"].remove("metadata-copies")
     (root / "config.json").write_text(json.dumps(config))
-    for f in (root / "copies" / "snapshots").iterdir():
-        f.unlink()
+    shutil.rmtree(root / "copies")
     assert run(["verify"], cli_env).returncode == 0  # nothing is missing without the feature
 
     fixed = run(["repair", "--json"], cli_env)
     assert fixed.returncode == 0, fixed.stderr
-    assert json.loads(fixed.stdout)["copies_added"] == 3
+    # 3 manifests, the key file and the config.
+    assert json.loads(fixed.stdout)["copies_added"] == 5
     assert "metadata-copies" in json.loads((root / "config.json").read_text())["features"]["write"]
     for sid, _ in three_nights:
         assert manifest(cli_env, sid, copy=True).read_bytes() == manifest(cli_env, sid).read_bytes()
@@ -286,3 +287,93 @@ def test_a_damaged_key_file_without_a_copy_is_reported_as_damaged_not_as_a_wrong
     # Whatever the passphrase: the damage is certain, the passphrase may be the damaged key's.
     proc = run(["snapshots"], {**cli_env, "CONTAINERARCHIVE_PASSWORD": "not it"})
     assert proc.returncode == 1 and "damaged" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["id", "flip", "truncate", "delete", "swap"])
+def test_a_damaged_config_is_read_from_its_sealed_copy_and_repaired(
+    tmp_path: Path, cli_env: dict[str, str], three_nights: list[tuple[str, bytes]], how: str
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    config = root / "config.json"
+    original = config.read_bytes()
+    if how == "id":  # one character of the repository id changed: still a valid config
+        doc = json.loads(original)
+        doc["id"] = ("0" if doc["id"][0] != "0" else "1") + doc["id"][1:]
+        config.write_text(json.dumps(doc, indent=2))
+    elif how == "delete":
+        config.unlink()
+    elif how == "swap":  # another repository's valid config.json
+        other = tmp_path / "other"
+        assert run(["init"], {**cli_env, "CONTAINERARCHIVE_REPOSITORY": str(other)}).returncode == 0
+        config.write_bytes((other / "config.json").read_bytes())
+    else:
+        damage(config, how)
+
+    # Nothing is lost, and nothing says "wrong passphrase".
+    out = tmp_path / "latest.sql"
+    proc = run(["restore", "latest", "-o", str(out)], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == three_nights[2][1]
+    check = run(["verify", "--json"], cli_env)
+    assert check.returncode == 1 and '"config"' in check.stdout, check.stdout
+    fixed = run(["repair", "--json"], cli_env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "config.json" in json.loads(fixed.stdout)["metadata_restored"]
+    assert json.loads(config.read_bytes()) == json.loads(original)
+    assert run(["verify", "--level", "full"], cli_env).returncode == 0
+    # A wrong passphrase is still told as such (exit 12).
+    proc = run(["snapshots"], {**cli_env, "CONTAINERARCHIVE_PASSWORD": "not the passphrase"})
+    assert proc.returncode == 12, proc.stderr
+
+
+def test_a_lost_key_file_can_be_removed_and_a_passphrase_changed_when_its_file_is_gone(
+    tmp_path: Path, cli_env: dict[str, str], three_nights: list[tuple[str, bytes]]
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    (first,) = (root / "keys").iterdir()
+    add = run(["key", "add"], {**cli_env, "CONTAINERARCHIVE_NEW_PASSWORD": "second pw"})
+    assert add.returncode == 0, add.stderr
+    second = next(p for p in (root / "keys").iterdir() if p != first)
+    # The second key file and its copy both damaged: lost; repair says so.
+    damage(second, "flip")
+    damage(root / "copies" / "keys" / second.name, "flip")
+    lost = run(["repair", "--json"], cli_env)
+    assert lost.returncode == 1 and json.loads(lost.stdout)["lost_key_files"] == [
+        f"keys/{second.name}"
+    ]
+    # It can be removed, after which repair and verify are clean again.
+    removed = run(["key", "remove", second.name[:8]], cli_env)
+    assert removed.returncode == 0, removed.stderr
+    assert run(["repair"], cli_env).returncode == 0
+    assert run(["verify"], cli_env).returncode == 0
+    # The passphrase in use changed while its key file is lost (its copy opens): it works.
+    first.unlink()
+    changed = run(["key", "passwd"], {**cli_env, "CONTAINERARCHIVE_NEW_PASSWORD": "third pw"})
+    assert changed.returncode == 0, changed.stderr
+    env3 = {**cli_env, "CONTAINERARCHIVE_PASSWORD": "third pw"}
+    assert run(["snapshots"], env3).returncode == 0
+    assert run(["snapshots"], cli_env).returncode == 12
+    assert run(["verify", "--level", "full"], env3).returncode == 0
+
+
+def test_turning_copies_on_drops_copies_an_older_program_left_behind(
+    tmp_path: Path, cli_env: dict[str, str], three_nights: list[tuple[str, bytes]]
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    config = json.loads((root / "config.json").read_text())
+    config["features"]["write"].remove("metadata-copies")
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "copies" / "config").unlink()
+    # An older program's forget: the manifest goes, its copy stays (and its data is pruned).
+    gone = three_nights[2][0]
+    hidden = tmp_path / "hidden-copies"
+    shutil.move(root / "copies", hidden)
+    assert run(["forget", gone], cli_env).returncode == 0
+    shutil.move(hidden, root / "copies")
+    fixed = run(["repair", "--json"], cli_env)
+    assert fixed.returncode == 0, fixed.stderr
+    listing = run(["snapshots", "--json"], cli_env)
+    assert listing.returncode == 0, listing.stderr
+    assert [r["id"] for r in json.loads(listing.stdout)] == [sid for sid, _ in three_nights[:2]]
+    assert not (root / "copies" / "snapshots" / f"{gone}.snapshot").exists()
+    assert run(["verify", "--level", "full"], cli_env).returncode == 0

@@ -44,6 +44,37 @@ pub const KNOWN_FEATURES: &[&str] = &[
 pub const ALWAYS_WRITTEN: &[&str] = &[FEATURE_DELETION_NOTICES, FEATURE_PARITY_DIR];
 /// Storage key of the config.
 pub const CONFIG_KEY: &str = "config.json";
+/// Storage key of the config's sealed copy (feature `metadata-copies`).
+pub const CONFIG_COPY_KEY: &str = "copies/config";
+/// Magic at the start of the config's sealed copy.
+pub const CONFIG_COPY_MAGIC: &[u8; 8] = b"CA-CONF1";
+/// Seal label of the config's copy.
+pub const CONFIG_COPY_LABEL: &[u8] = b"ca config";
+
+/// `copies/config` for `config.json`'s bytes `json` of repository `repo_id`:
+/// `"CA-CONF1" ‖ repository id (32 bytes) ‖ seal("ca config", json)` (docs/FORMAT.md, "Metadata
+/// copies"). The seal's nonce is the first 12 bytes of SHA-256("ca config nonce" ‖ json): the
+/// same config always gives the same bytes, and two different configs never share a nonce.
+pub fn encode_config_copy(keys: &crate::crypto::Keys, repo_id: &crate::Id, json: &[u8]) -> Vec<u8> {
+    let digest = crate::Id::sha256(&[b"ca config nonce".as_slice(), json].concat());
+    let mut nonce = [0u8; crate::crypto::NONCE_LEN];
+    nonce.copy_from_slice(&digest.0[..crate::crypto::NONCE_LEN]);
+    let mut out = CONFIG_COPY_MAGIC.to_vec();
+    out.extend_from_slice(&repo_id.0);
+    out.extend_from_slice(&keys.seal(CONFIG_COPY_LABEL, json, nonce));
+    out
+}
+
+/// The repository id a config copy names (not authenticated until its seal opens with the
+/// keys of that id) and its sealed part; `None` when it is too short or lacks the magic.
+pub fn config_copy_parts(data: &[u8]) -> Option<(crate::Id, &[u8])> {
+    let rest = data.strip_prefix(CONFIG_COPY_MAGIC.as_slice())?;
+    if rest.len() < 32 {
+        return None;
+    }
+    let (id, sealed) = rest.split_at(32);
+    Some((crate::Id(id.try_into().ok()?), sealed))
+}
 
 /// Content-defined chunking parameters (FastCDC 2020, normalization level 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,11 +79,13 @@ pub fn key_copy_key(key: &str) -> String {
 /// # Errors
 /// [`Error::Storage`].
 pub fn delete_key_file(storage: &dyn Storage, key: &str) -> Result<()> {
-    match storage.delete(&key_copy_key(key)) {
-        Ok(()) | Err(StorageError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+    for k in [key_copy_key(key), key.to_string()] {
+        match storage.delete(&k) {
+            // Already gone (a lost file, or its copy): removed all the same.
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    storage.delete(key)?;
     Ok(())
 }
 
@@ -162,7 +164,9 @@ pub fn key_versions(storage: &dyn Storage, copies: bool) -> Result<Vec<KeyVersio
             Ok(d) => d,
             Err(StorageError::NotFound(_)) => return Ok(Version::Missing),
             Err(e @ StorageError::Archived { .. }) => return Ok(Version::Archived(e)),
-            Err(e) => return Err(e.into()),
+            // One file that cannot be read (an I/O error, a directory in its place) costs that
+            // file, not the repository: the other version, or the other key files, still serve.
+            Err(e) => return Ok(Version::Damaged(format!("unreadable: {e}"))),
         };
         let named = crate::layout::classify(key).and_then(|(_, id)| id);
         Ok(match named {

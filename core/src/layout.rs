@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::id::Id;
 use crate::storage::{Storage, StorageError};
 
-pub use crate::config::CONFIG_KEY;
+pub use crate::config::{CONFIG_COPY_KEY, CONFIG_COPY_MAGIC, CONFIG_KEY};
 // The path prefixes and magics of every kind, defined here (and re-exported by the module of
 // each format) so that this table depends on no format module.
 /// Magic at the start of every index file.
@@ -87,6 +87,8 @@ pub enum Kind {
     SnapshotCopy,
     /// `copies/keys/<id>.key`.
     KeyCopy,
+    /// `copies/config`.
+    ConfigCopy,
 }
 
 /// The first 8 bytes of every object of a kind, where it has them (JSON files and parity
@@ -100,6 +102,7 @@ pub fn magic(kind: Kind) -> Option<&'static [u8; 8]> {
         Kind::Snapshot | Kind::PendingSnapshot | Kind::SnapshotCopy => SNAPSHOT_MAGIC,
         Kind::Lock => LOCK_MAGIC,
         Kind::Notice => NOTICE_MAGIC,
+        Kind::ConfigCopy => CONFIG_COPY_MAGIC,
         Kind::Config | Kind::Key | Kind::KeyCopy | Kind::Parity => return None,
     })
 }
@@ -118,6 +121,9 @@ fn hex_name(name: &str, ext: &str) -> Option<Id> {
 pub fn classify(key: &str) -> Option<(Kind, Option<Id>)> {
     if key == CONFIG_KEY {
         return Some((Kind::Config, None));
+    }
+    if key == CONFIG_COPY_KEY {
+        return Some((Kind::ConfigCopy, None));
     }
     let parts: Vec<&str> = key.split('/').collect();
     let found = match parts.as_slice() {
@@ -228,6 +234,7 @@ mod tests {
             assert_eq!(classify(&key).map(|c| c.0), Some(kind), "{key}");
         }
         assert_eq!(classify("config.json"), Some((Kind::Config, None)));
+        assert_eq!(classify("copies/config"), Some((Kind::ConfigCopy, None)));
         // restic's layout, wrong fan-out, upper case, extra levels: foreign.
         for key in [
             "config".to_string(),

@@ -9,8 +9,9 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::compress::Compression;
 use crate::config::{
-    ChunkerConfig, CompressionConfig, Config, Features, ParityConfig, ALWAYS_WRITTEN, CONFIG_KEY,
-    FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
+    config_copy_parts, encode_config_copy, ChunkerConfig, CompressionConfig, Config, Features,
+    ParityConfig, ALWAYS_WRITTEN, CONFIG_COPY_KEY, CONFIG_COPY_LABEL, CONFIG_KEY, FORMAT_NAME,
+    FORMAT_VERSION, OLDEST_FORMAT_VERSION,
 };
 use crate::crypto::{random_bytes, KdfParams, Keys, RandomSource};
 use crate::error::{Error, Result};
@@ -194,7 +195,8 @@ impl<S: Storage> Repository<S> {
             }
             None => Keys::plain(),
         };
-        // config.json last: its presence is what makes the repository exist.
+        // config.json last: its presence is what makes the repository exist (its sealed copy
+        // right after, by the init that created it: concurrent inits never touch another's).
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         storage.put(CONFIG_KEY, &json).map_err(|e| match e {
             StorageError::AlreadyExists(_) => {
@@ -209,6 +211,11 @@ impl<S: Storage> Repository<S> {
             }
             e => e.into(),
         })?;
+        if config.copies() {
+            // Missing if this init dies here: verify counts it, repair writes it.
+            let copy = encode_config_copy(&keys, &repo_id, &json);
+            crate::storage::put_exact(&storage, CONFIG_COPY_KEY, &copy)?;
+        }
         Ok(Self::from_parts(
             storage,
             config,
@@ -303,44 +310,138 @@ impl<S: Storage> Repository<S> {
     /// feature this build cannot read; [`Error::WrongPassphrase`] when no key file opens;
     /// [`Error::Corruption`] for a damaged `config.json` or no readable key file; [`Error::Storage`].
     pub fn open(storage: S, passphrase: Option<&[u8]>) -> Result<Self> {
-        let raw = match storage.get(CONFIG_KEY) {
-            Ok(raw) => raw,
-            Err(StorageError::NotFound(_)) => {
-                return Err(Error::RepositoryNotFound {
-                    location: storage.location(),
-                })
-            }
-            Err(e) => return Err(e.into()),
+        let get = |key: &str| match storage.get(key) {
+            Ok(raw) => Ok(Some(raw)),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(Error::from(e)),
         };
-        let config: Config = serde_json::from_slice(&raw)
-            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
-        config.validate().map_err(|reason| {
-            if config.format == FORMAT_NAME
-                && !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version)
-                || reason.contains("feature")
-            {
-                Error::Unsupported(reason)
-            } else {
-                Error::corruption(CONFIG_KEY, reason)
-            }
+        let (primary_raw, copy_raw) = (get(CONFIG_KEY)?, get(CONFIG_COPY_KEY)?);
+        if primary_raw.is_none() && copy_raw.is_none() {
+            return Err(Error::RepositoryNotFound {
+                location: storage.location(),
+            });
+        }
+        let primary: Result<Config> = match &primary_raw {
+            Some(raw) => parse_config(raw, CONFIG_KEY),
+            None => Err(Error::corruption(
+                CONFIG_KEY,
+                "missing (and its sealed copy does not open)",
+            )),
+        };
+        let copy = copy_raw.as_deref().and_then(config_copy_parts);
+        // An unencrypted repository's copy is sealed with a checksum only: it opens without keys.
+        let plain_copy = match copy.map(|(_, sealed)| Keys::plain().open(CONFIG_COPY_LABEL, sealed))
+        {
+            Some(Ok(json)) => Some(parse_config(&json, CONFIG_COPY_KEY)?),
+            _ => None,
+        };
+        if let Some(config) = plain_copy.filter(|c| !c.encrypted()) {
+            // The copy authenticates: it wins over a config.json that differs (verify reports
+            // that, repair rewrites config.json).
+            return Ok(Self::from_parts(storage, config, Keys::plain(), None, None));
+        }
+        let encrypted = match &primary {
+            Ok(c) => c.encrypted(),
+            Err(_) => copy.is_some(),
+        };
+        if !encrypted {
+            let config = primary?;
+            return Ok(Self::from_parts(storage, config, Keys::plain(), None, None));
+        }
+        let pass = passphrase.ok_or_else(|| {
+            Error::WrongPassphrase(format!(
+                "the repository at {} is encrypted: a passphrase is needed",
+                storage.location()
+            ))
         })?;
-        let repo_id = Id::from_hex(&config.id)
-            .ok_or_else(|| Error::corruption(CONFIG_KEY, "repository id is not 64 hex digits"))?;
-        let mut unlocked = None;
-        let keys = if config.encrypted() {
-            let pass = passphrase.ok_or_else(|| {
-                Error::WrongPassphrase(format!(
-                    "the repository at {} is encrypted: a passphrase is needed",
-                    storage.location()
-                ))
-            })?;
-            let (master, key) = unlock_master(&storage, &repo_id, pass, config.copies())?;
-            unlocked = Some((master, key));
-            Keys::from_master(&master, &repo_id)
-        } else {
-            Keys::plain()
-        };
-        Ok(Self::from_parts(storage, config, keys, None, unlocked))
+        // The repository id binds the key files (their AAD): try config.json's, then the
+        // copy's. The one a key file opens with is the repository's, so a config.json whose id
+        // was changed is told apart from a wrong passphrase.
+        let mut candidates: Vec<Id> = Vec::new();
+        if let Ok(c) = &primary {
+            candidates.extend(Id::from_hex(&c.id));
+        }
+        if let Some((id, _)) = copy {
+            if !candidates.contains(&id) {
+                candidates.push(id);
+            }
+        }
+        let copies = primary.as_ref().map_or(true, Config::copies);
+        let mut first_error = None;
+        for repo_id in candidates {
+            let (master, key) = match unlock_master(&storage, &repo_id, pass, copies) {
+                Ok(unlocked) => unlocked,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let keys = Keys::from_master(&master, &repo_id);
+            let sealed = copy.filter(|(id, _)| *id == repo_id).map(|(_, s)| s);
+            let authenticated = match sealed.map(|s| keys.open(CONFIG_COPY_LABEL, s)) {
+                Some(Ok(json)) => Some(parse_config(&json, CONFIG_COPY_KEY)?),
+                _ => None,
+            };
+            let config = match (authenticated, &primary) {
+                (Some(c), _) if c.id == repo_id.to_hex() => c,
+                (_, Ok(p)) if p.id == repo_id.to_hex() => p.clone(),
+                _ => {
+                    return Err(primary.err().unwrap_or_else(|| {
+                        Error::corruption(CONFIG_KEY, "does not name the repository its keys open")
+                    }))
+                }
+            };
+            return Ok(Self::from_parts(
+                storage,
+                config,
+                keys,
+                None,
+                Some((master, key)),
+            ));
+        }
+        Err(match (first_error, primary) {
+            (Some(e), _) => e,
+            (None, Err(e)) => e,
+            (None, Ok(_)) => Error::corruption(CONFIG_KEY, "repository id is not 64 hex digits"),
+        })
+    }
+
+    /// The settings as stored: the sealed copy when it opens (it authenticates), else
+    /// `config.json`. Writers start from this, not from the handle's (possibly older) view.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when neither reads; [`Error::Unsupported`]; [`Error::Storage`].
+    pub(crate) fn stored_config(&self) -> Result<Config> {
+        let storage = &self.inner.storage;
+        if let Ok(raw) = storage.get(CONFIG_COPY_KEY) {
+            if let Some((id, sealed)) = config_copy_parts(&raw) {
+                if id.to_hex() == self.inner.config.id {
+                    if let Ok(json) = self.inner.keys.open(CONFIG_COPY_LABEL, sealed) {
+                        return parse_config(&json, CONFIG_COPY_KEY);
+                    }
+                }
+            }
+        }
+        parse_config(&storage.get(CONFIG_KEY)?, CONFIG_KEY)
+    }
+
+    /// Store `config`: with metadata copies its sealed copy first, then `config.json` (each
+    /// replaced atomically), so the copy is never older than `config.json`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub(crate) fn write_config(&self, config: &Config) -> Result<()> {
+        let json = serde_json::to_vec_pretty(config).expect("config serializes");
+        let storage = &self.inner.storage;
+        if config.copies() {
+            let id = Id::from_hex(&config.id).expect("validated");
+            storage.replace(
+                CONFIG_COPY_KEY,
+                &encode_config_copy(&self.inner.keys, &id, &json),
+            )?;
+        }
+        storage.replace(CONFIG_KEY, &json)?;
+        Ok(())
     }
 
     /// The storage backend.
@@ -559,25 +660,33 @@ impl<S: Storage> Repository<S> {
         }
         match primary {
             Ok(s) => Ok(s),
-            Err(first @ (Error::SnapshotNotFound(_) | Error::Corruption { .. })) => {
-                match read(&snapshot_copy_key(&id)) {
-                    Ok(s) => Ok(s),
-                    Err(Error::SnapshotNotFound(_)) => Err(first),
-                    Err(Error::Corruption { reason, .. }) => Err(Error::corruption(
-                        format!("snapshot {id}"),
-                        match first {
-                            Error::Corruption { reason: r, .. } => {
-                                format!("{r}; its copy in {SNAPSHOT_COPY_PREFIX}: {reason}")
-                            }
-                            _ => format!(
-                                "its manifest is missing and its copy in \
-                                 {SNAPSHOT_COPY_PREFIX} is damaged: {reason}"
-                            ),
-                        },
-                    )),
-                    Err(e) => Err(e),
+            // Missing, damaged, or unreadable (an I/O error, a directory in its place): the copy.
+            Err(
+                first @ (Error::SnapshotNotFound(_) | Error::Corruption { .. } | Error::Storage(_)),
+            ) => match read(&snapshot_copy_key(&id)) {
+                Ok(s) => Ok(s),
+                Err(Error::SnapshotNotFound(_)) => Err(first),
+                Err(Error::Storage(e)) if matches!(first, Error::Storage(_)) => {
+                    Err(Error::Storage(e))
                 }
-            }
+                Err(Error::Storage(e)) => Err(Error::corruption(
+                    format!("snapshot {id}"),
+                    format!("{first}; its copy in {SNAPSHOT_COPY_PREFIX} cannot be read: {e}"),
+                )),
+                Err(Error::Corruption { reason, .. }) => Err(Error::corruption(
+                    format!("snapshot {id}"),
+                    match first {
+                        Error::Corruption { reason: r, .. } => {
+                            format!("{r}; its copy in {SNAPSHOT_COPY_PREFIX}: {reason}")
+                        }
+                        _ => format!(
+                            "its manifest is missing and its copy in \
+                                 {SNAPSHOT_COPY_PREFIX} is damaged: {reason}"
+                        ),
+                    },
+                )),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     }
@@ -620,7 +729,14 @@ impl<S: Storage> Repository<S> {
             match self.load_snapshot(id) {
                 Ok(s) if filter.matches(&s) => out.snapshots.push(s),
                 Ok(_) | Err(Error::SnapshotNotFound(_)) => {}
+                // Damaged, or this one file unreadable (an I/O error, a directory in its
+                // place): it costs that snapshot, not the listing. An object in an archive
+                // class is not damage: that stops the listing with its own error.
                 Err(error @ Error::Corruption { .. }) => {
+                    out.unreadable.push(UnreadableSnapshot { id, error })
+                }
+                Err(e @ Error::Storage(StorageError::Archived { .. })) => return Err(e),
+                Err(error @ Error::Storage(_)) => {
                     out.unreadable.push(UnreadableSnapshot { id, error })
                 }
                 Err(e) => return Err(e),
@@ -706,11 +822,9 @@ impl<S: Storage> Repository<S> {
             ));
         }
         self.prepare_write()?;
-        let stored: Config = serde_json::from_slice(&self.inner.storage.get(CONFIG_KEY)?)
-            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
+        let stored = self.stored_config()?;
         if !stored.delta() {
-            let json = serde_json::to_vec_pretty(&stored.with_delta()).expect("config serializes");
-            self.inner.storage.replace(CONFIG_KEY, &json)?;
+            self.write_config(&stored.with_delta())?;
         }
         self.inner.delta.store(true, Ordering::SeqCst);
         Ok(())
@@ -719,11 +833,9 @@ impl<S: Storage> Repository<S> {
     /// Add the `metadata-copies` feature to `config.json` (repair, once every manifest has its
     /// copy): from then on readers use the copies and older binaries may not write.
     pub(crate) fn enable_copies(&self) -> Result<()> {
-        let stored: Config = serde_json::from_slice(&self.inner.storage.get(CONFIG_KEY)?)
-            .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?;
+        let stored = self.stored_config()?;
         if !stored.copies() {
-            let json = serde_json::to_vec_pretty(&stored.with_copies()).expect("config serializes");
-            self.inner.storage.replace(CONFIG_KEY, &json)?;
+            self.write_config(&stored.with_copies())?;
         }
         self.set_copies();
         Ok(())
@@ -735,16 +847,10 @@ impl<S: Storage> Repository<S> {
         if self.inner.writable.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let stored: Config = match self.inner.storage.get(CONFIG_KEY) {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map_err(|e| Error::corruption(CONFIG_KEY, format!("not a valid config: {e}")))?,
-            Err(e) => return Err(e.into()),
-        };
-        stored.validate().map_err(Error::Unsupported)?;
+        let stored = self.stored_config()?;
         stored.check_writable().map_err(Error::Unsupported)?;
         if stored.needs_upgrade() {
-            let json = serde_json::to_vec_pretty(&stored.upgraded()).expect("config serializes");
-            self.inner.storage.replace(CONFIG_KEY, &json)?;
+            self.write_config(&stored.upgraded())?;
         }
         self.inner.writable.store(true, Ordering::SeqCst);
         Ok(())
@@ -851,6 +957,27 @@ pub(crate) fn resolve_snapshot_prefix(
 }
 
 /// The configuration of a new repository with `options` (and id `repo_id`).
+/// `config.json` (or the JSON of its copy, stored at `key`) parsed and checked: a format or
+/// feature this build does not know is [`Error::Unsupported`], anything else wrong damage.
+fn parse_config(raw: &[u8], key: &str) -> Result<Config> {
+    let config: Config = serde_json::from_slice(raw)
+        .map_err(|e| Error::corruption(key, format!("not a valid config: {e}")))?;
+    config.validate().map_err(|reason| {
+        if config.format == FORMAT_NAME
+            && !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version)
+            || reason.contains("feature")
+        {
+            Error::Unsupported(reason)
+        } else {
+            Error::corruption(key, reason)
+        }
+    })?;
+    if Id::from_hex(&config.id).is_none() {
+        return Err(Error::corruption(key, "repository id is not 64 hex digits"));
+    }
+    Ok(config)
+}
+
 fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
     let algorithm = options.compression;
     let config = Config {
@@ -903,6 +1030,10 @@ fn check_location_free(storage: &dyn Storage) -> Result<()> {
             return Err(Error::RepositoryExists {
                 location: storage.location(),
             });
+        }
+        if key == CONFIG_COPY_KEY {
+            // An unfinished init's (it is replaced).
+            continue;
         }
         let leftover = (crate::layout::is(crate::layout::Kind::Key, &key)
             || crate::layout::is(crate::layout::Kind::KeyCopy, &key))

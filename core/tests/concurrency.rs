@@ -640,6 +640,8 @@ fn a_repository_needing_an_unknown_feature_is_never_written_by_this_build() {
     assert_eq!(config["features"]["write"][0], "deletion-notices");
     config["features"]["write"] = serde_json::json!(["deletion-notices", "from-the-future"]);
     mem.overwrite("config.json", serde_json::to_vec(&config).unwrap());
+    // As another version wrote it: without a sealed copy that would still hold the old settings.
+    let _ = mem.delete("copies/config");
     let repo = Repository::open(&mem, Some(PASS)).unwrap();
     // Reading still works…
     let latest = repo.get_snapshot("latest").unwrap();
@@ -666,6 +668,8 @@ fn a_repository_needing_an_unknown_feature_is_never_written_by_this_build() {
     // A feature needed to read refuses even opening.
     config["features"]["read"] = serde_json::json!(["delta-blobs-v9"]);
     mem.overwrite("config.json", serde_json::to_vec(&config).unwrap());
+    // As another version wrote it: without a sealed copy that would still hold the old settings.
+    let _ = mem.delete("copies/config");
     let err = Repository::open(&mem, Some(PASS)).err().unwrap();
     assert!(
         matches!(err, Error::Unsupported(_)) && err.to_string().contains("delta-blobs-v9"),
@@ -682,6 +686,8 @@ fn a_version_1_repository_is_upgraded_at_its_first_write_and_read_before() {
     config["version"] = serde_json::json!(1);
     config.as_object_mut().unwrap().remove("features");
     mem.overwrite("config.json", serde_json::to_vec(&config).unwrap());
+    // As another version wrote it: without a sealed copy that would still hold the old settings.
+    let _ = mem.delete("copies/config");
     let repo = Repository::open(&mem, Some(PASS)).unwrap();
     assert_eq!(
         repo.list_snapshots(&SnapshotFilter::default())

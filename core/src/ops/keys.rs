@@ -86,9 +86,14 @@ impl<S: Storage> Repository<S> {
     pub fn remove_key(&self, id: &str) -> Result<()> {
         self.master_key()?;
         let files = read_key_files(self.storage(), self.copies())?;
-        let matches: Vec<&String> = files
+        // A key file whose every version is damaged (repair reports it lost) can be removed
+        // too: it opens nothing any more.
+        let all: Vec<String> = crate::keyfile::key_versions(self.storage(), self.copies())?
+            .into_iter()
+            .map(|v| v.key)
+            .collect();
+        let matches: Vec<&String> = all
             .iter()
-            .map(|(k, _)| k)
             .filter(|k| id_of(k).starts_with(&id.to_ascii_lowercase()) && !id.is_empty())
             .collect();
         let key = match matches.as_slice() {
@@ -101,7 +106,8 @@ impl<S: Storage> Repository<S> {
                 )))
             }
         };
-        if files.len() <= 1 {
+        let readable = files.iter().any(|(k, _)| *k == key);
+        if readable && files.len() <= 1 {
             return Err(Error::InvalidArgument(format!("key {} is the last key of the repository: removing it would make the data unreadable forever", id_of(&key))));
         }
         if self.current_key().as_deref() == Some(key.as_str()) {

@@ -215,6 +215,31 @@ impl<S: Storage> Repository<S> {
                 Err(e) => Err(e.into()),
             }
         };
+        if !had_copies {
+            // Copies made while the feature was on, then left by a program without it (its
+            // prune deleted the manifest, not the copy): they must not bring a snapshot back.
+            for (key, _) in storage.list(crate::snapshot::SNAPSHOT_COPY_PREFIX)? {
+                let orphan = crate::snapshot::snapshot_id_of_copy_key(&key).is_some_and(|id| {
+                    matches!(
+                        storage.get(&crate::snapshot::snapshot_key(&id)),
+                        Err(StorageError::NotFound(_))
+                    )
+                });
+                if orphan {
+                    delete_if_present(storage, &key)?;
+                }
+            }
+            for (key, _) in storage.list(crate::keyfile::KEY_COPY_PREFIX)? {
+                let original = format!(
+                    "{}{}",
+                    crate::keyfile::KEYS_PREFIX,
+                    &key[crate::keyfile::KEY_COPY_PREFIX.len()..]
+                );
+                if matches!(storage.get(&original), Err(StorageError::NotFound(_))) {
+                    delete_if_present(storage, &key)?;
+                }
+            }
+        }
         for id in self.snapshot_ids()? {
             self.check_interrupt()?;
             let primary_key = crate::snapshot::snapshot_key(&id);
@@ -257,8 +282,53 @@ impl<S: Storage> Repository<S> {
             }
         }
         self.repair_key_files(report)?;
-        if !had_copies {
+        if had_copies {
+            self.repair_config(report)?;
+        } else {
+            // The config's sealed copy, with the feature in it and in config.json.
             self.enable_copies()?;
+            report.copies_added += 1;
+        }
+        Ok(())
+    }
+
+    /// `config.json` and its sealed copy: whichever is missing, damaged or differs from the
+    /// settings as stored (the copy when it opens: it authenticates) is written again.
+    fn repair_config(&self, report: &mut RepairReport) -> Result<()> {
+        use crate::config::CONFIG_KEY;
+        use crate::config::{config_copy_parts, Config, CONFIG_COPY_KEY, CONFIG_COPY_LABEL};
+        let storage: &dyn Storage = self.storage();
+        let stored = self.stored_config()?;
+        let primary_ok = storage
+            .get(CONFIG_KEY)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<Config>(&raw).ok())
+            .is_some_and(|c| c == stored);
+        let copy = storage.get(CONFIG_COPY_KEY).ok();
+        let copy_ok = copy
+            .as_deref()
+            .and_then(config_copy_parts)
+            .is_some_and(|(id, sealed)| {
+                id.to_hex() == stored.id
+                    && self
+                        .keys()
+                        .open(CONFIG_COPY_LABEL, sealed)
+                        .ok()
+                        .and_then(|json| serde_json::from_slice::<Config>(&json).ok())
+                        .is_some_and(|c| c == stored)
+            });
+        if !(primary_ok && copy_ok) {
+            self.write_config(&stored)?;
+            if !copy_ok {
+                if copy.is_some() {
+                    report.metadata_restored.push(CONFIG_COPY_KEY.to_string());
+                } else {
+                    report.copies_added += 1;
+                }
+            }
+            if !primary_ok {
+                report.metadata_restored.push(CONFIG_KEY.to_string());
+            }
         }
         Ok(())
     }

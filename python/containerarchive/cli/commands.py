@@ -397,8 +397,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else ""
         )
         + (
-            f"; {st.missing_copies} snapshot manifests without their copy (an interrupted "
-            "ingest or prune, or a deleted copy: repair writes them)"
+            f"; {st.missing_copies} metadata files without their copy (an interrupted "
+            "writer, or a deleted copy: repair writes them)"
             if st.missing_copies
             else ""
         ),

@@ -96,11 +96,13 @@ pub enum FindingKind {
     ChunkCorrupt,
     /// A key file or its copy is missing or does not hash to its name.
     KeyFile,
+    /// `config.json` or its sealed copy is missing, damaged, or differs from the other.
+    Config,
 }
 
 impl FindingKind {
     /// Every kind, in the order verify can report them.
-    pub const ALL: [FindingKind; 18] = [
+    pub const ALL: [FindingKind; 19] = [
         FindingKind::Index,
         FindingKind::Snapshot,
         FindingKind::ChunkMissing,
@@ -119,6 +121,7 @@ impl FindingKind {
         FindingKind::Idx,
         FindingKind::ChunkCorrupt,
         FindingKind::KeyFile,
+        FindingKind::Config,
     ];
 
     /// The snake_case name (as serialised).
@@ -142,6 +145,7 @@ impl FindingKind {
             FindingKind::Idx => "idx",
             FindingKind::ChunkCorrupt => "chunk_corrupt",
             FindingKind::KeyFile => "key_file",
+            FindingKind::Config => "config",
         }
     }
 
@@ -320,6 +324,7 @@ impl<S: Storage> Repository<S> {
             deferred: Vec::new(),
         };
         let scan = self.check_index(&mut c)?;
+        self.check_config(&mut c)?;
         self.check_key_files(&mut c)?;
         self.check_snapshots(&mut c, &scan)?;
         check_presence(&mut c, &scan);
@@ -364,6 +369,71 @@ impl<S: Storage> Repository<S> {
             idx_present,
             missing,
         })
+    }
+
+    /// With metadata copies, `config.json` and its sealed copy each hold the settings this
+    /// handle opened with (a missing copy is counted, not reported, as for manifests).
+    fn check_config(&self, c: &mut Checker<'_>) -> Result<()> {
+        use crate::config::{config_copy_parts, CONFIG_COPY_KEY, CONFIG_COPY_LABEL, CONFIG_KEY};
+        if !self.copies() {
+            return Ok(());
+        }
+        let storage: &dyn Storage = self.storage();
+        let get = |key: &str| match storage.get(key) {
+            Ok(d) => Ok(Some(d)),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(Error::from(e)),
+        };
+        let want = self.config();
+        let primary = match get(CONFIG_KEY)? {
+            None => Err("missing".to_string()),
+            Some(raw) => match serde_json::from_slice::<crate::config::Config>(&raw) {
+                Ok(cfg) if cfg == *want => Ok(()),
+                Ok(_) => Err("it differs from its sealed copy, which authenticates".to_string()),
+                Err(e) => Err(format!("not a valid config: {e}")),
+            },
+        };
+        let copy = get(CONFIG_COPY_KEY)?.map(|raw| match config_copy_parts(&raw) {
+            None => Err("damaged: too short or without its magic".to_string()),
+            Some((id, sealed)) if id.to_hex() == want.id => {
+                match self.keys().open(CONFIG_COPY_LABEL, sealed) {
+                    Ok(json) => match serde_json::from_slice::<crate::config::Config>(&json) {
+                        Ok(cfg) if cfg == *want => Ok(()),
+                        Ok(_) => Err("it holds other settings than config.json".to_string()),
+                        Err(e) => Err(format!("damaged: {e}")),
+                    },
+                    Err(why) => Err(format!("damaged: its seal does not open ({why})")),
+                }
+            }
+            Some(_) => Err("damaged: it names another repository id".to_string()),
+        });
+        if let Err(why) = &primary {
+            let note = if matches!(copy, Some(Ok(()))) {
+                " (its sealed copy is intact: repair rewrites config.json from it)"
+            } else {
+                ""
+            };
+            c.find(
+                FindingKind::Config,
+                None,
+                None,
+                None,
+                format!("{CONFIG_KEY}: {why}{note}"),
+            );
+        }
+        match copy {
+            None if primary.is_ok() => c.report.stats.missing_copies += 1,
+            None => {}
+            Some(Ok(())) => {}
+            Some(Err(why)) => c.find(
+                FindingKind::Config,
+                None,
+                None,
+                None,
+                format!("{CONFIG_COPY_KEY}: {why} (repair writes it again)"),
+            ),
+        }
+        Ok(())
     }
 
     /// Every key file, and with metadata copies its copy, hashes to its name. A copy missing
