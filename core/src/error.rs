@@ -136,6 +136,15 @@ impl Error {
         }
     }
 
+    /// What is wrong, for a message that names the object itself: a corruption's reason,
+    /// any other error's whole message.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            Error::Corruption { reason, .. } => reason.clone(),
+            e => e.to_string(),
+        }
+    }
+
     pub(crate) fn corruption(object: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Corruption {
             object: object.into(),

@@ -114,6 +114,16 @@ pub struct KeyVersions {
 }
 
 impl Version {
+    /// In words, for a message naming the file: "missing", why it is damaged or unreadable.
+    pub fn describe(&self) -> String {
+        match self {
+            Version::Missing => "missing".to_string(),
+            Version::Damaged(why) => why.clone(),
+            Version::Intact(_) => "intact".to_string(),
+            Version::Archived(e) => e.to_string(),
+        }
+    }
+
     /// Whether it is not there.
     pub fn is_missing(&self) -> bool {
         matches!(self, Version::Missing)
@@ -231,16 +241,15 @@ pub fn unlock_master(
                     archived.get_or_insert_with(|| e.clone());
                 }
             }
-            let why = |x: &Version| match x {
-                Version::Missing => "missing".to_string(),
-                Version::Damaged(w) => w.clone(),
-                Version::Intact(_) => "intact".to_string(),
-                Version::Archived(e) => e.to_string(),
-            };
             malformed.push(if copies {
-                format!("{}: {}; its copy: {}", v.key, why(&v.file), why(&v.copy))
+                format!(
+                    "{}: {}; its copy: {}",
+                    v.key,
+                    v.file.describe(),
+                    v.copy.describe()
+                )
             } else {
-                format!("{}: {}", v.key, why(&v.file))
+                format!("{}: {}", v.key, v.file.describe())
             });
             continue;
         };

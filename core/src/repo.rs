@@ -758,14 +758,7 @@ impl<S: Storage> Repository<S> {
         let mut scan = self.scan_snapshots(filter)?;
         if !scan.unreadable.is_empty() {
             let ids: Vec<String> = scan.unreadable.iter().map(|u| u.id.to_hex()).collect();
-            let why: Vec<String> = scan
-                .unreadable
-                .iter()
-                .map(|u| match &u.error {
-                    Error::Corruption { reason, .. } => reason.clone(),
-                    e => e.to_string(),
-                })
-                .collect();
+            let why: Vec<String> = scan.unreadable.iter().map(|u| u.error.detail()).collect();
             return Err(Error::corruption(
                 format!("snapshot {}", ids.join(", ")),
                 format!(

@@ -53,13 +53,6 @@ class NativeRepository:
     def enable_delta(self) -> None: ...
     @property
     def location(self) -> str: ...
-    def list_snapshots(
-        self,
-        tags: dict[str, str],
-        after: str | None = None,
-        before: str | None = None,
-        host: str | None = None,
-    ) -> list[str]: ...
     def scan_snapshots(
         self,
         tags: dict[str, str],

@@ -304,28 +304,6 @@ impl NativeRepository {
         self.repo.storage().location()
     }
 
-    /// Snapshots (JSON objects) matching the filter, oldest first.
-    #[pyo3(signature = (tags, after=None, before=None, host=None))]
-    fn list_snapshots(
-        &self,
-        py: Python<'_>,
-        tags: BTreeMap<String, String>,
-        after: Option<String>,
-        before: Option<String>,
-        host: Option<String>,
-    ) -> PyResult<Vec<String>> {
-        let filter = SnapshotFilter {
-            tags,
-            after: time_arg("after", after)?,
-            before: time_arg("before", before)?,
-            host,
-        };
-        let snaps = py
-            .detach(|| self.repo.list_snapshots(&filter))
-            .map_err(py_err)?;
-        Ok(snaps.iter().map(snapshot_json).collect())
-    }
-
     /// JSON `{"snapshots": [...], "unreadable": [{"id", "reason"}]}`: the snapshots matching
     /// the filter, oldest first, and those whose manifest cannot be read.
     #[pyo3(signature = (tags, after=None, before=None, host=None))]

@@ -234,13 +234,7 @@ impl<S: Storage> Repository<S> {
             .collect();
         if !blocking.is_empty() {
             let ids: Vec<String> = blocking.iter().map(|(id, _)| id.to_hex()).collect();
-            let reasons: Vec<String> = blocking
-                .iter()
-                .map(|(_, e)| match e {
-                    Error::Corruption { reason, .. } => reason.clone(),
-                    e => e.to_string(),
-                })
-                .collect();
+            let reasons: Vec<String> = blocking.iter().map(|(_, e)| e.detail()).collect();
             return Err(Error::corruption(
                 format!("snapshot {}", ids.join(", ")),
                 format!(

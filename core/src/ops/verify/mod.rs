@@ -451,12 +451,6 @@ impl<S: Storage> Repository<S> {
                     ""
                 }
             };
-            let describe = |x: &Version| match x {
-                Version::Missing => "missing".to_string(),
-                Version::Damaged(w) => w.clone(),
-                Version::Archived(e) => e.to_string(),
-                Version::Intact(_) => String::new(),
-            };
             if !other_ok(&v.file) && (copies || !v.file.is_missing()) {
                 let n = note(other_ok(&v.copy));
                 c.find(
@@ -464,7 +458,7 @@ impl<S: Storage> Repository<S> {
                     None,
                     None,
                     None,
-                    format!("key file {}: {}{n}", v.key, describe(&v.file)),
+                    format!("key file {}: {}{n}", v.key, v.file.describe()),
                 );
             }
             if !copies {
@@ -480,7 +474,11 @@ impl<S: Storage> Repository<S> {
                         None,
                         None,
                         None,
-                        format!("key file copy {}: {}{n}", key_copy_key(&v.key), describe(x)),
+                        format!(
+                            "key file copy {}: {}{n}",
+                            key_copy_key(&v.key),
+                            x.describe()
+                        ),
                     )
                 }
             }
