@@ -128,6 +128,15 @@ def test_the_cli_lists_every_readable_snapshot_and_names_the_damaged_one(
     assert bad in proc.stderr and "forget" in proc.stderr
     assert tree(repo_dir) == before
 
+    # Totals count the readable snapshots and name the other, exiting 1 as the listing does.
+    stats = run(["stats", "--json"], cli_env)
+    assert stats.returncode == 1, stats.stderr
+    doc = json.loads(stats.stdout)
+    assert doc["snapshots"] == 2
+    assert [u["id"] for u in doc["unreadable_snapshots"]] == [bad]
+    assert f"snapshot {bad} cannot be read" in stats.stderr
+    assert "Traceback" not in stats.stderr
+
     # Forgetting the damaged snapshot itself works; then everything is clean again.
     proc = run(["forget", bad], cli_env)
     assert proc.returncode == 0, proc.stderr
@@ -175,6 +184,66 @@ def test_python_lists_readable_snapshots_with_a_warning_naming_the_damaged_one(
             warnings.simplefilter("error", ca.UnreadableSnapshotWarning)
             with pytest.raises(ca.UnreadableSnapshotWarning):
                 repo.list_snapshots()
+            # Totals and the notebook view name it and show the rest, without a warning.
+            st = repo.stats()
+            assert st.snapshots == 1 and st.original_bytes == 5000
+            assert [u.id for u in st.unreadable_snapshots] == [b.id]
+            assert st.to_dict()["unreadable_snapshots"][0]["id"] == b.id
+            page = repo._repr_html_()
+            assert a.id[:8] in page and b.id[:8] in page
+
+
+@pytest.mark.parametrize("victim", ["config", "key", "manifest"])
+@pytest.mark.parametrize("how", ["delete", "flip"])
+def test_restore_plan_names_the_copy_that_serves_and_a_restore_from_those_files_works(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    three_nights: list[tuple[str, bytes]],
+    victim: str,
+    how: str,
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    sid, content = three_nights[1]
+    file = {
+        "config": root / "config.json",
+        "key": next((root / "keys").iterdir()),
+        "manifest": manifest(cli_env, sid),
+    }[victim]
+    copy = root / "copies" / ("config" if victim == "config" else file.relative_to(root))
+    if how == "delete":
+        file.unlink()
+    else:
+        damage(file, how)
+
+    proc = run(["restore-plan", sid, "--json"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["complete"] and not plan["missing"] and not plan["damaged"], plan
+    paths = [f["path"] for f in plan["files"]]
+    assert str(file.relative_to(root)) not in paths
+    assert str(copy.relative_to(root)) in paths
+
+    # The files it names, and nothing else, open and restore the snapshot.
+    partial = tmp_path / "partial"
+    for p in paths:
+        (partial / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / p, partial / p)
+    out = tmp_path / "out.sql"
+    proc = run(
+        ["-r", str(partial), "restore", sid, "-o", str(out)],
+        {"CONTAINERARCHIVE_PASSWORD": cli_env["CONTAINERARCHIVE_PASSWORD"]},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == content
+
+    # With the copy damaged too, the plan says what is wrong and exits 1.
+    damage(copy, "truncate")
+    proc = run(["restore-plan", sid, "--json"], cli_env)
+    if victim == "manifest":
+        assert proc.returncode == 1
+        plan = json.loads(proc.stdout)
+        assert not plan["complete"]
+        assert plan["missing" if how == "delete" else "damaged"] == [str(file.relative_to(root))]
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate", "zero", "delete", "swap"])

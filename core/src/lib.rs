@@ -43,6 +43,9 @@ pub use id::Id;
 pub use lock::LockInfo;
 pub use ops::ingest::Ingest;
 pub use ops::restore::ItemReader;
-pub use repo::{InitOptions, Repository, SnapshotFilter, SnapshotScan, UnreadableSnapshot};
+pub use repo::{
+    InitOptions, Repository, SnapshotFilter, SnapshotScan, UnreadableSnapshot,
+    UnreadableSnapshotView,
+};
 pub use snapshot::{Item, Snapshot};
 pub use storage::{MemoryStorage, Storage, StorageError};

@@ -116,6 +116,25 @@ pub struct UnreadableSnapshot {
     pub error: Error,
 }
 
+/// [`UnreadableSnapshot`] as reported: JSON `{"id", "reason"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableSnapshotView {
+    /// The snapshot id, 64 hex digits.
+    pub id: String,
+    /// Why its manifest cannot be read, in words.
+    pub reason: String,
+}
+
+impl UnreadableSnapshot {
+    /// What to report about it.
+    pub fn view(&self) -> UnreadableSnapshotView {
+        UnreadableSnapshotView {
+            id: self.id.to_hex(),
+            reason: self.error.to_string(),
+        }
+    }
+}
+
 struct Inner<S> {
     storage: S,
     config: Config,
@@ -412,17 +431,63 @@ impl<S: Storage> Repository<S> {
     /// # Errors
     /// [`Error::Corruption`] when neither reads; [`Error::Unsupported`]; [`Error::Storage`].
     pub(crate) fn stored_config(&self) -> Result<Config> {
-        let storage = &self.inner.storage;
-        if let Ok(raw) = storage.get(CONFIG_COPY_KEY) {
-            if let Some((id, sealed)) = config_copy_parts(&raw) {
-                if id.to_hex() == self.inner.config.id {
-                    if let Ok(json) = self.inner.keys.open(CONFIG_COPY_LABEL, sealed) {
-                        return parse_config(&json, CONFIG_COPY_KEY);
-                    }
-                }
-            }
+        let versions = self.config_versions()?;
+        match (versions.copy, versions.file) {
+            (ConfigVersion::Read(c), _) | (_, ConfigVersion::Read(c)) => Ok(c),
+            (_, file) => Err(Error::corruption(CONFIG_KEY, file.describe())),
         }
-        parse_config(&storage.get(CONFIG_KEY)?, CONFIG_KEY)
+    }
+
+    /// `config.json` and its sealed copy, each read and checked on its own: it is there, it
+    /// parses, and it names this repository (the copy's seal opens with this handle's keys).
+    /// Comparing the settings is left to the caller.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a version holding a format or feature this build does not
+    /// know (a newer program's settings: never to be written over); [`Error::Storage`] when a
+    /// version is in an archive storage class.
+    pub(crate) fn config_versions(&self) -> Result<ConfigVersions> {
+        let storage = &self.inner.storage;
+        let id = &self.inner.config.id;
+        let read = |key: &str| -> Result<std::result::Result<Vec<u8>, ConfigVersion>> {
+            match storage.get(key) {
+                Ok(raw) => Ok(Ok(raw)),
+                Err(StorageError::NotFound(_)) => Ok(Err(ConfigVersion::Missing)),
+                Err(e @ StorageError::Archived { .. }) => Err(e.into()),
+                Err(e) => Ok(Err(ConfigVersion::Damaged(format!("unreadable: {e}")))),
+            }
+        };
+        let parsed = |json: &[u8], key: &str| match parse_config(json, key) {
+            Ok(c) if c.id == *id => Ok(ConfigVersion::Read(c)),
+            Ok(_) => Ok(ConfigVersion::Damaged(
+                "it names another repository id".into(),
+            )),
+            Err(e @ Error::Unsupported(_)) => Err(e),
+            Err(e) => Ok(ConfigVersion::Damaged(e.detail())),
+        };
+        let file = match read(CONFIG_KEY)? {
+            Ok(raw) => parsed(&raw, CONFIG_KEY)?,
+            Err(v) => v,
+        };
+        // Without metadata copies a copy is not kept up to date: it is not a version.
+        let copy = match if self.copies() {
+            read(CONFIG_COPY_KEY)?
+        } else {
+            Err(ConfigVersion::Missing)
+        } {
+            Err(v) => v,
+            Ok(raw) => match config_copy_parts(&raw) {
+                None => ConfigVersion::Damaged("too short or without its magic".into()),
+                Some((copy_id, _)) if copy_id.to_hex() != *id => {
+                    ConfigVersion::Damaged("it names another repository id".into())
+                }
+                Some((_, sealed)) => match self.inner.keys.open(CONFIG_COPY_LABEL, sealed) {
+                    Ok(json) => parsed(&json, CONFIG_COPY_KEY)?,
+                    Err(why) => ConfigVersion::Damaged(format!("its seal does not open ({why})")),
+                },
+            },
+        };
+        Ok(ConfigVersions { file, copy })
     }
 
     /// Store `config`: with metadata copies its sealed copy first, then `config.json` (each
@@ -949,7 +1014,41 @@ pub(crate) fn resolve_snapshot_prefix(
     }
 }
 
-/// The configuration of a new repository with `options` (and id `repo_id`).
+/// One stored version of the settings (`config.json`, or its sealed copy `copies/config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConfigVersion {
+    /// Not there.
+    Missing,
+    /// There, but not this repository's settings (why).
+    Damaged(String),
+    /// There and read: valid settings naming this repository.
+    Read(Config),
+}
+
+impl ConfigVersion {
+    /// In words, for a message naming the file.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ConfigVersion::Missing => "missing".into(),
+            ConfigVersion::Damaged(why) => format!("damaged: {why}"),
+            ConfigVersion::Read(_) => "intact".into(),
+        }
+    }
+
+    /// Whether it reads and holds exactly `want`.
+    pub(crate) fn holds(&self, want: &Config) -> bool {
+        matches!(self, ConfigVersion::Read(c) if c == want)
+    }
+}
+
+/// Both stored versions of the settings (see [`Repository::config_versions`]).
+pub(crate) struct ConfigVersions {
+    /// `config.json`.
+    pub file: ConfigVersion,
+    /// `copies/config` ([`ConfigVersion::Missing`] in a repository without metadata copies).
+    pub copy: ConfigVersion,
+}
+
 /// `config.json` (or the JSON of its copy, stored at `key`) parsed and checked: a format or
 /// feature this build does not know is [`Error::Unsupported`], anything else wrong damage.
 fn parse_config(raw: &[u8], key: &str) -> Result<Config> {
@@ -971,6 +1070,7 @@ fn parse_config(raw: &[u8], key: &str) -> Result<Config> {
     Ok(config)
 }
 
+/// The configuration of a new repository with `options` (and id `repo_id`).
 fn new_config(options: &InitOptions, repo_id: &Id, encrypted: bool) -> Config {
     let algorithm = options.compression;
     let config = Config {

@@ -628,6 +628,71 @@ fn a_restore_plan_names_exactly_the_files_an_item_needs() {
     assert!(plan.missing.iter().any(|m| m == gone), "{plan:?}");
 }
 
+#[test]
+fn a_restore_plan_names_the_copy_of_a_lost_or_damaged_metadata_file() {
+    let opts = InitOptions {
+        pack_size: 1 << 20,
+        ..fast_kdf()
+    };
+    let data = noise(2 << 20, 3);
+    for damage in ["delete", "junk"] {
+        for victim in ["config", "key", "manifest", "manifest and copy"] {
+            let repo = memory_repo(Some(PASS), &opts, 22);
+            let snap = ingest_items(&repo, &[("a", &data)], "2026-01-01T00:00:00Z", &[]).unwrap();
+            let storage = repo.storage();
+            let key = storage.list("keys/").unwrap()[0].0.clone();
+            let manifest = format!("snapshots/{}.snapshot", snap.id);
+            let manifest_copy = format!("copies/snapshots/{}.snapshot", snap.id);
+            let victims: Vec<String> = match victim {
+                "config" => vec!["config.json".into()],
+                "key" => vec![key.clone()],
+                "manifest" => vec![manifest.clone()],
+                _ => vec![manifest.clone(), manifest_copy.clone()],
+            };
+            for v in &victims {
+                match damage {
+                    "delete" => storage.delete(v).unwrap(),
+                    _ => storage.overwrite(v, b"{\"not\": \"this file\"}".to_vec()),
+                }
+            }
+            let repo = Repository::open(storage, Some(PASS)).unwrap();
+            let case = format!("{damage} {victim}");
+            if victim == "manifest and copy" {
+                let plan = repo.restore_plan(&snap, None).unwrap();
+                assert!(!plan.complete, "{case}: {plan:?}");
+                let named: &Vec<String> = if damage == "delete" {
+                    &plan.missing
+                } else {
+                    &plan.damaged
+                };
+                assert_eq!(named, &vec![manifest.clone()], "{case}");
+                continue;
+            }
+            let plan = repo.restore_plan(&snap, None).unwrap();
+            assert!(
+                plan.complete && plan.missing.is_empty() && plan.damaged.is_empty(),
+                "{case}: {plan:?}"
+            );
+            let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+            let (gone, instead) = match victim {
+                "config" => ("config.json".to_string(), "copies/config".to_string()),
+                "key" => (key.clone(), format!("copies/{key}")),
+                _ => (manifest.clone(), manifest_copy.clone()),
+            };
+            assert!(!paths.contains(&gone.as_str()), "{case}: {paths:?}");
+            assert!(paths.contains(&instead.as_str()), "{case}: {paths:?}");
+            // Exactly those files open and restore.
+            let partial = MemoryStorage::new();
+            for f in &plan.files {
+                partial.overwrite(&f.path, storage.get(&f.path).unwrap());
+            }
+            let copy = Repository::open(&partial, Some(PASS)).unwrap();
+            let snap_copy = copy.get_snapshot(&snap.id.to_hex()).unwrap();
+            assert_eq!(restore(&copy, &snap_copy, "a").unwrap(), data, "{case}");
+        }
+    }
+}
+
 /// Fails every `n`-th ranged read once, like a flaky network store.
 struct Flaky {
     inner: MemoryStorage,

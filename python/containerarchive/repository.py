@@ -775,7 +775,9 @@ class Repository:
     def stats(self) -> RepoStats:
         """Repository totals: snapshots, packs, unique chunks, stored and original bytes,
         deduplication and compression ratios. Reads the index and every snapshot manifest,
-        no pack."""
+        no pack. A manifest that cannot be read is named in ``unreadable_snapshots`` (and left
+        out of the totals), not raised; :class:`CorruptionError` when the index cannot be
+        read, :class:`StorageError` when the storage fails."""
         return RepoStats._from_json(self._n.stats())
 
     def snapshots_frame(
@@ -794,6 +796,7 @@ class Repository:
     def _repr_html_(self) -> str:
         if self._native is None:
             return titled(f"Repository {self._path} (closed)")
+        # Damage hides nothing else here either: totals name unreadable manifests.
         return repository_html(
-            str(self._path), self.config, self.stats(), self.list_snapshots()[-10:]
+            str(self._path), self.config, self.stats(), self.scan_snapshots().snapshots[-10:]
         )

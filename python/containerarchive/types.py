@@ -480,6 +480,12 @@ class RepoStats(Fields):
     #: ``original_bytes`` over the stored bytes of data chunks: deduplication, delta encoding
     #: and compression together (parity aside).
     reduction_ratio: float = 1.0
+    #: Snapshots whose manifest cannot be read (``id`` and ``reason``): not counted in
+    #: ``snapshots`` nor ``original_bytes``; ``verify`` names the damage, ``repair`` restores a
+    #: manifest from its copy.
+    unreadable_snapshots: list[UnreadableSnapshot] = field(
+        default_factory=list, metadata=source(nested=UnreadableSnapshot)
+    )
 
     @property
     def repository_bytes(self) -> int:
@@ -489,6 +495,7 @@ class RepoStats(Fields):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
         d = dict(vars(self))
+        d["unreadable_snapshots"] = [u.to_dict() for u in self.unreadable_snapshots]
         d["repository_bytes"] = self.repository_bytes
         return d
 
@@ -513,6 +520,8 @@ class RepoStats(Fields):
                 if self.delta_chunks
                 else "none",
             ),
+        ] + [
+            ("unreadable snapshot", f"{u.id[:8]} ({u.reason})") for u in self.unreadable_snapshots
         ]
 
     def _repr_html_(self) -> str:

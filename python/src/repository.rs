@@ -13,6 +13,7 @@ use containerarchive_core::progress::Progress;
 use containerarchive_core::retention::{parse_tag_set, GroupBy, Policy, Span};
 use containerarchive_core::{
     Compression, Error, InitOptions, ItemReader, LockInfo, Repository, SnapshotFilter,
+    UnreadableSnapshot,
 };
 use pyo3::prelude::*;
 
@@ -329,7 +330,7 @@ impl NativeRepository {
             "unreadable": scan
                 .unreadable
                 .iter()
-                .map(|u| serde_json::json!({"id": u.id.to_hex(), "reason": u.error.to_string()}))
+                .map(UnreadableSnapshot::view)
                 .collect::<Vec<_>>(),
         });
         Ok(doc.to_string())

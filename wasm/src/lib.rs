@@ -16,6 +16,7 @@ use containerarchive_core::snapshot::parse_time;
 use containerarchive_core::storage::StorageResult;
 use containerarchive_core::{
     Error, ItemReader, Repository, Snapshot, SnapshotFilter, Storage, StorageError,
+    UnreadableSnapshot,
 };
 use js_sys::{Function, Uint8Array};
 use serde::{Deserialize, Serialize};
@@ -377,12 +378,12 @@ impl Engine {
             .repo
             .scan_snapshots(&SnapshotFilter::default())
             .map_err(js_error)?;
-        let rows: Vec<serde_json::Value> = scan
+        let rows: Vec<_> = scan
             .unreadable
             .iter()
-            .map(|u| serde_json::json!({"id": u.id.to_hex(), "reason": u.error.to_string()}))
+            .map(UnreadableSnapshot::view)
             .collect();
-        Ok(serde_json::Value::Array(rows).to_string())
+        Ok(to_js_json(&rows))
     }
 
     /// Verify at `level`; `on_progress(fraction)` is called as it goes. Returns

@@ -295,35 +295,18 @@ impl<S: Storage> Repository<S> {
     /// `config.json` and its sealed copy: whichever is missing, damaged or differs from the
     /// settings as stored (the copy when it opens: it authenticates) is written again.
     fn repair_config(&self, report: &mut RepairReport) -> Result<()> {
-        use crate::config::CONFIG_KEY;
-        use crate::config::{config_copy_parts, Config, CONFIG_COPY_KEY, CONFIG_COPY_LABEL};
-        let storage: &dyn Storage = self.storage();
+        use crate::config::{CONFIG_COPY_KEY, CONFIG_KEY};
+        use crate::repo::ConfigVersion;
         let stored = self.stored_config()?;
-        let primary_ok = storage
-            .get(CONFIG_KEY)
-            .ok()
-            .and_then(|raw| serde_json::from_slice::<Config>(&raw).ok())
-            .is_some_and(|c| c == stored);
-        let copy = storage.get(CONFIG_COPY_KEY).ok();
-        let copy_ok = copy
-            .as_deref()
-            .and_then(config_copy_parts)
-            .is_some_and(|(id, sealed)| {
-                id.to_hex() == stored.id
-                    && self
-                        .keys()
-                        .open(CONFIG_COPY_LABEL, sealed)
-                        .ok()
-                        .and_then(|json| serde_json::from_slice::<Config>(&json).ok())
-                        .is_some_and(|c| c == stored)
-            });
+        let versions = self.config_versions()?;
+        let (primary_ok, copy_ok) = (versions.file.holds(&stored), versions.copy.holds(&stored));
         if !(primary_ok && copy_ok) {
             self.write_config(&stored)?;
             if !copy_ok {
-                if copy.is_some() {
-                    report.metadata_restored.push(CONFIG_COPY_KEY.to_string());
-                } else {
+                if versions.copy == ConfigVersion::Missing {
                     report.copies_added += 1;
+                } else {
+                    report.metadata_restored.push(CONFIG_COPY_KEY.to_string());
                 }
             }
             if !primary_ok {

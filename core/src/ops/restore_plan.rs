@@ -10,14 +10,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::config::CONFIG_KEY;
+use crate::config::{CONFIG_COPY_KEY, CONFIG_KEY};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{decode_index_file, Location, INDEX_PREFIX};
+use crate::keyfile::{key_copy_key, key_versions, Version as KeyVersion};
 use crate::pack::{base_closure, pack_key};
+use crate::repo::ConfigVersion;
 use crate::repo::Repository;
 use crate::scan::read_chunk_list_at;
-use crate::snapshot::{snapshot_key, Item, Snapshot};
+use crate::snapshot::{decode_snapshot, snapshot_copy_key, snapshot_key, Item, Snapshot};
 use crate::storage::{Storage, StorageError};
 
 /// One file a restore needs.
@@ -29,8 +31,9 @@ pub struct PlanFile {
     pub size: Option<u64>,
     /// Whether the file is in this copy of the repository.
     pub present: bool,
-    /// Whether it is present but not the size the index gives (truncated or replaced): a
-    /// restore would fail on it as on a missing one. `size` is then the expected size.
+    /// Whether it is present but does not read: a pack not the size the index gives
+    /// (truncated or replaced; `size` is then the expected size), a metadata file that does
+    /// not decode and has no intact copy. A restore would fail on it as on a missing one.
     pub damaged: bool,
 }
 
@@ -71,7 +74,8 @@ impl<S: Storage> Repository<S> {
         let indexed = self.read_listed_indexes(&listed);
         let needed = self.needed_packs(&items, &indexed);
         let mut complete = needed.complete && !indexed.pack_index.is_empty();
-        let files = plan_files(snapshot, &listed, &indexed, &needed.packs);
+        let metadata = self.metadata_plan(snapshot, &listed);
+        let files = plan_files(metadata, &listed, &indexed, &needed.packs);
         let total_bytes = files.iter().filter_map(|f| f.size).sum();
         let paths = |pick: fn(&PlanFile) -> bool| {
             files
@@ -93,6 +97,67 @@ impl<S: Storage> Repository<S> {
             complete,
             archived: needed.archived.into_iter().collect(),
         })
+    }
+
+    /// The metadata files a restore reads, in order: the settings, the key files, the
+    /// snapshot's manifest. Each is named by the version that serves (docs/FORMAT.md, "Metadata
+    /// copies"): the file itself when it reads, else its copy under `copies/` when that does,
+    /// else the file itself, marked missing or damaged.
+    fn metadata_plan(&self, snapshot: &Snapshot, listed: &HashMap<String, u64>) -> Vec<PlanFile> {
+        let storage = self.storage();
+        let version = |path: String, reads: bool| PlanFile {
+            size: listed.get(&path).copied(),
+            present: listed.contains_key(&path),
+            damaged: listed.contains_key(&path) && !reads,
+            path,
+        };
+        let serves = |f: &PlanFile| f.present && !f.damaged;
+        let pick = |file: PlanFile, copy: Option<PlanFile>| match copy {
+            Some(c) if !serves(&file) && serves(&c) => c,
+            _ => file,
+        };
+        let copies = self.copies();
+        // The settings: config.json when it holds the settings as stored (the sealed copy,
+        // when there is one, authenticates them), else the copy.
+        let stored = self.stored_config().ok();
+        let versions = self.config_versions().ok();
+        let holds = |v: Option<&ConfigVersion>| {
+            stored
+                .as_ref()
+                .is_some_and(|c| v.is_some_and(|v| v.holds(c)))
+        };
+        let config_reads = holds(versions.as_ref().map(|v| &v.file));
+        let copy_reads = holds(versions.as_ref().map(|v| &v.copy));
+        let mut files = vec![pick(
+            version(CONFIG_KEY.to_string(), config_reads),
+            copies.then(|| version(CONFIG_COPY_KEY.to_string(), copy_reads)),
+        )];
+        // Every key file that can serve (a restore elsewhere may use any passphrase), each by
+        // its version that hashes to its name. One with no intact version opens nothing: it is
+        // not needed (repair names it lost).
+        for v in key_versions(storage, copies).unwrap_or_default() {
+            let intact = |x: &KeyVersion| matches!(x, KeyVersion::Intact(_));
+            if v.intact().is_none() {
+                continue;
+            }
+            let copy = key_copy_key(&v.key);
+            files.push(pick(
+                version(v.key.clone(), intact(&v.file)),
+                copies.then(|| version(copy, intact(&v.copy))),
+            ));
+        }
+        let reads = |key: &str| {
+            storage
+                .get(key)
+                .ok()
+                .is_some_and(|data| decode_snapshot(self.keys(), snapshot.id, &data).is_ok())
+        };
+        let (manifest, copy) = (snapshot_key(&snapshot.id), snapshot_copy_key(&snapshot.id));
+        files.push(pick(
+            version(manifest.clone(), reads(&manifest)),
+            copies.then(|| version(copy.clone(), reads(&copy))),
+        ));
+        files
     }
 
     /// Every index file among `listed` that can be read, merged: the first (in path order)
@@ -204,12 +269,12 @@ struct NeededPacks {
     complete: bool,
 }
 
-/// The files of a plan in the order they are needed: `config.json`, the key files, the
-/// snapshot, the index files of the `packs` (or the index folder, missing, when no index could
-/// be read), then the packs; each marked present (in `listed`) and damaged (present with
-/// another size than indexed).
+/// The files of a plan in the order they are needed: the metadata files (see
+/// [`Repository::metadata_plan`]), the index files of the `packs` (or the index folder, missing,
+/// when no index could be read), then the packs; each marked present (in `listed`) and damaged
+/// (present with another size than indexed).
 fn plan_files(
-    snapshot: &Snapshot,
+    mut files: Vec<PlanFile>,
     listed: &HashMap<String, u64>,
     indexed: &Indexed,
     packs: &BTreeSet<Id>,
@@ -223,14 +288,6 @@ fn plan_files(
             path,
         }
     };
-    let mut files = vec![file(CONFIG_KEY.to_string(), None)];
-    let mut key_files: Vec<&String> = listed
-        .keys()
-        .filter(|k| crate::layout::is(crate::layout::Kind::Key, k))
-        .collect();
-    key_files.sort();
-    files.extend(key_files.into_iter().map(|k| file(k.clone(), None)));
-    files.push(file(snapshot_key(&snapshot.id), None));
     if indexed.pack_index.is_empty() {
         files.push(PlanFile {
             path: INDEX_PREFIX.to_string(),

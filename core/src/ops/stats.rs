@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::pack::BlobKind;
-use crate::repo::{Repository, SnapshotFilter};
+use crate::repo::{Repository, SnapshotFilter, UnreadableSnapshotView};
 use crate::storage::Storage;
 
 /// Totals over a whole repository, from its index, its parity listing and its snapshots.
@@ -47,6 +47,9 @@ pub struct RepoStats {
     pub delta_original_bytes: u64,
     /// Their bytes as stored.
     pub delta_stored_bytes: u64,
+    /// Snapshots whose manifest cannot be read (and why): not in `snapshots` nor in
+    /// `original_bytes`, so the ratios leave them out (`verify` and `repair` deal with them).
+    pub unreadable_snapshots: Vec<UnreadableSnapshotView>,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -59,10 +62,12 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 impl<S: Storage> Repository<S> {
     /// Repository totals. Reads the index, lists parity files and reads every snapshot manifest;
-    /// no pack is read.
+    /// no pack is read. A manifest that cannot be read is named in
+    /// [`RepoStats::unreadable_snapshots`], not an error.
     ///
     /// # Errors
-    /// [`Error::Corruption`](crate::Error::Corruption); [`Error::Storage`](crate::Error::Storage).
+    /// [`Error::Corruption`](crate::Error::Corruption) for an index that cannot be read;
+    /// [`Error::Storage`](crate::Error::Storage).
     pub fn stats(&self) -> Result<RepoStats> {
         let mut st = RepoStats::default();
         let mut data_stored = 0u64;
@@ -92,10 +97,13 @@ impl<S: Storage> Repository<S> {
             st.parity_files += 1;
             st.parity_bytes += size;
         }
-        for snap in self.list_snapshots(&SnapshotFilter::default())? {
+        // One unreadable manifest hides nothing else: the others are counted, it is named.
+        let scan = self.scan_snapshots(&SnapshotFilter::default())?;
+        for snap in &scan.snapshots {
             st.snapshots += 1;
             st.original_bytes += snap.manifest.original_size;
         }
+        st.unreadable_snapshots = scan.unreadable.iter().map(|u| u.view()).collect();
         st.dedup_ratio = ratio(st.original_bytes, st.unique_bytes);
         st.compression_ratio = ratio(st.unique_bytes, data_stored);
         st.reduction_ratio = ratio(st.original_bytes, data_stored);

@@ -503,7 +503,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in st._rows())
     text = "\n".join([f"repository {location}"] + [f"  {k:<{width}}  {v}" for k, v in st._rows()])
     _emit(args, doc, text)
-    return 0
+    # Totals that leave snapshots out are not ok: each is named, as `snapshots` does.
+    for u in st.unreadable_snapshots:
+        print(
+            f"containerarchive stats: snapshot {u.id} cannot be read, not counted: {u.reason}",
+            file=sys.stderr,
+        )
+    return EXIT_ERROR if st.unreadable_snapshots else 0
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

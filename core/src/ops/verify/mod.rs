@@ -374,63 +374,51 @@ impl<S: Storage> Repository<S> {
     /// With metadata copies, `config.json` and its sealed copy each hold the settings this
     /// handle opened with (a missing copy is counted, not reported, as for manifests).
     fn check_config(&self, c: &mut Checker<'_>) -> Result<()> {
-        use crate::config::{config_copy_parts, CONFIG_COPY_KEY, CONFIG_COPY_LABEL, CONFIG_KEY};
+        use crate::config::{CONFIG_COPY_KEY, CONFIG_KEY};
+        use crate::repo::ConfigVersion;
         if !self.copies() {
             return Ok(());
         }
-        let storage: &dyn Storage = self.storage();
-        let get = |key: &str| match storage.get(key) {
-            Ok(d) => Ok(Some(d)),
-            Err(StorageError::NotFound(_)) => Ok(None),
-            Err(e) => Err(Error::from(e)),
-        };
         let want = self.config();
-        let primary = match get(CONFIG_KEY)? {
-            None => Err("missing".to_string()),
-            Some(raw) => match serde_json::from_slice::<crate::config::Config>(&raw) {
-                Ok(cfg) if cfg == *want => Ok(()),
-                Ok(_) => Err("it differs from its sealed copy, which authenticates".to_string()),
-                Err(e) => Err(format!("not a valid config: {e}")),
-            },
+        let versions = self.config_versions()?;
+        let why = |v: &ConfigVersion, other: &str| match v {
+            ConfigVersion::Read(_) => format!("it holds other settings than {other}"),
+            v => v.describe(),
         };
-        let copy = get(CONFIG_COPY_KEY)?.map(|raw| match config_copy_parts(&raw) {
-            None => Err("damaged: too short or without its magic".to_string()),
-            Some((id, sealed)) if id.to_hex() == want.id => {
-                match self.keys().open(CONFIG_COPY_LABEL, sealed) {
-                    Ok(json) => match serde_json::from_slice::<crate::config::Config>(&json) {
-                        Ok(cfg) if cfg == *want => Ok(()),
-                        Ok(_) => Err("it holds other settings than config.json".to_string()),
-                        Err(e) => Err(format!("damaged: {e}")),
-                    },
-                    Err(why) => Err(format!("damaged: its seal does not open ({why})")),
+        let copy_ok = versions.copy.holds(want);
+        if !versions.file.holds(want) {
+            let mut what = match &versions.file {
+                ConfigVersion::Read(_) => {
+                    "it differs from its sealed copy, which authenticates".to_string()
                 }
-            }
-            Some(_) => Err("damaged: it names another repository id".to_string()),
-        });
-        if let Err(why) = &primary {
-            let note = if matches!(copy, Some(Ok(()))) {
-                " (its sealed copy is intact: repair rewrites config.json from it)"
-            } else {
-                ""
+                v => v.describe(),
             };
+            if copy_ok {
+                what.push_str(" (its sealed copy is intact: repair rewrites config.json from it)");
+            }
             c.find(
                 FindingKind::Config,
                 None,
                 None,
                 None,
-                format!("{CONFIG_KEY}: {why}{note}"),
+                format!("{CONFIG_KEY}: {what}"),
             );
         }
-        match copy {
-            None if primary.is_ok() => c.report.stats.missing_copies += 1,
-            None => {}
-            Some(Ok(())) => {}
-            Some(Err(why)) => c.find(
+        match &versions.copy {
+            ConfigVersion::Missing if versions.file.holds(want) => {
+                c.report.stats.missing_copies += 1
+            }
+            ConfigVersion::Missing => {}
+            _ if copy_ok => {}
+            v => c.find(
                 FindingKind::Config,
                 None,
                 None,
                 None,
-                format!("{CONFIG_COPY_KEY}: {why} (repair writes it again)"),
+                format!(
+                    "{CONFIG_COPY_KEY}: {} (repair writes it again)",
+                    why(v, CONFIG_KEY)
+                ),
             ),
         }
         Ok(())
