@@ -173,7 +173,9 @@ pub fn has_magic(kind: Kind, data: &[u8]) -> bool {
 /// Whether the object at `key` is identifiably this repository's own although it may not
 /// authenticate (a damaged file): its name matches a kind with a magic and its first bytes
 /// are that magic. Parity shards (no magic) must hash to their name. Used before deleting a
-/// file the repository key cannot vouch for; a missing object is not ours to delete.
+/// file the repository key cannot vouch for; a missing object is not ours to delete. One that
+/// is named as ours but cannot be read at all (an I/O error) counts as ours: damage, which
+/// the cleanups that ask must be able to remove.
 pub fn owned(storage: &dyn Storage, key: &str) -> Result<bool> {
     let Some((kind, id)) = classify(key) else {
         return Ok(false);
@@ -190,7 +192,8 @@ pub fn owned(storage: &dyn Storage, key: &str) -> Result<bool> {
     match result {
         Ok(ours) => Ok(ours),
         Err(StorageError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e @ StorageError::Archived { .. }) => Err(e.into()),
+        Err(_) => Ok(true),
     }
 }
 

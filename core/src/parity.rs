@@ -161,7 +161,17 @@ pub fn load_groups_with(
             Ok(d) => d,
             Err(StorageError::NotFound(_)) => continue,
             Err(StorageError::Archived { .. }) if skip_archived => continue,
-            Err(e) => return Err(e.into()),
+            Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+            // One description that cannot be read (an I/O error) is a bad one: its packs are
+            // grouped anew by repair, as for a damaged description.
+            Err(e) => {
+                let why = Error::corruption(
+                    format!("parity group {key}"),
+                    format!("cannot be read: {e}"),
+                );
+                bad.push((key, why));
+                continue;
+            }
         };
         let id_ok = layout::classify(&key)
             .and_then(|(_, id)| id)

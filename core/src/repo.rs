@@ -329,10 +329,12 @@ impl<S: Storage> Repository<S> {
     /// feature this build cannot read; [`Error::WrongPassphrase`] when no key file opens;
     /// [`Error::Corruption`] for a damaged `config.json` or no readable key file; [`Error::Storage`].
     pub fn open(storage: S, passphrase: Option<&[u8]>) -> Result<Self> {
+        // Each version: there (its bytes, or the error reading it), or not there.
         let get = |key: &str| match storage.get(key) {
-            Ok(raw) => Ok(Some(raw)),
+            Ok(raw) => Ok(Some(Ok(raw))),
             Err(StorageError::NotFound(_)) => Ok(None),
-            Err(e) => Err(Error::from(e)),
+            Err(e @ StorageError::Archived { .. }) => Err(Error::from(e)),
+            Err(e) => Ok(Some(Err(e))),
         };
         let (primary_raw, copy_raw) = (get(CONFIG_KEY)?, get(CONFIG_COPY_KEY)?);
         if primary_raw.is_none() && copy_raw.is_none() {
@@ -340,13 +342,17 @@ impl<S: Storage> Repository<S> {
                 location: storage.location(),
             });
         }
-        let primary: Result<Config> = match &primary_raw {
-            Some(raw) => parse_config(raw, CONFIG_KEY),
+        // A version that cannot be read (an I/O error, a failing store) is passed over for the
+        // other; its error is the answer when the other does not serve either.
+        let primary: Result<Config> = match primary_raw {
+            Some(Ok(raw)) => parse_config(&raw, CONFIG_KEY),
+            Some(Err(e)) => Err(e.into()),
             None => Err(Error::corruption(
                 CONFIG_KEY,
                 "missing (and its sealed copy does not open)",
             )),
         };
+        let copy_raw = copy_raw.and_then(std::result::Result::ok);
         let copy = copy_raw.as_deref().and_then(config_copy_parts);
         // An unencrypted repository's copy is sealed with a checksum only: it opens without keys.
         let plain_copy = match copy.map(|(_, sealed)| Keys::plain().open(CONFIG_COPY_LABEL, sealed))

@@ -46,7 +46,12 @@ pub fn read_index_view(
         let data = match storage.get(&key) {
             Ok(d) => d,
             Err(StorageError::NotFound(_)) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+            // One index file that cannot be read is damage to that file, as a bad one is.
+            Err(e) => {
+                on_bad(&key, e.into());
+                continue;
+            }
         };
         read += data.len() as u64;
         match decode_index_file(repo_keys, &key, &data) {

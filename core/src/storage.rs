@@ -371,20 +371,27 @@ pub fn waits_for_background(key: &str) -> bool {
 }
 
 /// Store an object that must have exactly these bytes: if the key is taken by other (damaged)
-/// bytes, replace them; identical bytes already there are left alone.
+/// bytes, or by an object that cannot be read (an I/O error), replace them; identical bytes
+/// already there are left alone.
 pub fn put_exact(storage: &dyn Storage, key: &str, data: &[u8]) -> StorageResult<()> {
     exact_put(storage, key, data)
 }
 
 fn exact_put<S: Storage + ?Sized>(storage: &S, key: &str, data: &[u8]) -> StorageResult<()> {
     match storage.put(key, data) {
-        Err(StorageError::AlreadyExists(_)) => {
-            if storage.get(key)? != data {
-                storage.delete(key)?;
-                storage.put(key, data)?;
+        Err(StorageError::AlreadyExists(_)) => match storage.get(key) {
+            Ok(there) if there == data => Ok(()),
+            // Archived: readable once restored from the archive, not damage.
+            Err(e @ StorageError::Archived { .. }) => Err(e),
+            // Other bytes, or bytes that cannot be read: damage, replaced.
+            _ => {
+                match storage.delete(key) {
+                    Ok(()) | Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                storage.put(key, data)
             }
-            Ok(())
-        }
+        },
         other => other,
     }
 }

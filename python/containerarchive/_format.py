@@ -99,4 +99,12 @@ def repository_html(
             for s in reversed(latest)
         ],
     )
-    return titled(f"Repository {location}", about, totals, recent)
+    parts = [about, totals, recent]
+    if st.unreadable_snapshots:
+        parts.append(
+            table(
+                ["unreadable snapshots", "why (repair restores a manifest from its copy)"],
+                [(u.id[:8], u.reason) for u in st.unreadable_snapshots],
+            )
+        )
+    return titled(f"Repository {location}", *parts)

@@ -41,7 +41,7 @@ def _naming(snapshot_id: str, item: str) -> Iterator[None]:
                 and "does not exist" not in text
                 and "not found" not in text.lower()
             )
-            or getattr(e, "snapshot", None)
+            or getattr(e, "item", None)
         ):
             raise  # a local I/O error (disk full, closed pipe), an outage, or already named
         failure = type(e)(

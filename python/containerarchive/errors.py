@@ -73,9 +73,14 @@ class ItemNotFoundError(ContainerArchiveError, LookupError):
 
 
 class CorruptionError(ContainerArchiveError):
-    """Stored data is damaged or missing; ``object`` names the pack, chunk, index or snapshot."""
+    """Stored data is damaged or missing; ``object`` names the pack, chunk, index or snapshot.
+    ``snapshot`` is the id of the snapshot it concerns (its manifest, or an item of it being
+    restored), ``None`` when it concerns none; ``snapshots`` lists every snapshot it names
+    (``latest`` failing on several unreadable manifests names them all)."""
 
     object: str
+    snapshot: str | None = None
+    snapshots: list[str]
 
 
 class LockedError(ContainerArchiveError):

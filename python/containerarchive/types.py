@@ -520,9 +520,7 @@ class RepoStats(Fields):
                 if self.delta_chunks
                 else "none",
             ),
-        ] + [
-            ("unreadable snapshot", f"{u.id[:8]} ({u.reason})") for u in self.unreadable_snapshots
-        ]
+        ] + [("unreadable snapshot", f"{u.id[:8]} ({u.reason})") for u in self.unreadable_snapshots]
 
     def _repr_html_(self) -> str:
         return titled("Repository totals", table(["", ""], self._rows()))

@@ -39,9 +39,17 @@ pub(crate) fn py_err(e: Error) -> PyErr {
                 ("item", text(item)),
                 ("available", list(available)),
             ],
-            Error::Corruption { object, .. } | Error::ConcurrentModification { object, .. } => {
-                vec![("object", text(object))]
+            Error::Corruption { object, reason } => {
+                // The snapshots the damage is about (a manifest, an item's chunks): by id.
+                let ids = snapshot_ids(&format!("{object}: {reason}"));
+                let first = ids.first().map_or_else(|| py.None(), &text);
+                vec![
+                    ("object", text(object)),
+                    ("snapshot", first),
+                    ("snapshots", list(&ids)),
+                ]
             }
+            Error::ConcurrentModification { object, .. } => vec![("object", text(object))],
             Error::Locked { lock, holder } => vec![("lock", text(lock)), ("holder", text(holder))],
             Error::Storage(StorageError::Archived { key, class }) => {
                 vec![("key", text(key)), ("storage_class", text(class))]
@@ -83,4 +91,32 @@ pub(crate) fn io_err(path: &Path, e: std::io::Error) -> PyErr {
         });
     }
     err
+}
+
+/// Every snapshot id an error's text names ("snapshot <64 hex>", a manifest's file name
+/// "<64 hex>.snapshot", or "snapshot <id>, <id>"), each once, in order.
+fn snapshot_ids(text: &str) -> Vec<String> {
+    let hex64 = |s: &str| s.len() >= 64 && s.as_bytes()[..64].iter().all(u8::is_ascii_hexdigit);
+    let mut ids: Vec<String> = Vec::new();
+    let mut push = |id: &str| {
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_string());
+        }
+    };
+    for (at, _) in text.match_indices("snapshot ") {
+        let mut rest = &text[at + "snapshot ".len()..];
+        while hex64(rest) {
+            push(&rest[..64]);
+            rest = rest[64..].strip_prefix(", ").unwrap_or("");
+        }
+    }
+    for (at, _) in text.match_indices(".snapshot") {
+        // `get`: the 64 bytes before may not start on a character boundary.
+        if let Some(id) = at.checked_sub(64).and_then(|from| text.get(from..at)) {
+            if hex64(id) {
+                push(id);
+            }
+        }
+    }
+    ids
 }

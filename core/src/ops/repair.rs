@@ -89,8 +89,9 @@ impl PackCheck {
         let ok = self.present.get(id) == Some(&size)
             && match storage.get(&pack_key(id)) {
                 Ok(d) => Id::sha256(&d) == *id,
-                Err(StorageError::NotFound(_)) => false,
-                Err(e) => return Err(e.into()),
+                Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+                // Missing, or cannot be read (an I/O error): damaged, rebuilt from parity.
+                Err(_) => false,
             };
         self.intact.insert(*id, ok);
         Ok(ok)
@@ -212,7 +213,10 @@ impl<S: Storage> Repository<S> {
                     Ok(Some((d, bad)))
                 }
                 Err(StorageError::NotFound(_)) => Ok(None),
-                Err(e) => Err(e.into()),
+                Err(e @ StorageError::Archived { .. }) => Err(e.into()),
+                // One file that cannot be read (an I/O error) is damage to that file: written
+                // again from the other version, as a damaged one is.
+                Err(e) => Ok(Some((Vec::new(), Some(format!("unreadable: {e}"))))),
             }
         };
         if !had_copies {
@@ -372,8 +376,9 @@ impl<S: Storage> Repository<S> {
             }
             let parity_ok = match storage.get(&g.parity_key()) {
                 Ok(p) => Id::sha256(&p) == g.desc.parity,
-                Err(StorageError::NotFound(_)) => false,
-                Err(e) => return Err(e.into()),
+                Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+                // Missing or unreadable: computed again when the members are intact.
+                Err(_) => false,
             };
             match (bad.as_slice(), parity_ok) {
                 ([], true) => {}

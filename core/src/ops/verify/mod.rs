@@ -98,11 +98,14 @@ pub enum FindingKind {
     KeyFile,
     /// `config.json` or its sealed copy is missing, damaged, or differs from the other.
     Config,
+    /// A file that is there cannot be read (an I/O error, a failing store): a pack, its
+    /// `.idx`, a parity shard (standard). Damage to that file alone; repair writes it again.
+    Unreadable,
 }
 
 impl FindingKind {
     /// Every kind, in the order verify can report them.
-    pub const ALL: [FindingKind; 19] = [
+    pub const ALL: [FindingKind; 20] = [
         FindingKind::Index,
         FindingKind::Snapshot,
         FindingKind::ChunkMissing,
@@ -122,6 +125,7 @@ impl FindingKind {
         FindingKind::ChunkCorrupt,
         FindingKind::KeyFile,
         FindingKind::Config,
+        FindingKind::Unreadable,
     ];
 
     /// The snake_case name (as serialised).
@@ -146,6 +150,7 @@ impl FindingKind {
             FindingKind::ChunkCorrupt => "chunk_corrupt",
             FindingKind::KeyFile => "key_file",
             FindingKind::Config => "config",
+            FindingKind::Unreadable => "unreadable",
         }
     }
 
@@ -496,7 +501,12 @@ impl<S: Storage> Repository<S> {
                         Ok(Some(decode_snapshot(self.keys(), sid, &d)))
                     }
                     Err(StorageError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e.into()),
+                    Err(e @ StorageError::Archived { .. }) => Err(e.into()),
+                    // Cannot be read (an I/O error): damage to this file, reported as such.
+                    Err(e) => Ok(Some(Err(Error::corruption(
+                        format!("snapshot {sid}"),
+                        format!("{key} cannot be read: {e}"),
+                    )))),
                 }
             };
             let primary = read(&snapshot_key(&sid))?;

@@ -58,7 +58,22 @@ impl<S: Storage> Repository<S> {
                         complete = false;
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+                    // One pack that cannot be read is damage to that pack: reported, and the
+                    // others are still checked.
+                    Err(e) => {
+                        complete = false;
+                        if first_time {
+                            c.find(
+                                FindingKind::Unreadable,
+                                Some(&pack),
+                                None,
+                                None,
+                                format!("pack {pack} cannot be read: {e}"),
+                            );
+                        }
+                        continue;
+                    }
                 };
                 c.report.stats.bytes_read += data.len() as u64;
                 if let Some(p) = parity.as_mut() {
@@ -78,7 +93,20 @@ impl<S: Storage> Repository<S> {
             let stored = match storage.get(&g.parity_key()) {
                 Ok(stored) => stored,
                 Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+                Err(e) => {
+                    c.find(
+                        FindingKind::Unreadable,
+                        None,
+                        None,
+                        None,
+                        format!(
+                            "parity shard {} of group {} cannot be read: {e}",
+                            g.desc.parity, g.key
+                        ),
+                    );
+                    continue;
+                }
             };
             c.report.stats.bytes_read += stored.len() as u64;
             // A damaged member already explains a parity mismatch: only an intact group's
