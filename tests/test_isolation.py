@@ -450,3 +450,56 @@ def test_turning_copies_on_drops_copies_an_older_program_left_behind(
     assert [r["id"] for r in json.loads(listing.stdout)] == [sid for sid, _ in three_nights[:2]]
     assert not (root / "copies" / "snapshots" / f"{gone}.snapshot").exists()
     assert run(["verify", "--level", "full"], cli_env).returncode == 0
+
+
+@pytest.mark.parametrize("what", ["fifo", "directory"])
+@pytest.mark.parametrize("victim", ["manifest", "config-copy", "key"])
+def test_something_other_than_a_file_in_place_of_one_is_damage_never_a_hang(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    three_nights: list[tuple[str, bytes]],
+    what: str,
+    victim: str,
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    path = {
+        "manifest": manifest(cli_env, three_nights[2][0]),
+        "config-copy": root / "copies" / "config",
+        "key": next((root / "keys").iterdir()),
+    }[victim]
+    good = path.read_bytes()
+    path.unlink()
+    if what == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    # Every command answers (no read blocks on a FIFO without a writer) and the snapshots
+    # still list and restore from the other version.
+    listing = run(["snapshots", "--json"], cli_env)
+    assert [r["id"] for r in json.loads(listing.stdout)] == [s for s, _ in three_nights]
+    out = tmp_path / "latest.sql"
+    proc = run(["restore", "latest", "-o", str(out)], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == three_nights[2][1]
+    assert run(["verify", "--level", "full"], cli_env).returncode == 1
+    # Repair puts the file back in place of what was there.
+    proc = run(["repair"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert path.is_file() and path.read_bytes() == good
+    proc = run(["verify", "--level", "full"], cli_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_full_verify_of_an_emptied_pack_reports_it_and_repair_rebuilds_it(
+    cli_env: dict[str, str], three_nights: list[tuple[str, bytes]]
+) -> None:
+    root = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    pack = next(root.glob("packs/data/*/*.pack"))
+    good = pack.read_bytes()
+    pack.write_bytes(b"")
+    proc = run(["verify", "--level", "full", "--json"], cli_env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "panicked" not in proc.stderr
+    assert pack.stem in proc.stdout
+    assert run(["repair"], cli_env).returncode == 0
+    assert pack.read_bytes() == good

@@ -267,7 +267,10 @@ impl ParityBuilder {
         }
         let mut parity = [std::mem::take(&mut self.parity)];
         let (pack, ()) = crate::parallel::join(id, || {
-            if data.len() == parity[0].len() {
+            if parity[0].is_empty() {
+                // Every member so far is empty (a truncated pack verify is looking at): there
+                // is nothing to encode, and the codec refuses empty shards.
+            } else if data.len() == parity[0].len() {
                 add_shard(position, data, &mut parity);
             } else {
                 let mut padded = data.to_vec();
@@ -443,6 +446,29 @@ mod tests {
         (0..len)
             .map(|j| (j as u8).wrapping_mul(31).wrapping_add(i))
             .collect()
+    }
+
+    #[test]
+    fn an_empty_member_adds_nothing_and_never_panics() {
+        // A truncated pack seen by verify: first, among others, or last. Its contribution is
+        // that of a pack of zeros: the others' is the parity.
+        for order in [[0usize, 1, 2], [1, 0, 2], [1, 2, 0]] {
+            let data = [Vec::new(), pack(1, 1000), pack(2, 700)];
+            let mut with_empty = ParityBuilder::new();
+            let mut with_zeros = ParityBuilder::new();
+            for i in order {
+                with_empty.add(Id::sha256(&data[i]), &data[i]);
+                let zeros = vec![0u8; 1000];
+                with_zeros.add(
+                    Id::sha256(&data[i]),
+                    if data[i].is_empty() { &zeros } else { &data[i] },
+                );
+            }
+            assert_eq!(with_empty.finish().0, with_zeros.finish().0, "{order:?}");
+        }
+        let mut alone = ParityBuilder::new();
+        alone.add(Id::sha256(b""), b"");
+        assert!(alone.finish().0.is_empty());
     }
 
     #[test]

@@ -276,10 +276,10 @@ impl<S: Storage> Repository<S> {
         let (written, _) = self.write_index_files(&packs, rng)?;
         report.index_files_written = written.len() as u64;
         for key in old.iter().filter(|k| !written.contains(k)) {
-            // What the new files replace: index files recognisably ours, damaged or not.
-            if layout::owned(storage, key)? {
-                report.index_files_removed += delete_if_present(storage, key)?;
-            }
+            // What the new files replace: every file named as an index file, damaged (a bad
+            // magic, emptied) or not. Left in place, a damaged one would stop every command
+            // that loads the index again.
+            report.index_files_removed += delete_if_present(storage, key)?;
         }
         report.packs_indexed = packs.len() as u64;
         Ok(report)
@@ -388,6 +388,14 @@ impl<S: Storage> Repository<S> {
 }
 
 /// Group `packs` (read from storage) into new parity groups of up to 20; returns groups written.
+///
+/// Each pack must hash to its id: parity computed over a damaged pack would make the damage
+/// permanent (the group it leaves could have rebuilt it), so that is an error, before any
+/// group is written for its batch.
+///
+/// # Errors
+/// [`Error::Corruption`](crate::Error::Corruption) naming a pack that is empty, does not hash
+/// to its id or cannot be read; [`Error::Storage`](crate::Error::Storage).
 pub(crate) fn protect_packs(
     storage: &dyn Storage,
     keys: &crate::crypto::Keys,
@@ -398,7 +406,27 @@ pub(crate) fn protect_packs(
     for batch in packs.chunks(GROUP_SIZE) {
         let mut b = ParityBuilder::new();
         for (id, _) in batch {
-            b.add(*id, &storage.get(&pack_key(id))?);
+            let damaged = |why: String| {
+                crate::Error::corruption(
+                    format!("pack {id}"),
+                    format!(
+                        "{why}: no parity is computed over it; `repair` rebuilds it from its \
+                         parity group (run it, then this command again)"
+                    ),
+                )
+            };
+            let data = match storage.get(&pack_key(id)) {
+                Ok(d) => d,
+                Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+                Err(StorageError::NotFound(_)) => return Err(damaged("missing".into())),
+                Err(e) => return Err(damaged(format!("cannot be read ({e})"))),
+            };
+            if data.is_empty() {
+                return Err(damaged("empty".into()));
+            }
+            if b.add_hashing(&data) != *id {
+                return Err(damaged("does not hash to its id (damaged)".into()));
+            }
         }
         b.store(storage, keys, random_bytes(rng))?;
         written += 1;

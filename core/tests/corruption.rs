@@ -547,3 +547,40 @@ fn a_file_that_cannot_be_read_is_damage_to_that_file_alone_and_repair_rewrites_i
         }
     }
 }
+
+/// An index file or parity group description emptied, or with its magic destroyed, is not
+/// recognisable by content any more, but its name is the repository's: repair replaces it
+/// (and removes the damaged file) so that verify is clean again.
+#[test]
+fn repair_removes_index_files_and_group_descriptions_damaged_past_their_magic() {
+    let f = fixture();
+    for kind in ["index", "group"] {
+        for how in ["empty", "magic"] {
+            let case = format!("{kind} {how}");
+            let mut objects = f.objects.clone();
+            let key = objects
+                .keys()
+                .find(|k| kind_of(k) == kind)
+                .expect("in the fixture")
+                .clone();
+            let bytes = objects.get_mut(&key).unwrap();
+            match how {
+                "empty" => bytes.clear(),
+                _ => bytes[..4].fill(b'X'),
+            }
+            let repo = Repository::open(MemoryStorage::from_objects(objects), Some(PASS)).unwrap();
+            repo.repair(&lock_info(), &mut TestRng(5), &LockPolicy::NEVER)
+                .unwrap_or_else(|e| panic!("{case}: repair: {e}"));
+            let report = repo.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();
+            assert!(report.ok, "{case}: {:?}", report.errors);
+            assert!(
+                repo.storage().get(&key).is_err(),
+                "{case}: {key} left in place"
+            );
+            for (id, data) in &f.snapshots {
+                let snap = repo.get_snapshot(&id.to_hex()).unwrap();
+                assert_eq!(&restore(&repo, &snap, "f").unwrap(), data, "{case}");
+            }
+        }
+    }
+}

@@ -850,3 +850,91 @@ fn a_deleted_parity_shard_is_reported_after_the_second_look() {
         report.errors
     );
 }
+
+/// Prune and forget compute new parity over the packs that survive in a group they change. A
+/// damaged survivor must stop them before anything is deleted: parity over it would make the
+/// damage permanent, where the old group can still rebuild it. After repair, they go through.
+#[test]
+fn prune_and_forget_never_compute_parity_over_a_damaged_pack() {
+    for (how, damage) in [("forget", 0usize), ("prune", 1), ("forget", 2)] {
+        let repo = mib_pack_repo(31);
+        let mut snaps = Vec::new();
+        for day in 1..=4u64 {
+            let data = noise(3 << 20, 300 + day);
+            let at = format!("2026-04-0{day}T00:00:00Z");
+            snaps.push((
+                ingest_items(&repo, &[("f", &data)], &at, &[]).unwrap(),
+                data,
+            ));
+        }
+        let case = format!("{how}, damage {damage}");
+        let gone: BTreeSet<String> = repo
+            .restore_plan(&snaps[0].0, None)
+            .unwrap()
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
+        let victim = repo
+            .restore_plan(&snaps[3].0, None)
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .find(|p| p.ends_with(".pack") && !gone.contains(p))
+            .expect("the last snapshot has packs of its own");
+        let mut bytes = repo.storage().get(&victim).unwrap();
+        match damage {
+            0 => {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x20
+            }
+            1 => bytes.truncate(0),
+            _ => bytes[..64].fill(0),
+        }
+        repo.storage().overwrite(&victim, bytes);
+        let before = repo.storage().snapshot_objects();
+        let run = |seed: u64| match how {
+            "forget" => repo.forget(
+                &[snaps[0].0.id.to_hex()],
+                PruneOptions::new().dry_run(false),
+                &maintenance_lock(),
+                &mut TestRng(seed),
+                &LockPolicy::NEVER,
+            ),
+            _ => repo.prune(
+                &retention(
+                    &containerarchive_core::retention::Policy {
+                        keep_last: 3,
+                        ..Default::default()
+                    },
+                    &BTreeMap::new(),
+                ),
+                PruneOptions::new().dry_run(false),
+                &maintenance_lock(),
+                &mut TestRng(seed),
+                &LockPolicy::NEVER,
+            ),
+        };
+        let e = run(1).unwrap_err();
+        assert!(matches!(e, Error::Corruption { .. }), "{case}: {e:?}");
+        assert!(e.to_string().contains(&id_of(&victim)), "{case}: {e}");
+        assert!(e.to_string().contains("repair"), "{case}: {e}");
+        // Nothing was deleted (new packs may have been written: unindexed, harmless).
+        let after = repo.storage().snapshot_objects();
+        for key in before.keys() {
+            assert!(after.contains_key(key), "{case}: {key} was deleted");
+        }
+        // Repair rebuilds the pack from the group that still has every member; then it works.
+        let r = repo
+            .repair(&maintenance_lock(), &mut TestRng(2), &LockPolicy::NEVER)
+            .unwrap();
+        assert!(r.unrecoverable.is_empty(), "{case}: {:?}", r.unrecoverable);
+        run(3).unwrap_or_else(|e| panic!("{case}: after repair: {e}"));
+        assert!(verify(&repo, VerifyLevel::Full).ok, "{case}");
+        for (snap, data) in &snaps[1..] {
+            let s = repo.get_snapshot(&snap.id.to_hex()).unwrap();
+            assert_eq!(&restore(&repo, &s, "f").unwrap(), data, "{case}");
+        }
+    }
+}

@@ -184,11 +184,10 @@ impl<S: Storage> Repository<S> {
         }
         report.groups_written += protect_packs(storage, keys, &unprotected, rng)?;
         // Unreadable group descriptions protect nothing (their packs were just regrouped):
-        // removed when recognisably ours.
+        // removed, whatever is left of their content (named as ours: `load_groups` lists only
+        // such names). Left in place, verify would report them again and again.
         for (key, _) in &bad_groups {
-            if layout::owned(storage, key)? {
-                delete_if_present(storage, key)?;
-            }
+            delete_if_present(storage, key)?;
         }
         report.parity_groups_moved = move_legacy_groups(storage, &groups)?;
         report.foreign_files = layout::foreign(storage)?;

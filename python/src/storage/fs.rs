@@ -56,6 +56,49 @@ fn backend(key: &str, e: std::io::Error) -> StorageError {
     }
 }
 
+/// Open an object for reading. Only a regular file is one: a FIFO, a device or a directory in
+/// its place is damage to that object, reported at once (opened without blocking, so a FIFO
+/// with no writer never hangs the command).
+fn open_object(key: &str, path: &Path) -> Result<File, StorageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| backend(key, e))?;
+    let meta = f.metadata().map_err(|e| backend(key, e))?;
+    if !meta.is_file() {
+        return Err(StorageError::Backend {
+            key: key.to_string(),
+            message: "not a regular file (a directory, FIFO or device is in its place)".into(),
+        });
+    }
+    Ok(f)
+}
+
+/// The whole of an object (see [`open_object`]).
+fn read_object(key: &str, path: &Path) -> Result<Vec<u8>, StorageError> {
+    let mut f = open_object(key, path)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(|e| backend(key, e))?;
+    Ok(buf)
+}
+
+/// Remove an object: its file, or an empty directory in its place (damage repair replaces).
+/// A directory with files in it is never removed: that is an error naming it.
+fn remove_object(key: &str, path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => fs::remove_dir(path)
+            .map_err(|_| StorageError::Backend {
+                key: key.to_string(),
+                message: format!(
+                    "a directory with files in it is in its place ({e}); move it away by hand"
+                ),
+            }),
+        other => other.map_err(|e| backend(key, e)),
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -261,8 +304,9 @@ fn write_once(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
 fn write_exact(key: &str, path: &Path, data: &[u8]) -> Result<(), StorageError> {
     match write_once(key, path, data) {
         Err(StorageError::AlreadyExists(_)) => {
-            if fs::read(path).map_err(|e| backend(key, e))? != data {
-                fs::remove_file(path).map_err(|e| backend(key, e))?;
+            // Other bytes, or no readable file (a directory, FIFO…): damage, replaced.
+            if read_object(key, path).ok().as_deref() != Some(data) {
+                remove_object(key, path)?;
                 write_once(key, path, data)?;
             }
             Ok(())
@@ -296,12 +340,12 @@ impl Storage for FsStorage {
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         self.settle()?;
-        fs::read(self.path(key)?).map_err(|e| backend(key, e))
+        read_object(key, &self.path(key)?)
     }
 
     fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, StorageError> {
         self.settle()?;
-        let mut f = File::open(self.path(key)?).map_err(|e| backend(key, e))?;
+        let mut f = open_object(key, &self.path(key)?)?;
         let size = f.metadata().map_err(|e| backend(key, e))?.len();
         let len = length.min(size.saturating_sub(offset));
         f.seek(SeekFrom::Start(offset))
@@ -359,7 +403,14 @@ impl Storage for FsStorage {
         self.settle()?;
         let path = self.path(key)?;
         // rename(2) replaces the old file atomically: readers see the old or the new bytes.
-        write_via_temp(key, &path, data, |tmp, path| fs::rename(tmp, path))
+        match write_via_temp(key, &path, data, |tmp, path| fs::rename(tmp, path)) {
+            // An (empty) directory in place of the object is damage: removed, then written.
+            Err(_) if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {
+                remove_object(key, &path)?;
+                write_via_temp(key, &path, data, |tmp, path| fs::rename(tmp, path))
+            }
+            other => other,
+        }
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -367,7 +418,7 @@ impl Storage for FsStorage {
             self.settle()?;
         }
         let path = self.path(key)?;
-        fs::remove_file(&path).map_err(|e| backend(key, e))?;
+        remove_object(key, &path)?;
         if let Some(dir) = path.parent() {
             sync_dir(dir).map_err(|e| backend(key, e))?;
         }
