@@ -142,6 +142,10 @@ struct Inner<S> {
     index: RwLock<Option<Index>>,
     /// The index files the loaded index was built from (to notice other processes' changes).
     index_files: Mutex<BTreeSet<String>>,
+    /// Index files found damaged or unreadable when the index was loaded (what is wrong with
+    /// each): their packs were indexed from their `.idx` files instead (readers go on), and
+    /// writers refuse until repair rebuilds the index.
+    index_damage: Mutex<Vec<Error>>,
     /// Locks taken through this handle and not yet released, for [`Repository::refresh_locks`].
     held: Mutex<Vec<Weak<HeldLock>>>,
     /// Whether `config.json` is known to carry every feature this build writes.
@@ -264,6 +268,7 @@ impl<S: Storage> Repository<S> {
                 keys,
                 index: RwLock::new(index),
                 index_files: Mutex::new(BTreeSet::new()),
+                index_damage: Mutex::new(Vec::new()),
                 held: Mutex::new(Vec::new()),
                 writable: AtomicBool::new(false),
                 interrupt: RwLock::new(None),
@@ -563,6 +568,10 @@ impl<S: Storage> Repository<S> {
     /// Read every index file, leaving out packs that are not in storage (one listing): an
     /// index file may name a pack deleted since (an ingest that a prune overtook), and a blob
     /// also stored elsewhere must then be found there, never in the missing pack.
+    ///
+    /// One damaged or unreadable index file costs only itself: the packs no readable index
+    /// file lists are indexed from their `.idx` files (each checked against its pack's id and
+    /// size), and the damage is kept for [`Repository::check_index_sound`].
     fn load_index_once(&self) -> Result<Index> {
         let storage = &self.inner.storage;
         let mut index = IndexBuilder::new();
@@ -571,20 +580,114 @@ impl<S: Storage> Repository<S> {
             .map(|(k, _)| k)
             .collect();
         let present = self.listed_packs()?;
+        let mut damage = Vec::new();
+        let mut indexed = HashSet::new();
         for key in &keys {
-            let data = storage.get(key)?;
-            for p in decode_index_file(&self.inner.keys, key, &data)? {
-                if present.contains(&pack_key(&p.id)) {
-                    index.add_pack(p.id, p.size, &p.entries);
+            let decoded = match storage.get(key) {
+                Err(e @ (StorageError::NotFound(_) | StorageError::Archived { .. })) => {
+                    return Err(e.into())
                 }
+                Err(e) => Err(Error::corruption(
+                    format!("index file {key}"),
+                    format!("cannot be read: {e}"),
+                )),
+                Ok(data) => decode_index_file(&self.inner.keys, key, &data),
+            };
+            match decoded {
+                Ok(packs) => {
+                    for p in packs {
+                        if present.contains(&pack_key(&p.id)) {
+                            index.add_pack(p.id, p.size, &p.entries);
+                            indexed.insert(p.id);
+                        }
+                    }
+                }
+                Err(e) => damage.push(e),
             }
         }
+        if !damage.is_empty() {
+            self.index_from_idx_files(&present, &indexed, &mut index);
+        }
+        *self
+            .inner
+            .index_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = damage;
         *self
             .inner
             .index_files
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(index.finish())
+    }
+
+    /// Add to `index` every pack among `present` (storage keys) that is not in `indexed`, from
+    /// its `.idx` file when that decodes and names the pack (id and size as listed). Packs
+    /// left out are not found by readers, which then name the missing chunk.
+    fn index_from_idx_files(
+        &self,
+        present: &HashSet<String>,
+        indexed: &HashSet<Id>,
+        index: &mut IndexBuilder,
+    ) {
+        let storage = &self.inner.storage;
+        let Ok(listed) = storage.list(crate::layout::PACK_DATA_PREFIX) else {
+            return;
+        };
+        let sizes: std::collections::HashMap<Id, u64> = listed
+            .into_iter()
+            .filter(|(k, _)| present.contains(k))
+            .filter_map(|(k, size)| match crate::layout::classify(&k) {
+                Some((crate::layout::Kind::Pack, Some(id))) => Some((id, size)),
+                _ => None,
+            })
+            .collect();
+        for (id, size) in sizes {
+            if indexed.contains(&id) {
+                continue;
+            }
+            let key = crate::pack::idx_key(&id);
+            let Ok(data) = storage.get(&key) else {
+                continue;
+            };
+            if let Ok((pid, psize, entries)) =
+                crate::pack::decode_idx(&self.inner.keys, &key, &data)
+            {
+                if pid == id && psize == size {
+                    index.add_pack(id, size, &entries);
+                }
+            }
+        }
+    }
+
+    /// Fail when the loaded index was built past damaged index files: readers go on from the
+    /// packs' `.idx` files, but a writer must not reuse blobs the committed index does not
+    /// vouch for.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the first damaged index file and what fixes it.
+    pub(crate) fn check_index_sound(&self) -> Result<()> {
+        drop(self.index()?);
+        let damage = self
+            .inner
+            .index_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match damage.first() {
+            None => Ok(()),
+            Some(e) => Err(Error::corruption(
+                match e {
+                    Error::Corruption { object, .. } => object.clone(),
+                    _ => "index".into(),
+                },
+                format!(
+                    "{}; nothing is written until `repair` rebuilds the index ({} damaged index \
+                     file(s); restores still work)",
+                    e.detail(),
+                    damage.len()
+                ),
+            )),
+        }
     }
 
     /// Keys of every pack in storage (one listing).

@@ -514,9 +514,9 @@ fn a_file_that_cannot_be_read_is_damage_to_that_file_alone_and_repair_rewrites_i
         let scan = repo.scan_snapshots(&SnapshotFilter::default()).unwrap();
         assert!(scan.unreadable.is_empty(), "{case}: {:?}", scan.unreadable);
         assert_eq!(scan.snapshots.len(), f.snapshots.len(), "{case}");
-        if !matches!(kind, "pack" | "idx" | "index") {
-            // A pack is read when restored, an index file when the index is loaded (repair
-            // rebuilds them); every other kind has a version that serves.
+        if kind != "pack" {
+            // A pack is read when restored (repair rebuilds it); an index file's packs are
+            // indexed from their `.idx` files; every other kind has a version that serves.
             for (id, data) in &f.snapshots {
                 let snap = repo.get_snapshot(&id.to_hex()).unwrap();
                 assert_eq!(&restore(&repo, &snap, "f").unwrap(), data, "{case}");
@@ -555,7 +555,7 @@ fn a_file_that_cannot_be_read_is_damage_to_that_file_alone_and_repair_rewrites_i
 fn repair_removes_index_files_and_group_descriptions_damaged_past_their_magic() {
     let f = fixture();
     for kind in ["index", "group"] {
-        for how in ["empty", "magic"] {
+        for how in ["empty", "magic", "flip"] {
             let case = format!("{kind} {how}");
             let mut objects = f.objects.clone();
             let key = objects
@@ -566,9 +566,28 @@ fn repair_removes_index_files_and_group_descriptions_damaged_past_their_magic() 
             let bytes = objects.get_mut(&key).unwrap();
             match how {
                 "empty" => bytes.clear(),
-                _ => bytes[..4].fill(b'X'),
+                "magic" => bytes[..4].fill(b'X'),
+                _ => {
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 1
+                }
             }
             let repo = Repository::open(MemoryStorage::from_objects(objects), Some(PASS)).unwrap();
+            if kind == "index" {
+                // Before repair: every snapshot restores (its packs indexed from their `.idx`
+                // files), and an ingest refuses, naming the damaged file.
+                for (id, data) in &f.snapshots {
+                    let snap = repo.get_snapshot(&id.to_hex()).unwrap();
+                    assert_eq!(&restore(&repo, &snap, "f").unwrap(), data, "{case}");
+                }
+                let e =
+                    ingest_items(&repo, &[("g", b"new")], "2026-06-01T00:00:00Z", &[]).unwrap_err();
+                assert!(matches!(e, Error::Corruption { .. }), "{case}: {e:?}");
+                assert!(
+                    e.to_string().contains(&key) && e.to_string().contains("repair"),
+                    "{case}: {e}"
+                );
+            }
             repo.repair(&lock_info(), &mut TestRng(5), &LockPolicy::NEVER)
                 .unwrap_or_else(|e| panic!("{case}: repair: {e}"));
             let report = repo.verify(VerifyOptions::new(VerifyLevel::Full)).unwrap();

@@ -48,8 +48,8 @@ impl<S: Storage> Repository<S> {
     ///
     /// # Errors
     /// [`Error::Locked`]; [`Error::Unsupported`] when `config.json` needs a feature this build
-    /// cannot write; [`Error::Corruption`] for an index or notice that does not decode;
-    /// [`Error::Storage`].
+    /// cannot write; [`Error::Corruption`] for an index file or notice that does not decode
+    /// (a damaged index file: run repair); [`Error::Storage`].
     pub fn ingest(
         &self,
         lock_info: &LockInfo,
@@ -59,6 +59,7 @@ impl<S: Storage> Repository<S> {
         let lock = self.lock(lock_info, rng.as_mut(), is_stale)?;
         let prepared = self
             .refresh_index()
+            .and_then(|_| self.check_index_sound())
             .and_then(|_| read_notices(self.storage(), self.keys()));
         let doomed = match prepared {
             Ok(d) => d,
