@@ -503,3 +503,52 @@ def test_full_verify_of_an_emptied_pack_reports_it_and_repair_rebuilds_it(
     assert pack.stem in proc.stdout
     assert run(["repair"], cli_env).returncode == 0
     assert pack.read_bytes() == good
+
+
+@pytest.mark.parametrize("what", ["fifo", "directory"])
+def test_a_manifest_replaced_by_a_non_file_without_a_copy_is_named_and_forget_removes_it(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    three_nights: list[tuple[str, bytes]],
+    what: str,
+) -> None:
+    bad = three_nights[2][0]
+    path = manifest(cli_env, bad)
+    path.unlink()
+    manifest(cli_env, bad, copy=True).unlink()
+    if what == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    # Never overlooked: named as unreadable, `latest` refused, prune refuses.
+    listing = run(["snapshots"], cli_env)
+    assert listing.returncode == 1 and bad in listing.stderr, listing.stderr
+    proc = run(["restore", "latest", "-o", str(tmp_path / "x")], cli_env)
+    assert proc.returncode == 1 and bad in proc.stderr
+    repo_dir = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"])
+    proc = run(["prune", "--keep-last", "1"], cli_env)
+    assert proc.returncode == 1 and bad in proc.stderr, proc.stderr
+    # `forget` of that snapshot removes it; then all is clean.
+    proc = run(["forget", bad], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert not path.exists()
+    assert run(["verify", "--level", "full"], cli_env).returncode == 0
+    assert (repo_dir / "config.json").exists()
+
+
+def test_a_lock_file_replaced_by_a_fifo_blocks_like_a_held_lock_and_unlock_force_removes_it(
+    tmp_path: Path, cli_env: dict[str, str], three_nights: list[tuple[str, bytes]]
+) -> None:
+    locks = Path(cli_env["CONTAINERARCHIVE_REPOSITORY"]) / "locks"
+    locks.mkdir(exist_ok=True)
+    fifo = locks / ("ab" * 32 + ".lock")
+    os.mkfifo(fifo)
+    src = tmp_path / "more.sql"
+    src.write_bytes(random_bytes(50_000, 9))
+    proc = run(["prune", "--keep-last", "1"], cli_env)
+    assert proc.returncode == 11, proc.stderr  # locked, never a hang or a storage error
+    assert fifo.name in proc.stderr
+    proc = run(["unlock", "--force"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert not fifo.exists()
+    assert run(["ingest", str(src), "--name", "more.sql"], cli_env).returncode == 0

@@ -151,7 +151,7 @@ impl LockPolicy<'_> {
                 if i.exclusive { "exclusive" } else { "shared" },
                 i.created_at
             ),
-            None if lock.missing => "a lock file that is listed but cannot be read yet".to_string(),
+            None if lock.missing => "a lock file that is listed but cannot be read (not yet, or not at all: `unlock --force` removes it)".to_string(),
             None => "a damaged lock file".to_string(),
         };
         let age = match (lock.written_ms, now_ms) {
@@ -198,7 +198,17 @@ pub fn read_locks(storage: &dyn Storage, keys: &Keys) -> Result<Vec<LockState>> 
                 missing: false,
             }),
             Err(StorageError::NotFound(_)) => vanished.push((key, written_ms)),
-            Err(e) => return Err(e.into()),
+            Err(e @ StorageError::Archived { .. }) => return Err(e.into()),
+            // Cannot be read (an I/O error, which may pass; a FIFO or directory in its place):
+            // as a lock that is listed but not served, it counts, holder unknown. It blocks
+            // until stale by its storage time, and `unlock --force` removes it. (Judged damaged
+            // instead, a live lock read through a failing network would be removed.)
+            Err(_) => out.push(LockState {
+                info: None,
+                key,
+                written_ms,
+                missing: true,
+            }),
         }
     }
     if !vanished.is_empty() {

@@ -162,6 +162,10 @@ impl<S: Storage> Repository<S> {
 
     /// Every index file among `listed` that can be read, merged: the first (in path order)
     /// listing a pack names the index file a restore needs for it.
+    ///
+    /// When an index file cannot be read (damaged, unreadable), the packs no readable index
+    /// file lists are found through their `.idx` files instead, as restores find them: the
+    /// plan then names each such pack's `.idx` as the file its entries come from.
     fn read_listed_indexes(&self, listed: &HashMap<String, u64>) -> Indexed {
         let mut indexed = Indexed::default();
         let mut index_keys: Vec<&String> = listed
@@ -169,13 +173,48 @@ impl<S: Storage> Repository<S> {
             .filter(|k| crate::layout::is(crate::layout::Kind::Index, k))
             .collect();
         index_keys.sort();
+        let mut sources: Vec<(String, Vec<crate::index::IndexedPack>)> = Vec::new();
+        let mut damaged = false;
         for key in index_keys {
-            let Ok(data) = self.storage().get(key) else {
-                continue;
-            };
-            let Ok(packs) = decode_index_file(self.keys(), key, &data) else {
-                continue;
-            };
+            let decoded = self
+                .storage()
+                .get(key)
+                .map_err(Error::from)
+                .and_then(|data| decode_index_file(self.keys(), key, &data));
+            match decoded {
+                Ok(packs) => sources.push((key.clone(), packs)),
+                Err(_) => damaged = true,
+            }
+        }
+        if damaged {
+            let known: std::collections::HashSet<Id> = sources
+                .iter()
+                .flat_map(|(_, packs)| packs.iter().map(|p| p.id))
+                .collect();
+            let mut extra: Vec<(&String, Id, u64)> = listed
+                .iter()
+                .filter_map(|(k, size)| match crate::layout::classify(k) {
+                    Some((crate::layout::Kind::Pack, Some(id))) if !known.contains(&id) => {
+                        Some((k, id, *size))
+                    }
+                    _ => None,
+                })
+                .collect();
+            extra.sort();
+            for (_, id, size) in extra {
+                let key = crate::pack::idx_key(&id);
+                let Ok(data) = self.storage().get(&key) else {
+                    continue;
+                };
+                if let Ok((pid, psize, entries)) = crate::pack::decode_idx(self.keys(), &key, &data)
+                {
+                    if pid == id && psize == size {
+                        sources.push((key, vec![crate::index::IndexedPack { id, size, entries }]));
+                    }
+                }
+            }
+        }
+        for (key, packs) in sources {
             for p in packs {
                 indexed
                     .pack_index

@@ -214,9 +214,11 @@ impl FsStorage {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if meta.is_dir() {
+            if meta.is_dir() && containerarchive_core::layout::classify(&key).is_none() {
                 self.walk(&entry.path(), &key, out)?;
             } else {
+                // A directory named as an object (in place of a manifest, a pack…) is listed
+                // as one: reading it fails, so it is reported as damage, never overlooked.
                 out.push((key, meta.len(), modified_ms(&meta)));
             }
         }

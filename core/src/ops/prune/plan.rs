@@ -216,6 +216,13 @@ impl<S: Storage> Repository<S> {
                 // Withdrawn since listed (an ingest whose commit check failed).
                 Err(Error::SnapshotNotFound(_)) => {}
                 Err(e @ Error::Corruption { .. }) => unreadable.push((*id, e)),
+                // This one file cannot be read (an I/O error, not a regular file): unreadable,
+                // as a damaged one is (an archived manifest stops the prune instead).
+                Err(Error::Storage(e)) if !matches!(e, StorageError::Archived { .. }) => unreadable
+                    .push((
+                        *id,
+                        Error::corruption(format!("snapshot {id}"), format!("cannot be read: {e}")),
+                    )),
                 Err(e) => return Err(e),
             }
         }
