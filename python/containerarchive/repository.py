@@ -22,6 +22,7 @@ from time import monotonic, sleep
 from typing import Any, Literal, TypeVar, overload
 
 from . import _native
+from . import metrics as _metrics
 from ._args import SnapshotRef as SnapshotRef
 from ._args import StrPath as StrPath
 from ._args import TimeLike as TimeLike
@@ -618,10 +619,25 @@ class Repository:
         self,
         level: str = "standard",
         on_error: Callable[[VerifyError], object] | None = None,
+        *,
+        metrics: StrPath | None = None,
     ) -> VerifyResult:
         """Check the repository: ``"quick"`` (metadata and presence), ``"standard"`` (plus
         pack checksums and headers) or ``"full"`` (plus every chunk decoded and re-hashed and
-        every parity shard recomputed). ``on_error`` is called with each error as found."""
+        every parity shard recomputed). ``on_error`` is called with each error as found.
+
+        With ``metrics`` (a file path), the run's outcome is written there for node_exporter's
+        textfile collector (:mod:`containerarchive.metrics`, docs/METRICS.md): success, duration,
+        findings; also when the verify raises."""
+        with _metrics.record(
+            "verify", metrics, {"repository": self.location, "level": str(level)}
+        ) as m:
+            result = self._verify(level, on_error)
+            if m is not None:
+                m.verified(result)
+            return result
+
+    def _verify(self, level: str, on_error: Callable[[VerifyError], object] | None) -> VerifyResult:
         throttle = Throttle(self._events, "verify:progress", "verify")
         listening = self._events.listening("verify:error")
         callback = None
@@ -678,6 +694,7 @@ class Repository:
         keep_days: int | None = None,
         keep_weeks: int | None = None,
         keep_months: int | None = None,
+        metrics: StrPath | None = None,
     ) -> PruneResult:
         """Forget the snapshots a retention policy does not keep, then collect garbage.
 
@@ -695,42 +712,50 @@ class Repository:
         monthly counts. With ``dry_run`` nothing changes and the result is what would happen.
 
         Raises :class:`InvalidArgumentError` for no rule, a bad value, or a policy that would
-        keep none of a group's snapshots (nothing is changed then)."""
-        counts = [
-            _count("keep_last", keep_last),
-            _count("keep_hourly", keep_hourly),
-            _count("keep_daily", keep_daily if keep_daily is not None else keep_days),
-            _count("keep_weekly", keep_weekly if keep_weekly is not None else keep_weeks),
-            _count("keep_monthly", keep_monthly if keep_monthly is not None else keep_months),
-            _count("keep_yearly", keep_yearly),
-        ]
-        spans = [
-            _span("keep_within", keep_within),
-            _span("keep_within_hourly", keep_within_hourly),
-            _span("keep_within_daily", keep_within_daily),
-            _span("keep_within_weekly", keep_within_weekly),
-            _span("keep_within_monthly", keep_within_monthly),
-            _span("keep_within_yearly", keep_within_yearly),
-        ]
-        keep_tags = _keep_tags(keep_tag)
-        groups = _group_by(group_by)
-        filter_tags = _tags(tags)
-        progress = _collect_progress(self._events, "prune")
-        text = self._locking(
-            lambda: self._n.prune(
-                os.getpid(),
-                filter_tags,
-                bool(dry_run),
-                counts,
-                spans,
-                keep_tags,
-                groups,
-                _now(),
-                host=_host(host),
-                progress=progress,
+        keep none of a group's snapshots (nothing is changed then).
+
+        With ``metrics`` (a file path), the run's outcome is written there for node_exporter's
+        textfile collector (docs/METRICS.md): success, duration, snapshots and bytes removed;
+        also when the prune raises."""
+        with _metrics.record("prune", metrics, {"repository": self.location}) as m:
+            counts = [
+                _count("keep_last", keep_last),
+                _count("keep_hourly", keep_hourly),
+                _count("keep_daily", keep_daily if keep_daily is not None else keep_days),
+                _count("keep_weekly", keep_weekly if keep_weekly is not None else keep_weeks),
+                _count("keep_monthly", keep_monthly if keep_monthly is not None else keep_months),
+                _count("keep_yearly", keep_yearly),
+            ]
+            spans = [
+                _span("keep_within", keep_within),
+                _span("keep_within_hourly", keep_within_hourly),
+                _span("keep_within_daily", keep_within_daily),
+                _span("keep_within_weekly", keep_within_weekly),
+                _span("keep_within_monthly", keep_within_monthly),
+                _span("keep_within_yearly", keep_within_yearly),
+            ]
+            keep_tags = _keep_tags(keep_tag)
+            groups = _group_by(group_by)
+            filter_tags = _tags(tags)
+            progress = _collect_progress(self._events, "prune")
+            text = self._locking(
+                lambda: self._n.prune(
+                    os.getpid(),
+                    filter_tags,
+                    bool(dry_run),
+                    counts,
+                    spans,
+                    keep_tags,
+                    groups,
+                    _now(),
+                    host=_host(host),
+                    progress=progress,
+                )
             )
-        )
-        return PruneResult._from_json(text)
+            result = PruneResult._from_json(text)
+            if m is not None:
+                m.pruned(result)
+            return result
 
     def forget(
         self, ids: SnapshotRef | Iterable[SnapshotRef], dry_run: bool = False
@@ -779,6 +804,20 @@ class Repository:
         out of the totals), not raised; :class:`CorruptionError` when the index cannot be
         read, :class:`StorageError` when the storage fails."""
         return RepoStats._from_json(self._n.stats())
+
+    def write_metrics(self, path: StrPath) -> RepoStats:
+        """Write the repository's metrics to ``path`` in the Prometheus text format that
+        node_exporter's textfile collector reads, replacing the file atomically (docs/METRICS.md
+        lists the metrics and example alert rules): per backup series (host and item names, as
+        prune groups snapshots) the newest snapshot's time (Unix seconds), bytes in and added,
+        share of chunks already stored, and the snapshot count; the repository's totals.
+        Returns the totals written. Raises as :meth:`stats`, and :class:`UnusableFileError`
+        naming ``path`` when it cannot be written (a directory, no such directory, no
+        permission)."""
+        stats = self.stats()
+        scan = self.scan_snapshots()
+        _metrics.write_repository_metrics(path, self.location, stats, scan.snapshots)
+        return stats
 
     def snapshots_frame(
         self,

@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import errors
-from .._args import _iso, parse_duration
+from .. import errors, metrics
+from .._args import _iso, _where, parse_duration
 from .._fields import key_before
 from .._format import human_size
 from ..repository import Repository
-from ..types import PlanFile, Snapshot
+from ..types import PlanFile, PruneResult, Snapshot, VerifyResult
 from . import terminal
 from .exits import EXIT_ARCHIVED, EXIT_ERROR, UsageError
 from .terminal import (
@@ -371,7 +371,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _location(args: argparse.Namespace) -> str:
+    """The repository's location as :attr:`Repository.location` spells it (the metrics'
+    ``repository`` label), also when it cannot be opened."""
+    where = _where(_repo_path(args))
+    return str(where)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    labels = {"repository": _location(args), "level": args.level}
+    with metrics.record("verify", args.metrics, labels) as m:
+        result = _verify(args)
+        if m is not None:
+            m.verified(result)
+    return 0 if result.ok else EXIT_ERROR
+
+
+def _verify(args: argparse.Namespace) -> VerifyResult:
     with _open(args) as repo:
         printed = []
 
@@ -403,7 +419,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else ""
         ),
     )
-    return 0 if result.ok else EXIT_ERROR
+    return result
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
@@ -449,6 +465,15 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    with metrics.record("prune", args.metrics, {"repository": _location(args)}) as m:
+        r, snaps = _prune(args)
+        if m is not None:
+            m.pruned(r)
+    _emit(args, r.to_dict(), _collect_text(r, snaps))
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> tuple[PruneResult, dict[str, Snapshot]]:
     rules = [
         k
         for k, v in vars(args).items()
@@ -483,8 +508,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             tags=_parse_tags(args.tag),
             dry_run=args.dry_run,
         )
-    _emit(args, r.to_dict(), _collect_text(r, snaps))
-    return 0
+    return r, snaps
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -497,7 +521,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args) as repo:
-        st = repo.stats()
+        st = repo.write_metrics(args.prometheus) if args.prometheus else repo.stats()
         location = repo.location
     doc = {"repository": location, **st.to_dict()}
     width = max(len(k) for k, _ in st._rows())

@@ -139,7 +139,8 @@ _EXAMPLES = {
         containerarchive unlock --force    # every lock: only when no other process runs""",
     "stats": """
         containerarchive stats
-        containerarchive stats --json | jq .dedup_ratio""",
+        containerarchive stats --json | jq .dedup_ratio
+        containerarchive stats --prometheus /var/lib/node_exporter/textfile/backup.prom""",
 }
 
 
@@ -353,6 +354,7 @@ def _add_verify(sub: Any, common: argparse.ArgumentParser) -> None:
         help="quick: metadata and presence; standard (default): plus pack checksums; full: "
         "plus every chunk decoded and every parity shard recomputed",
     )
+    _metrics_option(p, "verify")
     p.set_defaults(func=cmd_verify)
 
 
@@ -432,6 +434,7 @@ def _add_prune(sub: Any, common: argparse.ArgumentParser) -> None:
         help="apply the policy only to snapshots with this tag",
     )
     p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
+    _metrics_option(p, "prune")
     p.set_defaults(func=cmd_prune)
 
 
@@ -486,7 +489,24 @@ def _add_unlock(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_stats(sub: Any, common: argparse.ArgumentParser) -> None:
     p = _add(sub, "stats", common, "show repository totals: sizes, deduplication, compression")
+    p.add_argument(
+        "--prometheus",
+        metavar="FILE",
+        help="also write the repository's metrics to FILE (node_exporter textfile format, "
+        "replaced atomically): per backup series (host + items) the last snapshot's time, "
+        "size in and added, dedup ratio and snapshot count; repository totals (docs/METRICS.md)",
+    )
     p.set_defaults(func=cmd_stats)
+
+
+def _metrics_option(p: Any, command: str) -> None:
+    p.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help=f"write this {command}'s outcome to FILE (node_exporter textfile format, replaced "
+        "atomically): success 1/0, duration, findings, time of the last success; written also "
+        "when the command fails (docs/METRICS.md)",
+    )
 
 
 #: Every command, in the order ``--help`` lists them.
