@@ -34,13 +34,12 @@ impl Chunker {
         self.buf.extend_from_slice(data);
     }
 
-    /// Cut the pending bytes; hand every finished chunk to `f` (in order) and keep the rest.
-    /// With `eof` the stream ended, so the tail is a chunk too.
-    pub fn cut<E>(
-        &mut self,
-        eof: bool,
-        mut f: impl FnMut(&[&[u8]]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    /// Cut the pending bytes and take every finished chunk out as a [`Batch`] that owns its
+    /// bytes, so that it can be processed while the next bytes are cut; the rest stays pending.
+    /// With `eof` the stream ended, so the tail is a chunk too. `spare` is a buffer to reuse
+    /// (its content is discarded): the rest moves into it, and the batch keeps the old buffer.
+    /// `None` when no chunk is finished yet.
+    pub fn cut_off(&mut self, eof: bool, mut spare: Vec<u8>) -> Option<Batch> {
         let p = &self.params;
         let mut spans: Vec<(usize, usize)> = FastCDC::new(
             &self.buf,
@@ -55,12 +54,35 @@ impl Chunker {
         }
         let consumed = spans.last().map_or(0, |(o, l)| o + l);
         if consumed == 0 {
-            return Ok(());
+            return None;
         }
-        let chunks: Vec<&[u8]> = spans.iter().map(|&(o, l)| &self.buf[o..o + l]).collect();
-        f(&chunks)?;
-        self.buf.drain(..consumed);
-        Ok(())
+        spare.clear();
+        spare.extend_from_slice(&self.buf[consumed..]);
+        let mut buf = std::mem::replace(&mut self.buf, spare);
+        buf.truncate(consumed);
+        Some(Batch { buf, spans })
+    }
+}
+
+/// Consecutive chunks of a stream, with their bytes ([`Chunker::cut_off`]).
+#[derive(Debug)]
+pub struct Batch {
+    buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// The chunks, in stream order.
+    pub fn chunks(&self) -> Vec<&[u8]> {
+        self.spans
+            .iter()
+            .map(|&(o, l)| &self.buf[o..o + l])
+            .collect()
+    }
+
+    /// The buffer, for the chunker to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 }
 
@@ -86,18 +108,13 @@ mod tests {
         for p in input.chunks(piece) {
             c.push(p);
             if c.pending() > 4 << 20 {
-                c.cut(false, |cs| {
-                    out.extend(cs.iter().map(|c| c.to_vec()));
-                    Ok::<_, ()>(())
-                })
-                .unwrap();
+                let b = c.cut_off(false, Vec::new()).expect("chunks finished");
+                out.extend(b.chunks().iter().map(|c| c.to_vec()));
             }
         }
-        c.cut(true, |cs| {
-            out.extend(cs.iter().map(|c| c.to_vec()));
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+        if let Some(b) = c.cut_off(true, Vec::new()) {
+            out.extend(b.chunks().iter().map(|c| c.to_vec()));
+        }
         out
     }
 

@@ -36,7 +36,7 @@ struct Hooked<'a> {
     reads: bool,
     events: AtomicU64,
     at: AtomicU64,
-    hook: Mutex<Option<Box<dyn FnOnce() + 'a>>>,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
 }
 
 impl<'a> Hooked<'a> {
@@ -50,7 +50,7 @@ impl<'a> Hooked<'a> {
         }
     }
 
-    fn arm(&self, at: u64, hook: Box<dyn FnOnce() + 'a>) {
+    fn arm(&self, at: u64, hook: Box<dyn FnOnce() + Send + 'a>) {
         self.events.store(0, Ordering::SeqCst);
         self.at.store(at, Ordering::SeqCst);
         *self.hook.lock().unwrap() = Some(hook);
@@ -171,7 +171,7 @@ fn prune_as<S: Storage>(repo: &Repository<S>, policy: StaleCheck<'_>, seed: u64)
 use containerarchive_core::lock::StaleCheck;
 
 /// One snapshot with item "d" = `data`, tagged with its content's name, by `who` at `at`.
-fn ingest_as<S: Storage>(
+fn ingest_as<S: Storage + Send + Sync>(
     repo: &Repository<S>,
     who: &LockInfo,
     policy: StaleCheck<'_>,

@@ -27,13 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from prometheus_client.parser import text_string_to_metric_families
-
 from ._files import _unusable
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
+
     from .types import PruneResult, RepoStats, Snapshot, VerifyResult
+
+# prometheus_client is imported where a file is written or read, not with the package: it
+# takes ~70 ms and ~10 MB to import, which every command would otherwise pay.
 
 PREFIX = "containerarchive"
 
@@ -44,7 +46,15 @@ def _series_key(s: Snapshot) -> tuple[str, str]:
     return (s.host or "", ",".join(sorted(i.name for i in s.items)))
 
 
+def _registry() -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
 def _gauge(registry: CollectorRegistry, name: str, doc: str, labels: list[str]) -> Gauge:
+    from prometheus_client import Gauge
+
     return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
 
 
@@ -54,6 +64,8 @@ def _write(path: str | os.PathLike[str], registry: CollectorRegistry) -> None:
     target = Path(path)
     if target.is_dir():
         raise _unusable(target, "is a directory: give the metrics file's name")
+    from prometheus_client import write_to_textfile
+
     try:
         write_to_textfile(str(target), registry)
     except OSError as e:
@@ -73,7 +85,7 @@ def write_repository_metrics(
     them), ``stats`` the totals of :meth:`Repository.stats`; ``location`` labels every metric
     (``repository``). Raises :class:`UnusableFileError` when ``path`` cannot be written (a
     directory, a missing directory, no permission)."""
-    reg = CollectorRegistry()
+    reg = _registry()
     series = ["repository", "host", "items"]
     last_time = _gauge(
         reg,
@@ -162,6 +174,8 @@ def write_repository_metrics(
 
 def _previous_value(path: Path, name: str) -> float | None:
     """The value of metric ``name`` in the metrics file at ``path``, if it has one."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         text = path.read_text(encoding="utf-8")
         for family in text_string_to_metric_families(text):
@@ -224,7 +238,7 @@ class OperationMetrics:
         op = self.operation
         names = sorted(self.labels)
         values = [self.labels[n] for n in names]
-        reg = CollectorRegistry()
+        reg = _registry()
 
         def put(name: str, doc: str, value: float) -> None:
             _gauge(reg, f"{op}_{name}", doc, names).labels(*values).set(value)
@@ -272,6 +286,8 @@ def record(
 
 def metric_families(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``{sample name with labels: value}`` of a metrics file (for tests and scripts)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, Any] = {}
     for family in text_string_to_metric_families(Path(path).read_text(encoding="utf-8")):
         for s in family.samples:

@@ -1,7 +1,8 @@
 //! Ingest: byte streams in, a snapshot out (`containerarchive ingest`, `Repository.ingest`).
 //!
 //! [`Repository::ingest`] takes a shared lock and returns an [`Ingest`]; each item's bytes go
-//! through the pipeline in order: FastCDC cut ([`crate::chunk`]) → chunk ids on all cores →
+//! through the pipeline in order, one batch of chunks processed while the next is cut:
+//! FastCDC cut ([`crate::chunk`]) → chunk ids (and, with delta encoding, features) on all cores →
 //! dedup against the index and this session → blob codec ([`crate::blob`]) → pack builder
 //! ([`crate::pack`]) → when a pack is full: its id and parity in one pass ([`crate::parity`]),
 //! pack and `.idx` stored, every 64 packs an index file. [`Ingest::commit`] flushes, writes
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset};
 
 use crate::blob::{encode_blob, encode_chunk_list, encode_delta_blob};
-use crate::chunk::Chunker;
+use crate::chunk::{Batch, Chunker};
 use crate::compress::Compression;
 use crate::config::CompressionConfig;
 use crate::crypto::{random_bytes, RandomSource, NONCE_LEN};
@@ -27,7 +28,7 @@ use crate::notice::{check_packs_present, read_notices};
 use crate::pack::{
     base_closure, encode_idx, idx_key, pack_key, Bases, BlobExtra, BlobKind, PackBuilder,
 };
-use crate::parallel::par_map;
+use crate::parallel::{join, par_map};
 use crate::parity::{ParityBuilder, GROUP_SIZE};
 use crate::repo::Repository;
 use crate::scan::read_with_bases;
@@ -71,6 +72,8 @@ impl<S: Storage> Repository<S> {
         let chunker = Chunker::new(self.config().chunker);
         Ok(Ingest {
             chunker,
+            cut: None,
+            spare: Vec::new(),
             writer: Writer {
                 repo: self.clone(),
                 rng,
@@ -110,6 +113,9 @@ struct NewChunk<'a> {
     id: Id,
     nonce: [u8; NONCE_LEN],
     features: Option<Features>,
+    /// The stored chunks most similar to it ([`Index::similar`]), before the checks that
+    /// each can serve as a base.
+    similar: Vec<Id>,
     bases: Vec<(Id, Arc<Vec<u8>>)>,
     whole: bool,
 }
@@ -228,8 +234,15 @@ struct Writer<S: Storage> {
 }
 
 /// An ingest in progress: items are written one after another, then committed as one snapshot.
+///
+/// The stream is cut into batches of chunks; each batch is processed (hashed, deduplicated,
+/// encoded, packed) while the chunker cuts the next one, on the worker pool.
 pub struct Ingest<S: Storage> {
     chunker: Chunker,
+    /// The batch cut last, processed while the next one is cut.
+    cut: Option<Batch>,
+    /// The buffer of the batch processed last, for the chunker to reuse.
+    spare: Vec<u8>,
     writer: Writer<S>,
 }
 
@@ -267,35 +280,51 @@ impl<S: Storage> Writer<S> {
     fn process(&mut self, chunks: &[&[u8]]) -> Result<()> {
         let repo = self.repo.clone();
         let keys = repo.keys();
-        let ids = par_map(chunks.to_vec(), |c| keys.chunk_id(c));
+        let delta = repo.delta();
         let mut todo = Vec::new();
-        {
+        let ids: Vec<Id> = {
             let guard = repo.index()?;
             let index = guard.as_ref().expect("index loaded");
-            for (i, id) in ids.iter().enumerate() {
-                if self.is_known(id, index) {
+            // One pass per chunk on the pool: its id and, with delta encoding, for a chunk the
+            // index does not hold, its features and the stored chunks most similar to it (the
+            // chunk is still in the core's cache from hashing).
+            let analysed = par_map(chunks.to_vec(), |c| {
+                let id = keys.chunk_id(c);
+                if !delta || c.len() < MIN_DELTA_CHUNK || index.contains(&id) {
+                    return (id, None, Vec::new());
+                }
+                let f = delta::features(keys, c);
+                let similar = index.similar(&f);
+                (id, Some(f), similar)
+            });
+            let mut ids = Vec::with_capacity(analysed.len());
+            for (i, (id, features, similar)) in analysed.into_iter().enumerate() {
+                ids.push(id);
+                if self.is_known(&id, index) {
                     self.stats.reused_chunks += 1;
                 } else {
-                    self.session.insert(*id);
+                    self.session.insert(id);
                     self.stats.new_chunks += 1;
                     todo.push(NewChunk {
                         data: chunks[i],
-                        id: *id,
+                        id,
                         nonce: [0u8; NONCE_LEN],
-                        features: None,
+                        features,
+                        similar,
                         bases: Vec::new(),
                         // Stored already but not usable (its pack is being deleted, or it is a
                         // delta whose base is gone): stored again whole, so that this copy
                         // wins in every index (a full copy wins over a delta).
-                        whole: index.contains(id),
+                        whole: index.contains(&id),
                     });
                 }
             }
-        }
+            ids
+        };
         for t in &mut todo {
             t.nonce = self.nonce();
         }
-        if repo.delta() {
+        if delta {
             self.find_bases(&mut todo)?;
         }
         let cfg = repo.config().compression;
@@ -325,29 +354,40 @@ impl<S: Storage> Writer<S> {
         Ok(())
     }
 
-    /// Delta encoding: each new chunk's resemblance features (on all cores), the most similar
-    /// stored chunks ([`Index::similar`]; each, and every chunk it needs, in a pack no prune is
-    /// deleting), and their plaintexts, read for the whole batch at once. A base that cannot be read is no error: the chunk is stored
-    /// full. A base used joins the packs the commit checks.
+    /// Delta encoding: of the stored chunks most similar to each new chunk (found with its id,
+    /// [`Index::similar`]), those that can serve as its bases (each, and every chunk it needs,
+    /// in a pack no prune is deleting), and their plaintexts, read for the whole batch at once.
+    /// A base that cannot be read is no error: the chunk is stored full. A base used joins the
+    /// packs the commit checks.
     fn find_bases(&mut self, todo: &mut [NewChunk<'_>]) -> Result<()> {
         let repo = self.repo.clone();
         let keys = repo.keys();
-        let features = par_map(todo.iter().map(|c| c.data).collect(), |data| {
-            (data.len() >= MIN_DELTA_CHUNK).then(|| delta::features(keys, data))
+        // A chunk the index holds (stored again whole: its pack is being deleted, or its base
+        // is gone) had no features computed; it needs them as a future base.
+        let missing: Vec<usize> = (0..todo.len())
+            .filter(|i| todo[*i].features.is_none() && todo[*i].data.len() >= MIN_DELTA_CHUNK)
+            .collect();
+        let computed = par_map(missing.iter().map(|i| todo[*i].data).collect(), |data| {
+            delta::features(keys, data)
         });
+        for (i, f) in missing.into_iter().zip(computed) {
+            todo[i].features = Some(f);
+        }
         // (chunk, base location) for every base of every chunk, in each chunk's base order.
         let mut wanted: Vec<(usize, Location)> = Vec::new();
         {
             let guard = repo.index()?;
             let index = guard.as_ref().expect("index loaded");
-            for (i, (c, f)) in todo.iter_mut().zip(features).enumerate() {
-                c.features = f;
-                let Some(f) = c.features.as_ref().filter(|_| !c.whole) else {
+            for (i, c) in todo.iter_mut().enumerate() {
+                if c.whole {
                     continue;
-                };
+                }
                 // A base, and every chunk it needs, in a pack no prune is deleting.
                 let usable = |b: &Id| index.get(b).filter(|l| !self.avoid.contains(&l.pack));
-                for b in index.similar(f).into_iter().filter(|b| *b != c.id) {
+                for b in std::mem::take(&mut c.similar)
+                    .into_iter()
+                    .filter(|b| *b != c.id)
+                {
                     if let Some(loc) = usable(&b) {
                         if index.closure(&b).iter().all(|x| usable(x).is_some()) {
                             wanted.push((i, loc));
@@ -609,7 +649,7 @@ fn open_parity_group<S: Storage>(repo: &Repository<S>) -> Result<ParityBuilder> 
 /// Bytes buffered before chunking: enough for many chunks per parallel batch.
 const CHUNK_BATCH_BYTES: usize = 4 << 20;
 
-impl<S: Storage> Ingest<S> {
+impl<S: Storage + Send + Sync> Ingest<S> {
     /// Begin a new item; the previous one must be finished.
     pub fn start_item(&mut self, name: &str, kind: &str) -> Result<()> {
         validate_item_name(name)?;
@@ -703,11 +743,31 @@ impl<S: Storage> Ingest<S> {
             self.chunker.push(now);
             data = later;
             if self.chunker.pending() >= limit {
-                let writer = &mut self.writer;
-                self.chunker.cut(false, |chunks| writer.process(chunks))?;
+                self.advance(false)?;
             }
         }
         Ok(())
+    }
+
+    /// Cut the pending bytes into a batch while the batch cut before is processed (FastCDC is
+    /// one serial pass; with both on the worker pool, one worker cuts while the other starts
+    /// on the batch, and takes its share of that batch's work once the cut is done).
+    fn advance(&mut self, eof: bool) -> Result<()> {
+        let spare = std::mem::take(&mut self.spare);
+        let previous = self.cut.take();
+        let (chunker, writer) = (&mut self.chunker, &mut self.writer);
+        let (next, done) = join(
+            || chunker.cut_off(eof, spare),
+            || match &previous {
+                Some(batch) => writer.process(&batch.chunks()),
+                None => Ok(()),
+            },
+        );
+        if let Some(batch) = previous {
+            self.spare = batch.into_buffer();
+        }
+        self.cut = next;
+        done
     }
 
     /// End the current item.
@@ -719,9 +779,12 @@ impl<S: Storage> Ingest<S> {
         if self.writer.item.is_none() {
             return Err(Error::InvalidArgument("no item is open".into()));
         }
-        let writer = &mut self.writer;
-        self.chunker.cut(true, |chunks| writer.process(chunks))?;
-        writer.finish_item()
+        self.advance(true)?;
+        if let Some(last) = self.cut.take() {
+            self.writer.process(&last.chunks())?;
+            self.spare = last.into_buffer();
+        }
+        self.writer.finish_item()
     }
 
     /// Renew this ingest's lock (also done by [`Repository::refresh_locks`] from a timer).

@@ -80,7 +80,7 @@ pub fn sql_dump(rows: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-pub fn ingest_items<S: Storage>(
+pub fn ingest_items<S: Storage + Send + Sync>(
     repo: &Repository<S>,
     items: &[(&str, &[u8])],
     at: &str,
