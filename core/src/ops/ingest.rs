@@ -779,11 +779,10 @@ impl<S: Storage + Send + Sync> Ingest<S> {
         if self.writer.item.is_none() {
             return Err(Error::InvalidArgument("no item is open".into()));
         }
+        // The first round cuts the tail while the batch before it is processed; the second
+        // cuts nothing and processes the tail.
         self.advance(true)?;
-        if let Some(last) = self.cut.take() {
-            self.writer.process(&last.chunks())?;
-            self.spare = last.into_buffer();
-        }
+        self.advance(true)?;
         self.writer.finish_item()
     }
 
